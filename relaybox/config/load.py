@@ -1,0 +1,951 @@
+"""Read a relaybox TOML file into a validated, frozen `Config`, reporting every problem at once.
+
+Each problem names the file, the dotted key and its line, in words an office admin can act on.
+This module only reads; editing a file while keeping its comments is `config.edit`'s job.
+
+Exceptions::
+
+    Exception
+    └── ConfigError      (.problems: every error found, each a `Problem`)
+
+Warnings (dangerous but valid settings) are never raised; `check_config` and
+`load_config_with_warnings` return them as `Problem`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import tomlkit
+import tomlkit.exceptions
+
+from relaybox.config.model import (
+    DEFAULT_LISTENER,
+    Config,
+    LimitsConfig,
+    ListenerConfig,
+    LogConfig,
+    Network,
+    ServerConfig,
+    SocketAddress,
+    default_config,
+    default_config_path,
+)
+
+__all__ = [
+    "ConfigError",
+    "Problem",
+    "check_config",
+    "load_config",
+    "load_config_with_warnings",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or risky) in a config file, located as precisely as the text allows."""
+
+    file: str
+    """The config file as the admin named it."""
+    line: int | None
+    """1-based line of the offending key or item; None when it cannot be found in the text."""
+    key: str
+    """Dotted path such as `listeners[0].allowed_networks[1]`; empty for whole-file problems."""
+    message: str
+    """What is wrong and what to do instead."""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; `problems` lists every reason, not just the first."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a config file.
+
+    Args:
+        path: The file to read. None means `default_config_path()`; when that file does not
+            exist either, the embedded `default_config()` is returned, so relaybox runs out of
+            the box.
+
+    Returns:
+        The validated configuration, with `source` set to the file it came from.
+
+    Raises:
+        ConfigError: The file is missing (when named explicitly), unreadable, not TOML, or has
+            any invalid setting. All problems are collected before raising.
+    """
+    return load_config_with_warnings(path)[0]
+
+
+def load_config_with_warnings(path: Path | None) -> tuple[Config, list[Problem]]:
+    """Like `load_config`, but also return the warnings, so a starting engine can log them.
+
+    Returns:
+        The configuration and the warnings about dangerous but valid settings.
+
+    Raises:
+        ConfigError: As `load_config`.
+    """
+    config, errors, warnings = _load(path)
+    if errors or config is None:
+        raise ConfigError(errors)
+    return config, warnings
+
+
+def check_config(path: Path | None) -> tuple[list[Problem], list[Problem]]:
+    """Validate a config file without raising, for `relaybox check-config`.
+
+    Args:
+        path: As for `load_config`. None with no default file checks the embedded default,
+            which has neither errors nor warnings.
+
+    Returns:
+        `(errors, warnings)`, each sorted by line. Warnings are only computed for the parts of
+        the file that are valid.
+    """
+    _, errors, warnings = _load(path)
+    return errors, warnings
+
+
+# --- reading the file ------------------------------------------------------------------------
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "limits": LimitsConfig,
+    "log": LogConfig,
+}
+_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners"]
+
+
+def _load(path: Path | None) -> tuple[Config | None, list[Problem], list[Problem]]:
+    """Read, parse and validate; the single path behind all three public functions."""
+    if path is None:
+        path = default_config_path()
+        if not path.exists():
+            return default_config(), [], []
+    file = str(path)
+    if not path.exists():
+        missing = "file not found; check the path, or leave out --config to use the default file"
+        return None, [_whole_file(file, missing)], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        return None, [_whole_file(file, "this is a folder; name the config file inside it")], []
+    except UnicodeDecodeError:
+        return None, [_whole_file(file, "not a text file in UTF-8; save it as UTF-8 text")], []
+    except OSError as exc:
+        return None, [_whole_file(file, f"cannot read the file: {exc.strerror or exc}")], []
+
+    try:
+        data = tomlkit.parse(text).unwrap()
+    except tomlkit.exceptions.ParseError as exc:
+        return None, [Problem(file, exc.line, "", _syntax_message(exc))], []
+
+    validator = _Validator(file, path.absolute().parent, _index_key_lines(text))
+    config = validator.build(data)
+    if config is not None:
+        config = dataclasses.replace(config, source=path)
+    return config, _by_line(validator.errors), _by_line(validator.warnings)
+
+
+def _whole_file(file: str, message: str) -> Problem:
+    return Problem(file, None, "", message)
+
+
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    """File order reads best; problems without a line go last, in the order they were found."""
+    return sorted(problems, key=lambda p: math.inf if p.line is None else p.line)
+
+
+def _syntax_message(exc: tomlkit.exceptions.ParseError) -> str:
+    """tomlkit's message without its own position suffix, plus what to look for."""
+    detail = re.sub(r" at line \d+ col \d+$", "", str(exc)).rstrip(".")
+    if "already exists" in detail:
+        return (
+            f"{detail}: this key or table is written twice; keep only one "
+            "(each [[listeners]] block is a separate listener, but [server], [limits] and "
+            "[log] may appear once)"
+        )
+    if "\\x00" in detail:
+        return "the file ends in the middle of a value; look for an unclosed [ or quote"
+    return (
+        f"this is not valid TOML ({detail}, column {exc.col + 1}); "
+        'check for a missing quote, bracket, comma or "=" on this line'
+    )
+
+
+# --- where each key is written ---------------------------------------------------------------
+
+
+class _KeyLines:
+    """Finds the line of a dotted key, falling back to its nearest written parent."""
+
+    def __init__(self, lines: dict[str, int]) -> None:
+        self._lines = lines
+
+    def __call__(self, key: str) -> int | None:
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = _parent_key(key)
+        return None
+
+
+def _parent_key(key: str) -> str:
+    """`a[0].b[1]` -> `a[0].b` -> `a[0]` -> `a` -> ``."""
+    if key.endswith("]"):
+        return key[: key.rindex("[")]
+    return key[: key.rindex(".")] if "." in key else ""
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _index_key_lines(text: str) -> _KeyLines:
+    """Map every table header, key and array item in valid TOML text to its 1-based line.
+
+    tomllib keeps no positions and tomlkit's items do not reliably carry them, so this scans
+    the text itself. It only runs on text tomlkit has accepted, and it is best effort: if it
+    gets confused, the keys it has not reached simply have no line.
+    """
+    lines: dict[str, int] = {}
+    try:
+        _KeyLineScanner(text, lines).scan()
+    except (IndexError, ValueError):
+        pass
+    return _KeyLines(lines)
+
+
+class _KeyLineScanner:
+    """A small TOML tokenizer that records positions instead of values."""
+
+    _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+    _SCALAR_END = " \t\r\n#,]}"
+
+    def __init__(self, text: str, lines: dict[str, int]) -> None:
+        self.text = text
+        self.pos = 0
+        self.line = 1
+        self.lines = lines
+        self.table = ""
+        self.aot_counts: dict[str, int] = {}
+
+    def scan(self) -> None:
+        while True:
+            self._skip_blank(newlines=True)
+            if self.pos >= len(self.text):
+                return
+            start = self.pos
+            if self.text.startswith("[[", self.pos):
+                self._advance(2)
+                self._array_table_header(self._key())
+            elif self.text[self.pos] == "[":
+                self._advance(1)
+                self._table_header(self._key())
+            else:
+                line = self.line
+                key = _join(self.table, ".".join(self._key()))
+                self._expect("=")
+                self.lines.setdefault(key, line)
+                self._value(key)
+            self._skip_to_line_end()
+            if self.pos == start:  # never loop forever on text we do not understand
+                self._advance(1)
+
+    def _table_header(self, segments: list[str]) -> None:
+        self.table = self._resolve(segments)
+        self.lines.setdefault(self.table, self.line)
+
+    def _array_table_header(self, segments: list[str]) -> None:
+        base = _join(self._resolve(segments[:-1]), segments[-1])
+        count = self.aot_counts.get(base, 0)
+        self.aot_counts[base] = count + 1
+        self.lines.setdefault(base, self.line)
+        self.table = f"{base}[{count}]"
+        self.lines[self.table] = self.line
+
+    def _resolve(self, segments: list[str]) -> str:
+        """A header's path, with the current index of every array of tables it passes through."""
+        path = ""
+        for segment in segments:
+            path = _join(path, segment)
+            if path in self.aot_counts:
+                path = f"{path}[{self.aot_counts[path] - 1}]"
+        return path
+
+    def _key(self) -> list[str]:
+        segments = []
+        while True:
+            self._skip_blank()
+            char = self.text[self.pos]
+            if char in "\"'":
+                start = self.pos
+                self._string()
+                segments.append(self.text[start + 1 : self.pos - 1])
+            else:
+                match = self._BARE_KEY.match(self.text, self.pos)
+                if match is None:
+                    raise ValueError("not a key")
+                segments.append(match.group())
+                self._advance(match.end() - self.pos)
+            self._skip_blank()
+            if self.pos < len(self.text) and self.text[self.pos] == ".":
+                self._advance(1)
+                continue
+            return segments
+
+    def _value(self, key: str) -> None:
+        self._skip_blank()
+        char = self.text[self.pos]
+        if char == "[":
+            self._array(key)
+        elif char == "{":
+            self._inline_table(key)
+        elif char in "\"'":
+            self._string()
+        else:
+            while self.pos < len(self.text) and self.text[self.pos] not in self._SCALAR_END:
+                self._advance(1)
+
+    def _array(self, key: str) -> None:
+        self._advance(1)
+        index = 0
+        while True:
+            self._skip_blank(newlines=True)
+            char = self.text[self.pos]
+            if char == "]":
+                self._advance(1)
+                return
+            if char == ",":
+                self._advance(1)
+                continue
+            item = f"{key}[{index}]"
+            self.lines.setdefault(item, self.line)
+            start = self.pos
+            self._value(item)
+            if self.pos == start:
+                self._advance(1)
+            index += 1
+
+    def _inline_table(self, key: str) -> None:
+        self._advance(1)
+        while True:
+            self._skip_blank(newlines=True)
+            char = self.text[self.pos]
+            if char == "}":
+                self._advance(1)
+                return
+            if char == ",":
+                self._advance(1)
+                continue
+            line = self.line
+            sub_key = _join(key, ".".join(self._key()))
+            self._expect("=")
+            self.lines.setdefault(sub_key, line)
+            self._value(sub_key)
+
+    def _string(self) -> None:
+        quote = self.text[self.pos]
+        delimiter = quote * 3 if self.text.startswith(quote * 3, self.pos) else quote
+        self._advance(len(delimiter))
+        while not self.text.startswith(delimiter, self.pos):
+            if quote == '"' and self.text[self.pos] == "\\":
+                self._advance(1)
+            self._advance(1)
+            if self.pos >= len(self.text):
+                raise ValueError("unterminated string")
+        self._advance(len(delimiter))
+        # A multi-line string may end with up to two extra quotes that belong to its content.
+        extra = 0
+        while len(delimiter) == 3 and extra < 2 and self.text.startswith(quote, self.pos):
+            self._advance(1)
+            extra += 1
+
+    def _expect(self, char: str) -> None:
+        self._skip_blank()
+        if not self.text.startswith(char, self.pos):
+            raise ValueError(f"expected {char}")
+        self._advance(1)
+
+    def _skip_blank(self, newlines: bool = False) -> None:
+        """Skip spaces and tabs; with `newlines`, also line ends and comments."""
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char in " \t" or (newlines and char in "\r\n"):
+                self._advance(1)
+            elif newlines and char == "#":
+                self._skip_to_line_end()
+            else:
+                return
+
+    def _skip_to_line_end(self) -> None:
+        end = self.text.find("\n", self.pos)
+        self.pos = len(self.text) if end == -1 else end
+
+    def _advance(self, count: int) -> None:
+        self.line += self.text.count("\n", self.pos, self.pos + count)
+        self.pos += count
+
+
+# --- turning values into dataclasses ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Allowed numeric values of one setting, and the unit to name in the message."""
+
+    low: float
+    high: float | None = None
+    low_inclusive: bool = True
+    unit: str = ""
+
+    def violation(self, value: float) -> str | None:
+        """Why `value` is out of range, or None when it is fine."""
+        unit = f" {self.unit}" if self.unit else ""
+        too_low = value < self.low if self.low_inclusive else value <= self.low
+        if self.high is not None and (too_low or value > self.high):
+            return f"must be between {self.low:g} and {self.high:g}{unit} (got {value:g})"
+        if too_low and self.low_inclusive:
+            return f"must be {self.low:g}{unit} or more (got {value:g})"
+        if too_low:
+            return f"must be more than {self.low:g}{unit} (got {value:g})"
+        return None
+
+
+_POSITIVE = _Range(0, low_inclusive=False)
+_TIMEOUT = _Range(0, 3600, low_inclusive=False, unit="seconds")
+
+_RANGES: dict[str, _Range] = {
+    "server.min_free_space_mb": _Range(0, unit="MB"),
+    "limits.max_message_size": _Range(1024, 2**31, unit="bytes"),
+    "limits.max_recipients": _POSITIVE,
+    "limits.max_line_length": _Range(78, 100_000, unit="characters"),
+    "limits.max_command_length": _Range(512, 4096, unit="characters"),
+    "limits.idle_timeout": _TIMEOUT,
+    "limits.data_timeout": _TIMEOUT,
+    "limits.max_connections": _POSITIVE,
+    "limits.max_connections_per_ip": _POSITIVE,
+    "limits.max_messages_per_minute_per_ip": _Range(0),
+    "listeners.greet_pause": _Range(0, 300, unit="seconds"),
+}
+"""Keyed by `section.field` (listeners without an index); fields not listed have no range."""
+
+_PORT = _Range(0, 65535)
+
+_WIDE_PREFIX = {4: 8, 6: 32}
+"""Allowed networks shorter than these prefixes are warned about. An IPv4 /8 is a large
+company's whole address block; /32 is what a registry hands a whole ISP in IPv6."""
+
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _describe(value: object) -> str:
+    """What an admin wrote, in their words rather than Python's."""
+    if isinstance(value, bool):
+        return f"a true/false value ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"a whole number ({value})"
+    if isinstance(value, float):
+        return f"a decimal number ({value:g})"
+    if isinstance(value, str):
+        return f'text ("{value}")'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a date/time ({value})"
+
+
+def _quoted_hint(value: object) -> str:
+    """Numbers and true/false written in quotes are the commonest type mistake; say so."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(-?[0-9_.]+|true|false)\s*", value):
+        return "; remove the quotes"
+    return ""
+
+
+class _Validator:
+    """Turns the parsed TOML into a `Config`, collecting errors and warnings as it goes."""
+
+    def __init__(self, file: str, base_dir: Path, key_lines: _KeyLines) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.key_lines = key_lines
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.append(self._problem(key, message))
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(self._problem(key, message))
+
+    def _problem(self, key: str, message: str) -> Problem:
+        # Values quoted in messages may hold line breaks; one problem must stay one line.
+        return Problem(self.file, self.key_lines(key), key, message.translate(_ONE_LINE))
+
+    def build(self, data: dict[str, Any]) -> Config | None:
+        """The config, or None when any error was recorded (all of them are, before returning)."""
+        self._unknown_keys("", data, _TOP_LEVEL_KEYS, "the top level")
+        sections: dict[str, Any] = {}
+        for name, cls in _SECTIONS.items():
+            table = data.get(name, {})
+            if not isinstance(table, dict):
+                self.error(
+                    name,
+                    f"must be a table, written as a [{name}] line with its settings "
+                    f"below it, not {_describe(table)}",
+                )
+                table = {}
+            sections[name] = self._section(name, name, cls, table)
+        listeners = self._listeners(data)
+        if self.errors:
+            return None
+        return Config(listeners=listeners, **sections)
+
+    def _unknown_keys(
+        self, prefix: str, table: dict[str, Any], known: list[str], where: str
+    ) -> None:
+        for key in table:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                hint = f'did you mean "{close[0]}"?'
+            else:
+                hint = f"{where} may contain: {', '.join(known)}"
+            self.error(_join(prefix, key), f"unknown key ({hint})")
+
+    def _section(
+        self, prefix: str, range_prefix: str, cls: type[Any], table: dict[str, Any]
+    ) -> Any:
+        """Build one dataclass from its table; None when any of its settings is wrong."""
+        fields = [f for f in dataclasses.fields(cls) if f.name != "source"]
+        where = f"a [{prefix}] table" if "[" not in prefix else "a [[listeners]] block"
+        self._unknown_keys(prefix, table, [f.name for f in fields], where)
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        valid = True
+        for field in fields:
+            key = _join(prefix, field.name)
+            if field.name not in table:
+                if (
+                    field.default is dataclasses.MISSING
+                    and field.default_factory is dataclasses.MISSING
+                ):
+                    self.error(
+                        prefix,
+                        f'has no "{field.name}" key; add one, like '
+                        f"{field.name} = {_EXAMPLES.get(field.name, '...')}",
+                    )
+                    valid = False
+                continue
+            value = self._value(
+                key, f"{range_prefix}.{field.name}", hints[field.name], table[field.name]
+            )
+            if value is None:
+                valid = False
+            else:
+                values[field.name] = value
+        return cls(**values) if valid else None
+
+    def _value(self, key: str, setting: str, hint: Any, value: object) -> Any:
+        """Check and convert one setting by its type in the model; None (once reported) if wrong."""
+        if hint is bool:
+            return self._bool(key, value)
+        if hint is int or hint is float:
+            number = self._number(key, value, whole=hint is int)
+            if number is not None and setting in _RANGES:
+                message = _RANGES[setting].violation(number)
+                if message:
+                    self.error(key, message)
+                    return None
+            return number
+        if hint is str:
+            text = self._str(key, value)
+            if text is not None and setting == "server.hostname":
+                return self._hostname(key, text)
+            return text
+        if hint is Path or hint == (Path | None):
+            path = self._path(key, value)
+            if path is not None and setting == "log.file":
+                return self._log_file(key, path)
+            return path
+        if typing.get_origin(hint) is Literal:
+            return self._choice(key, value, typing.get_args(hint))
+        if hint == tuple[SocketAddress, ...]:
+            return self._listen(key, value)
+        if hint == tuple[Network, ...]:
+            return self._networks(key, value)
+        raise TypeError(f"config.load has no rule for {setting} ({hint!r}); add one to _value")
+
+    def _type_error(self, key: str, expected: str, value: object) -> None:
+        self.error(key, f"must be {expected}, not {_describe(value)}{_quoted_hint(value)}")
+
+    def _bool(self, key: str, value: object) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        self._type_error(key, "true or false (without quotes)", value)
+        return None
+
+    def _number(self, key: str, value: object, *, whole: bool) -> float | None:
+        # bool is an int subclass in Python, but `true` is never a sensible count.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._type_error(
+                key, "a whole number, like 300" if whole else "a number, like 2.5", value
+            )
+            return None
+        if whole and isinstance(value, float):
+            suggestion = f"; write {int(value)}" if value.is_integer() else ""
+            self.error(key, f"must be a whole number (got {value!r}){suggestion}")
+            return None
+        if not math.isfinite(value):
+            self.error(key, f"must be an ordinary number (got {value})")
+            return None
+        return value if whole else float(value)
+
+    def _str(self, key: str, value: object) -> str | None:
+        if isinstance(value, str):
+            return value
+        self._type_error(key, 'text in quotes, like "example"', value)
+        return None
+
+    def _choice(self, key: str, value: object, allowed: tuple[str, ...]) -> str | None:
+        choices = ", ".join(f'"{choice}"' for choice in allowed)
+        if not isinstance(value, str):
+            self._type_error(key, f"one of {choices}", value)
+            return None
+        if value in allowed:
+            return value
+        hint = f' (values are lower-case: "{value.lower()}")' if value.lower() in allowed else ""
+        self.error(key, f'"{value}" is not allowed here; use one of {choices}{hint}')
+        return None
+
+    def _hostname(self, key: str, name: str) -> str | None:
+        """A DNS host name (RFC 1123 §2.1), because it goes into HELO and Received: headers."""
+        example = 'use a name like "mail.example.com"'
+        problem = None
+        try:
+            ipaddress.ip_address(name)
+            problem = (
+                f'"{name}" is an IP address; use this machine\'s DNS name, {example} '
+                "(it is sent in HELO and written in Received: headers)"
+            )
+        except ValueError:
+            if not name:
+                problem = f"must not be empty; {example}"
+            elif len(name) > 253:
+                problem = f"is {len(name)} characters long; a host name has at most 253"
+            else:
+                bad = [label for label in name.split(".") if not _HOST_LABEL.fullmatch(label)]
+                if bad:
+                    label = bad[0]
+                    reason = (
+                        "an empty part (two dots in a row, or a dot at the start or end)"
+                        if not label
+                        else f'the part "{label}", which may only hold letters, digits and '
+                        "hyphens (not at its start or end), at most 63 of them"
+                    )
+                    problem = f'"{name}" is not a valid host name: it has {reason}; {example}'
+        if problem:
+            self.error(key, problem)
+            return None
+        return name
+
+    def _path(self, key: str, value: object) -> Path | None:
+        """A path; `~` is the user's home and relative paths start at the config file's folder."""
+        text = self._str(key, value)
+        if text is None:
+            return None
+        if not text.strip():
+            self.error(key, 'must not be empty; give a path like "/var/lib/relaybox"')
+            return None
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:
+            self.error(key, f'"{text}": cannot find that user\'s home folder; write the full path')
+            return None
+        if not path.is_absolute():
+            path = self.base_dir / path
+        return Path(os.path.normpath(path))
+
+    def _log_file(self, key: str, path: Path) -> Path | None:
+        if path.is_dir():
+            self.error(
+                key, f"{path} is a folder; name a file inside it, like {path / 'relaybox.log'}"
+            )
+            return None
+        if not path.parent.is_dir():
+            self.error(
+                key,
+                f"the folder {path.parent} does not exist; create it, or choose a "
+                "file in an existing folder",
+            )
+            return None
+        return path
+
+    def _list(self, key: str, value: object, example: str) -> list[Any] | None:
+        if isinstance(value, list):
+            return value
+        self._type_error(key, f"a list in square brackets, like {example}", value)
+        return None
+
+    def _listen(self, key: str, value: object) -> tuple[SocketAddress, ...] | None:
+        items = self._list(key, value, _EXAMPLES["listen"])
+        if items is None:
+            return None
+        if not items:
+            self.error(key, f"must list at least one address, like {_EXAMPLES['listen']}")
+            return None
+        addresses = [self._socket_address(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(address is None for address in addresses):
+            return None
+        return tuple(address for address in addresses if address is not None)
+
+    def _socket_address(self, key: str, value: object) -> SocketAddress | None:
+        """Parse `host:port` or `[v6]:port`; the host must be an address literal."""
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "127.0.0.1:2525"', value)
+            return None
+        bracketed = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", value)
+        if bracketed:
+            host, port = bracketed.group(1), bracketed.group(2)
+        elif value.count(":") > 1:
+            self.error(
+                key,
+                f'"{value}": write an IPv6 address in square brackets followed by '
+                'the port, like "[::1]:2525"',
+            )
+            return None
+        else:
+            host, _, port = value.partition(":")
+            port = port if ":" in value else None
+        if not port:
+            example = f"[{host}]:2525" if bracketed else f"{host or '127.0.0.1'}:2525"
+            self.error(key, f'"{value}" has no port; add one after a colon, like "{example}"')
+            return None
+        if not port.isdigit():
+            self.error(key, f'"{value}": the port "{port}" must be a number from 0 to 65535')
+            return None
+        if _PORT.violation(int(port)):
+            self.error(
+                key,
+                f'"{value}": the port must be from 0 to 65535 (got {port}); 0 means any free port',
+            )
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            self.error(
+                key,
+                f'"{host}" is not an IP address: relaybox binds addresses, not names, '
+                "because a name can stand for several addresses or change later. "
+                'Use "127.0.0.1" for this machine only, "0.0.0.0" for every IPv4 '
+                'address or "[::]" for every IPv6 address, or the address of one '
+                "network card",
+            )
+            return None
+        if bracketed and address.version == 4:
+            self.error(
+                key,
+                f'"{value}": square brackets are only for IPv6 addresses; write "{host}:{port}"',
+            )
+            return None
+        return SocketAddress(str(address), int(port))
+
+    def _networks(self, key: str, value: object) -> tuple[Network, ...] | None:
+        items = self._list(key, value, _EXAMPLES["allowed_networks"])
+        if items is None:
+            return None
+        networks = [self._network(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(network is None for network in networks):
+            return None
+        return tuple(network for network in networks if network is not None)
+
+    def _network(self, key: str, value: object) -> Network | None:
+        """A CIDR network or a single address (which becomes a /32 or /128)."""
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "192.168.1.0/24"', value)
+            return None
+        try:
+            return ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            pass
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            self.error(
+                key,
+                f'"{value}" is not a network; write one like "192.168.1.0/24", or a '
+                'single address like "192.168.1.10"',
+            )
+            return None
+        host = value.split("/")[0]
+        single = 32 if network.version == 4 else 128
+        self.error(
+            key,
+            f'"{value}" has bits set after the /{network.prefixlen} prefix; the '
+            f'network that contains it is "{network}" (or write "{host}/{single}" '
+            "for that one machine)",
+        )
+        return None
+
+    # --- listeners ---------------------------------------------------------------------------
+
+    def _listeners(self, data: dict[str, Any]) -> tuple[ListenerConfig, ...]:
+        if "listeners" not in data:
+            return (DEFAULT_LISTENER,)
+        blocks = data["listeners"]
+        if isinstance(blocks, dict):
+            self.error(
+                "listeners",
+                "write each listener as its own [[listeners]] block (with "
+                "double square brackets), not [listeners]",
+            )
+            return ()
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            self.error(
+                "listeners",
+                "must be [[listeners]] blocks, one per listener, each with "
+                "its own listen = [...] line",
+            )
+            return ()
+        if not blocks:
+            self.error(
+                "listeners",
+                "relaybox needs at least one listener; add a [[listeners]] "
+                f"block with listen = {_EXAMPLES['listen']}",
+            )
+            return ()
+        built: list[tuple[int, ListenerConfig]] = []
+        for index, block in enumerate(blocks):
+            prefix = f"listeners[{index}]"
+            listener = self._section(prefix, "listeners", ListenerConfig, block)
+            if listener is not None:
+                built.append((index, listener))
+        self._duplicate_addresses(built)
+        for index, listener in built:
+            self._listener_warnings(f"listeners[{index}]", listener)
+        return tuple(listener for _, listener in built)
+
+    def _duplicate_addresses(self, listeners: list[tuple[int, ListenerConfig]]) -> None:
+        """Two binds of one port on one address (or a wildcard of the same family) cannot both
+        succeed; say so now rather than with EADDRINUSE at start."""
+        seen: list[tuple[SocketAddress, str]] = []
+        for index, listener in listeners:
+            owner = f"listeners[{index}]"
+            for position, address in enumerate(listener.listen):
+                if address.port == 0:  # each bind gets its own free port
+                    continue
+                for earlier, earlier_owner in seen:
+                    message = _clash(address, earlier, earlier_owner, owner)
+                    if message:
+                        self.error(f"{owner}.listen[{position}]", message)
+                        break
+                seen.append((address, owner))
+
+    def _listener_warnings(self, prefix: str, listener: ListenerConfig) -> None:
+        exposed = [a for a in listener.listen if not ipaddress.ip_address(a.host).is_loopback]
+        exposed_text = ", ".join(str(a) for a in exposed)
+        if listener.role == "relay" and not listener.allowed_networks:
+            self.warn(
+                prefix,
+                "this relay listener has no allowed_networks, so no client may "
+                "send mail through it; add the networks of the machines that send "
+                'mail, like allowed_networks = ["192.168.1.0/24"]',
+            )
+        for position, network in enumerate(listener.allowed_networks):
+            key = f"{prefix}.allowed_networks[{position}]"
+            if (
+                listener.role == "relay"
+                and exposed
+                and any(
+                    network.overlaps(loopback)
+                    for loopback in _LOOPBACK
+                    if loopback.version == network.version
+                )
+            ):
+                self.warn(
+                    key,
+                    f"this relay listener can be reached from other machines "
+                    f"({exposed_text}) and trusts {network}, which includes this "
+                    "machine's own loopback addresses. Every program on this machine "
+                    "may then relay, and so may anything that reaches relaybox "
+                    "through a local proxy, port forward or NAT, because those "
+                    "connections appear to come from this machine. Give local programs "
+                    "their own listener on 127.0.0.1 and trust only your office "
+                    "networks here",
+                )
+            if network.prefixlen < _WIDE_PREFIX[network.version]:
+                size = (
+                    f"every IPv{network.version} address"
+                    if network.prefixlen == 0
+                    else f"{network.num_addresses:,} addresses"
+                )
+                self.warn(
+                    key,
+                    f"{network} covers {size}; everyone in it may send mail through "
+                    "relaybox, which makes it an open relay if this listener can be "
+                    "reached from the internet. List only your office networks, like "
+                    '"192.168.1.0/24" (networks wider than an IPv4 /8 or an IPv6 /32 '
+                    "are reported)",
+                )
+        if listener.role == "submission" and listener.tls == "none" and exposed:
+            self.warn(
+                f"{prefix}.tls",
+                f"this submission listener can be reached from other "
+                f"machines ({exposed_text}) without TLS, so passwords "
+                'cross the network unencrypted; use tls = "starttls" or '
+                '"implicit"',
+            )
+
+
+def _clash(
+    address: SocketAddress, earlier: SocketAddress, earlier_owner: str, owner: str
+) -> str | None:
+    """Why `address` cannot be bound next to `earlier`, or None when both can be."""
+    if address.port != earlier.port:
+        return None
+    where = "this listener" if earlier_owner == owner else earlier_owner
+    if address == earlier:
+        return f"{address} is already listed in {where}; each address and port can be used once"
+    ip, earlier_ip = ipaddress.ip_address(address.host), ipaddress.ip_address(earlier.host)
+    if ip.version != earlier_ip.version:
+        return None  # asyncio binds IPv6 sockets IPV6_V6ONLY, so [::] does not take 0.0.0.0
+    if ip.is_unspecified or earlier_ip.is_unspecified:
+        wildcard = "0.0.0.0" if ip.version == 4 else "[::]"
+        return (
+            f"{address} overlaps {earlier} in {where}: {wildcard} means every IPv{ip.version} "
+            f"address of this machine, so both cannot use port {address.port}; use a "
+            "different port, or list only specific addresses"
+        )
+    return None
+
+
+_EXAMPLES = {
+    "listen": '["127.0.0.1:2525"]',
+    "allowed_networks": '["192.168.1.0/24"]',
+}
+"""Examples quoted in messages about list settings."""
