@@ -1,0 +1,467 @@
+"""The `relaybox` command: run the relay, and the admin subcommands that work beside it.
+
+Parsing arguments and printing results is all this module does; the work is `engine`'s and
+`admin`'s. Exit codes: 0 success, 1 failure (or problems found), 2 usage or config errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from . import __version__
+from .admin import Admin
+from .config import (
+    Config,
+    ConfigError,
+    check_config,
+    default_config_path,
+    load_config_with_warnings,
+    sample_config_text,
+)
+from .engine import Engine
+from .maillog import setup_logging
+from .spool import UNFINISHED_STATES, MessageDetail, MessageFilter, Spool, SpoolError
+from .statedir import DATABASE_NAME, EngineRunning, ensure_state_dir
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_CONFIG = 2
+
+
+def _add_config(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Only the top-level parser has a default: argparse copies every default of a subparser
+    # over what the parent parsed, so a subparser default would silently discard the PATH of
+    # `relaybox --config PATH queue`.
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=None if top else argparse.SUPPRESS,
+        help=f"config file (default: {default_config_path()}; without it, the embedded default)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relaybox",
+        description="relaybox: an SMTP relay with a durable spool and a terminal UI.",
+    )
+    parser.add_argument("--version", action="version", version=f"relaybox {__version__}")
+    _add_config(parser, top=True)
+    parser.add_argument(
+        "--headless", action="store_true", help="run the relay without the terminal UI"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log format (overrides [log] format)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write the commented sample config to the config path")
+    _add_config(p)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("check-config", help="validate a config file and print its problems")
+    p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
+    _add_config(p)
+
+    p = sub.add_parser("queue", help="list messages not yet finished, as mailq does")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--all", action="store_true", help="include finished messages still kept for viewing"
+    )
+
+    p = sub.add_parser("show", help="show one message: envelope, headers, transcripts")
+    p.add_argument("queue_id", metavar="ID")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("suppress", help="the suppression list: recipients refused at RCPT")
+    _add_config(p)
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = ssub.add_parser("add", help="refuse mail to an address")
+    a.add_argument("address")
+    a.add_argument("--reason", default="added by an admin", help="shown in the 550 reply")
+    a.add_argument("--days", type=float, help="expire after this many days (default: never)")
+    _add_config(a)
+    r = ssub.add_parser("remove", help="accept mail to an address again")
+    r.add_argument("address")
+    _add_config(r)
+    ls = ssub.add_parser("list", help="list suppressed addresses")
+    ls.add_argument("--json", action="store_true")
+    _add_config(ls)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `relaybox` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # `relaybox queue | head`: the reader went away. Say nothing more (and keep Python from
+        # complaining about stdout again at exit), as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAIL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    try:
+        if command is None:
+            return _run(args)
+        if command == "init":
+            return _init(args)
+        if command == "check-config":
+            return _check_config(args)
+        config = _load(args)
+        if config is None:
+            return EXIT_CONFIG
+        if command == "queue":
+            return _with_admin(config, lambda admin: _queue(admin, args, sys.stdout))
+        if command == "show":
+            return _with_admin(config, lambda admin: _show(admin, args, sys.stdout))
+        if command == "suppress":
+            return _with_admin(config, lambda admin: _suppress(admin, args), write=True)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {command}")
+
+
+# ---------------------------------------------------------------------- config
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    try:
+        config, warnings = load_config_with_warnings(args.config)
+    except ConfigError as exc:
+        print(f"relaybox: the configuration has problems:\n{exc}", file=sys.stderr)
+        return None
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _init(args: argparse.Namespace) -> int:
+    path: Path = args.config or default_config_path()
+    if path.exists() and not args.force:
+        print(f"relaybox: {path} already exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_FAIL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(sample_config_text())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    print(f"check it with: relaybox check-config {path}")
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path: Path | None = args.path or args.config
+    if path is None and not default_config_path().exists():
+        print(f"no config file at {default_config_path()}: the embedded default is used")
+        print("ok")
+        return EXIT_OK
+    errors, warnings = check_config(path)
+    for problem in errors:
+        print(problem)
+    for warning in warnings:
+        print(_as_warning(str(warning)))
+    if errors:
+        return EXIT_FAIL
+    print("ok")
+    return EXIT_OK
+
+
+def _as_warning(line: str) -> str:
+    """`file:line: key: text` -> `file:line: key: warning: text`."""
+    head, sep, text = line.rpartition(": ")
+    return f"{head}{sep}warning: {text}" if sep else f"warning: {line}"
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    if not args.headless:
+        print(
+            "relaybox: the terminal UI is not built yet; running headless (Ctrl+C stops)",
+            file=sys.stderr,
+        )
+    fmt = args.log_format or config.log.format
+    log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+    try:
+        return asyncio.run(_serve(config, log))
+    finally:
+        log.close()
+
+
+async def _serve(config: Config, log: Any) -> int:
+    engine = Engine(config, log)
+    try:
+        await engine.start()
+    except EngineRunning as exc:
+        print(f"relaybox: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except (OSError, SpoolError) as exc:
+        print(f"relaybox: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGUSR1, log.reopen)
+    try:
+        await stopping.wait()
+    finally:
+        # A second SIGTERM or Ctrl+C during the graceful stop ends the process at once. SIGUSR1
+        # keeps its handler until the end: its default action would kill the relay while it
+        # finishes transactions in flight, just because logrotate ran.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        try:
+            await engine.stop()
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- admin commands
+
+
+def _with_admin(
+    config: Config, job: Callable[[Admin], Awaitable[int]], *, write: bool = False
+) -> int:
+    """Run `job` against the spool of `config`; reads never take the engine's lock.
+
+    A spool that does not exist yet is created (empty), so `relaybox queue` on a fresh machine
+    says the queue is empty instead of failing.
+    """
+
+    async def go() -> int:
+        path = config.server.state_dir / DATABASE_NAME
+        try:
+            if write or not path.exists():
+                await asyncio.to_thread(ensure_state_dir, config.server.state_dir)
+                spool = await Spool.open(path)
+            else:
+                spool = await Spool.open_for_reading(path)
+        except (SpoolError, OSError) as exc:
+            print(f"relaybox: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        try:
+            return await job(Admin(spool))
+        finally:
+            await spool.close()
+
+    return asyncio.run(go())
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+async def _queue(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    flt = MessageFilter(states=() if args.all else UNFINISHED_STATES)
+    rows = await admin.list_all(flt)
+    recipients = await admin.spool.recipients_of([r.id for r in rows]) if rows else {}
+    if args.json:
+        json.dump(
+            [
+                {
+                    "queue_id": r.queue_id,
+                    "arrived_at": _iso(r.arrived_at),
+                    "sender": r.sender,
+                    "size": r.size,
+                    "state": r.state,
+                    "attempts": r.attempts,
+                    "next_attempt_at": _iso(r.next_attempt_at),
+                    "last_reply": r.last_reply,
+                    "recipients": [
+                        {
+                            "address": rc.address,
+                            "state": rc.state,
+                            "attempts": rc.attempts,
+                            "next_attempt_at": _iso(rc.next_attempt_at),
+                            "last_reply": rc.last_reply,
+                        }
+                        for rc in recipients.get(r.id, [])
+                    ],
+                }
+                for r in rows
+            ],
+            out,
+            indent=2,
+        )
+        out.write("\n")
+        return EXIT_OK
+    if not rows:
+        out.write("Mail queue is empty\n")
+        return EXIT_OK
+    # The layout of Postfix's mailq, so admins read it without thinking.
+    out.write("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
+    marks = {"active": "*", "held": "!"}
+    total = 0
+    for r in rows:
+        total += r.size
+        arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(r.arrived_at))
+        qid = r.queue_id + marks.get(r.state, "")
+        out.write(f"{qid:<14} {r.size:>8} {arrival}  {r.sender or 'MAILER-DAEMON'}\n")
+        for rc in recipients.get(r.id, []):
+            if rc.last_reply and rc.state not in ("delivered",):
+                out.write(f"{'':<45}({rc.last_reply})\n")
+            out.write(f"{'':<45}{rc.address}\n")
+        out.write("\n")
+    n = len(rows)
+    out.write(f"-- {(total + 1023) // 1024} Kbytes in {n} Request{'s' if n != 1 else ''}.\n")
+    return EXIT_OK
+
+
+def _detail_json(detail: MessageDetail) -> dict[str, Any]:
+    row = asdict(detail.row)
+    row.pop("id")
+    row["arrived_at"] = _iso(detail.row.arrived_at)
+    row["next_attempt_at"] = _iso(detail.row.next_attempt_at)
+    return {
+        **row,
+        "recipients": [
+            {
+                **asdict(rc),
+                "next_attempt_at": _iso(rc.next_attempt_at),
+                "updated_at": _iso(rc.updated_at),
+            }
+            for rc in detail.recipients
+        ],
+        "client": {
+            "ip": detail.client_ip,
+            "port": detail.client_port,
+            "helo": detail.helo,
+            "listener": detail.listener,
+            "auth_user": detail.auth_user,
+            "tls": detail.tls,
+        },
+        "session_id": detail.session_id,
+        "body_8bit": detail.body_8bit,
+        "smtputf8": detail.smtputf8,
+        "headers": [[k, v] for k, v in detail.headers],
+        "inbound_transcript": [
+            {"at": _iso(line.at), "direction": line.direction, "text": line.text}
+            for line in detail.inbound_transcript
+        ],
+    }
+
+
+async def _show(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+    detail = await admin.show(args.queue_id)
+    if detail is None:
+        print(f"relaybox: no message with queue ID {args.queue_id}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.json:
+        json.dump(_detail_json(detail), out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    r = detail.row
+    w = out.write
+    w(f"Queue ID:   {r.queue_id}\n")
+    w(f"State:      {r.state}\n")
+    w(f"Arrived:    {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(r.arrived_at))}\n")
+    w(
+        f"Size:       {r.size} bytes{' (8-bit)' if detail.body_8bit else ''}"
+        f"{' SMTPUTF8' if detail.smtputf8 else ''}\n"
+    )
+    w(f"Sender:     <{r.sender}>\n")
+    w(
+        f"Client:     [{detail.client_ip}]:{detail.client_port} helo={detail.helo}"
+        f" listener={detail.listener}\n"
+    )
+    w(f"Auth:       {detail.auth_user or '-'}    TLS: {detail.tls or 'none'}\n")
+    w("Recipients:\n")
+    for rc in detail.recipients:
+        extra = f"  attempts={rc.attempts}" if rc.attempts else ""
+        reply = f"  {rc.last_reply}" if rc.last_reply else ""
+        w(f"  {rc.address:<40} {rc.state}{extra}{reply}\n")
+    w("\nHeaders:\n")
+    for key, value in detail.headers:
+        # A folded header keeps its CRLFs in the store; print each fold as a line of its own.
+        folded = "\n  ".join(value.split("\r\n"))
+        w(f"  {key}: {folded}\n")
+    w(f"\nInbound session {detail.session_id}:\n")
+    for line in detail.inbound_transcript:
+        stamp = (
+            time.strftime("%H:%M:%S", time.localtime(line.at))
+            + f".{int(line.at * 1000) % 1000:03d}"
+        )
+        arrow = {"C": "C:", "S": "S:", "-": "--"}.get(line.direction, line.direction)
+        w(f"  {stamp} {arrow} {line.text}\n")
+    return EXIT_OK
+
+
+async def _suppress(admin: Admin, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        try:
+            address = await admin.suppress_add(args.address, args.reason, args.days)
+        except ValueError as exc:
+            print(f"relaybox: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        print(
+            f"suppressed {address}: mail to it is refused at RCPT (a running engine picks "
+            "this up within 5 seconds)"
+        )
+        return EXIT_OK
+    if args.action == "remove":
+        if await admin.suppress_remove(args.address):
+            print(f"removed {args.address.lower()}")
+            return EXIT_OK
+        print(f"relaybox: {args.address} is not on the suppression list", file=sys.stderr)
+        return EXIT_FAIL
+    rows = await admin.suppress_list()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "address": r.address,
+                        "reason": r.reason,
+                        "created_at": _iso(r.created_at),
+                        "expires_at": _iso(r.expires_at),
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not rows:
+        print("The suppression list is empty")
+    for r in rows:
+        expires = f" expires {_iso(r.expires_at)}" if r.expires_at else ""
+        print(f"{r.address}  since {_iso(r.created_at)}{expires}  {r.reason}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The relay engine: owns the state directory, the spool, the listeners and the event bus.
+
+It runs on whatever asyncio loop is current (the headless runner's, or later the TUI's), knows
+nothing of any UI, and is driven by `start()` and `stop()`. Periodic housekeeping that touches the
+disk (free space, the suppression list) runs in threads so the loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+
+from .admin import Admin
+from .config.model import Config, SocketAddress
+from .events import EventBus
+from .inbound import InboundContext, InboundSMTP, start_listener
+from .maillog import MailLog
+from .spool import Spool
+from .statedir import DATABASE_NAME, StateLock, ensure_state_dir
+
+__all__ = ["Engine"]
+
+FREE_SPACE_INTERVAL = 2.0
+SUPPRESSION_REFRESH_INTERVAL = 5.0
+SHUTDOWN_GRACE = 30.0
+
+
+class Engine:
+    """One relay: `await engine.start()`, serve, `await engine.stop()`."""
+
+    def __init__(self, config: Config, log: MailLog, clock: Callable[[], float] = time.time):
+        self._config = config
+        self.log = log
+        self.clock = clock
+        self.bus = EventBus()
+        self.spool: Spool | None = None
+        self.admin: Admin | None = None
+        self.bound: list[tuple[str, SocketAddress]] = []
+        """(listener name, address actually bound) for every listening socket."""
+        self.started_at: float | None = None
+        self._lock = StateLock(config.server.state_dir)
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ctx: InboundContext | None = None
+        self._free_space_mb: float | None = None
+        self._suppressed: dict[str, str] = {}
+        self._stopped = asyncio.Event()
+
+    @property
+    def config(self) -> Config:
+        """The config in force; sessions read it once when they start."""
+        return self._config
+
+    async def start(self) -> None:
+        """Lock the state directory, open the spool and start listening.
+
+        Raises EngineRunning if another engine holds the state directory, SpoolError if the
+        database cannot be opened, OSError if a listener cannot bind. Nothing is left running
+        when it raises.
+        """
+        state_dir = self._config.server.state_dir
+        os.umask(0o077)  # spool, database and logs are for the relay's user only
+        await asyncio.to_thread(ensure_state_dir, state_dir)
+        self._lock.acquire()
+        try:
+            self.spool = await Spool.open(state_dir / DATABASE_NAME)
+            self.admin = Admin(self.spool)
+            await self._refresh_free_space()
+            await self._refresh_suppression()
+            self._ctx = InboundContext(
+                config=lambda: self._config,
+                spool=self.spool,
+                bus=self.bus,
+                log=self.log,
+                suppression=self.suppression_reason,
+                free_space_mb=lambda: self._free_space_mb,
+                clock=self.clock,
+            )
+            for listener in self._config.listeners:
+                for server, address in await start_listener(self._ctx, listener):
+                    self._servers.append(server)
+                    self.bound.append((listener.name, address))
+        except BaseException:
+            await self._close_everything()
+            raise
+        self.started_at = self.clock()
+        self._tasks = [
+            asyncio.create_task(self._every(FREE_SPACE_INTERVAL, self._refresh_free_space)),
+            asyncio.create_task(
+                self._every(SUPPRESSION_REFRESH_INTERVAL, self._refresh_suppression)
+            ),
+        ]
+        self.log.event(
+            "started",
+            pid=os.getpid(),
+            state_dir=str(state_dir),
+            listening=" ".join(f"{addr}" for _, addr in self.bound),
+            config=str(self._config.source) if self._config.source else "embedded default",
+        )
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let transactions in flight finish (up to `grace` s), then close."""
+        if self._ctx is None:
+            await self._close_everything()
+            return
+        ctx = self._ctx
+        ctx.shutting_down = True
+        for server in self._servers:
+            server.close()
+        idle = [s for s in ctx.sessions if not s.in_transaction]
+        await asyncio.gather(*(s.close_for_shutdown() for s in idle), return_exceptions=True)
+        deadline = time.monotonic() + grace
+        while any(s.in_transaction for s in ctx.sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left: list[InboundSMTP] = list(ctx.sessions)
+        await asyncio.gather(*(s.close_for_shutdown() for s in left), return_exceptions=True)
+        await asyncio.sleep(0)  # let connection_lost callbacks queue their transcripts
+        self.log.event("stopped", unfinished_sessions=len([s for s in left if s.in_transaction]))
+        await self._close_everything()
+
+    async def _close_everything(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+        if self.spool is not None:
+            await self.spool.close()
+            self.spool = None
+        self._lock.release()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once `stop()` has finished."""
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _every(self, interval: float, job: Callable[[], object]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = job()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                self.log.exception("housekeeping-failed", job=getattr(job, "__name__", "job"))
+
+    async def _refresh_free_space(self) -> None:
+        def measure() -> float:
+            st = os.statvfs(self._config.server.state_dir)
+            return st.f_bavail * st.f_frsize / 1_048_576
+
+        self._free_space_mb = await asyncio.to_thread(measure)
+
+    async def _refresh_suppression(self) -> None:
+        """Keep an in-memory copy so RCPT never waits on the disk (CLI edits show within 5 s)."""
+        assert self.spool is not None
+        now = self.clock()
+        rows = await self.spool.suppression_list()
+        fresh = {
+            row.address: f"{row.reason} (since {_day(row.created_at)})"
+            for row in rows
+            if row.expires_at is None or row.expires_at > now
+        }
+        self._suppressed.clear()
+        self._suppressed.update(fresh)
+
+    def suppression_reason(self, address: str) -> str | None:
+        """Why mail to `address` is refused, or None."""
+        return self._suppressed.get(address.lower())
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))

@@ -1,0 +1,165 @@
+"""Typed facts the engine publishes, and the bus that carries them to subscribers.
+
+Events are frozen dataclasses named in the past tense. The bus never makes the engine wait: each
+subscriber has a bounded queue, and when it overflows the oldest events are dropped and the
+subscriber is told (`dropped`), so it can re-read a snapshot through `admin` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "MessageAccepted",
+    "MessageRejected",
+    "SessionClosed",
+    "SessionLine",
+    "SessionOpened",
+    "Subscription",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event."""
+
+    at: float = field(default_factory=time.time, kw_only=True)
+    """Wall-clock time of the fact (seconds since the epoch)."""
+
+
+@dataclass(frozen=True)
+class SessionOpened(Event):
+    """A client connected to a listener."""
+
+    session_id: str
+    listener: str
+    client_ip: str
+    client_port: int
+
+
+@dataclass(frozen=True)
+class SessionLine(Event):
+    """One line of a live SMTP session: a command from the client or a reply from us."""
+
+    session_id: str
+    direction: Literal["C", "S", "-"]
+    """`C` client, `S` server, `-` a note (TLS, size of DATA)."""
+    text: str
+
+
+@dataclass(frozen=True)
+class SessionClosed(Event):
+    """A client session ended (QUIT, timeout, drop or shutdown)."""
+
+    session_id: str
+    client_ip: str
+    messages: int
+    """Messages accepted in this session."""
+
+
+@dataclass(frozen=True)
+class MessageAccepted(Event):
+    """A message is durably spooled and the client got 250."""
+
+    queue_id: str
+    session_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    size: int
+    client_ip: str
+
+
+@dataclass(frozen=True)
+class MessageRejected(Event):
+    """A command of a transaction was refused; the reason is the reply we sent."""
+
+    session_id: str
+    client_ip: str
+    stage: str
+    """`MAIL`, `RCPT`, `DATA` or `CONNECT`."""
+    reply: str
+    sender: str | None = None
+    recipient: str | None = None
+
+
+class Subscription:
+    """A subscriber's bounded inbox; read with `await get()` or `async for`."""
+
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self._queue: collections.deque[Event] = collections.deque(maxlen=maxsize)
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+        """Events lost to overflow since the last `take_dropped()`: re-read a snapshot."""
+
+    def _put(self, event: Event) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take_dropped(self) -> int:
+        """How many events were lost since the last call; resets the count."""
+        n, self.dropped = self.dropped, 0
+        return n
+
+    def drain(self) -> list[Event]:
+        """Everything queued now, without waiting."""
+        items = list(self._queue)
+        self._queue.clear()
+        return items
+
+    async def get(self) -> Event:
+        """The next event, waiting for one if none is queued."""
+        while not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._bus._unsubscribe(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+
+class EventBus:
+    """Fan-out of events to subscribers; `publish` is synchronous and never blocks."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscription] = []
+
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        """A new subscription that keeps at most `maxsize` undelivered events."""
+        sub = Subscription(self, maxsize)
+        self._subscribers.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)
+
+    @property
+    def has_subscribers(self) -> bool:
+        """Lets hot paths skip building events nobody reads (per-line session events)."""
+        return bool(self._subscribers)
+
+    def publish(self, event: Event) -> None:
+        """Hand `event` to every subscriber; a full subscriber loses its oldest event."""
+        for sub in self._subscribers:
+            sub._put(event)

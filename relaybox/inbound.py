@@ -1,0 +1,662 @@
+"""The receiving side: aiosmtpd's SMTP protocol, tightened, feeding the durable spool.
+
+`InboundSMTP` subclasses aiosmtpd's `SMTP` for four things it does not do the way a relay must:
+strict RFC 5321 address parsing (`address`), relay and limit policy (`policy`), a DATA reader that
+scans blocks instead of lines (fast on large messages, and strict about line endings: SMTP
+smuggling), and a transcript of every session (`transcript`). Protocol state and replies for
+everything else (EHLO, RSET, NOOP, QUIT, STARTTLS, AUTH) stay aiosmtpd's.
+Delivery, TLS certificates and AUTH users are not handled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import MethodType
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail, syntax
+
+from .address import AddressError, parse_mail, parse_rcpt
+from .config.model import Config, ListenerConfig, SocketAddress
+from .events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
+from .maillog import MailLog
+from .policy import Client, check_mail, check_rcpt, client_ip
+from .queueid import new_queue_id
+from .replies import Reply
+from .spool import NewMessage, Spool, SpoolError
+from .throttle import ConnectionTable, RateTable
+from .transcript import Transcript
+
+__all__ = ["InboundContext", "InboundSMTP", "start_listener"]
+
+_READ_CHUNK = 1 << 16
+_session_counter = itertools.count(1)
+
+
+@dataclass
+class InboundContext:
+    """What the receiving side needs from the engine; one per engine, shared by all sessions."""
+
+    config: Callable[[], Config]
+    """The current config; a session reads it once, when it starts (reloads don't change it)."""
+    spool: Spool
+    bus: EventBus
+    log: MailLog
+    suppression: Callable[[str], str | None]
+    """Why a recipient is suppressed, or None."""
+    free_space_mb: Callable[[], float | None]
+    connections: ConnectionTable = field(default_factory=ConnectionTable)
+    rates: RateTable = field(default_factory=RateTable)
+    sessions: set[InboundSMTP] = field(default_factory=set)
+    shutting_down: bool = False
+    clock: Callable[[], float] = time.time
+
+
+def _new_session_id() -> str:
+    """Session IDs only need to be unique in one engine's life, plus the PID for the logs."""
+    return f"s{os.getpid():x}.{next(_session_counter)}"
+
+
+class _DataError(Exception):
+    """DATA content that must be refused; `close` when the session cannot safely go on."""
+
+    def __init__(self, reply: str, *, close: bool = False) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.close = close
+
+
+class InboundSMTP(SMTP):
+    """One SMTP connection on one listener."""
+
+    def __init__(self, ctx: InboundContext, listener: ListenerConfig) -> None:
+        config = ctx.config()
+        self.ctx = ctx
+        self.listener = listener
+        self.limits = config.limits
+        self.server_config = config.server
+        self._init_protocol(config)
+        self.session_id = _new_session_id()
+        self.transcript = Transcript(self.session_id, ctx.bus, ctx.clock)
+        self.started_at = ctx.clock()
+        self.client_ip = ""
+        self.client_port = 0
+        self.messages = 0
+        self._counted = False
+        self._client: Client | None = None
+        self._in_data = False
+        self._body_8bit_declared = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _init_protocol(self, config: Config) -> None:
+        """Set up what aiosmtpd's `SMTP.__init__` sets up, without its per-connection cost.
+
+        `SMTP.__init__` walks the class with `inspect.getmembers` on every connection (a quarter
+        of the CPU of a short session); the method tables depend only on the class, so we build
+        them once per class and bind them per connection. tests/test_inbound_protocol.py checks
+        that every attribute aiosmtpd's own constructor sets is set here too.
+        """
+        loop = asyncio.get_running_loop()
+        max_cmd = config.limits.max_command_length
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=max(self.line_length_limit, max_cmd + 64)),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self.__ident__ = "ESMTP relaybox"
+        self.loop = loop
+        self.event_handler = None
+        self.data_size_limit = config.limits.max_message_size
+        self.enable_SMTPUTF8 = True
+        self._decode_data = False
+        # aiosmtpd keeps these limits in a class-wide dict that every EHLO grows; keep our own.
+        self.command_size_limits = _Limits(max_cmd)
+        self.command_size_limit = max_cmd
+        self.hostname = config.server.hostname
+        self.tls_context = None
+        self.require_starttls = False
+        self._timeout_duration = config.limits.idle_timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        self._auth_require_tls = True
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail
+        self._auth_required = False
+        auth_methods, smtp_methods = _method_tables(type(self))  # type: ignore[arg-type]
+        self._auth_methods = {
+            mech: _AuthMechAttr(MethodType(fn, self), True) for mech, fn in auth_methods
+        }
+        self._handle_hooks = {}
+        self._ehlo_hook_ver = None
+        self._smtp_methods = {verb: MethodType(fn, self) for verb, fn in smtp_methods}
+        self._enforce_call_limit = False
+        self._pending_reply: list[bytes] = []
+
+    async def _dispatch(self, verb: str, method: _Command, arg: str | None) -> None:
+        """Every command goes through here: into the transcript, then to its handler."""
+        self.transcript.client(verb if arg is None else f"{verb} {arg}")
+        envelope = self.envelope
+        if self.ctx.shutting_down and verb != "QUIT" and envelope and envelope.mail_from is None:
+            await self._goodbye(Reply.SHUTTING_DOWN)
+            return
+        await method(self, arg)
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        """Send a reply line; the lines of a multi-line reply go out in one write."""
+        self.transcript.server(status)
+        line = status.encode("utf-8") + b"\r\n"
+        if len(status) > 3 and status[3] == "-":
+            self._pending_reply.append(line)  # RFC 5321 §4.2.1: more lines follow
+            return
+        if self._pending_reply:
+            line = b"".join(self._pending_reply) + line
+            self._pending_reply.clear()
+        self._writer.write(line)
+        await self._writer.drain()
+
+    async def _goodbye(self, reply: str) -> None:
+        """Send a final reply and close the connection."""
+        try:
+            await self.push(reply)
+        except (ConnectionError, RuntimeError):
+            pass
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def client(self) -> Client:
+        """The client as policy sees it."""
+        if self._client is None:
+            self._client = Client(client_ip(self.client_ip), self.listener, None)
+        return self._client
+
+    @property
+    def in_transaction(self) -> bool:
+        """Between MAIL and the end of DATA: shutdown waits for these (bounded)."""
+        return self._in_data or (self.envelope is not None and self.envelope.mail_from is not None)
+
+    def _reject(self, stage: str, reply: str, **fields: Any) -> None:
+        self.ctx.log.event(
+            "reject",
+            stage=stage,
+            client=self.client_ip,
+            session=self.session_id,
+            reply=reply,
+            **fields,
+        )
+        self.ctx.bus.publish(
+            MessageRejected(
+                self.session_id,
+                self.client_ip,
+                stage,
+                reply,
+                sender=fields.get("sender"),
+                recipient=fields.get("recipient"),
+            )
+        )
+
+    # ------------------------------------------------------------------ connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first and self.session is not None and self.session.peer:
+            host, port = self.session.peer[0], self.session.peer[1]
+            self.client_ip = str(client_ip(host))
+            self.client_port = int(port)
+
+    async def _handle_client(self) -> None:
+        limits = self.limits
+        refused = self.ctx.connections.open(
+            self.client_ip, limits.max_connections, limits.max_connections_per_ip
+        )
+        if refused is not None:
+            reply = Reply.TOO_MANY_CONNECTIONS if refused == "total" else Reply.TOO_MANY_FROM_IP
+            self._reject("CONNECT", reply)
+            await self._goodbye(reply)
+            return
+        self._counted = True
+        self.ctx.sessions.add(self)
+        self.ctx.bus.publish(
+            SessionOpened(self.session_id, self.listener.name, self.client_ip, self.client_port)
+        )
+        self.ctx.log.event(
+            "connect",
+            client=f"[{self.client_ip}]:{self.client_port}",
+            listener=self.listener.name,
+            session=self.session_id,
+        )
+        self.transcript.note(f"connect from [{self.client_ip}]:{self.client_port}")
+        if self.ctx.shutting_down:
+            await self._goodbye(Reply.SHUTTING_DOWN)
+            return
+        if self.listener.greet_pause > 0 and await self._talks_before_greeting():
+            self._reject("CONNECT", Reply.PREGREET)
+            await self._goodbye(Reply.PREGREET)
+            return
+        await super()._handle_client()
+
+    async def _talks_before_greeting(self) -> bool:
+        """RFC 5321 §4.3.1: a client must wait for the greeting; spamware often does not."""
+        try:
+            await asyncio.wait_for(self._reader.readexactly(1), timeout=self.listener.greet_pause)
+        except TimeoutError:
+            return False
+        except asyncio.IncompleteReadError:
+            return True  # hung up before the greeting: nothing to serve
+        return True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        if not self._counted:
+            return
+        self._counted = False
+        ctx = self.ctx
+        ctx.connections.close(self.client_ip)
+        ctx.sessions.discard(self)
+        now = ctx.clock()
+        if self.transcript.truncated:
+            self.transcript.note(f"{self.transcript.truncated} more lines not kept")
+        self.transcript.note("disconnect")
+        ctx.spool.record_session(
+            self.session_id,
+            self.started_at,
+            now,
+            self.listener.name,
+            self.client_ip,
+            self.transcript.lines,
+        )
+        ctx.bus.publish(SessionClosed(self.session_id, self.client_ip, self.messages))
+        ctx.log.event(
+            "disconnect",
+            client=f"[{self.client_ip}]:{self.client_port}",
+            session=self.session_id,
+            messages=self.messages,
+            seconds=round(now - self.started_at, 3),
+        )
+
+    async def close_for_shutdown(self) -> None:
+        """Tell the client we are going away and hang up."""
+        await self._goodbye(Reply.SHUTTING_DOWN)
+
+    # ------------------------------------------------------------------ MAIL / RCPT
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("MAIL"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if self.envelope.mail_from is not None:
+            await self.push(Reply.NESTED_MAIL)
+            return
+        try:
+            _valid_utf8(arg)
+            parsed = parse_mail(
+                arg or "", smtputf8_enabled=True, allow_ip_literal=self.listener.allow_ip_literals
+            )
+        except AddressError as exc:
+            self._reject("MAIL", exc.reply(), sender=arg)
+            await self.push(exc.reply())
+            return
+        reply = check_mail(
+            declared_size=parsed.size,
+            limits=self.limits,
+            free_space_mb=self.ctx.free_space_mb(),
+            min_free_space_mb=self.server_config.min_free_space_mb,
+            rate_exceeded=self.ctx.rates.hit(
+                self.client_ip, self.limits.max_messages_per_minute_per_ip
+            ),
+        )
+        if reply is not None:
+            self._reject("MAIL", reply, sender=parsed.sender)
+            await self.push(reply)
+            return
+        self.envelope.mail_from = parsed.sender
+        self.envelope.smtp_utf8 = parsed.smtputf8
+        self._body_8bit_declared = parsed.body == "8BITMIME"
+        await self.push("250 2.1.0 Ok")
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("RCPT"):
+            return
+        assert self.envelope is not None
+        if self.envelope.mail_from is None:
+            await self.push(Reply.NEED_MAIL)
+            return
+        try:
+            _valid_utf8(arg)
+            parsed = parse_rcpt(
+                arg or "",
+                smtputf8=self.envelope.smtp_utf8,
+                allow_ip_literal=self.listener.allow_ip_literals,
+            )
+        except AddressError as exc:
+            self._reject("RCPT", exc.reply(), sender=self.envelope.mail_from, recipient=arg)
+            await self.push(exc.reply())
+            return
+        recipient = parsed.recipient
+        reply = check_rcpt(
+            self.client,
+            recipient,
+            accepted_so_far=len(self.envelope.rcpt_tos),
+            limits=self.limits,
+            suppression_reason=self.ctx.suppression(recipient),
+        )
+        if reply is not None:
+            self._reject("RCPT", reply, sender=self.envelope.mail_from, recipient=recipient)
+            await self.push(reply)
+            return
+        self.envelope.rcpt_tos.append(recipient)
+        await self.push("250 2.1.5 Ok")
+
+    # ------------------------------------------------------------------ DATA
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if self.envelope.mail_from is None:
+            await self.push(Reply.NEED_MAIL)
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push(Reply.NEED_RCPT)
+            return
+        if arg:
+            await self.push(Reply.DATA_SYNTAX)
+            return
+        self._in_data = True
+        try:
+            await self.push(Reply.START_DATA)
+            try:
+                async with asyncio.timeout(self.limits.data_timeout):
+                    content, body_8bit = await self._read_data()
+            except TimeoutError:
+                self.transcript.note("DATA deadline passed")
+                self._reject("DATA", Reply.DATA_TIMEOUT, sender=self.envelope.mail_from)
+                await self._goodbye(Reply.DATA_TIMEOUT)
+                return
+            except _DataError as exc:
+                self._reject("DATA", exc.reply, sender=self.envelope.mail_from)
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                if exc.close:
+                    await self._goodbye(exc.reply)
+                else:
+                    await self.push(exc.reply)
+                return
+            await self._store(content, body_8bit)
+        finally:
+            self._in_data = False
+
+    async def _read_data(self) -> tuple[list[bytes], bool]:
+        """Read DATA up to `<CRLF>.<CRLF>` a block at a time; returns (unstuffed lines, 8-bit).
+
+        Rules, in the order a block is checked:
+        - only `<CRLF>.<CRLF>` ends DATA (RFC 5321 §4.1.1.4); a bare LF or CR anywhere refuses
+          the message and drops the connection, so a smuggled `<LF>.<LF>` can never start a
+          second message (CVE-2023-51764 class). With `bare_lf = "normalize"` bare LF line ends
+          are accepted and stored as CRLF; bare CR is still refused.
+        - dot-stuffing is undone (RFC 5321 §4.5.2);
+        - over the size limit, the rest is read and discarded and 552 sent at the end
+          (RFC 5321 §4.2.5 lets us reply only after the terminator);
+        - a line over the line limit, or a NUL, refuses the message after the terminator.
+        """
+        reader = self._reader
+        normalize = self.listener.bare_lf == "normalize"
+        size_limit = self.limits.max_message_size
+        max_line = self.limits.max_line_length + 2  # plus CRLF
+        parts: list[bytes] = []
+        size = 0
+        body_8bit = False
+        refusal: str | None = None
+        carry = b""
+        prev_crlf = True  # DATA's own CRLF precedes the first line
+        saved_limit: int = reader._limit  # type: ignore[attr-defined]
+        reader._limit = max(saved_limit, _READ_CHUNK * 4)  # type: ignore[attr-defined]
+        try:
+            while True:
+                chunk = await reader.read(_READ_CHUNK)
+                if not chunk:
+                    raise ConnectionResetError("connection closed during DATA")
+                self._reset_timeout()
+                data = carry + chunk if carry else chunk
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    if len(carry) > max_line + 1 and refusal is None:
+                        refusal = Reply.line_too_long(self.limits.max_line_length)
+                    if len(carry) > max_line + 1:
+                        carry = carry[-2:]  # keep only what a terminator could start with
+                    continue
+                block, carry = data[:cut], data[cut:]
+                # Where does DATA end? Only at CRLF "." CRLF, the CRLF possibly in the last block.
+                if prev_crlf and block.startswith(b".\r\n"):
+                    end = 0
+                else:
+                    end = block.find(b"\r\n.\r\n")
+                    if end >= 0:
+                        end += 2
+                rest = b""
+                if end >= 0:
+                    rest = block[end + 3 :] + carry
+                    block = block[:end]
+                    carry = b""
+                if block:
+                    crlf = block.count(b"\r\n")
+                    lf = block.count(b"\n")
+                    if lf != crlf:
+                        if not normalize:
+                            raise _DataError(Reply.bare_line_ending("LF"), close=True)
+                        block = block.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                        crlf = lf
+                    if block.count(b"\r") != crlf:
+                        raise _DataError(Reply.bare_line_ending("CR"), close=True)
+                    prev_crlf = block.endswith(b"\r\n")
+                    if refusal is None:
+                        if b"\0" in block:
+                            refusal = Reply.NUL_IN_DATA
+                        elif len(block) > max_line and max(map(len, block.split(b"\n"))) > (
+                            max_line - 1
+                        ):
+                            refusal = Reply.line_too_long(self.limits.max_line_length)
+                    # RFC 5321 §4.5.2: a leading dot was added by the client; take it away.
+                    if block.startswith(b"."):
+                        block = block[1:]
+                    block = block.replace(b"\r\n.", b"\r\n")
+                    size += len(block)
+                    if refusal is None and size > size_limit:
+                        refusal = Reply.size_exceeded(size_limit)
+                    if refusal is None:
+                        body_8bit = body_8bit or not block.isascii()
+                        parts.append(block)
+                    else:
+                        parts.clear()
+                if end >= 0:
+                    if rest:
+                        # Commands pipelined after the terminator (RFC 2920) go back to the
+                        # reader for the command loop.
+                        reader._buffer[0:0] = rest  # type: ignore[attr-defined]
+                    break
+        finally:
+            reader._limit = saved_limit  # type: ignore[attr-defined]
+        self.transcript.note(f"<{size} bytes of message data>")
+        if refusal is not None:
+            raise _DataError(refusal)
+        return parts, body_8bit
+
+    def _received_header(self, queue_id: str, recipients: list[str], smtputf8: bool) -> bytes:
+        """RFC 5321 §4.4 trace header; `with` per RFC 3848 and RFC 6531 §3.7.3."""
+        assert self.session is not None
+        protocol = "UTF8SMTP" if smtputf8 else ("ESMTP" if self.session.extended_smtp else "SMTP")
+        helo = self.session.host_name or "unknown"
+        when = email.utils.format_datetime(email.utils.localtime())
+        for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
+        header = (
+            f"Received: from {helo} ([{self.client_ip}])\r\n"
+            f"\tby {self.hostname} (relaybox) with {protocol} id {queue_id}"
+            f"{for_clause}; {when}\r\n"
+        )
+        return header.encode("utf-8")
+
+    async def _store(self, content: list[bytes], body_8bit: bool) -> None:
+        assert self.envelope is not None and self.session is not None
+        envelope = self.envelope
+        sender = envelope.mail_from or ""
+        recipients = list(envelope.rcpt_tos)
+        queue_id = new_queue_id()
+        received = self._received_header(queue_id, recipients, envelope.smtp_utf8)
+        data = b"".join([received, *content])
+        content.clear()
+        message = NewMessage(
+            sender=sender,
+            recipients=tuple(recipients),
+            data=data,
+            session_id=self.session_id,
+            listener=self.listener.name,
+            client_ip=self.client_ip,
+            client_port=self.client_port,
+            helo=self.session.host_name or "",
+            auth_user=None,
+            tls=None,
+            body_8bit=body_8bit or self._body_8bit_declared,
+            smtputf8=bool(envelope.smtp_utf8),
+            arrived_at=self.ctx.clock(),
+            transcript=tuple(self.transcript.lines),
+            queue_id=queue_id,
+        )
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        try:
+            queue_id = await self.ctx.spool.store_message(message)
+        except SpoolError as exc:
+            self.ctx.log.error("spool-failed", session=self.session_id, error=str(exc))
+            self._reject("DATA", Reply.SPOOL_FAILED, sender=sender)
+            await self.push(Reply.SPOOL_FAILED)
+            return
+        # The message is on disk (fsynced): only now may we promise delivery.
+        self.messages += 1
+        self.ctx.log.event(
+            "accepted",
+            queue_id=queue_id,
+            sender=f"<{sender}>",
+            rcpts=len(recipients),
+            size=len(data),
+            client=self.client_ip,
+            session=self.session_id,
+        )
+        self.ctx.bus.publish(
+            MessageAccepted(
+                queue_id, self.session_id, sender, tuple(recipients), len(data), self.client_ip
+            )
+        )
+        await self.push(Reply.queued(queue_id))
+
+
+_Command = Callable[[Any, str | None], Awaitable[None]]
+
+
+def _recorded(verb: str, method: _Command) -> _Command:
+    """Wrap an `smtp_VERB` method so that it runs through `InboundSMTP._dispatch`."""
+
+    async def call(self: InboundSMTP, arg: str | None) -> None:
+        await self._dispatch(verb, method, arg)
+
+    # aiosmtpd's HELP and syntax checks read these attributes from the method.
+    for attr in ("__smtp_syntax__", "__smtp_syntax_when__", "__smtp_syntax_extended__"):
+        if hasattr(method, attr):
+            setattr(call, attr, getattr(method, attr))
+    return call
+
+
+@functools.cache
+def _method_tables(
+    cls: type,
+) -> tuple[tuple[tuple[str, Callable[..., Any]], ...], tuple[tuple[str, _Command], ...]]:
+    """(AUTH mechanism, function) and (SMTP verb, recorded function) pairs of a class."""
+    auth = tuple(
+        (
+            getattr(getattr(cls, name), "__auth_mechanism_name__", name[5:].replace("__", "-")),
+            getattr(cls, name),
+        )
+        for name in dir(cls)
+        if name.startswith("auth_")
+    )
+    smtp = tuple(
+        (name[5:], _recorded(name[5:], getattr(cls, name)))
+        for name in dir(cls)
+        if name.startswith("smtp_")
+    )
+    return auth, smtp
+
+
+class _Limits(dict[str, int]):
+    """Command line limits: one value for all commands, and never grown by EHLO."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def __missing__(self, key: str) -> int:
+        return self._limit
+
+    def __setitem__(self, key: str, value: int) -> None:
+        # aiosmtpd adds room for SIZE/SMTPUTF8 parameters on every EHLO; allow it once.
+        super().__setitem__(key, min(value, self._limit + 64))
+
+
+def _valid_utf8(arg: str | None) -> None:
+    """aiosmtpd decodes arguments with surrogateescape; bytes that were not UTF-8 are refused."""
+    if arg is not None:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AddressError(501, "5.5.2 Error: the command is not valid UTF-8") from None
+
+
+async def start_listener(
+    ctx: InboundContext, listener: ListenerConfig
+) -> list[tuple[asyncio.Server, SocketAddress]]:
+    """Bind every address of `listener` on the running loop; returns servers and bound addresses.
+
+    Port 0 binds a free port; the returned address has the real one (tests use this).
+    """
+    loop = asyncio.get_running_loop()
+    servers: list[tuple[asyncio.Server, SocketAddress]] = []
+    try:
+        for address in listener.listen:
+            server = await loop.create_server(
+                lambda: InboundSMTP(ctx, listener),
+                host=address.host,
+                port=address.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            sock = server.sockets[0].getsockname()
+            servers.append((server, SocketAddress(address.host, int(sock[1]))))
+    except BaseException:
+        for server, _ in servers:
+            server.close()
+        raise
+    return servers

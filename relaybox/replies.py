@@ -1,0 +1,66 @@
+"""The catalogue of SMTP replies relaybox sends, named, so code and tests share one spelling.
+
+Each text says what is wrong and, where the client or its admin can do something, what.
+Enhanced status codes follow RFC 3463; the section that calls for each reply is cited beside it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Reply"]
+
+
+class Reply:
+    """Named replies; methods build the ones that carry a value."""
+
+    # RFC 5321 §4.2.2 / RFC 3463
+    RELAY_DENIED = "554 5.7.1 Relay access denied"
+    TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients for one message; send the rest in another"
+    NEED_MAIL = "503 5.5.1 Error: send MAIL FROM first"
+    NEED_RCPT = "503 5.5.1 Error: send RCPT TO first (no valid recipients)"
+    NESTED_MAIL = "503 5.5.1 Error: nested MAIL command; finish or RSET the current message"
+    DATA_SYNTAX = "501 5.5.4 Syntax: DATA takes no arguments"
+    START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+    INSUFFICIENT_STORAGE = "452 4.3.1 Insufficient system storage; try again later"
+    SPOOL_FAILED = "451 4.3.0 Message not stored: temporary spool failure; try again later"
+    SIZE_EXCEEDED = "552 5.3.4 Message size exceeds fixed maximum message size"
+    NUL_IN_DATA = "554 5.6.0 Message refused: it contains NUL characters"
+    TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections; try again later"
+    TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address; try again later"
+    PREGREET = "554 5.5.1 Error: you talked before the greeting; goodbye"
+    DATA_TIMEOUT = "421 4.4.2 Error: timeout exceeded while receiving DATA; goodbye"
+    SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
+    RATE_LIMITED = "450 4.7.1 Too many messages from your address; slow down and try again later"
+
+    @staticmethod
+    def queued(queue_id: str) -> str:
+        """RFC 5321 §4.2.2: 250 with the ID admins grep logs for."""
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    @staticmethod
+    def size_exceeded(limit: int) -> str:
+        """RFC 1870 §6.1."""
+        return f"552 5.3.4 Message size exceeds fixed maximum message size ({limit} bytes)"
+
+    @staticmethod
+    def line_too_long(limit: int) -> str:
+        """RFC 5322 §2.1.1 / RFC 5321 §4.5.3.1.6."""
+        return (
+            f"500 5.5.2 Message refused: a line is longer than {limit} characters "
+            "(RFC 5322 §2.1.1); wrap lines or use a MIME encoding"
+        )
+
+    @staticmethod
+    def bare_line_ending(kind: str) -> str:
+        """SMTP smuggling defence (CVE-2023-51764 class): only CRLF ends a line in DATA."""
+        return (
+            f"554 5.5.2 Message refused: bare {kind} received in DATA; lines must end with CRLF "
+            '(an old device that sends bare LF needs bare_lf = "normalize" on this listener)'
+        )
+
+    @staticmethod
+    def suppressed(address: str, reason: str) -> str:
+        """Recipient on the suppression list (filled by earlier hard bounces)."""
+        return (
+            f"550 5.1.1 <{address}>: recipient suppressed after an earlier hard bounce: {reason}; "
+            "ask the relay's admin to remove it if the address works again"
+        )

@@ -1,0 +1,931 @@
+"""The durable spool: messages, their recipients' states, transcripts and the suppression list.
+
+Everything lives in one SQLite database (WAL mode, `synchronous=FULL`) in the state directory.
+All writes go through one writer thread that commits whatever is pending in one transaction, so
+concurrent SMTP sessions share one fsync (group commit); `store_message` returns only after the
+commit that holds its message is on disk. Reads use their own connections in a small thread pool
+and never wait for the writer (WAL readers see the last commit). Nothing here runs on the event
+loop except handing work to threads and resolving futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypeVar
+
+from .queueid import new_queue_id
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MessageFilter",
+    "MessageRow",
+    "MessageDetail",
+    "NewMessage",
+    "RecipientRow",
+    "Spool",
+    "SpoolError",
+    "SuppressionRow",
+    "TranscriptLine",
+]
+
+T = TypeVar("T")
+
+RecipientState = Literal["queued", "deferred", "delivered", "bounced", "held", "active"]
+MessageState = Literal["queued", "active", "deferred", "held", "delivered", "bounced", "finished"]
+
+#: Message states that are not finished; `relaybox queue` lists these, as mailq does.
+UNFINISHED_STATES: tuple[str, ...] = ("queued", "active", "deferred", "held")
+
+#: What `list_messages` can sort by, and the column behind each name.
+SORT_COLUMNS: dict[str, str] = {
+    "arrived": "arrived_at",
+    "id": "queue_id",
+    "sender": "sender",
+    "size": "size",
+    "state": "state",
+    "attempts": "attempts",
+    "next_attempt": "next_attempt_at",
+}
+
+# The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
+_NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
+
+# Each entry upgrades the schema from its index to index + 1; never edit a released entry.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        queue_id TEXT NOT NULL UNIQUE,
+        arrived_at REAL NOT NULL,
+        sender TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        rcpt_count INTEGER NOT NULL,
+        first_rcpt TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_reply TEXT,
+        finished_at REAL,
+        session_id TEXT NOT NULL,
+        listener TEXT NOT NULL,
+        client_ip TEXT NOT NULL,
+        client_port INTEGER NOT NULL,
+        helo TEXT NOT NULL,
+        auth_user TEXT,
+        tls TEXT,
+        body_8bit INTEGER NOT NULL DEFAULT 0,
+        smtputf8 INTEGER NOT NULL DEFAULT 0
+    );
+    -- Every listing pages by (sort column, id) through an index, never by sorting the queue:
+    -- (column, id) serves "all states", (state, column, id) serves a state filter, since
+    -- list_messages asks each state separately and merges (queue_id is unique on its own).
+    CREATE INDEX messages_by_state ON messages (state, id);
+    CREATE INDEX messages_by_state_arrival ON messages (state, arrived_at, id);
+    CREATE INDEX messages_by_state_queue_id ON messages (state, queue_id);
+    CREATE INDEX messages_by_state_sender ON messages (state, sender, id);
+    CREATE INDEX messages_by_state_size ON messages (state, size, id);
+    CREATE INDEX messages_by_state_attempts ON messages (state, attempts, id);
+    CREATE INDEX messages_by_state_next_attempt ON messages (state, next_attempt_at, id);
+    CREATE INDEX messages_by_arrival ON messages (arrived_at, id);
+    CREATE INDEX messages_by_sender ON messages (sender, id);
+    CREATE INDEX messages_by_size ON messages (size, id);
+    CREATE INDEX messages_by_attempts ON messages (attempts, id);
+    CREATE INDEX messages_by_next_attempt ON messages (next_attempt_at, id);
+    CREATE TABLE bodies (
+        message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE recipients (
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_reply TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (message_id, idx)
+    );
+    CREATE INDEX recipients_by_domain ON recipients (domain, message_id);
+    CREATE INDEX recipients_by_address ON recipients (address, message_id);
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        listener TEXT NOT NULL,
+        client_ip TEXT NOT NULL,
+        transcript TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_start ON sessions (started_at);
+    CREATE TABLE suppressions (
+        address TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SpoolError(Exception):
+    """The spool cannot be opened or written; callers answer 451 and keep running."""
+
+
+class TranscriptLine(NamedTuple):
+    """One line of an SMTP dialogue (a tuple: sessions make many of these)."""
+
+    at: float
+    direction: str
+    """`C` client, `S` server, `-` a note from relaybox."""
+    text: str
+
+    def encode(self) -> str:
+        # Lines are stored joined by newlines: one inside a line would make it two on decode.
+        text = self.text.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.at:.3f} {self.direction} {text}"
+
+    @classmethod
+    def decode(cls, line: str) -> TranscriptLine:
+        at, direction, text = (line.split(" ", 2) + ["", ""])[:3]
+        return cls(float(at), direction, text)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """Everything the inbound side knows about a message at the end of DATA."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    """The whole message as stored: Received: header first, CRLF line endings."""
+    session_id: str
+    listener: str
+    client_ip: str
+    client_port: int
+    helo: str
+    auth_user: str | None
+    tls: str | None
+    body_8bit: bool
+    smtputf8: bool
+    arrived_at: float = field(default_factory=time.time)
+    transcript: tuple[TranscriptLine, ...] = ()
+    """The session's dialogue up to this message, stored in the same commit."""
+    queue_id: str = field(default_factory=new_queue_id)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One line of the queue listing."""
+
+    id: int
+    queue_id: str
+    arrived_at: float
+    sender: str
+    size: int
+    state: str
+    rcpt_count: int
+    first_rcpt: str
+    attempts: int
+    next_attempt_at: float | None
+    last_reply: str | None
+
+
+@dataclass(frozen=True)
+class RecipientRow:
+    """One recipient of a message and how far it got."""
+
+    address: str
+    state: str
+    attempts: int
+    next_attempt_at: float | None
+    last_reply: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    """Everything `relaybox show` and the inspector display about one message."""
+
+    row: MessageRow
+    recipients: tuple[RecipientRow, ...]
+    listener: str
+    session_id: str
+    client_ip: str
+    client_port: int
+    helo: str
+    auth_user: str | None
+    tls: str | None
+    body_8bit: bool
+    smtputf8: bool
+    headers: tuple[tuple[str, str], ...]
+    inbound_transcript: tuple[TranscriptLine, ...]
+
+
+@dataclass(frozen=True)
+class SuppressionRow:
+    """A recipient that mail is refused to, and why."""
+
+    address: str
+    reason: str
+    created_at: float
+    expires_at: float | None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which messages: one type for every listing and bulk action (as mox's queue.Filter)."""
+
+    states: tuple[str, ...] = UNFINISHED_STATES
+    """Message states to include; empty means all."""
+    text: str = ""
+    """Substring of the queue ID, sender, a recipient or the last reply (case-insensitive)."""
+    domain: str = ""
+    """Only messages with a recipient in this domain (exact, case-insensitive)."""
+    queue_ids: tuple[str, ...] = ()
+    """Only these messages."""
+
+
+@dataclass
+class _Write:
+    """One unit of work for the writer thread; `future` is None for fire-and-forget writes."""
+
+    apply: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any] | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+_STOP = object()
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path if not readonly else f"file:{path}?mode=ro",
+        uri=readonly,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30,
+    )
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit returns only after the WAL is fsynced; this is what 250 promises.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
+    """Bring the schema forward; returns the version found before migrating."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > len(migrations):
+        raise SpoolError(
+            f"the spool database has schema version {found}, newer than this relaybox knows "
+            f"({len(migrations)}); run the newer relaybox or restore a backup"
+        )
+    for version in range(found, len(migrations)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(migrations[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (a `;` inside a string, comment or trigger stays put).
+
+    `executescript` would do the splitting but commits first, and a migration must be one
+    transaction together with its `user_version`.
+    """
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        statements.append(pending)  # unterminated: let SQLite report the error
+    return [s for s in statements if s.strip(" \t\r\n;")]
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _row(r: sqlite3.Row | tuple[Any, ...]) -> MessageRow:
+    return MessageRow(*r)
+
+
+_ROW_COLUMNS = (
+    "m.id, m.queue_id, m.arrived_at, m.sender, m.size, m.state, m.rcpt_count, m.first_rcpt, "
+    "m.attempts, m.next_attempt_at, m.last_reply"
+)
+
+
+class Spool:
+    """The message store of one state directory.
+
+    Open with `await Spool.open(path)`; close with `await spool.close()`.
+    """
+
+    def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS) -> None:
+        self.path = path
+        self._migrations = migrations
+        self._writes: queue.SimpleQueue[_Write | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="spool-read"
+        )
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self.commits = 0
+        """Transactions committed by the writer (for tests and metrics: group commit)."""
+        self.migrated_from: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: Path, migrations: Sequence[str] = MIGRATIONS) -> Spool:
+        """Open (creating and migrating if needed) and start the writer thread."""
+        spool = cls(path, migrations)
+        await asyncio.to_thread(spool._open_sync)
+        return spool
+
+    @classmethod
+    async def open_for_reading(cls, path: Path) -> Spool:
+        """Open without a writer and without migrating: for `queue` and `show` beside an engine.
+
+        Raises SpoolError when there is no spool yet or its schema is not this relaybox's.
+        """
+        spool = cls(path)
+
+        def check() -> None:
+            if not path.exists():
+                raise SpoolError(
+                    f"no spool at {path} yet (relaybox has not run with this state_dir)"
+                )
+            try:
+                version = int(spool._reader().execute("PRAGMA user_version").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise SpoolError(f"cannot read the spool database {path}: {exc}") from exc
+            if version != len(spool._migrations):
+                raise SpoolError(
+                    f"the spool at {path} has schema version {version}, this relaybox uses "
+                    f"{len(spool._migrations)}; start the engine once to migrate it"
+                )
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(spool._readers, check)
+        except BaseException:
+            await spool.close()
+            raise
+        return spool
+
+    def _open_sync(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            # Create the file private before SQLite opens it (and its -wal, which copies its mode).
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            conn = _connect(self.path, readonly=False)
+            self.migrated_from = _migrate(conn, self._migrations)
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise SpoolError(f"cannot open the spool database {self.path}: {exc}") from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._writer_conn = conn
+        self._writer = threading.Thread(target=self._write_loop, name="spool-writer", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Finish pending writes, stop the writer and close every connection."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # `_write` refuses from now on, so nothing can be queued behind _STOP and hang.
+            self._writes.put(_STOP)
+            await asyncio.to_thread(writer.join)
+        await asyncio.to_thread(self._readers.shutdown, True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
+
+    # ------------------------------------------------------------------ writer
+
+    def _write_loop(self) -> None:
+        """Commit everything pending in one transaction, then wake the waiters: group commit."""
+        conn = self._writer_conn
+        assert conn is not None
+        stopping = False
+        while not stopping:
+            first = self._writes.get()
+            batch: list[_Write] = []
+            if first is _STOP:
+                stopping = True
+            else:
+                assert isinstance(first, _Write)
+                batch.append(first)
+            while True:
+                try:
+                    item = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, _Write)
+                    batch.append(item)
+            if batch:
+                self._commit_batch(conn, batch)
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        results: list[tuple[_Write, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                conn.execute("SAVEPOINT one")
+                try:
+                    result = write.apply(conn)
+                except Exception as exc:  # one bad write must not sink the others
+                    # After SQLITE_FULL or an I/O error SQLite may have rolled back the whole
+                    # transaction; then ROLLBACK TO fails and the handler below fails the batch.
+                    conn.execute("ROLLBACK TO one")
+                    reported: BaseException = exc
+                    if isinstance(exc, sqlite3.Error):
+                        reported = SpoolError(f"spool write failed: {exc}")
+                        reported.__cause__ = exc
+                    results.append((write, None, reported))
+                else:
+                    results.append((write, result, None))
+                conn.execute("RELEASE one")
+            # The message rows are durable once this COMMIT returns (WAL fsynced).
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = SpoolError(f"spool write failed: {exc}")
+            results = [(w, None, failure) for w in batch]
+        for write, result, error in results:
+            if write.future is not None and write.loop is not None:
+                # A waiter whose loop has closed is gone; the writer must outlive it.
+                with contextlib.suppress(RuntimeError):
+                    write.loop.call_soon_threadsafe(_settle, write.future, result, error)
+
+    async def _write(self, apply: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `apply` in the writer's next transaction; returns once it is committed."""
+        if self._writer is None:
+            raise SpoolError("the spool is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writes.put(_Write(apply, future, loop))
+        return await future
+
+    def _write_later(self, apply: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue a write nobody waits for (it rides along with the next commit)."""
+        if self._writer is not None:
+            self._writes.put(_Write(apply, None, None))
+
+    # ------------------------------------------------------------------ readers
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=False)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+
+    # ------------------------------------------------------------------ messages
+
+    async def store_message(self, msg: NewMessage) -> str:
+        """Store a message durably; returns its queue ID once the commit is on disk.
+
+        Nothing may answer 250 to DATA before this returns. Raises SpoolError if the write
+        failed, in which case the client must get a 4xx.
+        """
+
+        def apply(conn: sqlite3.Connection) -> str:
+            queue_id = msg.queue_id
+            for _ in range(5):
+                try:
+                    cur = conn.execute(
+                        "INSERT INTO messages (queue_id, arrived_at, sender, size, state,"
+                        " rcpt_count, first_rcpt, session_id, listener, client_ip, client_port,"
+                        " helo, auth_user, tls, body_8bit, smtputf8)"
+                        " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            queue_id,
+                            msg.arrived_at,
+                            msg.sender,
+                            len(msg.data),
+                            len(msg.recipients),
+                            msg.recipients[0],
+                            msg.session_id,
+                            msg.listener,
+                            msg.client_ip,
+                            msg.client_port,
+                            msg.helo,
+                            msg.auth_user,
+                            msg.tls,
+                            int(msg.body_8bit),
+                            int(msg.smtputf8),
+                        ),
+                    )
+                    break
+                except sqlite3.IntegrityError:
+                    queue_id = new_queue_id()  # a clock jump repeated an ID: take another
+            else:
+                raise SpoolError("could not allocate a unique queue ID")
+            message_id = cur.lastrowid
+            conn.execute(
+                "INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message_id, msg.data)
+            )
+            conn.executemany(
+                "INSERT INTO recipients (message_id, idx, address, domain, state, updated_at)"
+                " VALUES (?, ?, ?, ?, 'queued', ?)",
+                [
+                    (message_id, i, rcpt, _domain(rcpt), msg.arrived_at)
+                    for i, rcpt in enumerate(msg.recipients)
+                ],
+            )
+            if msg.transcript:
+                _upsert_session(
+                    conn,
+                    msg.session_id,
+                    msg.transcript[0].at,
+                    None,
+                    msg.listener,
+                    msg.client_ip,
+                    msg.transcript,
+                )
+            return queue_id
+
+        return await self._write(apply)
+
+    def record_session(
+        self,
+        session_id: str,
+        started_at: float,
+        ended_at: float | None,
+        listener: str,
+        client_ip: str,
+        lines: Sequence[TranscriptLine],
+    ) -> None:
+        """Save a session's transcript with the next commit (not awaited: nothing is promised)."""
+        frozen = tuple(lines)
+        self._write_later(
+            lambda conn: _upsert_session(
+                conn, session_id, started_at, ended_at, listener, client_ip, frozen
+            )
+        )
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self._write(lambda conn: None)
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Number of messages in each state."""
+
+        def query(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT state, COUNT(*) FROM messages GROUP BY state")
+            return {state: n for state, n in rows}
+
+        return await self._read(query)
+
+    async def list_messages(
+        self,
+        flt: MessageFilter,
+        *,
+        sort: str = "arrived",
+        descending: bool = False,
+        after: tuple[Any, int] | None = None,
+        limit: int = 100,
+    ) -> list[MessageRow]:
+        """A page of messages matching `flt`, ordered by `sort` then row id.
+
+        `after` is the (sort value, id) of the last row of the previous page: keyset pagination,
+        which costs the same on page 1000 as on page 1 (OFFSET would scan).
+        """
+        column = SORT_COLUMNS.get(sort)
+        if column is None:
+            raise ValueError(f"cannot sort by {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+
+        segments = _keyset_segments(column, descending, after)
+        order = "DESC" if descending else "ASC"
+        base_where, base_params = _where(flt, states=False)
+        # One query per state, merged below: `state IN (a, b)` cannot walk the
+        # (state, column, id) index in order, `state = ?` can (no sort of the whole queue).
+        states: tuple[str | None, ...] = tuple(dict.fromkeys(flt.states)) or (None,)
+
+        def query(conn: sqlite3.Connection) -> list[MessageRow]:
+            rows: list[MessageRow] = []
+            conn.execute("BEGIN")  # one snapshot for all the queries of this page
+            try:
+                for state in states:
+                    found = 0
+                    for condition, condition_params in segments:
+                        where, params = list(base_where), list(base_params)
+                        if state is not None:
+                            where.insert(0, "m.state = ?")
+                            params.insert(0, state)
+                        if condition:
+                            where.append(condition)
+                            params.extend(condition_params)
+                        sql = f"SELECT {_ROW_COLUMNS} FROM messages m"
+                        if where:
+                            sql += " WHERE " + " AND ".join(where)
+                        sql += f" ORDER BY m.{column} {order}, m.id {order} LIMIT ?"
+                        params.append(limit - found)
+                        page = [_row(r) for r in conn.execute(sql, params)]
+                        rows.extend(page)
+                        found += len(page)
+                        if found >= limit:
+                            break
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            if len(states) > 1:
+                rows.sort(key=lambda row: _sort_key(row, column), reverse=descending)
+            return rows[:limit]
+
+        return await self._read(query)
+
+    async def count_messages(self, flt: MessageFilter) -> int:
+        """How many messages match `flt`."""
+
+        def query(conn: sqlite3.Connection) -> int:
+            where, params = _where(flt)
+            sql = "SELECT COUNT(*) FROM messages m"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            return int(conn.execute(sql, params).fetchone()[0])
+
+        return await self._read(query)
+
+    async def recipients_of(self, message_ids: Sequence[int]) -> dict[int, list[RecipientRow]]:
+        """Recipients of many messages at once (for listings that show them)."""
+
+        def query(conn: sqlite3.Connection) -> dict[int, list[RecipientRow]]:
+            out: dict[int, list[RecipientRow]] = {i: [] for i in message_ids}
+            ids = list(message_ids)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT message_id, address, state, attempts, next_attempt_at, last_reply,"
+                    f" updated_at FROM recipients WHERE message_id IN ({marks})"
+                    " ORDER BY message_id, idx",
+                    chunk,
+                )
+                for r in rows:
+                    out[r[0]].append(RecipientRow(*r[1:]))
+            return out
+
+        return await self._read(query)
+
+    async def message_detail(self, queue_id: str) -> MessageDetail | None:
+        """Envelope, recipients, headers and inbound transcript of one message."""
+        return await self._read(lambda conn: _detail(conn, queue_id))
+
+    async def message_data(self, queue_id: str, limit: int | None = None) -> bytes | None:
+        """The stored message bytes (at most `limit` of them)."""
+
+        def query(conn: sqlite3.Connection) -> bytes | None:
+            if limit is None:
+                sql = "SELECT b.data FROM bodies b JOIN messages m ON m.id = b.message_id"
+                params: tuple[Any, ...] = (queue_id,)
+            else:
+                sql = (
+                    "SELECT substr(b.data, 1, ?) FROM bodies b"
+                    " JOIN messages m ON m.id = b.message_id"
+                )
+                params = (limit, queue_id)
+            row = conn.execute(sql + " WHERE m.queue_id = ?", params).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._read(query)
+
+    # ------------------------------------------------------------------ suppression list
+
+    async def suppression_lookup(self, address: str, now: float | None = None) -> str | None:
+        """The reason `address` is suppressed, or None (expired entries do not count)."""
+        at = time.time() if now is None else now
+
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT reason, created_at FROM suppressions WHERE address = ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (address.lower(), at),
+            ).fetchone()
+            if row is None:
+                return None
+            since = time.strftime("%Y-%m-%d", time.gmtime(row[1]))
+            return f"{row[0]} (since {since})"
+
+        return await self._read(query)
+
+    async def suppression_add(
+        self, address: str, reason: str, expires_at: float | None = None
+    ) -> None:
+        """Add or replace a suppression entry."""
+        now = time.time()
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO suppressions (address, reason, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                (address.lower(), reason, now, expires_at),
+            )
+        )
+
+    async def suppression_remove(self, address: str) -> bool:
+        """Remove an entry; False if there was none."""
+        return await self._write(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM suppressions WHERE address = ?", (address.lower(),)
+                ).rowcount
+                > 0
+            )
+        )
+
+    async def suppression_list(self) -> list[SuppressionRow]:
+        """Every entry, expired ones included (they are purged by delivery housekeeping)."""
+        return await self._read(
+            lambda conn: [
+                SuppressionRow(*r)
+                for r in conn.execute(
+                    "SELECT address, reason, created_at, expires_at FROM suppressions"
+                    " ORDER BY address"
+                )
+            ]
+        )
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _upsert_session(
+    conn: sqlite3.Connection,
+    session_id: str,
+    started_at: float,
+    ended_at: float | None,
+    listener: str,
+    client_ip: str,
+    lines: Sequence[TranscriptLine],
+) -> None:
+    text = "\n".join(line.encode() for line in lines)
+    conn.execute(
+        # One writer applies writes in order, so a later call always carries the longer text.
+        "INSERT OR REPLACE INTO sessions"
+        " (session_id, started_at, ended_at, listener, client_ip, transcript)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (session_id, started_at, ended_at, listener, client_ip, text),
+    )
+
+
+def _keyset_segments(
+    column: str, descending: bool, after: tuple[Any, int] | None
+) -> list[tuple[str, list[Any]]]:
+    """Conditions that, taken in turn, select the rows after `after` in listing order.
+
+    Each is a plain range on (column, id), so every query is one index range. SQLite sorts
+    NULLs first: ascending, the non-NULL values follow the NULLs; descending, the NULLs
+    come last.
+    """
+    if after is None:
+        return [("", [])]
+    cmp = "<" if descending else ">"
+    value, last_id = after
+    if value is None:
+        same = (f"m.{column} IS NULL AND m.id {cmp} ?", [last_id])
+        return [same] if descending else [same, (f"m.{column} IS NOT NULL", [])]
+    rest = (f"(m.{column}, m.id) {cmp} (?, ?)", [value, last_id])
+    if descending and column in _NULLABLE_SORT_COLUMNS:
+        return [rest, (f"m.{column} IS NULL", [])]
+    return [rest]
+
+
+def _sort_key(row: MessageRow, column: str) -> tuple[bool, Any, int]:
+    """The SQL order of `row` (NULLs first, then values, then id) for merging pages."""
+    value = getattr(row, column)  # MessageRow's fields are named as the columns
+    return (value is not None, value, row.id)
+
+
+def _where(flt: MessageFilter, *, states: bool = True) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for `flt` (without the states when `states` is False)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if states and flt.states:
+        where.append(f"m.state IN ({', '.join('?' * len(flt.states))})")
+        params.extend(flt.states)
+    if flt.queue_ids:
+        where.append(f"m.queue_id IN ({', '.join('?' * len(flt.queue_ids))})")
+        params.extend(flt.queue_ids)
+    if flt.domain:
+        where.append(
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.domain = ?)"
+        )
+        params.append(flt.domain.lower().rstrip("."))
+    if flt.text:
+        pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            "(m.queue_id LIKE ? ESCAPE '\\' OR m.sender LIKE ? ESCAPE '\\'"
+            " OR m.last_reply LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM recipients r"
+            " WHERE r.message_id = m.id AND r.address LIKE ? ESCAPE '\\'))"
+        )
+        params.extend([pattern] * 4)
+    return where, params
+
+
+def _detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | None:
+    row = conn.execute(
+        f"SELECT {_ROW_COLUMNS}, m.listener, m.session_id, m.client_ip, m.client_port, m.helo,"
+        " m.auth_user, m.tls, m.body_8bit, m.smtputf8 FROM messages m WHERE m.queue_id = ?",
+        (queue_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    base = _row(row[:11])
+    listener, session_id, client_ip, client_port, helo, auth_user, tls, b8, utf8 = row[11:]
+    recipients = tuple(
+        RecipientRow(*r)
+        for r in conn.execute(
+            "SELECT address, state, attempts, next_attempt_at, last_reply, updated_at"
+            " FROM recipients WHERE message_id = ? ORDER BY idx",
+            (base.id,),
+        )
+    )
+    head = conn.execute(
+        "SELECT substr(data, 1, 65536) FROM bodies WHERE message_id = ?", (base.id,)
+    ).fetchone()
+    headers: tuple[tuple[str, str], ...] = ()
+    if head is not None:
+        raw = bytes(head[0])
+        end = raw.find(b"\r\n\r\n")
+        parsed = BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 4] if end >= 0 else raw)
+        headers = tuple((k, str(v)) for k, v in parsed.items())
+    session = conn.execute(
+        "SELECT transcript FROM sessions WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    transcript = (
+        tuple(TranscriptLine.decode(line) for line in session[0].split("\n") if line)
+        if session
+        else ()
+    )
+    return MessageDetail(
+        row=base,
+        recipients=recipients,
+        listener=listener,
+        session_id=session_id,
+        client_ip=client_ip,
+        client_port=client_port,
+        helo=helo,
+        auth_user=auth_user,
+        tls=tls,
+        body_8bit=bool(b8),
+        smtputf8=bool(utf8),
+        headers=headers,
+        inbound_transcript=transcript,
+    )

@@ -1,0 +1,93 @@
+"""The state directory: created private (0700), and locked so only one engine uses it.
+
+The lock is an flock on `state_dir/engine.lock` holding the engine's PID, so a second engine can
+name the one already running; the kernel drops the lock when the process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+__all__ = ["EngineRunning", "StateLock", "ensure_state_dir", "running_engine_pid"]
+
+LOCK_NAME = "engine.lock"
+DATABASE_NAME = "spool.db"
+SOCKET_NAME = "admin.sock"
+
+
+class EngineRunning(Exception):
+    """Another engine holds the state directory."""
+
+    def __init__(self, state_dir: Path, pid: int | None) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"another relaybox engine ({who}) is already running on {state_dir}; "
+            "stop it first, or give this one its own [server] state_dir"
+        )
+        self.pid = pid
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700 and tighten it if it exists looser."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def running_engine_pid(state_dir: Path) -> int | None:
+    """PID of the engine running on `state_dir`, or None when none holds the lock."""
+    lock_path = state_dir / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(lock_path) or -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+class StateLock:
+    """Exclusive hold on a state directory for the life of one engine."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise EngineRunning naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EngineRunning(self.state_dir, _read_pid(self.path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go (also happens when the process exits)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None

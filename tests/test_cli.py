@@ -1,0 +1,691 @@
+"""The `relaybox` command end to end: each test runs the real program as a subprocess.
+
+Every relay listens on a free loopback port with its state directory, config and home folders
+under the test's tmp_path, so nothing here reads or writes the real home; clients are smtplib
+on 127.0.0.1. Waits poll a condition with a deadline; every process is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import platformdirs
+import pytest
+
+from relaybox.config import sample_config_text
+
+T = TypeVar("T")
+
+RELAYBOX = (sys.executable, "-m", "relaybox.cli")
+READY_TIMEOUT = 10.0
+"""Seconds a relay may take to start listening."""
+EXIT_TIMEOUT = 10.0
+"""Seconds a relay may take to exit after SIGTERM once nothing is in flight."""
+SUPPRESSION_TIMEOUT = 8.0
+"""A running engine re-reads the suppression list every 5 s."""
+HOSTNAME = "relay.example.test"
+SENDER = "sender@example.com"
+RECIPIENT = "rcpt@example.org"
+QUEUED = re.compile(r"queued as (\w+)")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = READY_TIMEOUT) -> T:
+    """Poll `condition` until it returns something true; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def toml_string(value: object) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(str(value))
+
+
+def write_config(
+    tmp_path: Path,
+    port: int,
+    *,
+    state_dir: Path | None = None,
+    name: str = "relaybox.toml",
+    log_file: Path | None = None,
+) -> Path:
+    """A config with one loopback relay listener on `port`, its state under tmp_path."""
+    state_dir = state_dir or tmp_path / "state"
+    log = f"[log]\nfile = {toml_string(log_file)}\n\n" if log_file else ""
+    path = tmp_path / name
+    path.write_text(
+        f"[server]\n"
+        f'hostname = "{HOSTNAME}"\n'
+        f"state_dir = {toml_string(state_dir)}\n\n"
+        f"{log}"
+        f"[[listeners]]\n"
+        f'listen = ["127.0.0.1:{port}"]\n'
+        f'allowed_networks = ["127.0.0.0/8"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def message(subject: str = "hello", message_id: str = "<hello@example.com>") -> bytes:
+    return (
+        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\n\r\nHello from the test.\r\n"
+    ).encode()
+
+
+def send(port: int, *, recipient: str = RECIPIENT, subject: str = "hello") -> str:
+    """Send one message over SMTP; returns the queue ID from the 250 reply to DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.example.test")
+        code, text = client.mail(SENDER)
+        assert code == 250, text
+        code, text = client.rcpt(recipient)
+        assert code == 250, text
+        code, text = client.data(message(subject))
+    reply = text.decode()
+    assert code == 250, reply
+    found = QUEUED.search(reply)
+    assert found, f"no queue ID in the 250 reply: {reply}"
+    return found.group(1)
+
+
+def rcpt_reply(port: int, recipient: str) -> tuple[int, str]:
+    """The reply a fresh session gets to RCPT TO:<recipient>."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.example.test")
+        code, text = client.mail(SENDER)
+        assert code == 250, text
+        code, text = client.rcpt(recipient)
+        client.rset()
+    return code, text.decode()
+
+
+def turned_away(port: int) -> bool:
+    """True when a new connection is refused, or closed without the 220 greeting."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except ConnectionRefusedError:
+        return True
+    with sock:
+        try:
+            greeting = sock.recv(512)
+        except ConnectionError:
+            return True
+    return not greeting.startswith(b"220")
+
+
+class Relay:
+    """A running `relaybox` process; its output goes to files so it can never block on a pipe."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, stderr_path: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.stderr_path = stderr_path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self) -> None:
+        """Poll the port until it accepts a connection; fail if the process exits first."""
+
+        def listening() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"relaybox exited with {self.proc.returncode} before listening on "
+                    f"{self.port}:\n{self.stderr()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, f"relaybox to listen on 127.0.0.1:{self.port}")
+
+    def terminate(self, timeout: float = EXIT_TIMEOUT) -> int:
+        """SIGTERM, then the exit status (failing the test if it takes longer than `timeout`)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"relaybox did not exit within {timeout} s:\n{self.stderr()}")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of every relaybox run: home and XDG folders inside tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    environ.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+    )
+    return environ
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run_cli("queue", "--config", path)` runs a relaybox command to completion."""
+
+    def run(*args: object, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*RELAYBOX, *map(str, args)],
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Relay]]:
+    """`start_relay(*args, port=...)` starts `relaybox *args` and waits until it listens."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: object, port: int, wait: bool = True, **kwargs: Any) -> Relay:
+        n = len(started)
+        stderr_path = tmp_path / f"relay{n}.stderr"
+        with (
+            open(tmp_path / f"relay{n}.stdout", "wb") as out,
+            open(stderr_path, "wb") as err,
+        ):
+            proc = subprocess.Popen(
+                [*RELAYBOX, *map(str, args)],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                **kwargs,
+            )
+        started.append(proc)
+        relay = Relay(proc, port, stderr_path)
+        if wait:
+            relay.wait_ready()
+        return relay
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+# ---------------------------------------------------------------------------- init, check-config
+
+
+def test_init_writes_the_sample_config_and_never_overwrites_without_force(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    path = tmp_path / "etc" / "relaybox.toml"
+    result = run_cli("init", "--config", path)
+    assert result.returncode == 0, result.stderr
+    assert path.read_text(encoding="utf-8") == sample_config_text()
+
+    path.write_text("# the admin's own settings\n", encoding="utf-8")
+    result = run_cli("init", "--config", path)
+    assert result.returncode != 0
+    assert "--force" in result.stderr
+    assert path.read_text(encoding="utf-8") == "# the admin's own settings\n"
+
+    result = run_cli("init", "--config", path, "--force")
+    assert result.returncode == 0, result.stderr
+    assert path.read_text(encoding="utf-8") == sample_config_text()
+
+    result = run_cli("check-config", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "ok"
+
+
+def test_init_without_config_writes_to_the_platformdirs_config_path(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+    expected = Path(platformdirs.user_config_dir("relaybox")) / "relaybox.toml"
+    assert expected.is_relative_to(env["HOME"])
+
+    result = run_cli("init")
+    assert result.returncode == 0, result.stderr
+    assert expected.read_text(encoding="utf-8") == sample_config_text()
+    result = run_cli("check-config")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "ok"
+
+
+def test_check_config_prints_every_problem_as_file_line_key_message(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            [server]
+            hostname = "relay.example.test"
+            colour = "blue"
+
+            [[listeners]]
+            listen = ["127.0.0.1:2525"]
+            allowed_networks = [
+                "127.0.0.0/8",
+                "192.168.1.0/33",
+            ]
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = run_cli("check-config", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "ok" not in lines
+    assert len(lines) == 2, lines
+    unknown, network = lines
+    assert unknown.startswith(f"{path}:3: server.colour: unknown key"), unknown
+    assert network.startswith(f'{path}:9: listeners[0].allowed_networks[1]: "192.168.1.0/33"'), (
+        network
+    )
+
+
+def test_check_config_prints_warnings_and_still_says_ok(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    path = tmp_path / "risky.toml"
+    path.write_text(
+        '[[listeners]]\nlisten = ["0.0.0.0:2525"]\nallowed_networks = ["127.0.0.0/8"]\n',
+        encoding="utf-8",
+    )
+    result = run_cli("check-config", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "ok"
+    warnings = [line for line in lines[:-1] if "warning" in line]
+    assert len(warnings) == 1, lines
+    assert warnings[0].startswith(f"{path}:3: listeners[0].allowed_networks[0]: warning: ")
+    assert "127.0.0.0/8" in warnings[0]
+
+
+# ---------------------------------------------------------------------------- queue and show
+
+
+def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_runs(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+    queue_id = send(port)
+
+    result = run_cli("queue", "--config", config)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("-Queue ID-")
+    entry = next(i for i, line in enumerate(lines) if line.startswith(queue_id))
+    assert re.fullmatch(rf"{queue_id}\s+\d+ \w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d\s+{SENDER}", lines[entry]), lines[entry]
+    assert lines[entry + 1].strip() == RECIPIENT
+    assert lines[entry + 1].startswith(" ")
+    assert lines[-1].endswith("in 1 Request.")
+
+    result = run_cli("queue", "--json", "--config", config)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert [m["queue_id"] for m in listing] == [queue_id]
+    assert listing[0]["sender"] == SENDER
+    assert [r["address"] for r in listing[0]["recipients"]] == [RECIPIENT]
+    assert listing[0]["state"] == "queued"
+
+    # The reply to DATA joins the stored transcript when the session ends (after QUIT).
+    final_reply = f"S: 250 2.0.0 Ok: queued as {queue_id}"
+
+    def shown() -> str | None:
+        result = run_cli("show", queue_id, "--config", config)
+        assert result.returncode == 0, result.stderr
+        return result.stdout if final_reply in result.stdout else None
+
+    text = wait_until(shown, "the transcript with the 250 reply in `relaybox show`")
+    assert f"Queue ID:   {queue_id}" in text
+    assert f"<{SENDER}>" in text
+    assert RECIPIENT in text
+    headers = text.split("\nHeaders:\n", 1)[1].split("\nInbound session", 1)[0]
+    assert re.search(rf"Received: from .*\n.*by {re.escape(HOSTNAME)} \(relaybox\)", headers)
+    assert f"id {queue_id}" in headers
+    assert "Subject: hello" in headers
+    assert "\r" not in text
+    transcript = text.split("\nInbound session", 1)[1]
+    assert re.search(rf"C: MAIL FROM:<{SENDER}>", transcript)
+    assert re.search(rf"C: RCPT TO:<{RECIPIENT}>", transcript)
+    assert final_reply in transcript
+
+    result = run_cli("show", queue_id, "--json", "--config", config)
+    assert result.returncode == 0, result.stderr
+    detail = json.loads(result.stdout)
+    assert detail["queue_id"] == queue_id
+    assert detail["sender"] == SENDER
+    assert [r["address"] for r in detail["recipients"]] == [RECIPIENT]
+    received = [value for key, value in detail["headers"] if key == "Received"]
+    assert len(received) == 1
+    assert f"by {HOSTNAME} (relaybox)" in received[0]
+    assert f"id {queue_id}" in received[0]
+    said = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
+    assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in said), said
+    assert ("S", f"250 2.0.0 Ok: queued as {queue_id}") in said
+
+    result = run_cli("show", "NOSUCHID0000", "--config", config)
+    assert result.returncode == 1
+    assert "NOSUCHID0000" in result.stderr
+    assert relay.proc.poll() is None
+
+
+def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    state_dir = tmp_path / "never-used" / "state"
+    config = write_config(tmp_path, free_port(), state_dir=state_dir)
+    result = run_cli("queue", "--config", config, umask=0)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Mail queue is empty\n"
+    result = run_cli("queue", "--json", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    if state_dir.exists():  # whatever the command created is the relay's user's only
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+        assert all(private(p) for p in state_dir.iterdir())
+
+
+def test_config_before_the_subcommand_name_is_not_ignored(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    start_relay("--headless", "--config", config, port=port)
+    queue_id = send(port)
+    result = run_cli("--config", config, "queue")
+    assert result.returncode == 0, result.stderr
+    assert queue_id in result.stdout
+
+
+# ---------------------------------------------------------------------------- one engine per spool
+
+
+def test_second_engine_refuses_and_names_the_first(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    first_port, second_port = free_port(), free_port()
+    state_dir = tmp_path / "state"
+    first = start_relay(
+        "--headless",
+        "--config",
+        write_config(tmp_path, first_port, state_dir=state_dir, name="first.toml"),
+        port=first_port,
+    )
+    second = write_config(tmp_path, second_port, state_dir=state_dir, name="second.toml")
+
+    result = run_cli("--headless", "--config", second, timeout=EXIT_TIMEOUT)
+    assert result.returncode != 0
+    assert re.search(rf"\bpid {first.proc.pid}\b", result.stderr), result.stderr
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", second_port), timeout=2).close()
+    assert first.proc.poll() is None
+    send(first_port)
+
+
+def test_state_dir_is_0700_and_spool_and_log_files_are_private(
+    tmp_path: Path, start_relay: Callable[..., Relay]
+) -> None:
+    port = free_port()
+    state_dir = tmp_path / "var" / "state"
+    log_file = tmp_path / "relay.log"
+    config = write_config(tmp_path, port, state_dir=state_dir, log_file=log_file)
+    # With umask 0 anything not created private on purpose would be world-readable.
+    start_relay("--headless", "--config", config, port=port, umask=0)
+    send(port)
+
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    files = sorted(p.name for p in state_dir.iterdir())
+    assert "spool.db" in files
+    loose = [f"{p.name} {stat.filemode(p.stat().st_mode)}" for p in state_dir.iterdir()]
+    assert all(private(p) for p in state_dir.iterdir()), loose
+    assert private(log_file), stat.filemode(log_file.stat().st_mode)
+
+
+# ---------------------------------------------------------------------------- running and stopping
+
+
+def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+
+    busy = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    idle = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    try:
+        busy.ehlo("busy.example.test")
+        assert busy.mail(SENDER)[0] == 250
+        assert busy.rcpt(RECIPIENT)[0] == 250
+        assert busy.docmd("DATA")[0] == 354
+        busy.send(b"Subject: in flight\r\nMessage-ID: <in-flight@example.com>\r\n\r\nfirst half\r\n")
+        idle.ehlo("idle.example.test")
+
+        relay.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: turned_away(port), "new connections to be turned away after SIGTERM")
+        assert relay.proc.poll() is None, "exited with a transaction in flight"
+
+        busy.send(b"second half\r\n.\r\n")
+        code, text = busy.getreply()
+        assert code == 250, text
+        found = QUEUED.search(text.decode())
+        assert found, text
+        assert idle.getreply()[0] == 421  # a session with no transaction is told to go
+    finally:
+        busy.close()
+        idle.close()
+
+    assert relay.wait_exit() == 0
+    assert re.search(r"\bstopped\b", relay.stderr())
+    listing = json.loads(run_cli("queue", "--json", "--config", config).stdout)
+    assert [m["queue_id"] for m in listing] == [found.group(1)]
+
+
+def test_plain_relaybox_says_the_ui_is_not_built_and_runs_headless(
+    tmp_path: Path, start_relay: Callable[..., Relay]
+) -> None:
+    port = free_port()
+    relay = start_relay("--config", write_config(tmp_path, port), port=port)
+    send(port)
+    notices = [line for line in relay.stderr().splitlines() if "not built yet" in line]
+    assert len(notices) == 1, relay.stderr()
+    assert "headless" in notices[0]
+
+    started = time.monotonic()
+    assert relay.terminate() == 0
+    assert time.monotonic() - started < 5
+    assert re.search(r"\bstopped\b", relay.stderr())
+
+
+# ---------------------------------------------------------------------------- observability
+
+
+def test_json_log_format_writes_one_object_per_event(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--log-format", "json", "--config", config, port=port)
+    queue_id = send(port)
+
+    def accepted() -> dict[str, Any] | None:
+        for line in relay.stderr().splitlines():
+            if queue_id in line and '"accepted"' in line:
+                entry: dict[str, Any] = json.loads(line)
+                return entry
+        return None
+
+    entry = wait_until(accepted, "the accepted event in the JSON log")
+    assert entry["event"] == "accepted"
+    assert entry["queue_id"] == queue_id
+    listing = json.loads(run_cli("queue", "--json", "--config", config).stdout)
+    assert entry["size"] == listing[0]["size"] > 0
+
+    assert relay.terminate() == 0
+    events = [json.loads(line) for line in relay.stderr().splitlines()]
+    assert all(isinstance(e, dict) and {"time", "level", "event"} <= e.keys() for e in events)
+    names = [e["event"] for e in events]
+    assert names[0] == "started"
+    assert names[-1] == "stopped"
+    assert "connect" in names
+
+
+def test_log_file_is_reopened_on_sigusr1_after_rotation(
+    tmp_path: Path, start_relay: Callable[..., Relay]
+) -> None:
+    port = free_port()
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    log_file = log_dir / "relay.log"
+    rotated = log_dir / "relay.log.1"
+    relay = start_relay(
+        "--headless", "--config", write_config(tmp_path, port, log_file=log_file), port=port
+    )
+    before = send(port, subject="before")
+    wait_until(lambda: before in log_file.read_text(), "the first message in the log file")
+
+    log_file.rename(rotated)
+    relay.proc.send_signal(signal.SIGUSR1)
+    wait_until(log_file.exists, "a fresh log file after SIGUSR1")
+    after = send(port, subject="after")
+    wait_until(lambda: after in log_file.read_text(), "the second message in the fresh log file")
+
+    assert relay.proc.poll() is None
+    assert before not in log_file.read_text()
+    assert after not in rotated.read_text()
+    assert private(log_file)
+
+
+def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
+    tmp_path: Path,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    start_relay("--headless", "--config", config, port=port)
+    suppressed = "x@example.org"
+    assert rcpt_reply(port, suppressed)[0] == 250
+
+    result = run_cli("suppress", "add", suppressed, "--config", config)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("suppress", "list", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [suppressed]
+
+    code, text = wait_until(
+        lambda: (reply := rcpt_reply(port, suppressed))[0] != 250 and reply,
+        "the running engine to refuse the suppressed recipient",
+        SUPPRESSION_TIMEOUT,
+    )
+    assert code == 550, text
+    assert "suppress" in text
+    assert rcpt_reply(port, "y@example.org")[0] == 250
+
+    result = run_cli("suppress", "remove", suppressed, "--config", config)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("suppress", "list", "--config", config)
+    assert suppressed not in result.stdout
+    wait_until(
+        lambda: rcpt_reply(port, suppressed)[0] == 250,
+        "the running engine to accept the recipient again",
+        SUPPRESSION_TIMEOUT,
+    )
+    send(port, recipient=suppressed)
+
+
+# ---------------------------------------------------------------------------- embedded default
+
+
+def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_the_state_dir(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    start_relay: Callable[..., Relay],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 2525), timeout=1).close()
+    except OSError:
+        pass
+    else:
+        pytest.fail(
+            "something already listens on 127.0.0.1:2525, the port of relaybox's embedded "
+            "default, so it cannot be tested; stop that program (`ss -ltnp 'sport = :2525'` "
+            "names it) and run the tests again"
+        )
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, env[var])
+    assert not (Path(platformdirs.user_config_dir("relaybox")) / "relaybox.toml").exists()
+    state_dir = Path(platformdirs.user_state_dir("relaybox"))
+    assert state_dir.is_relative_to(env["HOME"])
+
+    start_relay("--headless", port=2525)
+    queue_id = send(2525)
+
+    assert (state_dir / "spool.db").is_file()
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    result = run_cli("queue", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [m["queue_id"] for m in json.loads(result.stdout)] == [queue_id]

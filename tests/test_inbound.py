@@ -1,0 +1,588 @@
+"""The receiving side over real loopback sockets: relay policy, limits, DATA rules, transcripts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import smtplib
+import socket
+
+import pytest
+
+from relaybox.config.model import LimitsConfig
+from relaybox.spool import MessageFilter
+
+from .conftest import SMTPClient, make_config, relay_listener, simple_message
+
+QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]{13})")
+
+
+async def stored(run, queue_id: str) -> bytes:
+    data = await run.engine.admin.message_data(queue_id)
+    assert data is not None, f"{queue_id} is not in the spool"
+    return data
+
+
+async def queue_ids(run) -> list[str]:
+    page = await run.engine.admin.list(MessageFilter(states=()), limit=10_000)
+    return [row.queue_id for row in page.rows]
+
+
+# ---------------------------------------------------------------------- acceptance
+
+
+async def test_accepted_message_is_spooled_with_received_header(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250
+    queue_id = QUEUED.search(text).group(1)
+    data = await stored(run, queue_id)
+    assert data.startswith(b"Received: from client.example.test ([127.0.0.1])\r\n")
+    assert f"by relay.example.test (relaybox) with ESMTP id {queue_id}".encode() in data
+    assert b"for <b@example.org>;" in data
+    assert data.endswith(b"\r\n\r\nHello.\r\n")
+    detail = await run.engine.admin.show(queue_id)
+    assert detail.row.sender == "a@example.com"
+    assert [r.address for r in detail.recipients] == ["b@example.org"]
+    assert all(r.state == "queued" for r in detail.recipients)
+    assert detail.helo == "client.example.test"
+    assert detail.client_ip == "127.0.0.1"
+    assert re.search(rf"info {queue_id}: accepted .*size={len(data)}", run.log_text())
+
+
+async def test_smtplib_client_can_send(start_engine):
+    """A stock client library, not just our raw one, gets its mail accepted."""
+    run = await start_engine()
+    host, port = run.address()
+
+    def send() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP(host, port, timeout=10) as s:
+            return s.sendmail("a@example.com", ["b@example.org", "c@example.net"], simple_message())
+
+    refused = await asyncio.to_thread(send)
+    assert refused == {}
+    (queue_id,) = await queue_ids(run)
+    detail = await run.engine.admin.show(queue_id)
+    assert [r.address for r in detail.recipients] == ["b@example.org", "c@example.net"]
+
+
+async def test_null_sender_is_accepted_for_bounces(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, _ = await client.send_message("", ["b@example.org"], simple_message())
+    assert code == 250
+
+
+async def test_inbound_transcript_is_stored_with_the_message(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    queue_id = QUEUED.search(text).group(1)
+    await client.cmd("QUIT")
+    assert await client.closed()
+    await asyncio.sleep(0.05)  # connection_lost queues the full transcript
+    await run.engine.spool.flush()
+    detail = await run.engine.admin.show(queue_id)
+    lines = [(line.direction, line.text) for line in detail.inbound_transcript]
+    assert ("C", "EHLO client.example.test") in lines
+    assert ("C", "MAIL FROM:<a@example.com>") in lines
+    assert ("S", "250 2.1.5 Ok") in lines
+    assert any(d == "-" and "bytes of message data" in t for d, t in lines)
+    assert ("S", f"250 2.0.0 Ok: queued as {queue_id}") in lines
+    # The body is recorded only as its size.
+    assert not any("Hello." in t for _, t in lines)
+
+
+async def test_several_messages_in_one_session(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    for i in range(3):
+        code, _ = await client.send_message(
+            "a@example.com", ["b@example.org"], simple_message(f"m{i}")
+        )
+        assert code == 250
+    assert len(await queue_ids(run)) == 3
+
+
+async def test_ipv6_listener_accepts_mail(start_engine, smtp, tmp_path):
+    if not socket.has_ipv6:
+        pytest.fail("this machine has no IPv6 loopback; relaybox must serve [::1]")
+    from relaybox.config.model import SocketAddress
+
+    listener = relay_listener(listen=(SocketAddress("::1", 0),))
+    run = await start_engine(make_config(tmp_path / "v6", listeners=(listener,)))
+    client = await smtp(run)
+    code, _ = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250
+
+
+# ---------------------------------------------------------------------- never an open relay
+
+
+async def test_unknown_network_cannot_relay(start_engine, smtp, tmp_path):
+    listener = relay_listener(allowed_networks=(ipaddress.ip_network("192.0.2.0/24"),))
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    code, text = await client.cmd("RCPT TO:<b@example.org>")
+    assert (code, text) == (554, "5.7.1 Relay access denied")
+    assert (await client.cmd("DATA"))[0] == 503
+    assert "reject stage=RCPT" in run.log_text()
+    assert await queue_ids(run) == []
+
+
+async def test_submission_listener_does_not_relay_without_auth(start_engine, smtp, tmp_path):
+    listener = relay_listener(role="submission")
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 554
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "user%outside.example@example.org",
+        "outside.example!user@example.org",
+        '"user@outside.example"@example.org',
+        "@relay.example:user@example.org",
+        "user@example.org.",
+        "user@[192.0.2.1]",
+    ],
+)
+async def test_relay_tricks_are_refused_for_everyone(start_engine, smtp, address):
+    run = await start_engine()  # loopback is trusted: the refusal must not depend on that
+    client = await smtp(run)
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    code, text = await client.cmd(f"RCPT TO:<{address}>")
+    assert code == 553 and text.startswith("5.1.3"), text
+
+
+async def test_ip_literal_allowed_when_configured(start_engine, smtp, tmp_path):
+    listener = relay_listener(allow_ip_literals=True)
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert (await client.cmd("RCPT TO:<user@[192.0.2.1]>"))[0] == 250
+
+
+async def test_suppressed_recipient_is_refused_with_reason(start_engine, smtp):
+    run = await start_engine()
+    await run.engine.admin.suppress_add("gone@example.org", "550 5.1.1 user unknown")
+    await run.engine._refresh_suppression()
+    client = await smtp(run)
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    code, text = await client.cmd("RCPT TO:<Gone@Example.org>")
+    assert code == 550
+    assert "suppressed" in text and "user unknown" in text
+    assert (await client.cmd("RCPT TO:<other@example.org>"))[0] == 250
+
+
+# ---------------------------------------------------------------------- limits
+
+
+async def test_recipient_limit_gives_452(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_recipients=2))
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    assert (await client.cmd("RCPT TO:<r1@example.org>"))[0] == 250
+    assert (await client.cmd("RCPT TO:<r2@example.org>"))[0] == 250
+    code, text = await client.cmd("RCPT TO:<r3@example.org>")
+    assert code == 452 and text.startswith("4.5.3")
+
+
+async def test_declared_size_over_limit_gives_552(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_message_size=10_000))
+    client = await smtp(run)
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    assert "SIZE 10000" in ehlo.splitlines()
+    code, text = await client.cmd("MAIL FROM:<a@example.com> SIZE=10001")
+    assert code == 552 and text.startswith("5.3.4")
+
+
+async def test_actual_size_over_limit_gives_552_and_nothing_stored(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_message_size=10_000))
+    client = await smtp(run)
+    body = simple_message(body="x" * 70 + "\r\n" + ("y" * 70 + "\r\n") * 200)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], body)
+    assert code == 552 and text.startswith("5.3.4")
+    assert await queue_ids(run) == []
+    # The session goes on: the next message is fine.
+    code, _ = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250
+
+
+async def test_long_line_is_refused(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    body = simple_message(body="z" * 999)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], body)
+    assert code == 500 and "longer than 998" in text
+    body = simple_message(body="z" * 998)
+    assert (await client.send_message("a@example.com", ["b@example.org"], body))[0] == 250
+
+
+async def test_long_command_line_is_refused(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, _ = await client.cmd("NOOP " + "x" * 600)
+    assert code == 500
+    assert (await client.cmd("NOOP"))[0] == 250
+
+
+async def test_idle_client_is_disconnected(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(idle_timeout=0.5))
+    client = await smtp(run)
+    assert await client.closed(timeout=5)
+
+
+async def test_slow_data_hits_the_deadline(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(data_timeout=0.6, idle_timeout=5))
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    assert (await client.cmd("DATA"))[0] == 354
+    for _ in range(3):  # still sending, well within the idle timeout, but slowly
+        await client.send(b"Subject: drip\r\n")
+        await asyncio.sleep(0.15)
+    code, text = await client.reply()
+    assert code == 421 and text.startswith("4.4.2")
+    assert await client.closed()
+    assert await queue_ids(run) == []
+
+
+async def test_connection_limit_per_ip_gives_421(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_connections_per_ip=2))
+    await smtp(run)
+    await smtp(run)
+    third = await smtp(run, greet=False)
+    code, text = await third.reply()
+    assert code == 421 and "from your address" in text
+    assert await third.closed()
+
+
+async def test_total_connection_limit_gives_421(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_connections=1))
+    await smtp(run)
+    second = await smtp(run, greet=False)
+    assert (await second.reply())[0] == 421
+
+
+async def test_connection_slot_is_freed_on_disconnect(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_connections=1))
+    first = await smtp(run)
+    await first.cmd("QUIT")
+    await first.closed()
+    for _ in range(50):
+        if run.engine._ctx.connections.total == 0:
+            break
+        await asyncio.sleep(0.02)
+    second = await smtp(run, greet=False)
+    assert (await second.reply())[0] == 220
+
+
+async def test_message_rate_per_ip_gives_450(start_engine, smtp):
+    run = await start_engine(limits=LimitsConfig(max_messages_per_minute_per_ip=2))
+    client = await smtp(run)
+    for _ in range(2):
+        assert (await client.send_message("a@example.com", ["b@example.org"], simple_message()))[
+            0
+        ] == 250
+    code, text = await client.cmd("MAIL FROM:<a@example.com>")
+    assert code == 450 and text.startswith("4.7.1")
+
+
+async def test_low_disk_space_refuses_at_mail(start_engine, smtp):
+    run = await start_engine(min_free_space_mb=10**9)  # more than any disk has
+    client = await smtp(run)
+    code, text = await client.cmd("MAIL FROM:<a@example.com>")
+    assert code == 452 and text.startswith("4.3.1")
+
+
+async def test_failed_spool_write_gives_451_not_250(start_engine, smtp):
+    run = await start_engine()
+    spool = run.engine.spool
+    # A real SQLite failure: cap the database at its current size so the next insert fails.
+    pages = await spool._write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await spool._write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    client = await smtp(run)
+    big = simple_message(body=("x" * 76 + "\r\n") * 2000)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], big)
+    assert code == 451 and text.startswith("4.3.0")
+    assert "spool-failed" in run.log_text()
+    await spool._write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    assert (await client.send_message("a@example.com", ["b@example.org"], big))[0] == 250
+
+
+async def test_talking_before_greeting_is_dropped(start_engine, tmp_path):
+    listener = relay_listener(greet_pause=0.5)
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await SMTPClient.connect(*run.address())
+    await client.send("EHLO eager.example\r\n")
+    code, _ = await client.reply()
+    assert code == 554
+    assert await client.closed()
+    await client.close()
+    polite = await SMTPClient.connect(*run.address())
+    assert (await polite.reply())[0] == 220
+    await polite.close()
+
+
+# ---------------------------------------------------------------------- DATA rules
+
+
+async def test_dot_stuffing_is_undone(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    body = b"Subject: dots\r\n\r\n..leading dot\r\n...two\r\n.\r\n"[:-3]
+    code, text = await client.send_message("a@example.com", ["b@example.org"], body)
+    assert code == 250
+    data = await stored(run, QUEUED.search(text).group(1))
+    assert data.endswith(b"\r\n\r\n.leading dot\r\n..two\r\n")
+
+
+async def test_empty_message_is_accepted(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], b"")
+    assert code == 250
+    data = await stored(run, QUEUED.search(text).group(1))
+    assert data.startswith(b"Received:") and data.count(b"\r\n") == 3
+
+
+async def test_data_arriving_in_tiny_pieces_is_reassembled(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    payload = b"Subject: bits\r\n\r\nline one\r\n.dotted\r\nend\r\n.\r\n"
+    for i in range(len(payload)):
+        await client.send(payload[i : i + 1])
+        await asyncio.sleep(0)
+    code, text = await client.reply()
+    assert code == 250
+    data = await stored(run, QUEUED.search(text).group(1))
+    assert data.endswith(b"Subject: bits\r\n\r\nline one\r\ndotted\r\nend\r\n")
+
+
+async def test_large_message_survives_intact(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    lines = [f"line {i:06d} ".encode() + b"x" * 60 for i in range(20_000)]  # ~1.4 MB
+    body = b"Subject: big\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+    code, text = await client.send_message("a@example.com", ["b@example.org"], body)
+    assert code == 250
+    data = await stored(run, QUEUED.search(text).group(1))
+    assert data.endswith(body)
+
+
+async def test_commands_pipelined_after_data_are_answered(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send(
+        simple_message() + b".\r\nMAIL FROM:<c@example.com>\r\nRCPT TO:<d@example.org>\r\n"
+    )
+    assert (await client.reply())[0] == 250
+    assert (await client.reply())[0] == 250
+    assert (await client.reply())[0] == 250
+
+
+@pytest.mark.parametrize(
+    ("smuggled", "kind"),
+    [
+        (b"\n.\r\n", "LF"),  # <LF>.<CRLF>
+        (b"\r\n.\n", "LF"),  # <CRLF>.<LF>
+        (b"\n.\n", "LF"),  # <LF>.<LF>
+        (b"\r.\r\n", "CR"),  # <CR>.<CRLF>
+        (b"\r\n.\r", "CR"),  # <CRLF>.<CR>
+    ],
+)
+async def test_smtp_smuggling_is_refused_and_never_splits(start_engine, smtp, smuggled, kind):
+    run = await start_engine()
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    attack = (
+        b"Subject: first\r\n\r\nhello"
+        + smuggled
+        + b"MAIL FROM:<admin@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
+        + b"Subject: smuggled\r\n\r\nevil\r\n.\r\n"
+    )
+    await client.send(attack)
+    code, text = await client.reply()
+    assert code == 554 and f"bare {kind}" in text
+    assert 'bare_lf = "normalize"' in text
+    assert await client.closed()
+    assert await queue_ids(run) == []
+
+
+async def test_bare_lf_normalized_when_configured(start_engine, smtp, tmp_path):
+    listener = relay_listener(bare_lf="normalize")
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send(b"Subject: old printer\n\nscan attached\n.\nstill data\r\n.\r\n")
+    code, text = await client.reply()
+    assert code == 250
+    data = await stored(run, QUEUED.search(text).group(1))
+    # Stored with CRLF; the bare "<LF>.<LF>" did not end DATA (only <CRLF>.<CRLF> does).
+    assert data.endswith(b"Subject: old printer\r\n\r\nscan attached\r\n\r\nstill data\r\n")
+    assert len(await queue_ids(run)) == 1
+
+
+async def test_bare_cr_refused_even_when_normalizing(start_engine, smtp, tmp_path):
+    listener = relay_listener(bare_lf="normalize")
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send(b"Subject: x\r\n\r\nbad\rline\r\n.\r\n")
+    code, text = await client.reply()
+    assert code == 554 and "bare CR" in text
+
+
+async def test_nul_in_data_is_refused(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, text = await client.send_message(
+        "a@example.com", ["b@example.org"], b"Subject: x\r\n\r\nnul\0here\r\n"
+    )
+    assert code == 554 and "NUL" in text
+    assert await queue_ids(run) == []
+
+
+# ---------------------------------------------------------------------- 8BITMIME and SMTPUTF8
+
+
+async def test_8bitmime_and_smtputf8_are_advertised(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    assert {"8BITMIME", "SMTPUTF8"} <= set(ehlo.splitlines())
+
+
+async def test_8bit_body_is_flagged(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com> BODY=8BITMIME")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send("Subject: café\r\n\r\nGrüße\r\n.\r\n".encode())
+    code, text = await client.reply()
+    assert code == 250
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.body_8bit
+
+
+async def test_utf8_address_needs_smtputf8(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    code, text = await client.cmd("MAIL FROM:<josé@example.com>")
+    assert code == 553 and text.startswith("5.6.7")
+    code, _ = await client.cmd("MAIL FROM:<josé@example.com> SMTPUTF8")
+    assert code == 250
+    assert (await client.cmd("RCPT TO:<zoë@exämple.org>"))[0] == 250
+    await client.cmd("DATA")
+    await client.send(b"Subject: hi\r\n\r\nhi\r\n.\r\n")
+    code, text = await client.reply()
+    assert code == 250
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.smtputf8
+    assert detail.recipients[0].address == "zoë@exämple.org"
+    data = await stored(run, detail.row.queue_id)
+    assert b"with UTF8SMTP id" in data
+
+
+async def test_invalid_utf8_in_command_is_refused(start_engine, smtp):
+    run = await start_engine()
+    client = await smtp(run)
+    await client.send(b"MAIL FROM:<a\xff@example.com> SMTPUTF8\r\n")
+    code, _ = await client.reply()
+    assert code == 501
+
+
+# ---------------------------------------------------------------------- shutdown
+
+
+async def test_shutdown_lets_transaction_finish_and_closes_idle(start_engine, smtp):
+    run = await start_engine()
+    busy = await smtp(run)
+    idle = await smtp(run)
+    await busy.cmd("MAIL FROM:<a@example.com>")
+    await busy.cmd("RCPT TO:<b@example.org>")
+    await busy.cmd("DATA")
+    await busy.send(b"Subject: in flight\r\n\r\npart one\r\n")
+    stopping = asyncio.create_task(run.engine.stop(grace=5))
+    code, text = await idle.reply()
+    assert code == 421
+    await busy.send(b"part two\r\n.\r\n")
+    code, text = await busy.reply()
+    assert code == 250, text
+    await asyncio.wait_for(stopping, 10)
+
+
+def test_protocol_sets_everything_aiosmtpd_sets(tmp_path):
+    """We replace aiosmtpd's constructor for speed; it must not miss an attribute."""
+    from aiosmtpd.smtp import SMTP
+
+    from relaybox.events import EventBus
+    from relaybox.inbound import InboundContext, InboundSMTP
+    from relaybox.maillog import MailLog
+
+    async def attrs() -> tuple[set[str], set[str]]:
+        base = set(vars(SMTP(handler=None)))
+        config = make_config(tmp_path)
+        log = MailLog()
+        ctx = InboundContext(
+            config=lambda: config,
+            spool=None,  # type: ignore[arg-type]  # the constructor does not touch it
+            bus=EventBus(),
+            log=log,
+            suppression=lambda a: None,
+            free_space_mb=lambda: None,
+        )
+        ours = set(vars(InboundSMTP(ctx, config.listeners[0])))
+        log.close()
+        return base, ours
+
+    base, ours = asyncio.run(attrs())
+    assert base - ours == set()
+
+
+async def test_swaks_can_send(start_engine):
+    """swaks, the admin's everyday test tool, gets its message accepted as the README shows."""
+    import shutil
+
+    swaks = shutil.which("swaks")
+    assert swaks, "swaks is not installed (apt-get install swaks; .ci/run does this)"
+    run = await start_engine()
+    host, port = run.address()
+    proc = await asyncio.create_subprocess_exec(
+        swaks,
+        "--server",
+        f"{host}:{port}",
+        "--from",
+        "printer@office.example",
+        "--to",
+        "you@example.org",
+        "--timeout",
+        "10",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode()
+    match = QUEUED.search(out.decode())
+    assert match, out.decode()
+    detail = await run.engine.admin.show(match.group(1))
+    assert detail.row.sender == "printer@office.example"
