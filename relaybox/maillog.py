@@ -176,5 +176,5 @@ def setup_logging(
 ) -> MailLog:
     """The engine's log: stderr (or `stream`) always, `file` too when given."""
     # aiosmtpd logs every command line at INFO; our transcript does that job, without secrets.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     return MailLog(fmt=fmt, level=level, file=file, stream=stream)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -273,8 +273,13 @@ _STOP = object()
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """The writer's connection, or (`readonly`) a reader's.
+
+    A reader opens the file read-write (WAL readers need the shared-memory index) but never
+    creates it, never changes its journal mode and refuses to write (`query_only`).
+    """
     conn = sqlite3.connect(
-        path if not readonly else f"file:{path}?mode=ro",
+        path if not readonly else path.resolve().as_uri() + "?mode=rw",
         uri=readonly,
         isolation_level=None,
         check_same_thread=False,
@@ -282,7 +287,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     )
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
-    if not readonly:
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    else:
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit returns only after the WAL is fsynced; this is what 250 promises.
         conn.execute("PRAGMA synchronous = FULL")
@@ -475,9 +482,11 @@ class Spool:
                 conn.execute("SAVEPOINT one")
                 try:
                     result = write.apply(conn)
-                except Exception as exc:  # one bad write must not sink the others
-                    # After SQLITE_FULL or an I/O error SQLite may have rolled back the whole
-                    # transaction; then ROLLBACK TO fails and the handler below fails the batch.
+                except Exception as exc:  # one bad write must not sink the others...
+                    if isinstance(exc, sqlite3.Error) and not conn.in_transaction:
+                        # ...unless SQLite rolled back the whole transaction, as it may after
+                        # SQLITE_FULL or an I/O error: then nothing of this batch is stored.
+                        raise
                     conn.execute("ROLLBACK TO one")
                     reported: BaseException = exc
                     if isinstance(exc, sqlite3.Error):
@@ -520,8 +529,7 @@ class Spool:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=False)
-            conn.execute("PRAGMA query_only = ON")
+            conn = _connect(self.path, readonly=True)
             self._local.conn = conn
             with self._reader_lock:
                 self._reader_conns.append(conn)
@@ -640,7 +648,9 @@ class Spool:
         """A page of messages matching `flt`, ordered by `sort` then row id.
 
         `after` is the (sort value, id) of the last row of the previous page: keyset pagination,
-        which costs the same on page 1000 as on page 1 (OFFSET would scan).
+        which costs the same on page 1000 as on page 1 (OFFSET would scan). Every query is a
+        range of one index (see the first migration), so a page of a 100k queue costs a few
+        milliseconds whatever the sort.
         """
         column = SORT_COLUMNS.get(sort)
         if column is None:
@@ -904,7 +914,10 @@ def _detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | None:
     if head is not None:
         raw = bytes(head[0])
         end = raw.find(b"\r\n\r\n")
-        parsed = BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 4] if end >= 0 else raw)
+        block = raw[: end + 4] if end >= 0 else raw
+        # RFC 6532 §3.2: an SMTPUTF8 message's headers are UTF-8 (BytesHeaderParser would turn
+        # them into U+FFFD); stray 8-bit bytes of other charsets still show as U+FFFD.
+        parsed = HeaderParser(policy=compat32).parsestr(block.decode("utf-8", "replace"))
         headers = tuple((k, str(v)) for k, v in parsed.items())
     session = conn.execute(
         "SELECT transcript FROM sessions WHERE session_id = ?", (session_id,)

@@ -1,0 +1,155 @@
+"""SMTP policy as pure functions: who may relay, and what MAIL and RCPT are answered.
+
+No sockets: each rule is a function of the client, the envelope and the config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress
+from relaybox.policy import Client, check_mail, check_rcpt, client_ip, may_relay
+from relaybox.replies import Reply
+
+OFFICE = ipaddress.ip_network("192.0.2.0/24")
+RELAY = ListenerConfig(
+    listen=(SocketAddress("0.0.0.0", 25),), role="relay", allowed_networks=(OFFICE,)
+)
+SUBMISSION = ListenerConfig(listen=(SocketAddress("0.0.0.0", 587),), role="submission")
+LIMITS = LimitsConfig(max_recipients=2, max_message_size=1000)
+
+
+def client(ip: str, listener: ListenerConfig = RELAY, auth_user: str | None = None) -> Client:
+    return Client(client_ip(ip), listener, auth_user)
+
+
+# ---------------------------------------------------------------------- client_ip
+
+
+def test_ipv4_mapped_ipv6_address_becomes_ipv4() -> None:
+    assert client_ip("::ffff:127.0.0.1") == ipaddress.IPv4Address("127.0.0.1")
+
+
+def test_zone_id_is_stripped() -> None:
+    assert client_ip("fe80::1%eth0") == ipaddress.IPv6Address("fe80::1")
+
+
+def test_plain_addresses_are_kept() -> None:
+    assert client_ip("192.0.2.7") == ipaddress.IPv4Address("192.0.2.7")
+    assert client_ip("2001:db8::1") == ipaddress.IPv6Address("2001:db8::1")
+
+
+def test_mapped_client_of_an_allowed_ipv4_network_may_relay() -> None:
+    assert may_relay(client("::ffff:192.0.2.7"))
+
+
+# ---------------------------------------------------------------------- may_relay
+
+
+def test_allowed_network_may_relay() -> None:
+    assert may_relay(client("192.0.2.7"))
+
+
+def test_unknown_network_cannot_relay() -> None:
+    assert not may_relay(client("198.51.100.7"))
+
+
+def test_submission_without_auth_cannot_relay() -> None:
+    assert not may_relay(client("192.0.2.7", SUBMISSION))
+
+
+def test_submission_with_auth_may_relay() -> None:
+    assert may_relay(client("198.51.100.7", SUBMISSION, auth_user="alice"))
+
+
+def test_relay_listener_without_allowed_networks_denies_everyone() -> None:
+    closed = ListenerConfig(listen=(SocketAddress("0.0.0.0", 25),), role="relay")
+
+    for ip in ("127.0.0.1", "192.0.2.7", "::1", "::ffff:10.0.0.1"):
+        assert not may_relay(client(ip, closed)), ip
+
+
+# ---------------------------------------------------------------------- check_rcpt
+
+
+def rcpt(c: Client, *, accepted_so_far: int = 0, suppressed: str | None = None) -> str | None:
+    return check_rcpt(
+        c,
+        "bob@example.org",
+        accepted_so_far=accepted_so_far,
+        limits=LIMITS,
+        suppression_reason=suppressed,
+    )
+
+
+def test_rcpt_from_a_trusted_client_is_accepted() -> None:
+    assert rcpt(client("192.0.2.7")) is None
+
+
+def test_relay_denial_comes_before_limits_and_suppression() -> None:
+    """A stranger learns nothing about limits or the suppression list."""
+    reply = rcpt(client("198.51.100.7"), accepted_so_far=99, suppressed="bounced")
+
+    assert reply == Reply.RELAY_DENIED
+    assert reply.startswith("554 5.7.1")
+
+
+def test_too_many_recipients_is_a_temporary_452() -> None:
+    reply = rcpt(client("192.0.2.7"), accepted_so_far=2, suppressed="bounced")
+
+    assert reply == Reply.TOO_MANY_RECIPIENTS
+    assert reply.startswith("452 4.5.3")
+
+
+def test_suppressed_recipient_is_refused_with_the_reason() -> None:
+    reply = rcpt(client("192.0.2.7"), suppressed="550 user unknown (since 2026-01-02)")
+
+    assert reply is not None
+    assert reply.startswith("550 5.1.1 <bob@example.org>")
+    assert "550 user unknown (since 2026-01-02)" in reply
+
+
+# ---------------------------------------------------------------------- check_mail
+
+
+def mail(
+    *,
+    declared_size: int | None = None,
+    free_space_mb: float | None = 500.0,
+    rate_exceeded: bool = False,
+) -> str | None:
+    return check_mail(
+        declared_size=declared_size,
+        limits=LIMITS,
+        free_space_mb=free_space_mb,
+        min_free_space_mb=100,
+        rate_exceeded=rate_exceeded,
+    )
+
+
+@pytest.mark.parametrize("free", [None, 100.0, 500.0])
+def test_mail_within_limits_is_accepted(free: float | None) -> None:
+    assert mail(declared_size=1000, free_space_mb=free) is None
+
+
+def test_low_disk_space_is_a_temporary_452_first() -> None:
+    reply = mail(declared_size=5000, free_space_mb=99.5, rate_exceeded=True)
+
+    assert reply == Reply.INSUFFICIENT_STORAGE
+    assert reply.startswith("452 4.3.1")
+
+
+def test_declared_size_over_the_limit_is_a_permanent_552() -> None:
+    reply = mail(declared_size=1001, rate_exceeded=True)
+
+    assert reply == Reply.size_exceeded(1000)
+    assert reply.startswith("552 5.3.4") and "1000 bytes" in reply
+
+
+def test_client_over_its_message_rate_gets_450() -> None:
+    reply = mail(rate_exceeded=True)
+
+    assert reply == Reply.RATE_LIMITED
+    assert reply.startswith("450 4.7.1")

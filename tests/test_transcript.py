@@ -1,0 +1,119 @@
+"""Session transcripts: secrets never kept, memory bounded, lines mirrored only to listeners."""
+
+from __future__ import annotations
+
+from relaybox.events import EventBus, SessionLine
+from relaybox.transcript import MAX_LINE_CHARS, MAX_LINES, Transcript, redact_command
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+def texts(transcript: Transcript) -> list[tuple[str, str]]:
+    return [(line.direction, line.text) for line in transcript.lines]
+
+
+def test_auth_plain_initial_response_is_replaced_by_secret() -> None:
+    transcript = Transcript("S1")
+
+    transcript.client("AUTH PLAIN AGFsaWNlAHMzY3IzdA==")
+
+    assert texts(transcript) == [("C", "AUTH PLAIN <secret>")]
+
+
+def test_auth_command_case_is_kept_and_secret_still_removed() -> None:
+    assert redact_command("auth login YWxpY2U=") == "auth login <secret>"
+
+
+def test_auth_without_initial_response_is_kept() -> None:
+    assert redact_command("AUTH LOGIN") == "AUTH LOGIN"
+
+
+def test_other_commands_are_kept_verbatim() -> None:
+    assert redact_command("MAIL FROM:<a@example.com> SIZE=100") == (
+        "MAIL FROM:<a@example.com> SIZE=100"
+    )
+
+
+def test_expect_secret_hides_the_next_client_line_only() -> None:
+    transcript = Transcript("S1")
+    transcript.client("AUTH LOGIN")
+    transcript.server("334 VXNlcm5hbWU6")
+    transcript.expect_secret = True
+
+    transcript.client("YWxpY2U=")
+    transcript.client("QUIT")
+
+    assert texts(transcript) == [
+        ("C", "AUTH LOGIN"),
+        ("S", "334 VXNlcm5hbWU6"),
+        ("C", "<secret>"),
+        ("C", "QUIT"),
+    ]
+    assert transcript.expect_secret is False
+
+
+def test_long_lines_are_truncated_with_their_length() -> None:
+    transcript = Transcript("S1")
+
+    transcript.client("HELO " + "x" * 5000)
+
+    [(_, text)] = texts(transcript)
+    assert text.startswith("HELO xxx")
+    assert text.endswith("... (5005 characters)")
+    assert len(text) < MAX_LINE_CHARS + 30
+
+
+def test_lines_beyond_max_lines_are_counted_not_kept() -> None:
+    transcript = Transcript("S1")
+
+    for n in range(MAX_LINES + 25):
+        transcript.client(f"NOOP {n}")
+
+    assert len(transcript.lines) == MAX_LINES
+    assert transcript.lines[-1].text == f"NOOP {MAX_LINES - 1}"
+    assert transcript.truncated == 25
+
+
+def test_lines_carry_the_clock_time_and_direction() -> None:
+    transcript = Transcript("S1", clock=Clock())
+
+    transcript.note("connect from [192.0.2.1]:40000")
+    transcript.server("220 relay.example.test ESMTP")
+
+    assert [(line.at, line.direction) for line in transcript.lines] == [
+        (1_800_000_000.25, "-"),
+        (1_800_000_000.5, "S"),
+    ]
+
+
+def test_lines_are_published_to_subscribers_secrets_removed() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    transcript = Transcript("S1", bus, clock=Clock())
+
+    transcript.client("AUTH PLAIN AGFsaWNlAHMzY3IzdA==")
+    transcript.server("235 2.7.0 Authentication successful")
+
+    assert sub.drain() == [
+        SessionLine("S1", "C", "AUTH PLAIN <secret>", at=1_800_000_000.25),
+        SessionLine("S1", "S", "235 2.7.0 Authentication successful", at=1_800_000_000.5),
+    ]
+
+
+def test_nothing_is_published_without_subscribers() -> None:
+    bus = EventBus()
+    transcript = Transcript("S1", bus)
+    transcript.client("EHLO early.example")  # nobody listening yet
+
+    sub = bus.subscribe()
+    transcript.client("QUIT")
+
+    assert [e.text for e in sub.drain()] == ["QUIT"]  # type: ignore[attr-defined]
+    assert len(transcript.lines) == 2
