@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 
 from .admin import Admin
+from .auth import Authenticator
+from .certificates import ServerCertificate
 from .config.model import Config, SocketAddress
 from .events import EventBus
 from .inbound import InboundContext, InboundSMTP, start_listener
@@ -26,6 +28,7 @@ __all__ = ["Engine"]
 FREE_SPACE_INTERVAL = 2.0
 SUPPRESSION_REFRESH_INTERVAL = 5.0
 SHUTDOWN_GRACE = 30.0
+CERTIFICATE_CHECK_INTERVAL = 5.0
 
 
 class Engine:
@@ -46,6 +49,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._ctx: InboundContext | None = None
         self._free_space_mb: float | None = None
+        self.certificates: dict[str, ServerCertificate] = {}
+        self.authenticator: Authenticator | None = None
         self._suppressed: dict[str, str] = {}
         self._stopped = asyncio.Event()
 
@@ -62,7 +67,6 @@ class Engine:
         when it raises.
         """
         state_dir = self._config.server.state_dir
-        os.umask(0o077)  # spool, database and logs are for the relay's user only
         await asyncio.to_thread(ensure_state_dir, state_dir)
         self._lock.acquire()
         try:
@@ -70,6 +74,12 @@ class Engine:
             self.admin = Admin(self.spool)
             await self._refresh_free_space()
             await self._refresh_suppression()
+            self.certificates = await asyncio.to_thread(self._load_certificates)
+            self.authenticator = (
+                Authenticator({u.name: u for u in self._config.users}, self._config.auth)
+                if self._config.users
+                else None
+            )
             self._ctx = InboundContext(
                 config=lambda: self._config,
                 spool=self.spool,
@@ -78,6 +88,8 @@ class Engine:
                 suppression=self.suppression_reason,
                 free_space_mb=lambda: self._free_space_mb,
                 clock=self.clock,
+                authenticator=self.authenticator,
+                certificates=self.certificates,
             )
             for listener in self._config.listeners:
                 for server, address in await start_listener(self._ctx, listener):
@@ -92,6 +104,7 @@ class Engine:
             asyncio.create_task(
                 self._every(SUPPRESSION_REFRESH_INTERVAL, self._refresh_suppression)
             ),
+            asyncio.create_task(self._every(CERTIFICATE_CHECK_INTERVAL, self._check_certificates)),
         ]
         self.log.event(
             "started",
@@ -128,6 +141,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.authenticator is not None:
+            self.authenticator.close()
         for server in self._servers:
             server.close()
         for server in self._servers:
@@ -155,6 +170,34 @@ class Engine:
                     await result
             except Exception:
                 self.log.exception("housekeeping-failed", job=getattr(job, "__name__", "job"))
+
+    def _load_certificates(self) -> dict[str, ServerCertificate]:
+        """One live context per TLS listener (blocking: reads the files; run in a thread)."""
+        loaded: dict[str, ServerCertificate] = {}
+        for listener in self._config.listeners:
+            if listener.tls != "none" and listener.certificate and listener.private_key:
+                loaded[listener.name] = ServerCertificate.load(
+                    listener.certificate, listener.private_key
+                )
+        return loaded
+
+    async def _check_certificates(self) -> None:
+        """Pick up renewed certificate files for new connections, without a restart."""
+        for name, cert in self.certificates.items():
+            if not await asyncio.to_thread(cert.changed):
+                continue
+            error = await asyncio.to_thread(cert.try_new_pair)
+            if error is not None:
+                self.log.error(
+                    "certificate-reload-failed",
+                    listener=name,
+                    certificate=str(cert.certificate),
+                    error=error,
+                    note="still serving the previous certificate",
+                )
+                continue
+            cert.apply_new_pair()
+            self.log.event("certificate-reloaded", listener=name, certificate=str(cert.certificate))
 
     async def _refresh_free_space(self) -> None:
         def measure() -> float:

@@ -11,20 +11,33 @@ Delivery, TLS certificates and AUTH users are not handled here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import functools
 import itertools
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from types import MethodType
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, _AuthMechAttr, login_always_fail, syntax
+from aiosmtpd.smtp import (
+    SMTP,
+    AuthResult,
+    TLSSetupException,
+    _AuthMechAttr,
+    login_always_fail,
+    syntax,
+)
 
 from .address import AddressError, parse_mail, parse_rcpt
-from .config.model import Config, ListenerConfig, SocketAddress
+from .auth import Authenticator
+from .certificates import ServerCertificate, tls_summary
+from .config.model import Config, ListenerConfig, SocketAddress, UserConfig
 from .events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
 from .maillog import MailLog
 from .policy import Client, check_mail, check_rcpt, client_ip
@@ -37,6 +50,7 @@ from .transcript import Transcript
 __all__ = ["InboundContext", "InboundSMTP", "start_listener"]
 
 _READ_CHUNK = 1 << 16
+_MAX_AUTH_FAILURES_PER_SESSION = 3
 _session_counter = itertools.count(1)
 
 
@@ -52,6 +66,10 @@ class InboundContext:
     suppression: Callable[[str], str | None]
     """Why a recipient is suppressed, or None."""
     free_space_mb: Callable[[], float | None]
+    authenticator: Authenticator | None = None
+    """Checks AUTH logins; None when there are no `[[users]]` (AUTH is then not offered)."""
+    certificates: dict[str, ServerCertificate] = field(default_factory=dict)
+    """Live TLS contexts by listener name, for listeners with TLS."""
     connections: ConnectionTable = field(default_factory=ConnectionTable)
     rates: RateTable = field(default_factory=RateTable)
     sessions: set[InboundSMTP] = field(default_factory=set)
@@ -90,6 +108,10 @@ class InboundSMTP(SMTP):
         self.client_port = 0
         self.messages = 0
         self._counted = False
+        self.tls: str | None = None
+        """TLS version and cipher once the connection is encrypted."""
+        self.auth_user: UserConfig | None = None
+        self._auth_failures = 0
         self._client: Client | None = None
         self._in_data = False
         self._body_8bit_declared = False
@@ -122,7 +144,10 @@ class InboundSMTP(SMTP):
         self.command_size_limits = _Limits(max_cmd)
         self.command_size_limit = max_cmd
         self.hostname = config.server.hostname
-        self.tls_context = None
+        certificate = self.ctx.certificates.get(self.listener.name)
+        self.tls_context = (
+            certificate.context if certificate and self.listener.tls == "starttls" else None
+        )
         self.require_starttls = False
         self._timeout_duration = config.limits.idle_timeout
         self._timeout_handle = None
@@ -137,13 +162,16 @@ class InboundSMTP(SMTP):
         self._proxy_timeout = None
         self._authenticator = None
         self._auth_callback = login_always_fail
-        self._auth_required = False
+        # RFC 6409 §4.3: a submission port takes mail only from authenticated users.
+        self._auth_required = self.listener.role == "submission"
         auth_methods, smtp_methods = _method_tables(type(self))  # type: ignore[arg-type]
         self._auth_methods = {
             mech: _AuthMechAttr(MethodType(fn, self), True) for mech, fn in auth_methods
         }
-        self._handle_hooks = {}
-        self._ehlo_hook_ver = None
+        self._handle_hooks = {"EHLO": self._ehlo_hook}
+        self._ehlo_hook_ver = "new"
+        if self.ctx.authenticator is None:
+            self._auth_methods = {}
         self._smtp_methods = {verb: MethodType(fn, self) for verb, fn in smtp_methods}
         self._enforce_call_limit = False
         self._pending_reply: list[bytes] = []
@@ -157,10 +185,13 @@ class InboundSMTP(SMTP):
             return
         await method(self, arg)
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
+    async def push(self, status: str | bytes) -> None:
         """Send a reply line; the lines of a multi-line reply go out in one write."""
+        if isinstance(status, bytes):  # aiosmtpd's AUTH challenges come as bytes
+            line, status = status + b"\r\n", status.decode("ascii", "replace")
+        else:
+            line = status.encode("utf-8") + b"\r\n"
         self.transcript.server(status)
-        line = status.encode("utf-8") + b"\r\n"
         if len(status) > 3 and status[3] == "-":
             self._pending_reply.append(line)  # RFC 5321 §4.2.1: more lines follow
             return
@@ -169,6 +200,19 @@ class InboundSMTP(SMTP):
             self._pending_reply.clear()
         self._writer.write(line)
         await self._writer.drain()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's last resort: log it in our log (concisely for TLS failures) and reply."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            reason = str(cause) or type(cause).__name__
+            self.ctx.log.warning(
+                "tls-failed", client=self.client_ip, session=self.session_id, error=reason
+            )
+            self.transcript.note(f"TLS handshake failed: {reason}")
+            return "454 4.7.0 TLS not available due to a handshake failure"
+        self.ctx.log.exception("session-error", client=self.client_ip, session=self.session_id)
+        return "451 4.3.0 Internal error; try again later"
 
     async def _goodbye(self, reply: str) -> None:
         """Send a final reply and close the connection."""
@@ -183,7 +227,8 @@ class InboundSMTP(SMTP):
     def client(self) -> Client:
         """The client as policy sees it."""
         if self._client is None:
-            self._client = Client(client_ip(self.client_ip), self.listener, None)
+            user = self.auth_user.name if self.auth_user else None
+            self._client = Client(client_ip(self.client_ip), self.listener, user)
         return self._client
 
     @property
@@ -220,6 +265,27 @@ class InboundSMTP(SMTP):
             host, port = self.session.peer[0], self.session.peer[1]
             self.client_ip = str(client_ip(host))
             self.client_port = int(port)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.tls = tls_summary(ssl_object)
+            if first:
+                # Implicit TLS (RFC 8314 §3.3): encrypted from the first byte, so AUTH may be
+                # offered at once; STARTTLS is not offered (tls_context is None).
+                self._auth_require_tls = False
+            else:
+                # RFC 3207 §4.2: after STARTTLS the client starts over; nothing carries over
+                # (aiosmtpd made a fresh session and envelope and dropped buffered input).
+                self.auth_user = None
+                self._client = None
+                self._body_8bit_declared = False
+            self.transcript.note(f"TLS established: {self.tls}")
+
+    async def _ehlo_hook(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Adjust aiosmtpd's EHLO reply: no AUTH line without mechanisms (RFC 4954 §3)."""
+        session.host_name = hostname
+        return [line for line in responses if line.rstrip() != "250-AUTH"]
 
     async def _handle_client(self) -> None:
         limits = self.limits
@@ -295,6 +361,104 @@ class InboundSMTP(SMTP):
         """Tell the client we are going away and hang up."""
         await self._goodbye(Reply.SHUTTING_DOWN)
 
+    # ------------------------------------------------------------------ AUTH
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        assert self.envelope is not None
+        if self.envelope.mail_from is not None:
+            # RFC 4954 §4: AUTH is not permitted during a mail transaction.
+            await self.push("503 5.5.1 Error: AUTH is not allowed during a mail transaction")
+            return
+        await super().smtp_AUTH(arg)
+        if self.session is not None and self.session.authenticated:
+            return
+        if self._auth_failures >= _MAX_AUTH_FAILURES_PER_SESSION:
+            await self._goodbye("421 4.7.0 Too many failed logins; goodbye")
+
+    async def _challenge(self, prompt: str) -> bytes | None:
+        """One SASL round trip (RFC 4954 §4); the client's answer never enters the transcript."""
+        self.transcript.expect_secret = True
+        answer = await self.challenge_auth(prompt)
+        if self.transcript.expect_secret:  # aiosmtpd read the line itself: note it, hidden
+            self.transcript.client("")
+        if isinstance(answer, bytes):
+            return answer
+        return None  # "*" or bad base64: aiosmtpd has already answered 501
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 4616: authzid NUL authcid NUL passwd, base64, inline or after a 334."""
+        if len(args) == 1:
+            blob = await self._challenge("")
+            if blob is None:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Cannot decode the base64 response")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await self.push(
+                "501 5.5.2 Malformed PLAIN response (want authzid NUL user NUL password)"
+            )
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            # We never let one user act as another (RFC 4616 §2 authorization identity).
+            await self._fail_auth(login, Authenticator.INVALID, 0.0)
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism (draft-murchison-sasl-login), still what many devices speak."""
+        if len(args) == 1:
+            login = await self._challenge("Username:")
+            if login is None:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Cannot decode the base64 response")
+                return AuthResult(success=False, handled=True)
+        password = await self._challenge("Password:")
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def _check_login(self, login: bytes, password: bytes) -> AuthResult:
+        assert self.ctx.authenticator is not None
+        username = login.decode("utf-8", "replace")
+        outcome = await self.ctx.authenticator.verify(
+            self.client_ip, username, password.decode("utf-8", "surrogateescape")
+        )
+        if outcome.user is None:
+            await self._fail_auth(login, outcome.reply, outcome.delay)
+            return AuthResult(success=False, handled=True)
+        self.auth_user = outcome.user
+        self._client = None
+        self.ctx.log.event(
+            "auth", user=outcome.user.name, client=self.client_ip, session=self.session_id
+        )
+        self.transcript.note(f"authenticated as {outcome.user.name}")
+        return AuthResult(success=True, handled=False, auth_data=outcome.user.name)
+
+    async def _fail_auth(self, login: bytes, reply: str, delay: float) -> None:
+        """Log the failure (IP and user name, never the password), pause, then answer."""
+        self._auth_failures += 1
+        self.ctx.log.warning(
+            "auth-failed",
+            user=login.decode("utf-8", "replace")[:100],
+            client=self.client_ip,
+            session=self.session_id,
+            reply=reply,
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.push(reply)
+
     # ------------------------------------------------------------------ MAIL / RCPT
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
@@ -321,10 +485,26 @@ class InboundSMTP(SMTP):
             limits=self.limits,
             free_space_mb=self.ctx.free_space_mb(),
             min_free_space_mb=self.server_config.min_free_space_mb,
-            rate_exceeded=self.ctx.rates.hit(
-                self.client_ip, self.limits.max_messages_per_minute_per_ip
-            ),
+            rate_exceeded=False,
         )
+        user = self.auth_user
+        if (
+            reply is None
+            and user is not None
+            and parsed.sender
+            and not user.may_send_as(parsed.sender)
+        ):
+            # As Postfix's reject_sender_login_mismatch.
+            reply = Reply.sender_not_owned(parsed.sender, user.name)
+        if reply is None and self.ctx.rates.hit(
+            self.client_ip, self.limits.max_messages_per_minute_per_ip
+        ):
+            # Counted only once everything else passed: a refused MAIL costs no rate.
+            reply = Reply.RATE_LIMITED
+        if reply is None and user is not None:
+            per_user = user.max_messages_per_minute or self.limits.max_messages_per_minute_per_user
+            if self.ctx.rates.hit("user:" + user.name, per_user):
+                reply = Reply.USER_RATE_LIMITED
         if reply is not None:
             self._reject("MAIL", reply, sender=parsed.sender)
             await self.push(reply)
@@ -407,6 +587,13 @@ class InboundSMTP(SMTP):
                 else:
                     await self.push(exc.reply)
                 return
+            if self.auth_user is not None:
+                refusal = _from_header_refusal(content, self.auth_user)
+                if refusal is not None:
+                    self._reject("DATA", refusal, sender=self.envelope.mail_from)
+                    self._set_post_data_state()  # type: ignore[no-untyped-call]
+                    await self.push(refusal)
+                    return
             await self._store(content, body_8bit)
         finally:
             self._in_data = False
@@ -511,6 +698,8 @@ class InboundSMTP(SMTP):
         """RFC 5321 §4.4 trace header; `with` per RFC 3848 and RFC 6531 §3.7.3."""
         assert self.session is not None
         protocol = "UTF8SMTP" if smtputf8 else ("ESMTP" if self.session.extended_smtp else "SMTP")
+        if protocol != "SMTP":
+            protocol += ("S" if self.tls else "") + ("A" if self.auth_user else "")
         helo = self.session.host_name or "unknown"
         when = email.utils.format_datetime(email.utils.localtime())
         for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
@@ -539,8 +728,8 @@ class InboundSMTP(SMTP):
             client_ip=self.client_ip,
             client_port=self.client_port,
             helo=self.session.host_name or "",
-            auth_user=None,
-            tls=None,
+            auth_user=self.auth_user.name if self.auth_user else None,
+            tls=self.tls,
             body_8bit=body_8bit or self._body_8bit_declared,
             smtputf8=bool(envelope.smtp_utf8),
             arrived_at=self.ctx.clock(),
@@ -626,6 +815,26 @@ class _Limits(dict[str, int]):
         super().__setitem__(key, min(value, self._limit + 64))
 
 
+def _from_header_refusal(content: list[bytes], user: UserConfig) -> str | None:
+    """Check the From: addresses of a message an authenticated user sends (RFC 5322 §3.6.2).
+
+    Returns the refusal, or None when every From: address is one the user may send as.
+    """
+    head = b"".join(content[:64])
+    end = head.find(b"\r\n\r\n")
+    if end < 0 and len(head) > 65536:
+        end = 65536
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head[: end + 4] if end >= 0 else head)
+    values = headers.get_all("From") or []
+    addresses = [addr for _, addr in email.utils.getaddresses([str(v) for v in values]) if addr]
+    if not addresses:
+        return "553 5.7.1 Message refused: it has no From: header address for the sender check"
+    for address in addresses:
+        if not user.may_send_as(address):
+            return Reply.from_not_owned(address, user.name)
+    return None
+
+
 def _valid_utf8(arg: str | None) -> None:
     """aiosmtpd decodes arguments with surrogateescape; bytes that were not UTF-8 are refused."""
     if arg is not None:
@@ -646,8 +855,11 @@ async def start_listener(
     servers: list[tuple[asyncio.Server, SocketAddress]] = []
     try:
         for address in listener.listen:
+            certificate = ctx.certificates.get(listener.name)
+            implicit = certificate.context if certificate and listener.tls == "implicit" else None
             server = await loop.create_server(
                 lambda: InboundSMTP(ctx, listener),
+                ssl=implicit,
                 host=address.host,
                 port=address.port,
                 reuse_address=True,
@@ -660,3 +872,8 @@ async def start_listener(
             server.close()
         raise
     return servers
+
+
+logging.getLogger("mail.log").setLevel(
+    logging.ERROR
+)  # aiosmtpd: our transcript and log do this job

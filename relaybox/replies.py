@@ -30,6 +30,7 @@ class Reply:
     DATA_TIMEOUT = "421 4.4.2 Error: timeout exceeded while receiving DATA; goodbye"
     SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
     RATE_LIMITED = "450 4.7.1 Too many messages from your address; slow down and try again later"
+    USER_RATE_LIMITED = "450 4.7.1 Too many messages from your account this minute; try again later"
 
     @staticmethod
     def queued(queue_id: str) -> str:
@@ -56,6 +57,16 @@ class Reply:
             f"554 5.5.2 Message refused: bare {kind} received in DATA; lines must end with CRLF "
             '(an old device that sends bare LF needs bare_lf = "normalize" on this listener)'
         )
+
+    @staticmethod
+    def sender_not_owned(address: str, user: str) -> str:
+        """RFC 4954 §3 leaves sender policy to us; worded as Postfix's login mismatch."""
+        return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {user}"
+
+    @staticmethod
+    def from_not_owned(address: str, user: str) -> str:
+        """The From: header must be the user's too, or the login could forge any sender."""
+        return f"553 5.7.1 <{address}>: From: header address rejected: not owned by user {user}"
 
     @staticmethod
     def suppressed(address: str, reason: str) -> str:

@@ -137,8 +137,10 @@ async def test_submission_listener_does_not_relay_without_auth(start_engine, smt
     listener = relay_listener(role="submission")
     run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
     client = await smtp(run)
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
-    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 554
+    # RFC 6409 §4.3: nothing is accepted before AUTH, even from a trusted network.
+    code, text = await client.cmd("MAIL FROM:<a@example.com>")
+    assert (code, text) == (530, "5.7.0 Authentication required")
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 530
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,17 @@ Warnings (dangerous but valid settings) are never raised; `check_config` and
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import ipaddress
 import math
 import os
 import re
+import shlex
+import ssl
+import stat
 import typing
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +34,10 @@ from typing import Any, Literal
 import tomlkit
 import tomlkit.exceptions
 
+from relaybox.address import AddressError, parse_rcpt
 from relaybox.config.model import (
     DEFAULT_LISTENER,
+    AuthConfig,
     Config,
     LimitsConfig,
     ListenerConfig,
@@ -38,14 +45,17 @@ from relaybox.config.model import (
     Network,
     ServerConfig,
     SocketAddress,
+    UserConfig,
     default_config,
     default_config_path,
 )
+from relaybox.passwords import check_hash_format
 
 __all__ = [
     "ConfigError",
     "Problem",
     "check_config",
+    "check_user_name",
     "load_config",
     "load_config_with_warnings",
 ]
@@ -131,8 +141,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "limits": LimitsConfig,
     "log": LogConfig,
+    "auth": AuthConfig,
 }
-_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners"]
+_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users"]
 
 
 def _load(path: Path | None) -> tuple[Config | None, list[Problem], list[Problem]]:
@@ -181,8 +192,8 @@ def _syntax_message(exc: tomlkit.exceptions.ParseError) -> str:
     if "already exists" in detail:
         return (
             f"{detail}: this key or table is written twice; keep only one "
-            "(each [[listeners]] block is a separate listener, but [server], [limits] and "
-            "[log] may appear once)"
+            "(each [[listeners]] or [[users]] block is a separate listener or user, but "
+            "[server], [limits], [log] and [auth] may appear once)"
         )
     if "\\x00" in detail:
         return "the file ends in the middle of a value; look for an unclosed [ or quote"
@@ -445,11 +456,21 @@ _RANGES: dict[str, _Range] = {
     "limits.max_connections": _POSITIVE,
     "limits.max_connections_per_ip": _POSITIVE,
     "limits.max_messages_per_minute_per_ip": _Range(0),
+    "limits.max_messages_per_minute_per_user": _Range(0),
+    "auth.failures_before_delay": _Range(1),
+    "auth.failures_before_lockout": _Range(1),
+    "auth.failure_window": _Range(1, 86400, unit="seconds"),
+    "auth.lockout_seconds": _Range(1, 86400, unit="seconds"),
+    "auth.max_verifications_in_flight": _Range(1, 256),
     "listeners.greet_pause": _Range(0, 300, unit="seconds"),
+    "users.max_messages_per_minute": _Range(1),
 }
-"""Keyed by `section.field` (listeners without an index); fields not listed have no range."""
+"""Keyed by `section.field` (listeners and users without an index); fields not listed have no
+range."""
 
 _PORT = _Range(0, 65535)
+
+_TLS_FILES = ("certificate", "private_key")
 
 _WIDE_PREFIX = {4: 8, 6: 32}
 """Allowed networks shorter than these prefixes are warned about. An IPv4 /8 is a large
@@ -460,6 +481,78 @@ _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"
 _ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+_MAX_PEM_BYTES = 1024 * 1024
+"""Certificate and key files larger than this are not what they claim to be."""
+
+
+def _host_name_problem(name: str) -> str | None:
+    """Why a non-empty, non-IP `name` is not a DNS host name (RFC 1123 §2.1), or None."""
+    if len(name) > 253:
+        return f"is {len(name)} characters long; a host name has at most 253"
+    bad = [label for label in name.split(".") if not _HOST_LABEL.fullmatch(label)]
+    if not bad:
+        return None
+    label = bad[0]
+    reason = (
+        "an empty part (two dots in a row, or a dot at the start or end)"
+        if not label
+        else f'the part "{label}", which may only hold letters, digits and '
+        "hyphens (not at its start or end), at most 63 of them"
+    )
+    return f'"{name}" is not a valid host name: it has {reason}'
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_address(name: str) -> bool:
+    """Whether a user name is itself a valid email address (so the user may send as it)."""
+    if "@" not in name:
+        return False
+    try:
+        parse_rcpt(f"TO:<{name}>", smtputf8=True)
+    except AddressError:
+        return False
+    return True
+
+
+def _address_reason(exc: AddressError) -> str:
+    """An address parser's reply without its SMTP code and prefix: just the reason."""
+    return re.sub(r"^\d\.\d{1,3}\.\d{1,3} (?:[^:]*: )?", "", exc.text)
+
+
+def check_user_name(name: str) -> str | None:
+    """What is wrong with a `[[users]]` login name, or None when it is usable.
+
+    The rule `[[users]] name` is checked with, for `relaybox passwd NAME` to refuse a name
+    before asking for a password. The message reads after the name's key, as in
+    `users[0].name: must not be empty; ...`.
+    """
+    if not name:
+        return 'must not be empty; write the name the mail program logs in with, like "alice"'
+    for char in name:
+        if char == " ":
+            bad = "a space"
+        elif char == "\t":
+            bad = "a tab"
+        elif char in "\r\n":
+            bad = "a line break"
+        elif char.isspace() or unicodedata.category(char).startswith("C"):
+            bad = f"the invisible character U+{ord(char):04X}"
+        else:
+            continue
+        shown = name.translate(_ONE_LINE)
+        return (
+            f'"{shown}" contains {bad}; a user name may not hold spaces, line breaks or '
+            'invisible characters. Use a name like "alice" or "alice@example.org"'
+        )
+    return None
 
 
 def _describe(value: object) -> str:
@@ -521,9 +614,11 @@ class _Validator:
                 table = {}
             sections[name] = self._section(name, name, cls, table)
         listeners = self._listeners(data)
+        users = self._users(data)
         if self.errors:
             return None
-        return Config(listeners=listeners, **sections)
+        self._cross_warnings(listeners, users)
+        return Config(listeners=listeners, users=users, **sections)
 
     def _unknown_keys(
         self, prefix: str, table: dict[str, Any], known: list[str], where: str
@@ -543,7 +638,7 @@ class _Validator:
     ) -> Any:
         """Build one dataclass from its table; None when any of its settings is wrong."""
         fields = [f for f in dataclasses.fields(cls) if f.name != "source"]
-        where = f"a [{prefix}] table" if "[" not in prefix else "a [[listeners]] block"
+        where = f"a [{prefix}] table" if "[" not in prefix else f"a [[{range_prefix}]] block"
         self._unknown_keys(prefix, table, [f.name for f in fields], where)
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
@@ -569,14 +664,37 @@ class _Validator:
                 valid = False
             else:
                 values[field.name] = value
-        return cls(**values) if valid else None
+        if not valid:
+            return None
+        if cls is AuthConfig:
+            return self._auth(prefix, table, AuthConfig(**values))
+        return cls(**values)
+
+    def _auth(self, prefix: str, table: dict[str, Any], auth: AuthConfig) -> AuthConfig | None:
+        """Slow down first, lock out later: the lockout threshold must be the higher one."""
+        if auth.failures_before_lockout > auth.failures_before_delay:
+            return auth
+        written = (
+            "failures_before_lockout"
+            if "failures_before_lockout" in table
+            else ("failures_before_delay")
+        )
+        self.error(
+            _join(prefix, written),
+            f"failures_before_lockout ({auth.failures_before_lockout}) must be more than "
+            f"failures_before_delay ({auth.failures_before_delay}): replies to an address "
+            "that keeps failing are first slowed down, and only later is it locked out",
+        )
+        return None
 
     def _value(self, key: str, setting: str, hint: Any, value: object) -> Any:
         """Check and convert one setting by its type in the model; None (once reported) if wrong."""
+        if setting == "users.password_hash":
+            return self._password_hash_text(key, value)
         if hint is bool:
             return self._bool(key, value)
-        if hint is int or hint is float:
-            number = self._number(key, value, whole=hint is int)
+        if hint is int or hint is float or hint == (int | None):
+            number = self._number(key, value, whole=hint is not float)
             if number is not None and setting in _RANGES:
                 message = _RANGES[setting].violation(number)
                 if message:
@@ -587,6 +705,8 @@ class _Validator:
             text = self._str(key, value)
             if text is not None and setting == "server.hostname":
                 return self._hostname(key, text)
+            if text is not None and setting == "users.name":
+                return self._user_name(key, text)
             return text
         if hint is Path or hint == (Path | None):
             path = self._path(key, value)
@@ -599,6 +719,8 @@ class _Validator:
             return self._listen(key, value)
         if hint == tuple[Network, ...]:
             return self._networks(key, value)
+        if hint == tuple[str, ...] and setting == "users.allowed_senders":
+            return self._senders(key, value)
         raise TypeError(f"config.load has no rule for {setting} ({hint!r}); add one to _value")
 
     def _type_error(self, key: str, expected: str, value: object) -> None:
@@ -656,19 +778,10 @@ class _Validator:
         except ValueError:
             if not name:
                 problem = f"must not be empty; {example}"
-            elif len(name) > 253:
-                problem = f"is {len(name)} characters long; a host name has at most 253"
             else:
-                bad = [label for label in name.split(".") if not _HOST_LABEL.fullmatch(label)]
-                if bad:
-                    label = bad[0]
-                    reason = (
-                        "an empty part (two dots in a row, or a dot at the start or end)"
-                        if not label
-                        else f'the part "{label}", which may only hold letters, digits and '
-                        "hyphens (not at its start or end), at most 63 of them"
-                    )
-                    problem = f'"{name}" is not a valid host name: it has {reason}; {example}'
+                problem = _host_name_problem(name)
+                if problem and problem.startswith('"'):
+                    problem = f"{problem}; {example}"
         if problem:
             self.error(key, problem)
             return None
@@ -844,6 +957,7 @@ class _Validator:
             prefix = f"listeners[{index}]"
             listener = self._section(prefix, "listeners", ListenerConfig, block)
             if listener is not None:
+                self._listener_tls(prefix, listener)
                 built.append((index, listener))
         self._duplicate_addresses(built)
         for index, listener in built:
@@ -912,14 +1026,342 @@ class _Validator:
                     '"192.168.1.0/24" (networks wider than an IPv4 /8 or an IPv6 /32 '
                     "are reported)",
                 )
-        if listener.role == "submission" and listener.tls == "none" and exposed:
-            self.warn(
-                f"{prefix}.tls",
-                f"this submission listener can be reached from other "
-                f"machines ({exposed_text}) without TLS, so passwords "
-                'cross the network unencrypted; use tls = "starttls" or '
-                '"implicit"',
+
+    # --- TLS ---------------------------------------------------------------------------------
+
+    def _listener_tls(self, prefix: str, listener: ListenerConfig) -> None:
+        """A TLS listener needs a certificate and key that load as a pair; a submission
+        listener needs TLS, because AUTH is only ever offered over it."""
+        given = [name for name in _TLS_FILES if getattr(listener, name) is not None]
+        if listener.tls == "none":
+            if listener.role == "submission":
+                self.error(
+                    f"{prefix}.tls",
+                    'a submission listener needs tls = "starttls" or "implicit": relaybox '
+                    "offers log-in (AUTH) only over an encrypted connection, so with "
+                    'tls = "none" nobody could ever log in and send mail through it. Add '
+                    'tls = "starttls" with certificate and private_key (relaybox init makes '
+                    "a self-signed pair)",
+                )
+            for name in given:
+                self.warn(
+                    f"{prefix}.{name}",
+                    'is not used, because this listener has tls = "none"; remove it, or set '
+                    'tls = "starttls" to offer encryption',
+                )
+            return
+        if listener.certificate is None or listener.private_key is None:
+            missing = [name for name in _TLS_FILES if name not in given]
+            detail = f" ({missing[0]} is missing)" if len(missing) == 1 else ""
+            self.error(
+                prefix,
+                f'tls = "{listener.tls}" needs certificate and private_key{detail}; '
+                "relaybox init makes a self-signed pair",
             )
+            return
+        self._tls_pair(prefix, listener.certificate, listener.private_key)
+
+    def _tls_pair(self, prefix: str, certificate: Path, private_key: Path) -> None:
+        cert_key, private_key_key = f"{prefix}.certificate", f"{prefix}.private_key"
+        cert_pem = self._read_pem(cert_key, certificate)
+        key_pem = self._read_pem(private_key_key, private_key)
+        if cert_pem is None or key_pem is None:
+            return
+        usable = True
+        if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+            usable = False
+            if b"PRIVATE KEY-----" in cert_pem:
+                self.error(
+                    cert_key,
+                    f"{certificate} holds a private key, not a certificate; are certificate "
+                    "and private_key swapped?",
+                )
+            else:
+                self.error(
+                    cert_key,
+                    f"{certificate} is not a certificate in PEM format (text starting with "
+                    '"-----BEGIN CERTIFICATE-----"); a binary .der or .cer file can be '
+                    "converted with: openssl x509 -inform der -in FILE -out cert.pem",
+                )
+        if b"PRIVATE KEY-----" not in key_pem:
+            usable = False
+            what = (
+                "holds a certificate, not a private key"
+                if b"-----BEGIN CERTIFICATE-----" in key_pem
+                else 'is not a private key in PEM format (text starting with "-----BEGIN" '
+                'and ending "PRIVATE KEY-----")'
+            )
+            self.error(private_key_key, f"{private_key} {what}")
+        elif b"ENCRYPTED" in key_pem:
+            # OpenSSL would stop and ask for the passphrase on the terminal, or fail oddly.
+            usable = False
+            self.error(
+                private_key_key,
+                f"{private_key} is protected by a passphrase, which relaybox cannot type "
+                "in; save the key without one (openssl pkey -in FILE -out key.pem) and keep "
+                "the file readable only by relaybox",
+            )
+        if not usable:
+            return
+        # Imported here: it pulls in `cryptography`, which configs without TLS never need.
+        from relaybox.certificates import server_context
+
+        try:
+            server_context(certificate, private_key)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                message = (
+                    f"the certificate and private key do not match: {private_key} is not "
+                    f"the key of the certificate in {certificate}; name the key that was "
+                    "made together with this certificate"
+                )
+            else:
+                message = (
+                    f"the certificate {certificate} and private key {private_key} cannot be "
+                    f"loaded together (OpenSSL says: {exc.reason or exc}); check that both "
+                    "files are complete and in PEM format"
+                )
+            self.error(private_key_key, message)
+            return
+        except OSError as exc:
+            self.error(
+                private_key_key,
+                f"the certificate {certificate} and private key {private_key} cannot be "
+                f"loaded: {exc.strerror or exc}",
+            )
+            return
+        self._certificate_dates(cert_key, certificate, cert_pem)
+
+    def _read_pem(self, key: str, path: Path) -> bytes | None:
+        """The start of a certificate or key file; None (reported) when it cannot be read."""
+        try:
+            mode = path.stat().st_mode
+            if stat.S_ISDIR(mode):
+                self.error(key, f"{path} is a folder; name the file inside it")
+                return None
+            if not stat.S_ISREG(mode):
+                self.error(key, f"{path} is not an ordinary file")
+                return None
+            with path.open("rb") as file:
+                data = file.read(_MAX_PEM_BYTES + 1)
+        except FileNotFoundError:
+            self.error(
+                key,
+                f"the file {path} does not exist; check the path (relaybox init makes a "
+                "self-signed certificate and key)",
+            )
+            return None
+        except PermissionError:
+            self.error(
+                key,
+                f"{path} cannot be read (permission denied); let the user relaybox runs as read it",
+            )
+            return None
+        except OSError as exc:
+            self.error(key, f"cannot read {path}: {exc.strerror or exc}")
+            return None
+        if len(data) > _MAX_PEM_BYTES:
+            self.error(key, f"{path} is larger than 1 MB, too large for a certificate or key")
+            return None
+        return data
+
+    def _certificate_dates(self, key: str, path: Path, pem: bytes) -> None:
+        """Warn about a certificate that is not valid today: clients that check refuse it."""
+        from cryptography import x509
+
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if cert.not_valid_after_utc < now:
+            when = f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+        elif cert.not_valid_before_utc > now:
+            when = f"is only valid from {cert.not_valid_before_utc:%Y-%m-%d}"
+        else:
+            return
+        self.warn(
+            key,
+            f"the certificate in {path} {when}; mail programs that check certificates will "
+            "refuse to connect. Renew it, or let relaybox init make a new self-signed pair",
+        )
+
+    # --- users -------------------------------------------------------------------------------
+
+    def _users(self, data: dict[str, Any]) -> tuple[UserConfig, ...]:
+        if "users" not in data:
+            return ()
+        blocks = data["users"]
+        if isinstance(blocks, dict):
+            self.error(
+                "users",
+                "write each user as its own [[users]] block (with double square brackets), "
+                "not [users]",
+            )
+            return ()
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            self.error(
+                "users",
+                "must be [[users]] blocks, one per user, each with its own name = ... and "
+                "password_hash = ... lines (relaybox passwd NAME prints one)",
+            )
+            return ()
+        built: list[tuple[int, UserConfig]] = []
+        for index, block in enumerate(blocks):
+            prefix = f"users[{index}]"
+            user = self._section(prefix, "users", UserConfig, block)
+            hash_ok = self._password_hash(prefix, block)
+            if user is not None and hash_ok:
+                built.append((index, user))
+        # Judged on every usable name, so a duplicate is reported next to other mistakes.
+        names = [
+            (index, block["name"])
+            for index, block in enumerate(blocks)
+            if isinstance(block.get("name"), str) and check_user_name(block["name"]) is None
+        ]
+        self._duplicate_users(names)
+        for index, user in built:
+            if not user.allowed_senders and not _is_address(user.name):
+                self.warn(
+                    f"users[{index}]",
+                    f"{user.name} may not send as any address: add allowed_senders, like "
+                    f"allowed_senders = {_EXAMPLES['allowed_senders']} (a user whose name "
+                    "is an address, like alice@example.org, may always send as that address)",
+                )
+        return tuple(user for _, user in built)
+
+    def _duplicate_users(self, names: list[tuple[int, str]]) -> None:
+        """Names are case-sensitive: the same name twice is an error, the same name in
+        another case a warning (two logins an admin will probably mix up)."""
+        exact: dict[str, int] = {}
+        folded: dict[str, tuple[int, str]] = {}
+        for index, name in names:
+            key = f"users[{index}].name"
+            if name in exact:
+                self.error(
+                    key,
+                    f'the user "{name}" is already defined in users[{exact[name]}]; '
+                    "each name may appear once, so remove or rename one of the blocks",
+                )
+                continue
+            exact[name] = index
+            lower = name.lower()
+            if lower in folded:
+                other_index, other = folded[lower]
+                self.warn(
+                    key,
+                    f'"{name}" and "{other}" (users[{other_index}]) differ only in upper '
+                    "and lower case; they are two separate users, each with its own "
+                    "password, which is easy to mix up",
+                )
+            else:
+                folded[lower] = (index, name)
+
+    def _user_name(self, key: str, name: str) -> str | None:
+        problem = check_user_name(name)
+        if problem:
+            self.error(key, problem)
+            return None
+        return name
+
+    def _password_hash_text(self, key: str, value: object) -> str | None:
+        """The type check of password_hash, which never repeats the value: it may be a
+        password someone typed in by mistake."""
+        if isinstance(value, str):
+            return value
+        self.error(
+            key,
+            "must be the hash that relaybox passwd NAME prints, in double quotes; "
+            "relaybox never stores plain passwords",
+        )
+        return None
+
+    def _password_hash(self, prefix: str, block: dict[str, Any]) -> bool:
+        """Check a user's password_hash (its type is checked by `_value`); False if wrong."""
+        encoded = block.get("password_hash")
+        if not isinstance(encoded, str):
+            return True  # missing or not text: `_section` has reported it
+        name = block.get("name")
+        command = "relaybox passwd " + (
+            shlex.quote(name) if isinstance(name, str) and name else "NAME"
+        )
+        key = f"{prefix}.password_hash"
+        if not encoded.startswith("$"):
+            self.error(
+                key,
+                "looks like a plain password, but relaybox never stores plain passwords; "
+                f"run `{command}` and paste the password_hash line it prints instead",
+            )
+            return False
+        problem = check_hash_format(encoded)
+        if problem:
+            self.error(key, problem.replace("relaybox passwd USER", command))
+            return False
+        return True
+
+    def _senders(self, key: str, value: object) -> tuple[str, ...] | None:
+        items = self._list(key, value, _EXAMPLES["allowed_senders"])
+        if items is None:
+            return None
+        senders = [self._sender(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(sender is None for sender in senders):
+            return None
+        return tuple(sender for sender in senders if sender is not None)
+
+    def _sender(self, key: str, value: object) -> str | None:
+        """One allowed_senders entry: a domain or an address, lower-cased."""
+        example = 'write a domain like "example.org" or an address like "bob@example.net"'
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "example.org"', value)
+            return None
+        problem = None
+        if not value.strip():
+            problem = f"must not be empty; {example}"
+        elif any(char.isspace() for char in value):
+            problem = f'"{value}" contains a space; {example}'
+        elif "*" in value:
+            domain = value.rpartition("@")[2].lstrip("*.") or "example.org"
+            problem = (
+                f'"{value}": wildcards are not supported; "{domain}" allows every address '
+                f"at {domain}, but not at its subdomains, which are listed one by one"
+            )
+        elif "<" in value or ">" in value:
+            problem = f'"{value}": write the address without < and >, like "bob@example.net"'
+        elif value.startswith("@"):
+            problem = (
+                f'"{value}": to allow every address at a domain, write just the domain, '
+                f'like "{value[1:]}"'
+            )
+        elif "@" in value:
+            try:
+                parse_rcpt(f"TO:<{value}>", smtputf8=True)
+            except AddressError as exc:
+                problem = f'"{value}" is not a valid address: {_address_reason(exc)}; {example}'
+        elif _is_ip_address(value):
+            problem = f'"{value}" is an IP address; {example}'
+        else:
+            problem = _host_name_problem(value)
+            if problem:
+                problem = f"{problem}; {example}"
+        if problem:
+            self.error(key, problem)
+            return None
+        return value.lower()
+
+    def _cross_warnings(
+        self, listeners: tuple[ListenerConfig, ...], users: tuple[UserConfig, ...]
+    ) -> None:
+        """Settings that are each valid but do not work together."""
+        if users:
+            return
+        for index, listener in enumerate(listeners):
+            if listener.role == "submission":
+                self.warn(
+                    f"listeners[{index}].role",
+                    "this submission listener has no [[users]] to log in with, so nobody "
+                    "can send mail through it; add a [[users]] block for each person "
+                    "(relaybox passwd NAME prints one)",
+                )
 
 
 def _clash(
@@ -947,5 +1389,8 @@ def _clash(
 _EXAMPLES = {
     "listen": '["127.0.0.1:2525"]',
     "allowed_networks": '["192.168.1.0/24"]',
+    "name": '"alice"',
+    "password_hash": '"$scrypt$..." (run relaybox passwd NAME and paste what it prints)',
+    "allowed_senders": '["example.org", "bob@example.net"]',
 }
 """Examples quoted in messages about list settings."""

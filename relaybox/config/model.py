@@ -1,6 +1,7 @@
 """The typed, immutable configuration of a relaybox engine.
 
-Only shapes and defaults live here; reading TOML and validating values is `config.load`'s job.
+Only shapes, defaults and pure lookups (`UserConfig.may_send_as`, `Config.find_user`) live here;
+reading TOML and validating values is `config.load`'s job.
 Every object is frozen so a reload can swap one reference while running sessions keep theirs.
 """
 
@@ -16,12 +17,14 @@ import platformdirs
 
 __all__ = [
     "APP_NAME",
+    "AuthConfig",
     "Config",
     "LimitsConfig",
     "ListenerConfig",
     "LogConfig",
     "ServerConfig",
     "SocketAddress",
+    "UserConfig",
     "default_config",
     "default_config_path",
     "default_state_dir",
@@ -98,6 +101,29 @@ class LimitsConfig:
     """Concurrent connections from one client IP (IPv6 counted per address); more get 421."""
     max_messages_per_minute_per_ip: int = 0
     """Messages one client IP may send per minute (0 = no limit); beyond, 450 4.7.1 at MAIL."""
+    max_messages_per_minute_per_user: int = 100
+    """Messages one authenticated user may send per minute (0 = no limit); beyond, 450 4.7.1.
+
+    `UserConfig.max_messages_per_minute` overrides it for one user."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The `[auth]` table: how password checks are paced and brute force is slowed down."""
+
+    failures_before_delay: int = 3
+    """Failed logins from one client IP (IPv6 counted per /64) within failure_window after
+    which every further reply to that IP is delayed."""
+    failures_before_lockout: int = 10
+    """Failed logins from one IP within failure_window after which AUTH from that IP is
+    refused for lockout_seconds; always more than failures_before_delay."""
+    failure_window: float = 900.0
+    """Seconds over which failed logins are counted."""
+    lockout_seconds: float = 900.0
+    """Seconds AUTH stays refused for an IP that reached failures_before_lockout."""
+    max_verifications_in_flight: int = 8
+    """Password checks running at once over all sessions (each is slow by design); AUTH
+    beyond this gets 454 4.7.0 at once rather than waiting."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,10 @@ class ListenerConfig:
     """`relay`: clients in allowed_networks may relay; `submission`: AUTH required."""
     tls: TlsMode = "none"
     """`none`, `starttls` (RFC 3207) or `implicit` (RFC 8314)."""
+    certificate: Path | None = None
+    """PEM certificate (chain) offered by TLS; required when tls is not `none`."""
+    private_key: Path | None = None
+    """PEM private key of `certificate`, without a passphrase; may be the same file."""
     allowed_networks: tuple[Network, ...] = ()
     """Client networks that may relay through a `relay` listener; everyone else gets 554 5.7.1."""
     bare_lf: BareLfPolicy = "reject"
@@ -135,6 +165,44 @@ class ListenerConfig:
     def name(self) -> str:
         """How problems and logs name this listener: its first address."""
         return str(self.listen[0]) if self.listen else "listener"
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """One `[[users]]` entry: a login for `submission` listeners and whom it may send as."""
+
+    name: str
+    """The AUTH login name; case-sensitive. A name that is an address (`alice@example.org`)
+    may always send as itself."""
+    password_hash: str = field(repr=False)
+    """What `relaybox passwd NAME` prints (scrypt, per-user salt); never a plain password.
+    Left out of repr() so a logged config does not hand out hashes to crack."""
+    allowed_senders: tuple[str, ...] = ()
+    """Domains (`example.org`: that exact domain, not its subdomains) and addresses
+    (`bob@example.net`) this user may use in MAIL FROM and From:, lower-cased."""
+    max_messages_per_minute: int | None = None
+    """This user's own limit, instead of `[limits] max_messages_per_minute_per_user`."""
+
+    def may_send_as(self, address: str) -> bool:
+        """Whether this user may send as `address` (a parsed MAIL FROM or From: address).
+
+        Case-insensitive. True when the address equals the user's name (if the name is an
+        address) or an address in allowed_senders, or when its domain equals a domain in
+        allowed_senders (exactly: `example.org` does not cover `sub.example.org`). The null
+        sender `""` and addresses without a domain never match.
+        """
+        wanted = address.lower()
+        local, at, domain = wanted.rpartition("@")
+        if not at or not local or not domain:
+            return False
+        if "@" in self.name and wanted == self.name.lower():
+            return True
+        for entry in self.allowed_senders:
+            entry = entry.lower()
+            matched = wanted == entry if "@" in entry else domain == entry
+            if matched:
+                return True
+        return False
 
 
 DEFAULT_LISTENER = ListenerConfig(
@@ -155,9 +223,20 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """The `[auth]` table: pacing of password checks and the brute-force defence."""
     listeners: tuple[ListenerConfig, ...] = (DEFAULT_LISTENER,)
+    users: tuple[UserConfig, ...] = ()
+    """The `[[users]]` blocks: who may log in on submission listeners; names are unique."""
     source: Path | None = None
     """The file this came from, or None for the embedded default."""
+
+    def find_user(self, name: str) -> UserConfig | None:
+        """The user with exactly this login name (case-sensitive), or None."""
+        for user in self.users:
+            if user.name == name:
+                return user
+        return None
 
 
 def default_config() -> Config:

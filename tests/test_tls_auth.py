@@ -1,0 +1,562 @@
+"""STARTTLS, implicit TLS and AUTH over real loopback sockets with trustme certificates."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import re
+import ssl
+import time
+import warnings
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+import trustme
+
+from relaybox.auth import client_network
+from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
+from relaybox.events import SessionLine
+from relaybox.passwords import hash_password
+from relaybox.spool import MessageFilter
+
+from .conftest import SMTPClient, make_config, relay_listener, simple_message
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+PASSWORD = "correct horse battery staple"
+HOSTNAME = "relay.example.test"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def cert_files(ca: trustme.CA, tmp_path: Path) -> tuple[Path, Path]:
+    cert = ca.issue_cert(HOSTNAME, "127.0.0.1", "::1")
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+ALICE = UserConfig(
+    name="alice",
+    password_hash=hash_password(PASSWORD, log2_n=10),
+    allowed_senders=("example.org", "bob@example.net"),
+)
+
+
+def tls_config(
+    tmp_path: Path,
+    cert_files: tuple[Path, Path],
+    *,
+    tls: str = "starttls",
+    role: str = "relay",
+    networks: tuple[str, ...] = ("127.0.0.0/8",),
+    users: tuple[UserConfig, ...] = (ALICE,),
+    auth: AuthConfig | None = None,
+    limits: LimitsConfig | None = None,
+):
+    cert, key = cert_files
+    listener = relay_listener(
+        tls=tls,
+        role=role,
+        certificate=cert,
+        private_key=key,
+        allowed_networks=tuple(ipaddress.ip_network(n) for n in networks),
+    )
+    config = make_config(tmp_path / "state", listeners=(listener,), limits=limits)
+    import dataclasses
+
+    return dataclasses.replace(config, users=users, auth=auth or AuthConfig())
+
+
+def alice_message() -> bytes:
+    return b"From: Alice <alice@example.org>\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
+
+
+def plain(user: str, password: str) -> str:
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def starttls(client: SMTPClient, context: ssl.SSLContext) -> None:
+    code, _ = await client.cmd("STARTTLS")
+    assert code == 220
+    await client.writer.start_tls(context, server_hostname=HOSTNAME)
+
+
+async def stored_ids(run) -> list[str]:
+    page = await run.engine.admin.list(MessageFilter(states=()), limit=1000)
+    return [r.queue_id for r in page.rows]
+
+
+# ---------------------------------------------------------------------- TLS
+
+
+async def test_starttls_session_is_recorded_with_version_and_cipher(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await SMTPClient.connect(*run.address())
+    await client.reply()
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    assert "STARTTLS" in ehlo.splitlines()
+    assert not any(line.startswith("AUTH") for line in ehlo.splitlines())
+    await starttls(client, client_tls)
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    lines = ehlo.splitlines()
+    assert "STARTTLS" not in lines  # RFC 3207 §4.2: not offered again
+    assert "AUTH LOGIN PLAIN" in lines
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.tls and detail.tls.startswith("TLSv1.")
+    assert "bits" in detail.tls
+    assert any("TLS established: TLSv1." in line.text for line in detail.inbound_transcript)
+    data = await run.engine.admin.message_data(detail.row.queue_id)
+    assert b"with ESMTPS id" in data
+    await client.close()
+
+
+async def test_tls_below_1_2_is_refused(start_engine, tmp_path, cert_files, ca):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    assert (await client.cmd("STARTTLS"))[0] == 220
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(old)
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client speak TLS 1.1 at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = ssl.TLSVersion.TLSv1_1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await client.writer.start_tls(old, server_hostname=HOSTNAME)
+    await asyncio.sleep(0.1)
+    assert re.search(r"tls-failed .*UNSUPPORTED_PROTOCOL", run.log_text())
+    await client.close()
+
+
+async def test_starttls_resets_the_session(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    await starttls(client, client_tls)
+    # No HELO carried over, and no MAIL either (RFC 3207 §4.2).
+    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 503
+    await client.cmd("EHLO client.example.test")
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
+    await client.close()
+
+
+async def test_commands_pipelined_behind_starttls_are_discarded(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    """CVE-2011-0411: plaintext injected after STARTTLS must not run inside the TLS session."""
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await client.send(
+        "STARTTLS\r\nEHLO injected.example\r\nMAIL FROM:<evil@example.com>\r\n"
+        "RCPT TO:<victim@example.org>\r\n"
+    )
+    code, _ = await client.reply()
+    assert code == 220
+    await client.writer.start_tls(client_tls, server_hostname=HOSTNAME)
+    # Had the injected commands run, a MAIL would be in progress (and RCPT accepted).
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
+    await client.cmd("EHLO client.example.test")
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
+    code, _ = await client.cmd("NOOP")
+    assert code == 250  # and no stray replies for the injected lines came before this
+    await client.close()
+    await run.engine.spool.flush()
+    assert await stored_ids(run) == []
+
+
+async def test_implicit_tls_listener_offers_auth_at_once(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    run = await start_engine(tls_config(tmp_path, cert_files, tls="implicit"))
+    host, port = run.address()
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, use_tls=True, tls_context=client_tls)
+    await smtp.connect()
+    await smtp.ehlo()
+    assert "auth" in smtp.esmtp_extensions
+    assert "starttls" not in smtp.esmtp_extensions
+    await smtp.login("alice", PASSWORD)
+    errors, text = await smtp.sendmail("alice@example.org", ["b@example.org"], alice_message())
+    assert errors == {}
+    await smtp.quit()
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.auth_user == "alice"
+    assert detail.tls.startswith("TLSv1.")
+    data = await run.engine.admin.message_data(detail.row.queue_id)
+    assert b"with ESMTPSA id" in data
+
+
+async def test_changed_certificate_is_used_for_new_connections(
+    start_engine, tmp_path, cert_files, ca
+):
+    run = await start_engine(tls_config(tmp_path, cert_files, tls="implicit"))
+    host, port = run.address()
+
+    async def serial() -> int:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=HOSTNAME
+        )
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        from cryptography import x509
+
+        return x509.load_der_x509_certificate(der).serial_number
+
+    before = await serial()
+    renewed = ca.issue_cert(HOSTNAME, "127.0.0.1")
+    cert_path, key_path = cert_files
+    time.sleep(0.01)  # a new mtime even on coarse clocks
+    renewed.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    renewed.private_key_pem.write_to_path(str(key_path))
+    await run.engine._check_certificates()
+    after = await serial()
+    assert after != before
+    assert "certificate-reloaded" in run.log_text()
+
+
+async def test_broken_certificate_renewal_keeps_the_old_one(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    run = await start_engine(tls_config(tmp_path, cert_files, tls="implicit"))
+    cert_path, _ = cert_files
+    cert_path.write_text("not a certificate\n")
+    await run.engine._check_certificates()
+    assert "certificate-reload-failed" in run.log_text()
+    host, port = run.address()
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, use_tls=True, tls_context=client_tls)
+    await smtp.connect()
+    await smtp.quit()
+
+
+# ---------------------------------------------------------------------- AUTH
+
+
+async def test_auth_is_never_offered_or_accepted_in_clear(start_engine, tmp_path, cert_files):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await SMTPClient.connect(*run.address())
+    await client.reply()
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    assert not any(line.startswith("AUTH") for line in ehlo.splitlines())
+    code, text = await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")
+    assert code == 538 and text.startswith("5.7.11")
+    await client.close()
+    assert PASSWORD not in run.log_text()
+
+
+async def test_auth_not_offered_without_users(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files, users=()))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await starttls(client, client_tls)
+    _, ehlo = await client.cmd("EHLO client.example.test")
+    assert not any(line.startswith("AUTH") for line in ehlo.splitlines())
+    await client.close()
+
+
+async def test_submission_refuses_mail_before_auth(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files, role="submission", networks=()))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await starttls(client, client_tls)
+    await client.cmd("EHLO client.example.test")
+    code, text = await client.cmd("MAIL FROM:<alice@example.org>")
+    assert (code, text) == (530, "5.7.0 Authentication required")
+    await client.close()
+
+
+async def auth_session(run, client_tls) -> SMTPClient:
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await starttls(client, client_tls)
+    await client.cmd("EHLO client.example.test")
+    return client
+
+
+async def test_auth_plain_lets_a_user_relay_from_anywhere(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    # The listener trusts no network: only the login grants relay.
+    run = await start_engine(tls_config(tmp_path, cert_files, role="submission", networks=()))
+    client = await auth_session(run, client_tls)
+    code, text = await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")
+    assert (code, text) == (235, "2.7.0 Authentication successful")
+    code, text = await client.send_message("alice@example.org", ["x@example.com"], alice_message())
+    assert code == 250
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.auth_user == "alice"
+    await client.close()
+
+
+async def test_auth_login_with_continuations(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await auth_session(run, client_tls)
+    code, text = await client.cmd("AUTH LOGIN")
+    assert (code, base64.b64decode(text)) == (334, b"Username:")
+    code, text = await client.cmd(b64("alice"))
+    assert (code, base64.b64decode(text)) == (334, b"Password:")
+    assert (await client.cmd(b64(PASSWORD)))[0] == 235
+    await client.close()
+
+
+async def test_auth_plain_without_initial_response(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await auth_session(run, client_tls)
+    assert (await client.cmd("AUTH PLAIN"))[0] == 334
+    assert (await client.cmd(plain("alice", PASSWORD)))[0] == 235
+    await client.close()
+
+
+@pytest.mark.parametrize(("user", "password"), [("alice", "wrong"), ("mallory", PASSWORD)])
+async def test_bad_login_gets_535(start_engine, tmp_path, cert_files, client_tls, user, password):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await auth_session(run, client_tls)
+    code, text = await client.cmd(f"AUTH PLAIN {plain(user, password)}")
+    assert (code, text) == (535, "5.7.8 Authentication credentials invalid")
+    log = run.log_text()
+    assert f"auth-failed user={user} client=127.0.0.1" in log
+    assert password not in log
+    await client.close()
+
+
+async def test_auth_aborted_with_star_gets_one_reply(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await auth_session(run, client_tls)
+    assert (await client.cmd("AUTH LOGIN"))[0] == 334
+    code, _ = await client.cmd("*")
+    assert code == 501
+    assert (await client.cmd("NOOP"))[0] == 250  # not a stray 535 left in the pipe
+    await client.close()
+
+
+async def test_auth_refused_during_a_transaction(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await auth_session(run, client_tls)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 503
+    await client.close()
+
+
+async def test_three_failures_end_the_session(start_engine, tmp_path, cert_files, client_tls):
+    auth = AuthConfig(failures_before_delay=5, failures_before_lockout=10)
+    run = await start_engine(tls_config(tmp_path, cert_files, auth=auth))
+    client = await auth_session(run, client_tls)
+    for _ in range(2):
+        assert (await client.cmd(f"AUTH PLAIN {plain('alice', 'nope')}"))[0] == 535
+    await client.send(f"AUTH PLAIN {plain('alice', 'nope')}\r\n")
+    assert (await client.reply())[0] == 535
+    assert (await client.reply())[0] == 421
+    assert await client.closed()
+    await client.close()
+
+
+# ---------------------------------------------------------------------- sender binding
+
+
+async def logged_in(run, client_tls) -> SMTPClient:
+    client = await auth_session(run, client_tls)
+    assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 235
+    return client
+
+
+@pytest.mark.parametrize("sender", ["alice@example.org", "Bob@Example.NET", "x@EXAMPLE.org"])
+async def test_user_may_send_as_allowed_senders(
+    start_engine, tmp_path, cert_files, client_tls, sender
+):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await logged_in(run, client_tls)
+    assert (await client.cmd(f"MAIL FROM:<{sender}>"))[0] == 250
+    await client.close()
+
+
+@pytest.mark.parametrize("sender", ["ceo@example.com", "carol@example.net", "a@sub.example.org"])
+async def test_user_may_not_send_as_others(start_engine, tmp_path, cert_files, client_tls, sender):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await logged_in(run, client_tls)
+    code, text = await client.cmd(f"MAIL FROM:<{sender}>")
+    assert code == 553
+    assert text == f"5.7.1 <{sender}>: Sender address rejected: not owned by user alice"
+    await client.close()
+
+
+async def test_from_header_must_belong_to_the_user(start_engine, tmp_path, cert_files, client_tls):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await logged_in(run, client_tls)
+    forged = b"From: The CEO <ceo@example.com>\r\nTo: b@example.org\r\nSubject: pay\r\n\r\nnow\r\n"
+    code, text = await client.send_message("alice@example.org", ["b@example.org"], forged)
+    assert code == 553 and "ceo@example.com" in text and "alice" in text
+    honest = b"From: Alice <alice@example.org>\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
+    assert (await client.send_message("alice@example.org", ["b@example.org"], honest))[0] == 250
+    await client.close()
+
+
+async def test_user_message_rate_is_limited(start_engine, tmp_path, cert_files, client_tls):
+    limited = UserConfig(
+        name="alice",
+        password_hash=ALICE.password_hash,
+        allowed_senders=("example.org",),
+        max_messages_per_minute=2,
+    )
+    run = await start_engine(tls_config(tmp_path, cert_files, users=(limited,)))
+    client = await logged_in(run, client_tls)
+    body = b"From: alice@example.org\r\n\r\nhi\r\n"
+    for _ in range(2):
+        assert (await client.send_message("alice@example.org", ["b@example.org"], body))[0] == 250
+    code, text = await client.cmd("MAIL FROM:<alice@example.org>")
+    assert code == 450 and text.startswith("4.7.1")
+    await client.close()
+
+
+# ---------------------------------------------------------------------- brute force
+
+
+def test_ipv6_failures_count_per_64():
+    assert client_network("2001:db8:1:2::1") == client_network("2001:db8:1:2:ffff::9")
+    assert client_network("2001:db8:1:2::1") != client_network("2001:db8:1:3::1")
+    assert client_network("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_network("192.0.2.7") != client_network("192.0.2.8")
+
+
+async def test_password_guessing_is_braked_while_others_are_served(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    auth = AuthConfig(failures_before_delay=2, failures_before_lockout=4, lockout_seconds=600)
+    run = await start_engine(tls_config(tmp_path, cert_files, auth=auth))
+    host, port = run.address()
+    authenticator = run.engine.authenticator
+
+    async def guess(n: int) -> int:
+        client = await SMTPClient.connect(host, port)
+        try:
+            await client.greet()
+            await starttls(client, client_tls)
+            await client.cmd("EHLO guesser.example")
+            code, _ = await client.cmd(f"AUTH PLAIN {plain('alice', f'Zq9-guess-{n}')}")
+            return code
+        finally:
+            await client.close()
+
+    async def attack() -> list[int]:
+        return [await guess(n) for n in range(12)]  # reconnecting for every guess
+
+    async def legitimate() -> float:
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.2", 0))
+        client = SMTPClient(reader, writer)
+        await client.greet()
+        await starttls(client, client_tls)
+        await client.cmd("EHLO office-pc.example")
+        assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 235
+        code, _ = await client.send_message("alice@example.org", ["b@example.org"], alice_message())
+        assert code == 250
+        await client.close()
+        return time.monotonic() - started
+
+    codes, served_in = await asyncio.wait_for(asyncio.gather(attack(), legitimate()), 60)
+    # Passwords were checked only until the lockout; everything after got 454 without a check.
+    assert authenticator.verifications <= auth.failures_before_lockout + 1
+    assert codes[:3] == [535, 535, 535]
+    assert codes[-5:] == [454] * 5
+    assert served_in < 5.0
+    log = run.log_text()
+    assert "auth-failed user=alice client=127.0.0.1" in log
+    assert "Zq9-guess" not in log
+
+
+async def test_verifications_in_flight_are_capped(start_engine, tmp_path, cert_files, client_tls):
+    slow = UserConfig(name="alice", password_hash=hash_password(PASSWORD, log2_n=16))
+    auth = AuthConfig(max_verifications_in_flight=2, failures_before_lockout=100)
+    run = await start_engine(tls_config(tmp_path, cert_files, auth=auth, users=(slow,)))
+
+    async def one() -> int:
+        client = await auth_session(run, client_tls)
+        code, _ = await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong')}")
+        await client.close()
+        return code
+
+    codes = await asyncio.gather(*(one() for _ in range(6)))
+    assert codes.count(454) >= 1  # refused at once rather than queued
+    assert run.engine.authenticator.verifications <= 6 - codes.count(454)
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+async def test_auth_secrets_never_reach_logs_transcripts_or_events(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    events = run.engine.bus.subscribe()
+    client = await auth_session(run, client_tls)
+    assert (await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong one')}"))[0] == 535
+    await client.cmd("AUTH LOGIN")
+    await client.cmd(b64("alice"))
+    assert (await client.cmd(b64(PASSWORD)))[0] == 235
+    code, text = await client.send_message(
+        "alice@example.org", ["b@example.org"], b"From: alice@example.org\r\n\r\nhi\r\n"
+    )
+    assert code == 250
+    await client.cmd("QUIT")
+    await client.closed()
+    await asyncio.sleep(0.05)
+    await run.engine.spool.flush()
+    secrets = [
+        PASSWORD,
+        "wrong one",
+        plain("alice", "wrong one"),
+        plain("alice", PASSWORD),
+        b64(PASSWORD),
+        b64("alice"),
+    ]
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    transcript = "\n".join(line.text for line in detail.inbound_transcript)
+    lines = [e.text for e in events.drain() if isinstance(e, SessionLine)]
+    assert "AUTH PLAIN <secret>" in transcript
+    assert "<secret>" in lines
+    for secret in secrets:
+        assert secret not in transcript
+        assert secret not in run.log_text()
+        assert not any(secret in line for line in lines)
+
+
+async def test_session_ipv6_implicit(start_engine, tmp_path, cert_files, client_tls):
+    """Implicit TLS on [::1] works like on 127.0.0.1."""
+    import dataclasses
+
+    config = tls_config(tmp_path, cert_files, tls="implicit", networks=("::1/128",))
+    listener = dataclasses.replace(config.listeners[0], listen=(SocketAddress("::1", 0),))
+    run = await start_engine(dataclasses.replace(config, listeners=(listener,)))
+    host, port = run.address()
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, use_tls=True, tls_context=client_tls)
+    await smtp.connect()
+    errors, _ = await smtp.sendmail("a@example.com", ["b@example.org"], simple_message())
+    assert errors == {}
+    await smtp.quit()
