@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -18,18 +19,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import tomlkit
+
 from . import __version__
 from .admin import Admin
+from .certificates import generate_self_signed
 from .config import (
     Config,
     ConfigError,
     check_config,
+    check_user_name,
+    default_config,
     default_config_path,
     load_config_with_warnings,
     sample_config_text,
 )
 from .engine import Engine
 from .maillog import setup_logging
+from .passwords import hash_password
 from .spool import UNFINISHED_STATES, MessageDetail, MessageFilter, Spool, SpoolError
 from .statedir import DATABASE_NAME, EngineRunning, ensure_state_dir
 
@@ -72,9 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("init", help="write the commented sample config to the config path")
+    p = sub.add_parser(
+        "init",
+        help="write the commented sample config and a self-signed TLS certificate",
+    )
     _add_config(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("passwd", help="hash a password and print a [[users]] block to paste")
+    p.add_argument("user", metavar="USER", help="the login name")
+    _add_config(p)
 
     p = sub.add_parser("check-config", help="validate a config file and print its problems")
     p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
@@ -129,6 +143,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(args)
         if command == "init":
             return _init(args)
+        if command == "passwd":
+            return _passwd(args)
         if command == "check-config":
             return _check_config(args)
         config = _load(args)
@@ -160,20 +176,85 @@ def _load(args: argparse.Namespace) -> Config | None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    """Write the sample config, with STARTTLS on the default listener using a fresh self-signed
+    certificate (as Debian's Postfix ships its snakeoil certificate), so TLS works at once."""
     path: Path = args.config or default_config_path()
     if path.exists() and not args.force:
         print(f"relaybox: {path} already exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_FAIL
     path.parent.mkdir(parents=True, exist_ok=True)
+    tls_dir = path.parent / "tls"
+    cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+    if not (cert.exists() and key.exists()):
+        hostname = default_config().server.hostname
+        generate_self_signed(hostname, cert, key)
+        print(f"wrote a self-signed certificate for {hostname}: {cert} (key {key})")
+    _write_private(path, _with_starttls(sample_config_text(), cert, key))
+    print(f"wrote {path}")
+    print(f"check it with: relaybox check-config {path}")
+    return EXIT_OK
+
+
+def _with_starttls(sample: str, cert: Path, key: str | Path) -> str:
+    """The sample config with the first listener's TLS lines filled in, comments and all."""
+    head, marker, listeners = sample.partition("[[listeners]]")
+    replacements = [
+        ('tls = "none"', 'tls = "starttls"'),
+        ('# certificate = "/etc/relaybox/tls/cert.pem"', f"certificate = {json.dumps(str(cert))}"),
+        ('# private_key = "/etc/relaybox/tls/key.pem"', f"private_key = {json.dumps(str(key))}"),
+    ]
+    for old, new in replacements:
+        if f"\n{old}\n" not in listeners:
+            raise RuntimeError(f"sample-config.toml no longer has the line {old!r}")
+        listeners = listeners.replace(f"\n{old}\n", f"\n{new}\n", 1)
+    return head + marker + listeners
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600) so that a crash leaves the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(sample_config_text())
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    print(f"wrote {path}")
-    print(f"check it with: relaybox check-config {path}")
+
+
+def _read_password(user: str) -> str | None:
+    """From the terminal (asked twice), or one line from standard input (scripts, pipes)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"Password for {user}: ")
+        if getpass.getpass("Again: ") != first:
+            print("relaybox: the two passwords differ; nothing was printed", file=sys.stderr)
+            return None
+        return first
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    problem = check_user_name(args.user)
+    if problem:
+        print(f"relaybox: user name {args.user!r} {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    password = _read_password(args.user)
+    if password is None:
+        return EXIT_FAIL
+    if not password:
+        print("relaybox: the password is empty; nothing was printed", file=sys.stderr)
+        return EXIT_FAIL
+    block = tomlkit.document()
+    table = tomlkit.table()
+    table["name"] = args.user
+    table["password_hash"] = hash_password(password)
+    senders = tomlkit.array()
+    senders.comment('domains or addresses this user may send as, e.g. ["example.org"]')
+    table["allowed_senders"] = senders
+    block.append("users", tomlkit.aot())
+    block["users"].append(table)
+    print("# paste into the relaybox config, then: relaybox check-config")
+    print(tomlkit.dumps(block).strip())
     return EXIT_OK
 
 

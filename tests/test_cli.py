@@ -26,6 +26,7 @@ import platformdirs
 import pytest
 
 from relaybox.config import sample_config_text
+from relaybox.replies import Reply
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ READY_TIMEOUT = 10.0
 """Seconds a relay may take to start listening."""
 EXIT_TIMEOUT = 10.0
 """Seconds a relay may take to exit after SIGTERM once nothing is in flight."""
-SUPPRESSION_TIMEOUT = 8.0
+SUPPRESSION_TIMEOUT = 7.0
 """A running engine re-reads the suppression list every 5 s."""
 HOSTNAME = "relay.example.test"
 SENDER = "sender@example.com"
@@ -53,7 +54,7 @@ def free_port() -> int:
     return port
 
 
-def wait_until(condition: Callable[[], T], what: str, timeout: float = READY_TIMEOUT) -> T:
+def wait_until(condition: Callable[[], T | None], what: str, timeout: float = READY_TIMEOUT) -> T:
     """Poll `condition` until it returns something true; fail the test after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -140,6 +141,8 @@ def turned_away(port: int) -> bool:
             greeting = sock.recv(512)
         except ConnectionError:
             return True
+        except TimeoutError:
+            pytest.fail(f"a new connection to port {port} was neither greeted nor closed")
     return not greeting.startswith(b"220")
 
 
@@ -183,6 +186,12 @@ class Relay:
             pytest.fail(f"relaybox did not exit within {timeout} s:\n{self.stderr()}")
 
 
+RunCli = Callable[..., "subprocess.CompletedProcess[Any]"]
+"""`run_cli(*args, **subprocess_options)`: run one relaybox command to completion."""
+StartRelay = Callable[..., Relay]
+"""`start_relay(*args, port=PORT, **popen_options)`: a running relay, listening."""
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The environment of every relaybox run: home and XDG folders inside tmp_path."""
@@ -200,30 +209,26 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_cli(tmp_path: Path, env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+def run_cli(tmp_path: Path, env: dict[str, str]) -> RunCli:
     """`run_cli("queue", "--config", path)` runs a relaybox command to completion."""
 
-    def run(*args: object, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def run(*args: object, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        options: dict[str, Any] = {"capture_output": True, "text": True, **kwargs}
+        if "input" not in options:
+            options["stdin"] = subprocess.DEVNULL
         return subprocess.run(
-            [*RELAYBOX, *map(str, args)],
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kwargs,
+            [*RELAYBOX, *map(str, args)], env=env, cwd=tmp_path, timeout=timeout, **options
         )
 
     return run
 
 
 @pytest.fixture
-def start_relay(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Relay]]:
+def start_relay(tmp_path: Path, env: dict[str, str]) -> Iterator[StartRelay]:
     """`start_relay(*args, port=...)` starts `relaybox *args` and waits until it listens."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: object, port: int, wait: bool = True, **kwargs: Any) -> Relay:
+    def start(*args: object, port: int, **kwargs: Any) -> Relay:
         n = len(started)
         stderr_path = tmp_path / f"relay{n}.stderr"
         with (
@@ -241,8 +246,7 @@ def start_relay(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., R
             )
         started.append(proc)
         relay = Relay(proc, port, stderr_path)
-        if wait:
-            relay.wait_ready()
+        relay.wait_ready()
         return relay
 
     yield start
@@ -259,13 +263,34 @@ def private(path: Path) -> bool:
 # ---------------------------------------------------------------------------- init, check-config
 
 
+def assert_is_sample_with_starttls(path: Path) -> None:
+    """init writes the sample config with only the first listener's three TLS lines changed."""
+    tls_dir = path.parent / "tls"
+    written = path.read_text(encoding="utf-8").splitlines()
+    sample = sample_config_text().splitlines()
+    assert len(written) == len(sample)
+    changed = [(old, new) for old, new in zip(sample, written, strict=True) if old != new]
+    assert changed == [
+        ('tls = "none"', 'tls = "starttls"'),
+        (
+            '# certificate = "/etc/relaybox/tls/cert.pem"',
+            f"certificate = {toml_string(tls_dir / 'cert.pem')}",
+        ),
+        (
+            '# private_key = "/etc/relaybox/tls/key.pem"',
+            f"private_key = {toml_string(tls_dir / 'key.pem')}",
+        ),
+    ]
+    assert stat.S_IMODE((tls_dir / "key.pem").stat().st_mode) == 0o600
+
+
 def test_init_writes_the_sample_config_and_never_overwrites_without_force(
-    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+    tmp_path: Path, run_cli: RunCli
 ) -> None:
     path = tmp_path / "etc" / "relaybox.toml"
     result = run_cli("init", "--config", path)
     assert result.returncode == 0, result.stderr
-    assert path.read_text(encoding="utf-8") == sample_config_text()
+    assert_is_sample_with_starttls(path)
 
     path.write_text("# the admin's own settings\n", encoding="utf-8")
     result = run_cli("init", "--config", path)
@@ -275,7 +300,7 @@ def test_init_writes_the_sample_config_and_never_overwrites_without_force(
 
     result = run_cli("init", "--config", path, "--force")
     assert result.returncode == 0, result.stderr
-    assert path.read_text(encoding="utf-8") == sample_config_text()
+    assert_is_sample_with_starttls(path)
 
     result = run_cli("check-config", path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -285,7 +310,7 @@ def test_init_writes_the_sample_config_and_never_overwrites_without_force(
 def test_init_without_config_writes_to_the_platformdirs_config_path(
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    run_cli: RunCli,
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
     expected = Path(platformdirs.user_config_dir("relaybox")) / "relaybox.toml"
@@ -293,14 +318,14 @@ def test_init_without_config_writes_to_the_platformdirs_config_path(
 
     result = run_cli("init")
     assert result.returncode == 0, result.stderr
-    assert expected.read_text(encoding="utf-8") == sample_config_text()
+    assert_is_sample_with_starttls(expected)
     result = run_cli("check-config")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "ok"
 
 
 def test_check_config_prints_every_problem_as_file_line_key_message(
-    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+    tmp_path: Path, run_cli: RunCli
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
@@ -332,9 +357,7 @@ def test_check_config_prints_every_problem_as_file_line_key_message(
     )
 
 
-def test_check_config_prints_warnings_and_still_says_ok(
-    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
-) -> None:
+def test_check_config_prints_warnings_and_still_says_ok(tmp_path: Path, run_cli: RunCli) -> None:
     path = tmp_path / "risky.toml"
     path.write_text(
         '[[listeners]]\nlisten = ["0.0.0.0:2525"]\nallowed_networks = ["127.0.0.0/8"]\n',
@@ -355,8 +378,8 @@ def test_check_config_prints_warnings_and_still_says_ok(
 
 def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_runs(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -368,7 +391,9 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     lines = result.stdout.splitlines()
     assert lines[0].startswith("-Queue ID-")
     entry = next(i for i, line in enumerate(lines) if line.startswith(queue_id))
-    assert re.fullmatch(rf"{queue_id}\s+\d+ \w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d\s+{SENDER}", lines[entry]), lines[entry]
+    # Postfix's mailq: ID, size, arrival ("Fri Nov 27 01:40:27"), sender; recipients below.
+    arrival = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d"
+    assert re.fullmatch(rf"{queue_id}\s+\d+ {arrival}\s+{SENDER}", lines[entry]), lines[entry]
     assert lines[entry + 1].strip() == RECIPIENT
     assert lines[entry + 1].startswith(" ")
     assert lines[-1].endswith("in 1 Request.")
@@ -382,12 +407,14 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert listing[0]["state"] == "queued"
 
     # The reply to DATA joins the stored transcript when the session ends (after QUIT).
-    final_reply = f"S: 250 2.0.0 Ok: queued as {queue_id}"
+    final_reply = f"S: {Reply.queued(queue_id)}"
 
     def shown() -> str | None:
-        result = run_cli("show", queue_id, "--config", config)
+        # Bytes, so that a stray CR in the output is not hidden by universal newlines.
+        result = run_cli("show", queue_id, "--config", config, text=False)
         assert result.returncode == 0, result.stderr
-        return result.stdout if final_reply in result.stdout else None
+        out: str = result.stdout.decode("utf-8")
+        return out if final_reply in out else None
 
     text = wait_until(shown, "the transcript with the 250 reply in `relaybox show`")
     assert f"Queue ID:   {queue_id}" in text
@@ -415,7 +442,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert f"id {queue_id}" in received[0]
     said = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
     assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in said), said
-    assert ("S", f"250 2.0.0 Ok: queued as {queue_id}") in said
+    assert ("S", Reply.queued(queue_id)) in said
 
     result = run_cli("show", "NOSUCHID0000", "--config", config)
     assert result.returncode == 1
@@ -423,8 +450,52 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert relay.proc.poll() is None
 
 
+def test_output_into_a_pipe_closed_early_ends_quietly(
+    tmp_path: Path,
+    env: dict[str, str],
+    start_relay: StartRelay,
+) -> None:
+    """`relaybox show ID --json | head -1`: the installed command stops without a traceback."""
+    command = Path(sys.executable).with_name("relaybox")
+    assert command.is_file(), (
+        f"the relaybox console script is not installed next to {sys.executable}"
+    )
+    port = free_port()
+    config = write_config(tmp_path, port)
+    start_relay("--headless", "--config", config, port=port)
+    # 64 KB of headers, shown as about 95 KB of JSON: more than a pipe holds, so the command
+    # is still writing when the pipe closes.
+    filler = "".join(f"X-Filler-{n}: {'x' * 50}\r\n" for n in range(1000))
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        assert client.sendmail(SENDER, [RECIPIENT], filler + "\r\nbody\r\n") == {}
+    listing = subprocess.run(
+        [command, "queue", "--json", "--config", config],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listing.returncode == 0, listing.stderr
+    queue_id = json.loads(listing.stdout)[0]["queue_id"]
+
+    stderr_path = tmp_path / "show.stderr"
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            [command, "show", queue_id, "--json", "--config", config],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"{\n"
+    proc.stdout.close()  # what `head -1` does after its line
+    proc.wait(timeout=30)
+    assert stderr_path.read_text() == ""
+
+
 def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(
-    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+    tmp_path: Path, run_cli: RunCli
 ) -> None:
     state_dir = tmp_path / "never-used" / "state"
     config = write_config(tmp_path, free_port(), state_dir=state_dir)
@@ -441,8 +512,8 @@ def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(
 
 def test_config_before_the_subcommand_name_is_not_ignored(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -458,8 +529,8 @@ def test_config_before_the_subcommand_name_is_not_ignored(
 
 def test_second_engine_refuses_and_names_the_first(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     first_port, second_port = free_port(), free_port()
     state_dir = tmp_path / "state"
@@ -481,7 +552,7 @@ def test_second_engine_refuses_and_names_the_first(
 
 
 def test_state_dir_is_0700_and_spool_and_log_files_are_private(
-    tmp_path: Path, start_relay: Callable[..., Relay]
+    tmp_path: Path, start_relay: StartRelay
 ) -> None:
     port = free_port()
     state_dir = tmp_path / "var" / "state"
@@ -502,35 +573,46 @@ def test_state_dir_is_0700_and_spool_and_log_files_are_private(
 # ---------------------------------------------------------------------------- running and stopping
 
 
+def start_transaction(port: int) -> smtplib.SMTP:
+    """A session stopped in the middle of DATA: half the message sent, no final dot."""
+    client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    client.ehlo("busy.example.test")
+    assert client.mail(SENDER)[0] == 250
+    assert client.rcpt(RECIPIENT)[0] == 250
+    assert client.docmd("DATA")[0] == 354
+    client.send(b"Subject: in flight\r\nMessage-ID: <in-flight@example.com>\r\n\r\nfirst half\r\n")
+    return client
+
+
+def finish_transaction(client: smtplib.SMTP) -> str:
+    """Send the rest of the message started by `start_transaction`; returns its queue ID."""
+    client.send(b"second half\r\n.\r\n")
+    code, text = client.getreply()
+    assert code == 250, text
+    found = QUEUED.search(text.decode())
+    assert found, text
+    return found.group(1)
+
+
 def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
     relay = start_relay("--headless", "--config", config, port=port)
 
-    busy = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    busy = start_transaction(port)
     idle = smtplib.SMTP("127.0.0.1", port, timeout=10)
     try:
-        busy.ehlo("busy.example.test")
-        assert busy.mail(SENDER)[0] == 250
-        assert busy.rcpt(RECIPIENT)[0] == 250
-        assert busy.docmd("DATA")[0] == 354
-        busy.send(b"Subject: in flight\r\nMessage-ID: <in-flight@example.com>\r\n\r\nfirst half\r\n")
         idle.ehlo("idle.example.test")
-
         relay.proc.send_signal(signal.SIGTERM)
+        # A session with no transaction is told to go; once it is, the engine is stopping.
+        assert idle.getreply()[0] == 421
         wait_until(lambda: turned_away(port), "new connections to be turned away after SIGTERM")
         assert relay.proc.poll() is None, "exited with a transaction in flight"
-
-        busy.send(b"second half\r\n.\r\n")
-        code, text = busy.getreply()
-        assert code == 250, text
-        found = QUEUED.search(text.decode())
-        assert found, text
-        assert idle.getreply()[0] == 421  # a session with no transaction is told to go
+        queue_id = finish_transaction(busy)
     finally:
         busy.close()
         idle.close()
@@ -538,11 +620,35 @@ def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
     assert relay.wait_exit() == 0
     assert re.search(r"\bstopped\b", relay.stderr())
     listing = json.loads(run_cli("queue", "--json", "--config", config).stdout)
-    assert [m["queue_id"] for m in listing] == [found.group(1)]
+    assert [m["queue_id"] for m in listing] == [queue_id]
+
+
+def test_sigusr1_during_the_graceful_stop_does_not_kill_the_relay(
+    tmp_path: Path, start_relay: StartRelay
+) -> None:
+    """logrotate may signal while transactions in flight finish after SIGTERM."""
+    port = free_port()
+    log_file = tmp_path / "relay.log"
+    config = write_config(tmp_path, port, log_file=log_file)
+    relay = start_relay("--headless", "--config", config, port=port)
+
+    busy = start_transaction(port)
+    idle = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    try:
+        idle.ehlo("idle.example.test")
+        relay.proc.send_signal(signal.SIGTERM)
+        assert idle.getreply()[0] == 421  # the engine is in its graceful stop
+        relay.proc.send_signal(signal.SIGUSR1)
+        queue_id = finish_transaction(busy)
+    finally:
+        busy.close()
+        idle.close()
+    assert relay.wait_exit() == 0
+    assert queue_id in log_file.read_text()
 
 
 def test_plain_relaybox_says_the_ui_is_not_built_and_runs_headless(
-    tmp_path: Path, start_relay: Callable[..., Relay]
+    tmp_path: Path, start_relay: StartRelay
 ) -> None:
     port = free_port()
     relay = start_relay("--config", write_config(tmp_path, port), port=port)
@@ -562,8 +668,8 @@ def test_plain_relaybox_says_the_ui_is_not_built_and_runs_headless(
 
 def test_json_log_format_writes_one_object_per_event(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -593,7 +699,7 @@ def test_json_log_format_writes_one_object_per_event(
 
 
 def test_log_file_is_reopened_on_sigusr1_after_rotation(
-    tmp_path: Path, start_relay: Callable[..., Relay]
+    tmp_path: Path, start_relay: StartRelay
 ) -> None:
     port = free_port()
     log_dir = tmp_path / "log"
@@ -620,8 +726,8 @@ def test_log_file_is_reopened_on_sigusr1_after_rotation(
 
 def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     tmp_path: Path,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -635,10 +741,12 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == [suppressed]
 
+    def refused() -> tuple[int, str] | None:
+        code, text = rcpt_reply(port, suppressed)
+        return (code, text) if code != 250 else None
+
     code, text = wait_until(
-        lambda: (reply := rcpt_reply(port, suppressed))[0] != 250 and reply,
-        "the running engine to refuse the suppressed recipient",
-        SUPPRESSION_TIMEOUT,
+        refused, "the running engine to refuse the suppressed recipient", SUPPRESSION_TIMEOUT
     )
     assert code == 550, text
     assert "suppress" in text
@@ -662,8 +770,8 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
 def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_the_state_dir(
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
-    start_relay: Callable[..., Relay],
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    start_relay: StartRelay,
+    run_cli: RunCli,
 ) -> None:
     try:
         socket.create_connection(("127.0.0.1", 2525), timeout=1).close()
@@ -689,3 +797,88 @@ def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_
     result = run_cli("queue", "--json")
     assert result.returncode == 0, result.stderr
     assert [m["queue_id"] for m in json.loads(result.stdout)] == [queue_id]
+
+
+# ---------------------------------------------------------------------------- passwd, TLS + AUTH
+
+
+def test_passwd_reads_one_line_from_stdin_and_prints_a_users_block(run_cli: RunCli) -> None:
+    result = run_cli("passwd", "alice", input="s3cret pass\n")
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    import tomllib
+
+    from relaybox.passwords import verify_password
+
+    block = tomllib.loads(result.stdout)
+    (user,) = block["users"]
+    assert user["name"] == "alice"
+    assert user["allowed_senders"] == []
+    assert user["password_hash"].startswith("$scrypt$")
+    assert verify_password("s3cret pass", user["password_hash"])
+    assert not verify_password("s3cret pass\n", user["password_hash"])
+    # A fresh salt every time: the same password never gives the same hash.
+    again = tomllib.loads(run_cli("passwd", "alice", input="s3cret pass\n").stdout)
+    assert again["users"][0]["password_hash"] != user["password_hash"]
+
+
+@pytest.mark.parametrize(("user", "stdin"), [("alice", "\n"), ("bad name", "pw\n")])
+def test_passwd_refuses_an_empty_password_or_a_bad_name(
+    run_cli: RunCli, user: str, stdin: str
+) -> None:
+    result = run_cli("passwd", user, input=stdin)
+    assert result.returncode != 0
+    assert "[[users]]" not in result.stdout
+
+
+def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
+    tmp_path: Path, run_cli: RunCli, start_relay: StartRelay
+) -> None:
+    """init's self-signed certificate plus a passwd block: STARTTLS and AUTH work at once."""
+    import shutil
+
+    swaks = shutil.which("swaks")
+    assert swaks, "swaks is not installed (apt-get install swaks; .ci/run does this)"
+    path = tmp_path / "etc" / "relaybox.toml"
+    assert run_cli("init", "--config", path).returncode == 0
+    port = free_port()
+    users = run_cli("passwd", "alice", input="office password\n").stdout
+    users = users.replace("allowed_senders = []", 'allowed_senders = ["example.org"]')
+    text = path.read_text(encoding="utf-8").replace("127.0.0.1:2525", f"127.0.0.1:{port}")
+    text = text.replace("[server]\n", f"[server]\nstate_dir = {toml_string(tmp_path / 'st')}\n", 1)
+    path.write_text(text + "\n" + users, encoding="utf-8")
+    assert run_cli("check-config", path).stdout.splitlines()[-1] == "ok"
+    relay = start_relay("--headless", "--config", path, port=port)
+    result = subprocess.run(
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{port}",
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "office password",
+            "--from",
+            "alice@example.org",
+            "--to",
+            "friend@example.net",
+            "--header",
+            "From: alice@example.org",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 2.0.0 Ok: queued as" in result.stdout
+    queue_id = QUEUED.search(result.stdout)
+    assert queue_id
+    shown = json.loads(run_cli("show", queue_id.group(1), "--json", "--config", path).stdout)
+    assert shown["client"]["auth_user"] == "alice"
+    assert shown["client"]["tls"].startswith("TLSv1.")
+    assert "office password" not in relay.stderr()
+    assert relay.terminate() == 0

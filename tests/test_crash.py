@@ -1,0 +1,231 @@
+"""Durability: a message that got 250 survives SIGKILL of the relay, stored exactly once.
+
+A real `relaybox --headless` subprocess takes mail from several concurrent clients and is killed
+mid-stream; after a restart on the same state directory every acknowledged queue ID and every
+acknowledged Message-ID must be in the spool once, no more, no less.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+RELAYBOX = (sys.executable, "-m", "relaybox.cli")
+CLIENTS = 8
+MESSAGES_PER_CLIENT = 50
+"""400 messages planned in all: the relay is killed long before they are through."""
+KILL_AFTER = 150
+"""Acknowledged messages before the SIGKILL."""
+TIMEOUT = 20.0
+SENDER = "sender@example.com"
+RECIPIENT = "rcpt@example.org"
+QUEUED = re.compile(r"queued as (\w+)")
+MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)\r$", re.MULTILINE | re.IGNORECASE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_until(condition: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    environ.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+    )
+    return environ
+
+
+@pytest.fixture
+def start_relay(
+    tmp_path: Path, env: dict[str, str]
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """`start_relay(config, port)`: a `relaybox --headless` listening on `port` (killed after)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(config: Path, port: int) -> subprocess.Popen[bytes]:
+        stderr_path = tmp_path / f"relay{len(started)}.stderr"
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                [*RELAYBOX, "--headless", "--config", str(config)],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        started.append(proc)
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"relaybox exited with {proc.returncode}:\n{stderr_path.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, f"relaybox to listen on 127.0.0.1:{port}", 10)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def message(message_id: str) -> bytes:
+    filler = "".join(f"line {n} of a message that must not be lost\r\n" for n in range(40))
+    return (
+        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: crash test\r\n"
+        f"Message-ID: {message_id}\r\n\r\n{filler}"
+    ).encode()
+
+
+def send_one(port: int) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("client.example.test")
+        assert client.mail(SENDER)[0] == 250
+        assert client.rcpt(RECIPIENT)[0] == 250
+        code, text = client.data(message(f"<after-restart.{uuid.uuid4().hex}@example.com>"))
+    assert code == 250, text
+    found = QUEUED.search(text.decode())
+    assert found, text
+    return found.group(1)
+
+
+def test_every_acknowledged_message_survives_sigkill_exactly_once(
+    tmp_path: Path, env: dict[str, str], start_relay: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    state_dir = tmp_path / "state"
+    config = tmp_path / "relaybox.toml"
+    config.write_text(
+        f'[server]\nhostname = "relay.example.test"\nstate_dir = {json.dumps(str(state_dir))}\n\n'
+        f'[[listeners]]\nlisten = ["127.0.0.1:{port}"]\nallowed_networks = ["127.0.0.0/8"]\n',
+        encoding="utf-8",
+    )
+    relay = start_relay(config, port)
+
+    acked: list[tuple[str, str]] = []
+    """(queue ID, Message-ID) of every message whose 250 reply the client read."""
+    lock = threading.Lock()
+    killed = threading.Event()
+    failed_before_kill: list[BaseException] = []
+    cut_off_by_kill: list[int] = []
+
+    def client(n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                smtp.ehlo(f"client{n}.example.test")
+                for i in range(MESSAGES_PER_CLIENT):
+                    message_id = f"<crash.{n}.{i}.{uuid.uuid4().hex}@example.com>"
+                    code, text = smtp.mail(SENDER)
+                    assert code == 250, text
+                    code, text = smtp.rcpt(RECIPIENT)
+                    assert code == 250, text
+                    code, text = smtp.data(message(message_id))
+                    assert code == 250, text
+                    found = QUEUED.search(text.decode())
+                    assert found, text
+                    with lock:
+                        acked.append((found.group(1), message_id))
+        except Exception as exc:  # every failure is sorted below
+            if killed.is_set():
+                cut_off_by_kill.append(n)  # expected: the relay died under this client
+            else:
+                failed_before_kill.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    wait_until(
+        lambda: (
+            len(acked) >= KILL_AFTER or failed_before_kill or not any(t.is_alive() for t in threads)
+        ),
+        f"{KILL_AFTER} acknowledged messages",
+    )
+    killed.set()
+    relay.send_signal(signal.SIGKILL)
+    assert relay.wait(timeout=10) == -signal.SIGKILL
+    for thread in threads:
+        thread.join(timeout=15)
+    assert not any(t.is_alive() for t in threads), "a client hung after the relay died"
+    assert not failed_before_kill, failed_before_kill
+    # The kill must land mid-stream, or this test proves nothing.
+    assert KILL_AFTER <= len(acked) < CLIENTS * MESSAGES_PER_CLIENT
+    assert cut_off_by_kill, "no client was still sending when the relay was killed"
+
+    relay = start_relay(config, port)
+    listing = subprocess.run(
+        [*RELAYBOX, "queue", "--json", "--config", str(config)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert listing.returncode == 0, listing.stderr
+    queue_ids = collections.Counter(m["queue_id"] for m in json.loads(listing.stdout))
+    assert [q for q, _ in acked if queue_ids[q] != 1] == [], "acknowledged, then lost"
+    assert [q for q, n in queue_ids.items() if n > 1] == [], "listed more than once"
+
+    new_id = send_one(port)  # the restarted relay takes mail again
+    relay.send_signal(signal.SIGTERM)
+    assert relay.wait(timeout=10) == 0
+
+    db = sqlite3.connect(f"file:{state_dir / 'spool.db'}?mode=ro", uri=True)
+    try:
+        stored = db.execute(
+            "SELECT m.queue_id, b.data FROM messages m JOIN bodies b ON b.message_id = m.id"
+        ).fetchall()
+        (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+    finally:
+        db.close()
+    assert messages == len(stored), "a message row without its body"
+    body_of = {queue_id: bytes(data) for queue_id, data in stored}
+    assert new_id in body_of
+    message_ids = collections.Counter(
+        mid.decode() for data in body_of.values() for mid in MESSAGE_ID.findall(data)
+    )
+    assert [m for m, n in message_ids.items() if n > 1] == [], "stored more than once"
+    for queue_id, message_id in acked:
+        assert message_ids[message_id] == 1, f"{queue_id} {message_id} lost"
+        assert f"Message-ID: {message_id}\r\n".encode() in body_of[queue_id]
