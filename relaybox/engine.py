@@ -121,6 +121,9 @@ class Engine:
             return
         ctx = self._ctx
         ctx.shutting_down = True
+        # Python 3.11 loses a connection accepted in the same loop step as Server.close() (an
+        # assertion in Server._attach, swallowed): let pending accepts finish first.
+        await asyncio.sleep(0)
         for server in self._servers:
             server.close()
         idle = [s for s in ctx.sessions if not s.in_transaction]

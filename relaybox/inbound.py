@@ -14,9 +14,7 @@ import asyncio
 import base64
 import email.utils
 import functools
-import itertools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,7 +49,6 @@ __all__ = ["InboundContext", "InboundSMTP", "start_listener"]
 
 _READ_CHUNK = 1 << 16
 _MAX_AUTH_FAILURES_PER_SESSION = 3
-_session_counter = itertools.count(1)
 
 
 @dataclass
@@ -78,8 +75,8 @@ class InboundContext:
 
 
 def _new_session_id() -> str:
-    """Session IDs only need to be unique in one engine's life, plus the PID for the logs."""
-    return f"s{os.getpid():x}.{next(_session_counter)}"
+    """`S` plus a queue-ID-style stamp: unique across restarts, so transcripts never collide."""
+    return "S" + new_queue_id()
 
 
 class _DataError(Exception):

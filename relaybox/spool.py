@@ -550,36 +550,34 @@ class Spool:
 
         def apply(conn: sqlite3.Connection) -> str:
             queue_id = msg.queue_id
-            for _ in range(5):
-                try:
-                    cur = conn.execute(
-                        "INSERT INTO messages (queue_id, arrived_at, sender, size, state,"
-                        " rcpt_count, first_rcpt, session_id, listener, client_ip, client_port,"
-                        " helo, auth_user, tls, body_8bit, smtputf8)"
-                        " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            queue_id,
-                            msg.arrived_at,
-                            msg.sender,
-                            len(msg.data),
-                            len(msg.recipients),
-                            msg.recipients[0],
-                            msg.session_id,
-                            msg.listener,
-                            msg.client_ip,
-                            msg.client_port,
-                            msg.helo,
-                            msg.auth_user,
-                            msg.tls,
-                            int(msg.body_8bit),
-                            int(msg.smtputf8),
-                        ),
-                    )
-                    break
-                except sqlite3.IntegrityError:
-                    queue_id = new_queue_id()  # a clock jump repeated an ID: take another
-            else:
-                raise SpoolError("could not allocate a unique queue ID")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO messages (queue_id, arrived_at, sender, size, state,"
+                    " rcpt_count, first_rcpt, session_id, listener, client_ip, client_port,"
+                    " helo, auth_user, tls, body_8bit, smtputf8)"
+                    " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        queue_id,
+                        msg.arrived_at,
+                        msg.sender,
+                        len(msg.data),
+                        len(msg.recipients),
+                        msg.recipients[0],
+                        msg.session_id,
+                        msg.listener,
+                        msg.client_ip,
+                        msg.client_port,
+                        msg.helo,
+                        msg.auth_user,
+                        msg.tls,
+                        int(msg.body_8bit),
+                        int(msg.smtputf8),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                # The ID is already in the Received: header and the transcript, so it cannot
+                # change here; only a clock set back can repeat one. The client retries (451).
+                raise SpoolError(f"queue ID {queue_id} is already in the spool") from None
             message_id = cur.lastrowid
             conn.execute(
                 "INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message_id, msg.data)

@@ -403,13 +403,59 @@ def test_certificate_that_is_a_folder_is_an_error(tmp_path: Path) -> None:
     assert "is a folder" in problem.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_private_key_is_an_error(tmp_path: Path) -> None:
-    certificate, private_key = make_pair(tmp_path)
-    private_key.chmod(0)
-    problem = only_error(tmp_path, tls_listener(certificate, private_key) + user_block())
-    assert problem.key == "listeners[0].private_key"
-    assert "permission denied" in problem.message
+    """Checked as an ordinary user: root reads every file, so as root the check runs as nobody."""
+    if os.geteuid() != 0:
+        certificate, private_key = make_pair(tmp_path)
+        private_key.chmod(0)
+        problem = only_error(tmp_path, tls_listener(certificate, private_key) + user_block())
+        assert problem.key == "listeners[0].private_key"
+        assert "permission denied" in problem.message
+        return
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="relaybox-unreadable."))
+    try:
+        folder.chmod(0o755)
+        certificate, private_key = make_pair(folder)
+        certificate.chmod(0o644)
+        private_key.chmod(0o600)  # root's, and so unreadable for nobody
+        config = folder / "relaybox.toml"
+        config.write_text(tls_listener(certificate, private_key) + user_block())
+        config.chmod(0o644)
+        # Fork (no exec: the interpreter lives under /root) and drop to nobody in the child;
+        # what the check imports lazily is imported here first, for the same reason.
+        import encodings.idna  # noqa: F401
+
+        check_config(config)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                errors, _ = check_config(config)
+                text = "\n".join(f"{p.key}|{p.message}" for p in errors)
+            except BaseException as exc:  # report it to the parent rather than lose it
+                text = f"child|{type(exc).__name__}: {exc}"
+            try:
+                os.write(write_end, text.encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            output = pipe.read().decode()
+        os.waitpid(pid, 0)
+        (line,) = output.splitlines()
+        key, message = line.split("|", 1)
+        assert key == "listeners[0].private_key", output
+        assert "permission denied" in message
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
 
 
 def test_certificate_and_key_of_different_pairs_do_not_match(tmp_path: Path) -> None:
