@@ -47,6 +47,8 @@ MessageState = Literal["queued", "active", "deferred", "held", "delivered", "bou
 
 #: Message states that are not finished; `relaybox queue` lists these, as mailq does.
 UNFINISHED_STATES: tuple[str, ...] = ("queued", "active", "deferred", "held")
+#: Every state a message can be in; a listing of "all" walks each state's index in turn.
+ALL_STATES: tuple[str, ...] = (*UNFINISHED_STATES, "delivered", "bounced")
 
 #: What `list_messages` can sort by, and the column behind each name.
 SORT_COLUMNS: dict[str, str] = {
@@ -99,11 +101,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_by_state_size ON messages (state, size, id);
     CREATE INDEX messages_by_state_attempts ON messages (state, attempts, id);
     CREATE INDEX messages_by_state_next_attempt ON messages (state, next_attempt_at, id);
-    CREATE INDEX messages_by_arrival ON messages (arrived_at, id);
-    CREATE INDEX messages_by_sender ON messages (sender, id);
-    CREATE INDEX messages_by_size ON messages (size, id);
-    CREATE INDEX messages_by_attempts ON messages (attempts, id);
-    CREATE INDEX messages_by_next_attempt ON messages (next_attempt_at, id);
     CREATE TABLE bodies (
         message_id INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
         data BLOB NOT NULL
@@ -659,7 +656,9 @@ class Spool:
         base_where, base_params = _where(flt, states=False)
         # One query per state, merged below: `state IN (a, b)` cannot walk the
         # (state, column, id) index in order, `state = ?` can (no sort of the whole queue).
-        states: tuple[str | None, ...] = tuple(dict.fromkeys(flt.states)) or (None,)
+        # Every index leads with the state (each costs every insert: keep them few), so "all
+        # states" is each state in turn too.
+        states: tuple[str, ...] = tuple(dict.fromkeys(flt.states)) or ALL_STATES
 
         def query(conn: sqlite3.Connection) -> list[MessageRow]:
             rows: list[MessageRow] = []
@@ -669,9 +668,8 @@ class Spool:
                     found = 0
                     for condition, condition_params in segments:
                         where, params = list(base_where), list(base_params)
-                        if state is not None:
-                            where.insert(0, "m.state = ?")
-                            params.insert(0, state)
+                        where.insert(0, "m.state = ?")
+                        params.insert(0, state)
                         if condition:
                             where.append(condition)
                             params.extend(condition_params)
