@@ -63,6 +63,10 @@ def run_relaybox(harness: Path, size: int, args: argparse.Namespace, results: Pa
             f'[server]\nhostname = "relaybox-under-test.bench.invalid"\nstate_dir = "{tmp}/state"\n'
             f'[[listeners]]\nlisten = ["127.0.0.1:{args.port}"]\nrole = "relay"\n'
             'allowed_networks = ["127.0.0.0/8"]\n'
+            # Acceptance only: hold what arrives (no delivery work competes with the
+            # measurement) and never ask the system's resolver.
+            '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
+            '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
         )
         log = open(Path(tmp) / "relaybox.log", "wb")
         proc = subprocess.Popen(

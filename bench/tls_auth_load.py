@@ -129,6 +129,15 @@ tls = "starttls"
 certificate = "{cert}"
 private_key = "{key}"
 
+# Acceptance only: hold what arrives, never ask the system's resolver.
+[dns]
+resolvers = ["127.0.0.1:9"]
+timeout = 0.5
+
+[[routes]]
+domains = ["*"]
+transport = "hold"
+
 [[users]]
 name = "bench"
 password_hash = "{hash_password(PASSWORD)}"

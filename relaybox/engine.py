@@ -17,9 +17,13 @@ from .admin import Admin
 from .auth import Authenticator
 from .certificates import ServerCertificate
 from .config.model import Config, SocketAddress
+from .delivery import Courier
+from .dns import Resolver
 from .events import EventBus
 from .inbound import InboundContext, InboundSMTP, start_listener
 from .maillog import MailLog
+from .routing import load_credentials
+from .scheduler import Scheduler
 from .spool import Spool
 from .statedir import DATABASE_NAME, StateLock, ensure_state_dir
 
@@ -29,6 +33,8 @@ FREE_SPACE_INTERVAL = 2.0
 SUPPRESSION_REFRESH_INTERVAL = 5.0
 SHUTDOWN_GRACE = 30.0
 CERTIFICATE_CHECK_INTERVAL = 5.0
+DELIVERY_HOUSEKEEPING_INTERVAL = 2.0
+PURGE_INTERVAL = 600.0
 
 
 class Engine:
@@ -51,6 +57,10 @@ class Engine:
         self._free_space_mb: float | None = None
         self.certificates: dict[str, ServerCertificate] = {}
         self.authenticator: Authenticator | None = None
+        self.scheduler: Scheduler | None = None
+        self.courier: Courier | None = None
+        self.resolver: Resolver | None = None
+        self._last_purge = 0.0
         self._suppressed: dict[str, str] = {}
         self._stopped = asyncio.Event()
 
@@ -91,6 +101,8 @@ class Engine:
                 authenticator=self.authenticator,
                 certificates=self.certificates,
             )
+            await self._start_scheduler()
+            self._ctx.accepted = self.scheduler.wake if self.scheduler else self._ctx.accepted
             for listener in self._config.listeners:
                 for server, address in await start_listener(self._ctx, listener):
                     self._servers.append(server)
@@ -105,6 +117,9 @@ class Engine:
                 self._every(SUPPRESSION_REFRESH_INTERVAL, self._refresh_suppression)
             ),
             asyncio.create_task(self._every(CERTIFICATE_CHECK_INTERVAL, self._check_certificates)),
+            asyncio.create_task(
+                self._every(DELIVERY_HOUSEKEEPING_INTERVAL, self._housekeep_delivery)
+            ),
         ]
         self.log.event(
             "started",
@@ -133,11 +148,17 @@ class Engine:
             await asyncio.sleep(0.05)
         left: list[InboundSMTP] = list(ctx.sessions)
         await asyncio.gather(*(s.close_for_shutdown() for s in left), return_exceptions=True)
+        if self.scheduler is not None:
+            await self.scheduler.stop(grace=max(1.0, deadline - time.monotonic()))
+            self.scheduler = None
         await asyncio.sleep(0)  # let connection_lost callbacks queue their transcripts
         self.log.event("stopped", unfinished_sessions=len([s for s in left if s.in_transaction]))
         await self._close_everything()
 
     async def _close_everything(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop(grace=1.0)
+            self.scheduler = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -173,6 +194,48 @@ class Engine:
                     await result
             except Exception:
                 self.log.exception("housekeeping-failed", job=getattr(job, "__name__", "job"))
+
+    async def _start_scheduler(self) -> None:
+        """Delivery: the resolver, the courier and the scheduler over this spool."""
+        assert self.spool is not None
+        config = self._config
+        delivery = config.delivery
+        self.resolver = Resolver(
+            [(a.host, a.port) for a in config.dns.resolvers], config.dns.timeout
+        )
+        self.courier = Courier(
+            helo_name=config.server.hostname,
+            connect_timeout=delivery.connect_timeout,
+            command_timeout=delivery.command_timeout,
+            data_timeout=delivery.data_timeout,
+            cache_idle=delivery.connection_cache_idle,
+            soft_bounce=delivery.soft_bounce,
+        )
+        credentials = await asyncio.to_thread(
+            lambda: {id(route): load_credentials(route) for route in config.routes}
+        )
+        self.scheduler = Scheduler(
+            config=lambda: self._config,
+            spool=self.spool,
+            resolver=self.resolver,
+            courier=self.courier,
+            credentials=credentials,
+            bus=self.bus,
+            log=self.log,
+            clock=self.clock,
+        )
+        await self.scheduler.start()
+
+    async def _housekeep_delivery(self) -> None:
+        """Close idle outbound connections; purge finished mail past its retention."""
+        if self.courier is not None:
+            await self.courier.reap_idle()
+        now = self.clock()
+        if self.spool is not None and now - self._last_purge >= PURGE_INTERVAL:
+            self._last_purge = now
+            purged = await self.spool.purge_finished(now - self._config.delivery.retention)
+            if purged:
+                self.log.event("purged", messages=purged)
 
     def _load_certificates(self) -> dict[str, ServerCertificate]:
         """One live context per TLS listener (blocking: reads the files; run in a thread)."""

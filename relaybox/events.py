@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "AttemptFinished",
+    "AttemptLine",
+    "AttemptStarted",
+    "DestinationSuspended",
     "Event",
     "EventBus",
     "MessageAccepted",
+    "MessageBounced",
+    "MessageDeferred",
+    "MessageDelivered",
     "MessageRejected",
     "SessionClosed",
     "SessionLine",
@@ -163,3 +170,66 @@ class EventBus:
         """Hand `event` to every subscriber; a full subscriber loses its oldest event."""
         for sub in self._subscribers:
             sub._put(event)
+
+
+@dataclass(frozen=True)
+class AttemptStarted(Event):
+    """A delivery attempt of a message to one destination began."""
+
+    queue_id: str
+    destination: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttemptLine(Event):
+    """One line of a live delivery attempt (so a watched retry streams into the inspector)."""
+
+    queue_id: str
+    destination: str
+    host: str
+    direction: Literal["C", "S", "-"]
+    text: str
+
+
+@dataclass(frozen=True)
+class AttemptFinished(Event):
+    """A delivery attempt ended; `outcome` is delivered, deferred, bounced or mixed."""
+
+    queue_id: str
+    destination: str
+    outcome: str
+    reply: str | None
+
+
+@dataclass(frozen=True)
+class MessageDelivered(Event):
+    """Every recipient of the message is delivered (or captured)."""
+
+    queue_id: str
+
+
+@dataclass(frozen=True)
+class MessageDeferred(Event):
+    """Some recipients wait for a retry."""
+
+    queue_id: str
+    next_attempt_at: float | None
+    reply: str | None
+
+
+@dataclass(frozen=True)
+class MessageBounced(Event):
+    """Some recipients failed for good; a DSN went to the sender unless it was `<>`."""
+
+    queue_id: str
+    recipients: tuple[str, ...]
+    reply: str | None
+
+
+@dataclass(frozen=True)
+class DestinationSuspended(Event):
+    """An admin held back delivery to a destination until `until` (0 when resumed)."""
+
+    destination: str
+    until: float

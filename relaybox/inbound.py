@@ -38,7 +38,7 @@ from .certificates import ServerCertificate, tls_summary
 from .config.model import Config, ListenerConfig, SocketAddress, UserConfig
 from .events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
 from .maillog import MailLog
-from .policy import Client, check_mail, check_rcpt, client_ip
+from .policy import Client, check_mail, check_rcpt, check_route, client_ip
 from .queueid import new_queue_id
 from .replies import Reply
 from .spool import NewMessage, Spool, SpoolError
@@ -70,6 +70,8 @@ class InboundContext:
     connections: ConnectionTable = field(default_factory=ConnectionTable)
     rates: RateTable = field(default_factory=RateTable)
     sessions: set[InboundSMTP] = field(default_factory=set)
+    accepted: Callable[[], None] = lambda: None
+    """Called after each message is spooled (wakes the delivery scheduler)."""
     shutting_down: bool = False
     clock: Callable[[], float] = time.time
 
@@ -95,6 +97,7 @@ class InboundSMTP(SMTP):
         config = ctx.config()
         self.ctx = ctx
         self.listener = listener
+        self.config = config
         self.limits = config.limits
         self.server_config = config.server
         self._init_protocol(config)
@@ -540,6 +543,8 @@ class InboundSMTP(SMTP):
             limits=self.limits,
             suppression_reason=self.ctx.suppression(recipient),
         )
+        if reply is None:
+            reply = check_route(self.config.route_for(recipient, self.envelope.mail_from or ""))
         if reply is not None:
             self._reject("RCPT", reply, sender=self.envelope.mail_from, recipient=recipient)
             await self.push(reply)
@@ -757,6 +762,7 @@ class InboundSMTP(SMTP):
                 queue_id, self.session_id, sender, tuple(recipients), len(data), self.client_ip
             )
         )
+        self.ctx.accepted()
         await self.push(Reply.queued(queue_id))
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .config.model import LimitsConfig, ListenerConfig
+from .config.model import LimitsConfig, ListenerConfig, RouteConfig
 from .replies import Reply
 
-__all__ = ["Client", "check_mail", "check_rcpt", "client_ip", "may_relay"]
+__all__ = ["Client", "check_mail", "check_rcpt", "check_route", "client_ip", "may_relay"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -83,4 +83,13 @@ def check_rcpt(
         return Reply.TOO_MANY_RECIPIENTS  # RFC 5321 §4.5.3.1.10
     if suppression_reason is not None:
         return Reply.suppressed(recipient, suppression_reason)
+    return None
+
+
+def check_route(route: RouteConfig | None) -> str | None:
+    """Refuse at RCPT what routing would refuse anyway, so the client learns it now."""
+    if route is None:
+        return "550 5.7.1 Relaying to this domain is not allowed: no route matches it"
+    if route.transport == "reject":
+        return f"550 5.7.1 {route.reject_text}"
     return None

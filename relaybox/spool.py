@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -89,11 +89,14 @@ MIGRATIONS: list[str] = [
         auth_user TEXT,
         tls TEXT,
         body_8bit INTEGER NOT NULL DEFAULT 0,
-        smtputf8 INTEGER NOT NULL DEFAULT 0
+        smtputf8 INTEGER NOT NULL DEFAULT 0,
+        is_bounce INTEGER NOT NULL DEFAULT 0,
+        warned_at REAL
     );
     -- Every listing pages by (sort column, id) through an index, never by sorting the queue:
-    -- (column, id) serves "all states", (state, column, id) serves a state filter, since
-    -- list_messages asks each state separately and merges (queue_id is unique on its own).
+    -- (state, column, id) serves a state filter, and list_messages asks each state separately
+    -- and merges (for "all states" too), so each index leads with the state. Each index costs
+    -- every insert and state change: add one only for a sort the UI offers.
     CREATE INDEX messages_by_state ON messages (state, id);
     CREATE INDEX messages_by_state_arrival ON messages (state, arrived_at, id);
     CREATE INDEX messages_by_state_queue_id ON messages (state, queue_id);
@@ -115,7 +118,29 @@ MIGRATIONS: list[str] = [
         next_attempt_at REAL,
         last_reply TEXT,
         updated_at REAL NOT NULL,
+        destination TEXT,
         PRIMARY KEY (message_id, idx)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        destination TEXT NOT NULL,
+        host TEXT,
+        ip TEXT,
+        port INTEGER,
+        tls TEXT,
+        recipients TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reply TEXT,
+        transcript TEXT NOT NULL
+    );
+    CREATE INDEX attempts_by_message ON attempts (message_id, id);
+    CREATE TABLE suspended (
+        destination TEXT PRIMARY KEY,
+        until REAL NOT NULL,
+        reason TEXT NOT NULL
     );
     CREATE INDEX recipients_by_domain ON recipients (domain, message_id);
     CREATE INDEX recipients_by_address ON recipients (address, message_id);
@@ -183,6 +208,8 @@ class NewMessage:
     transcript: tuple[TranscriptLine, ...] = ()
     """The session's dialogue up to this message, stored in the same commit."""
     queue_id: str = field(default_factory=new_queue_id)
+    is_bounce: bool = False
+    """A delivery status notification relaybox generated (sent with the null sender)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +258,68 @@ class MessageDetail:
     smtputf8: bool
     headers: tuple[tuple[str, str], ...]
     inbound_transcript: tuple[TranscriptLine, ...]
+    attempts: tuple[AttemptRow, ...] = ()
+    """Every delivery attempt, oldest first."""
+    is_bounce: bool = False
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One delivery attempt of a message to one next hop, with its whole dialogue."""
+
+    started_at: float
+    finished_at: float
+    destination: str
+    """The route's next hop: `mx:example.org` or `smarthost:smtp.example.net:587`."""
+    host: str | None
+    ip: str | None
+    port: int | None
+    tls: str | None
+    recipients: tuple[str, ...]
+    outcome: str
+    """`delivered`, `deferred`, `bounced` or `mixed` (per-recipient replies differed)."""
+    reply: str | None
+    transcript: tuple[TranscriptLine, ...]
+
+
+@dataclass(frozen=True)
+class PendingRecipient:
+    """A recipient still to be delivered, as the scheduler sees it."""
+
+    idx: int
+    address: str
+    state: str
+    attempts: int
+    last_reply: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """One message as loaded for a delivery attempt (its due recipients only)."""
+
+    message_id: int
+    queue_id: str
+    sender: str
+    arrived_at: float
+    data: bytes
+    body_8bit: bool
+    smtputf8: bool
+    is_bounce: bool
+    warned_at: float | None
+    recipients: tuple[PendingRecipient, ...]
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    """What became of one recipient in an attempt."""
+
+    idx: int
+    state: Literal["queued", "deferred", "delivered", "bounced", "held"]
+    reply: str
+    next_attempt_at: float | None = None
+    destination: str | None = None
+    attempted: bool = True
+    """False when nothing was sent for it (held by a route, say): the attempt count stays."""
 
 
 @dataclass(frozen=True)
@@ -544,62 +633,7 @@ class Spool:
         Nothing may answer 250 to DATA before this returns. Raises SpoolError if the write
         failed, in which case the client must get a 4xx.
         """
-
-        def apply(conn: sqlite3.Connection) -> str:
-            queue_id = msg.queue_id
-            try:
-                cur = conn.execute(
-                    "INSERT INTO messages (queue_id, arrived_at, sender, size, state,"
-                    " rcpt_count, first_rcpt, session_id, listener, client_ip, client_port,"
-                    " helo, auth_user, tls, body_8bit, smtputf8)"
-                    " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        queue_id,
-                        msg.arrived_at,
-                        msg.sender,
-                        len(msg.data),
-                        len(msg.recipients),
-                        msg.recipients[0],
-                        msg.session_id,
-                        msg.listener,
-                        msg.client_ip,
-                        msg.client_port,
-                        msg.helo,
-                        msg.auth_user,
-                        msg.tls,
-                        int(msg.body_8bit),
-                        int(msg.smtputf8),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                # The ID is already in the Received: header and the transcript, so it cannot
-                # change here; only a clock set back can repeat one. The client retries (451).
-                raise SpoolError(f"queue ID {queue_id} is already in the spool") from None
-            message_id = cur.lastrowid
-            conn.execute(
-                "INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message_id, msg.data)
-            )
-            conn.executemany(
-                "INSERT INTO recipients (message_id, idx, address, domain, state, updated_at)"
-                " VALUES (?, ?, ?, ?, 'queued', ?)",
-                [
-                    (message_id, i, rcpt, _domain(rcpt), msg.arrived_at)
-                    for i, rcpt in enumerate(msg.recipients)
-                ],
-            )
-            if msg.transcript:
-                _upsert_session(
-                    conn,
-                    msg.session_id,
-                    msg.transcript[0].at,
-                    None,
-                    msg.listener,
-                    msg.client_ip,
-                    msg.transcript,
-                )
-            return queue_id
-
-        return await self._write(apply)
+        return await self._write(lambda conn: _insert_message(conn, msg)[1])
 
     def record_session(
         self,
@@ -747,6 +781,266 @@ class Spool:
 
         return await self._read(query)
 
+    # ------------------------------------------------------------------ delivery
+
+    async def due_messages(self, now: float, limit: int, skip: Set[int] = frozenset()) -> list[int]:
+        """Row ids of queued or deferred messages whose next attempt is due, soonest first."""
+
+        def query(conn: sqlite3.Connection) -> list[int]:
+            found: list[tuple[float, int]] = []
+            for state in ("queued", "deferred"):
+                rows = conn.execute(
+                    "SELECT next_attempt_at, id FROM messages WHERE state = ?"
+                    " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                    (state, now, limit + len(skip)),
+                )
+                found.extend((at, mid) for at, mid in rows if mid not in skip)
+            found.sort()
+            return [mid for _, mid in found[:limit]]
+
+        return await self._read(query)
+
+    async def next_due_at(self) -> float | None:
+        """When the next queued or deferred message falls due (None when none waits)."""
+
+        def query(conn: sqlite3.Connection) -> float | None:
+            times = [
+                conn.execute(
+                    "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?", (state,)
+                ).fetchone()[0]
+                for state in ("queued", "deferred")
+            ]
+            due = [t for t in times if t is not None]
+            return min(due) if due else None
+
+        return await self._read(query)
+
+    async def load_job(self, message_id: int, now: float) -> DeliveryJob | None:
+        """A message and its recipients due by `now`; None if it is gone or nothing is due."""
+
+        def query(conn: sqlite3.Connection) -> DeliveryJob | None:
+            row = conn.execute(
+                "SELECT m.queue_id, m.sender, m.arrived_at, b.data, m.body_8bit, m.smtputf8,"
+                " m.is_bounce, m.warned_at FROM messages m JOIN bodies b ON b.message_id = m.id"
+                " WHERE m.id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            recipients = tuple(
+                PendingRecipient(*r)
+                for r in conn.execute(
+                    "SELECT idx, address, state, attempts, last_reply FROM recipients"
+                    " WHERE message_id = ? AND state IN ('queued', 'deferred')"
+                    " AND next_attempt_at <= ? ORDER BY idx",
+                    (message_id, now),
+                )
+            )
+            if not recipients:
+                return None
+            queue_id, sender, arrived_at, data, b8, utf8, bounce, warned = row
+            return DeliveryJob(
+                message_id,
+                queue_id,
+                sender,
+                arrived_at,
+                bytes(data),
+                bool(b8),
+                bool(utf8),
+                bool(bounce),
+                warned,
+                recipients,
+            )
+
+        return await self._read(query)
+
+    def mark_active(self, message_id: int) -> None:
+        """Show the message as being delivered (not awaited; `recover_active` undoes a crash)."""
+        self._write_later(
+            lambda conn: conn.execute(
+                "UPDATE messages SET state = 'active' WHERE id = ?", (message_id,)
+            )
+        )
+
+    async def finish_attempt(
+        self,
+        message_id: int,
+        outcomes: Sequence[RecipientOutcome],
+        attempts: Sequence[AttemptRow],
+        *,
+        now: float,
+        new_messages: Sequence[NewMessage] = (),
+        suppress: Sequence[tuple[str, str, float | None]] = (),
+        warned: bool = False,
+    ) -> None:
+        """Record an attempt's outcome in one transaction, with the bounces it caused.
+
+        The DSNs (`new_messages`) and suppression entries commit together with the recipient
+        states, so a crash can neither lose a bounce nor send it twice.
+        """
+
+        def apply(conn: sqlite3.Connection) -> None:
+            for attempt in attempts:
+                conn.execute(
+                    "INSERT INTO attempts (message_id, started_at, finished_at, destination,"
+                    " host, ip, port, tls, recipients, outcome, reply, transcript)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message_id,
+                        attempt.started_at,
+                        attempt.finished_at,
+                        attempt.destination,
+                        attempt.host,
+                        attempt.ip,
+                        attempt.port,
+                        attempt.tls,
+                        "\n".join(attempt.recipients),
+                        attempt.outcome,
+                        attempt.reply,
+                        _encode_transcript(attempt.transcript),
+                    ),
+                )
+            conn.executemany(
+                "UPDATE recipients SET state = ?, last_reply = ?, next_attempt_at = ?,"
+                " destination = COALESCE(?, destination), attempts = attempts + ?,"
+                " updated_at = ? WHERE message_id = ? AND idx = ?",
+                [
+                    (
+                        o.state,
+                        o.reply,
+                        o.next_attempt_at,
+                        o.destination,
+                        int(o.attempted),
+                        now,
+                        message_id,
+                        o.idx,
+                    )
+                    for o in outcomes
+                ],
+            )
+            if warned:
+                conn.execute("UPDATE messages SET warned_at = ? WHERE id = ?", (now, message_id))
+            _refresh_message(conn, message_id, now)
+            for msg in new_messages:
+                _insert_message(conn, msg)
+            for address, reason, expires in suppress:
+                conn.execute(
+                    "INSERT OR REPLACE INTO suppressions (address, reason, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (address.lower(), reason, now, expires),
+                )
+
+        await self._write(apply)
+
+    async def refresh_state(self, message_id: int) -> None:
+        """Recompute a message's state from its recipients (after an attempt found nothing due)."""
+        await self._write(lambda conn: _refresh_message(conn, message_id, time.time()))
+
+    async def recover_active(self) -> int:
+        """After a crash, messages left `active` go back to what their recipients say."""
+
+        def apply(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute("SELECT id FROM messages WHERE state = 'active'")]
+            now = time.time()
+            for message_id in ids:
+                _refresh_message(conn, message_id, now)
+            return len(ids)
+
+        return await self._write(apply)
+
+    async def update_recipients(
+        self, flt: MessageFilter, action: str, now: float, reply: str | None = None
+    ) -> list[str]:
+        """Admin actions on the pending recipients of every matching message.
+
+        `retry`: due now; `hold`: held until released; `release`: held ones due now;
+        `delete`: remove the messages. Returns the queue IDs touched.
+        """
+        changes = {
+            "retry": ("state IN ('queued', 'deferred')", "next_attempt_at = ?", [now]),
+            "hold": ("state IN ('queued', 'deferred')", "state = 'held'", []),
+            "release": ("state = 'held'", "state = 'queued', next_attempt_at = ?", [now]),
+        }
+        if action not in (*changes, "delete"):
+            raise ValueError(f"unknown action {action!r}")
+
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            where, params = _where(flt)
+            sql = "SELECT m.id, m.queue_id FROM messages m"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            rows = conn.execute(sql, params).fetchall()
+            if action == "delete":
+                conn.executemany("DELETE FROM messages WHERE id = ?", [(r[0],) for r in rows])
+                return [r[1] for r in rows]
+            which, setting, values = changes[action]
+            touched = []
+            for message_id, queue_id in rows:
+                cur = conn.execute(
+                    f"UPDATE recipients SET {setting}, updated_at = ?"
+                    f" WHERE message_id = ? AND {which}",
+                    [*values, now, message_id],
+                )
+                if cur.rowcount:
+                    _refresh_message(conn, message_id, now)
+                    touched.append(queue_id)
+            return touched
+
+        return await self._write(apply)
+
+    async def purge_finished(self, before: float) -> int:
+        """Delete delivered and bounced messages finished before `before` (retention)."""
+
+        def apply(conn: sqlite3.Connection) -> int:
+            total = 0
+            for state in ("delivered", "bounced"):
+                total += conn.execute(
+                    "DELETE FROM messages WHERE state = ? AND finished_at < ?", (state, before)
+                ).rowcount
+            conn.execute(
+                "DELETE FROM sessions WHERE started_at < ? AND session_id NOT IN"
+                " (SELECT session_id FROM messages)",
+                (before,),
+            )
+            conn.execute(
+                "DELETE FROM suppressions WHERE expires_at IS NOT NULL AND expires_at < ?",
+                (time.time(),),
+            )
+            return total
+
+        return await self._write(apply)
+
+    # ------------------------------------------------------------------ suspended destinations
+
+    async def suspend(self, destination: str, until: float, reason: str) -> None:
+        """Hold back delivery to `destination` until `until` (admin action)."""
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO suspended (destination, until, reason) VALUES (?, ?, ?)",
+                (destination, until, reason),
+            )
+        )
+
+    async def resume(self, destination: str) -> bool:
+        """Lift a suspension; False if there was none."""
+        return await self._write(
+            lambda conn: (
+                conn.execute("DELETE FROM suspended WHERE destination = ?", (destination,)).rowcount
+                > 0
+            )
+        )
+
+    async def suspended(self) -> dict[str, tuple[float, str]]:
+        """Suspended destinations: until when, and why."""
+        return await self._read(
+            lambda conn: {
+                d: (until, reason)
+                for d, until, reason in conn.execute(
+                    "SELECT destination, until, reason FROM suspended"
+                )
+            }
+        )
+
     # ------------------------------------------------------------------ suppression list
 
     async def suppression_lookup(self, address: str, now: float | None = None) -> str | None:
@@ -801,6 +1095,117 @@ class Spool:
                 )
             ]
         )
+
+
+def _insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str]:
+    """Insert a message, its body and recipients (due at once); returns (row id, queue ID)."""
+    try:
+        cur = conn.execute(
+            "INSERT INTO messages (queue_id, arrived_at, sender, size, state, rcpt_count,"
+            " first_rcpt, next_attempt_at, session_id, listener, client_ip, client_port, helo,"
+            " auth_user, tls, body_8bit, smtputf8, is_bounce)"
+            " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                msg.queue_id,
+                msg.arrived_at,
+                msg.sender,
+                len(msg.data),
+                len(msg.recipients),
+                msg.recipients[0],
+                msg.arrived_at,
+                msg.session_id,
+                msg.listener,
+                msg.client_ip,
+                msg.client_port,
+                msg.helo,
+                msg.auth_user,
+                msg.tls,
+                int(msg.body_8bit),
+                int(msg.smtputf8),
+                int(msg.is_bounce),
+            ),
+        )
+    except sqlite3.IntegrityError:
+        # The ID is already in the Received: header and the transcript, so it cannot change
+        # here; only a clock set back can repeat one. The client retries (451).
+        raise SpoolError(f"queue ID {msg.queue_id} is already in the spool") from None
+    message_id = cur.lastrowid
+    assert message_id is not None
+    conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message_id, msg.data))
+    conn.executemany(
+        "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at,"
+        " updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+        [
+            (message_id, i, rcpt, _domain(rcpt), msg.arrived_at, msg.arrived_at)
+            for i, rcpt in enumerate(msg.recipients)
+        ],
+    )
+    if msg.transcript:
+        _upsert_session(
+            conn,
+            msg.session_id,
+            msg.transcript[0].at,
+            None,
+            msg.listener,
+            msg.client_ip,
+            msg.transcript,
+        )
+    return message_id, msg.queue_id
+
+
+def _encode_transcript(lines: Sequence[TranscriptLine]) -> str:
+    return "\n".join(line.encode() for line in lines)
+
+
+def _decode_transcript(text: str) -> tuple[TranscriptLine, ...]:
+    return tuple(TranscriptLine.decode(line) for line in text.split("\n") if line)
+
+
+def _refresh_message(conn: sqlite3.Connection, message_id: int, now: float) -> None:
+    """Derive a message's state from its recipients': held > deferred > queued > finished.
+
+    (`active` is set and cleared around an attempt by the scheduler, above all of these.)
+    """
+    counts: dict[str, int] = {}
+    for state, n in conn.execute(
+        "SELECT state, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY state",
+        (message_id,),
+    ):
+        counts[state] = n
+    next_at, attempts = conn.execute(
+        "SELECT MIN(CASE WHEN state IN ('queued', 'deferred') THEN next_attempt_at END),"
+        " MAX(attempts) FROM recipients WHERE message_id = ?",
+        (message_id,),
+    ).fetchone()
+    last = conn.execute(
+        "SELECT last_reply FROM recipients WHERE message_id = ? AND last_reply IS NOT NULL"
+        " ORDER BY state IN ('delivered') , updated_at DESC LIMIT 1",
+        (message_id,),
+    ).fetchone()
+    if counts.get("held"):
+        state = "held"
+    elif counts.get("deferred"):
+        state = "deferred"
+    elif counts.get("queued"):
+        state = "queued"
+    elif counts.get("bounced"):
+        state = "bounced"
+    else:
+        state = "delivered"
+    finished = state in ("delivered", "bounced")
+    conn.execute(
+        "UPDATE messages SET state = ?, next_attempt_at = ?, attempts = ?, last_reply = ?,"
+        " finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) END WHERE id = ?",
+        (
+            state,
+            None if finished else next_at,
+            attempts or 0,
+            last[0] if last else None,
+            finished,
+            now,
+            message_id,
+        ),
+    )
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -888,13 +1293,16 @@ def _where(flt: MessageFilter, *, states: bool = True) -> tuple[list[str], list[
 def _detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | None:
     row = conn.execute(
         f"SELECT {_ROW_COLUMNS}, m.listener, m.session_id, m.client_ip, m.client_port, m.helo,"
-        " m.auth_user, m.tls, m.body_8bit, m.smtputf8 FROM messages m WHERE m.queue_id = ?",
+        " m.auth_user, m.tls, m.body_8bit, m.smtputf8, m.is_bounce FROM messages m"
+        " WHERE m.queue_id = ?",
         (queue_id,),
     ).fetchone()
     if row is None:
         return None
     base = _row(row[:11])
-    listener, session_id, client_ip, client_port, helo, auth_user, tls, b8, utf8 = row[11:]
+    listener, session_id, client_ip, client_port, helo, auth_user, tls, b8, utf8, is_bounce = row[
+        11:
+    ]
     recipients = tuple(
         RecipientRow(*r)
         for r in conn.execute(
@@ -923,7 +1331,30 @@ def _detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | None:
         if session
         else ()
     )
+    attempt_rows = conn.execute(
+        "SELECT started_at, finished_at, destination, host, ip, port, tls, recipients,"
+        " outcome, reply, transcript FROM attempts WHERE message_id = ? ORDER BY id",
+        (base.id,),
+    )
+    attempts = tuple(
+        AttemptRow(
+            started_at=a[0],
+            finished_at=a[1],
+            destination=a[2],
+            host=a[3],
+            ip=a[4],
+            port=a[5],
+            tls=a[6],
+            recipients=tuple(r for r in a[7].split("\n") if r),
+            outcome=a[8],
+            reply=a[9],
+            transcript=_decode_transcript(a[10]),
+        )
+        for a in attempt_rows
+    )
     return MessageDetail(
+        attempts=attempts,
+        is_bounce=bool(is_bounce),
         row=base,
         recipients=recipients,
         listener=listener,

@@ -14,15 +14,25 @@ import pytest
 
 from relaybox.config.model import (
     Config,
+    DnsConfig,
     LimitsConfig,
     ListenerConfig,
+    RouteConfig,
     ServerConfig,
     SocketAddress,
 )
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 
+from .dnsserver import dns_server as dns_server
+from .smtpsink import smtp_sink as smtp_sink
+
 LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+# Tests that are not about delivery keep their mail: nothing may leave loopback, and the
+# system's resolver is never asked (a dead loopback port answers nothing, at once).
+HOLD_EVERYTHING = (RouteConfig(domains=("*",), transport="hold"),)
+NO_DNS = DnsConfig(resolvers=(SocketAddress("127.0.0.1", 9),), timeout=0.5)
 
 
 def make_config(
@@ -46,6 +56,8 @@ def make_config(
         server=ServerConfig(state_dir=state_dir, **server),
         limits=limits or LimitsConfig(),
         listeners=listeners,
+        routes=HOLD_EVERYTHING,
+        dns=NO_DNS,
     )
 
 
@@ -99,8 +111,17 @@ async def start_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
 
     yield start
     for run in running:
-        await run.engine.stop(grace=1.0)
-        run._log.close()
+        try:
+            await asyncio.wait_for(run.engine.stop(grace=1.0), 20)
+        except TimeoutError:
+            import io as _io
+
+            stacks = _io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=8, file=stacks)
+            pytest.fail(f"the engine did not stop within 20 s; tasks:\n{stacks.getvalue()}")
+        finally:
+            run._log.close()
 
 
 class SMTPClient:

@@ -139,7 +139,10 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
     config = tmp_path / "relaybox.toml"
     config.write_text(
         f'[server]\nhostname = "relay.example.test"\nstate_dir = {json.dumps(str(state_dir))}\n\n'
-        f'[[listeners]]\nlisten = ["127.0.0.1:{port}"]\nallowed_networks = ["127.0.0.0/8"]\n',
+        f'[[listeners]]\nlisten = ["127.0.0.1:{port}"]\nallowed_networks = ["127.0.0.0/8"]\n'
+        # Nothing leaves loopback: mail is held, and DNS goes to a dead loopback port.
+        '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
+        '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n',
         encoding="utf-8",
     )
     relay = start_relay(config, port)

@@ -37,12 +37,18 @@ import tomlkit.exceptions
 from relaybox.address import AddressError, parse_rcpt
 from relaybox.config.model import (
     DEFAULT_LISTENER,
+    DEFAULT_ROUTE,
     AuthConfig,
     Config,
+    DeliveryConfig,
+    DnsConfig,
+    HostPort,
+    IPAddress,
     LimitsConfig,
     ListenerConfig,
     LogConfig,
     Network,
+    RouteConfig,
     ServerConfig,
     SocketAddress,
     UserConfig,
@@ -58,6 +64,7 @@ __all__ = [
     "check_user_name",
     "load_config",
     "load_config_with_warnings",
+    "read_route_password",
 ]
 
 
@@ -142,8 +149,10 @@ _SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "log": LogConfig,
     "auth": AuthConfig,
+    "dns": DnsConfig,
+    "delivery": DeliveryConfig,
 }
-_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users"]
+_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users", "routes"]
 
 
 def _load(path: Path | None) -> tuple[Config | None, list[Problem], list[Problem]]:
@@ -192,8 +201,9 @@ def _syntax_message(exc: tomlkit.exceptions.ParseError) -> str:
     if "already exists" in detail:
         return (
             f"{detail}: this key or table is written twice; keep only one "
-            "(each [[listeners]] or [[users]] block is a separate listener or user, but "
-            "[server], [limits], [log] and [auth] may appear once)"
+            "(each [[listeners]], [[users]] or [[routes]] block is a separate listener, user "
+            "or route, but [server], [limits], [log], [auth], [dns] and [delivery] may "
+            "appear once)"
         )
     if "\\x00" in detail:
         return "the file ends in the middle of a value; look for an unclosed [ or quote"
@@ -433,16 +443,23 @@ class _Range:
         """Why `value` is out of range, or None when it is fine."""
         unit = f" {self.unit}" if self.unit else ""
         too_low = value < self.low if self.low_inclusive else value <= self.low
+        low, got = _show(self.low), _show(value)
         if self.high is not None and (too_low or value > self.high):
-            return f"must be between {self.low:g} and {self.high:g}{unit} (got {value:g})"
+            return f"must be between {low} and {_show(self.high)}{unit} (got {got})"
         if too_low and self.low_inclusive:
-            return f"must be {self.low:g}{unit} or more (got {value:g})"
+            return f"must be {low}{unit} or more (got {got})"
         if too_low:
-            return f"must be more than {self.low:g}{unit} (got {value:g})"
+            return f"must be more than {low}{unit} (got {got})"
         return None
 
 
+def _show(number: float) -> str:
+    """A number as an admin writes it: 2592000, not 2.592e+06; 0.5, not 0.50000."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 _POSITIVE = _Range(0, low_inclusive=False)
+_DAY = 86400
 _TIMEOUT = _Range(0, 3600, low_inclusive=False, unit="seconds")
 
 _RANGES: dict[str, _Range] = {
@@ -464,6 +481,22 @@ _RANGES: dict[str, _Range] = {
     "auth.max_verifications_in_flight": _Range(1, 256),
     "listeners.greet_pause": _Range(0, 300, unit="seconds"),
     "users.max_messages_per_minute": _Range(1),
+    "dns.timeout": _Range(0.1, 60, unit="seconds"),
+    "delivery.mx_port": _Range(1, 65535),
+    "delivery.max_connections": _Range(1, 10_000),
+    "delivery.max_connections_per_destination": _Range(1, 1000),
+    "delivery.connection_cache_idle": _Range(0, 300, unit="seconds"),
+    "delivery.connect_timeout": _Range(0, 600, low_inclusive=False, unit="seconds"),
+    "delivery.command_timeout": _TIMEOUT,
+    "delivery.data_timeout": _TIMEOUT,
+    "delivery.min_backoff": _Range(0, _DAY, low_inclusive=False, unit="seconds"),
+    "delivery.max_backoff": _Range(0, _DAY, low_inclusive=False, unit="seconds"),
+    "delivery.queue_lifetime": _Range(0, 30 * _DAY, low_inclusive=False, unit="seconds"),
+    "delivery.delay_warning": _Range(0, 30 * _DAY, unit="seconds"),
+    "delivery.retention": _Range(0, 366 * _DAY, unit="seconds"),
+    "delivery.suppression_days": _Range(0, 3650, low_inclusive=False, unit="days"),
+    "routes.max_messages_per_minute": _Range(0, 100_000),
+    "routes.max_connections": _Range(1, 1000),
 }
 """Keyed by `section.field` (listeners and users without an index); fields not listed have no
 range."""
@@ -588,6 +621,13 @@ class _Validator:
         self.key_lines = key_lines
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
+        self._text_rules: dict[str, typing.Callable[[str, str], str | None]] = {
+            "server.hostname": self._hostname,
+            "users.name": self._user_name,
+            "routes.username": self._route_username,
+            "routes.reject_text": self._reject_text,
+            "delivery.bounce_sender": self._bounce_sender,
+        }
 
     def error(self, key: str, message: str) -> None:
         self.errors.append(self._problem(key, message))
@@ -615,10 +655,19 @@ class _Validator:
             sections[name] = self._section(name, name, cls, table)
         listeners = self._listeners(data)
         users = self._users(data)
+        routes = self._routes(data)
         if self.errors:
             return None
         self._cross_warnings(listeners, users)
-        return Config(listeners=listeners, users=users, **sections)
+        self._delivery_warnings(sections["delivery"])
+        if routes is not None:
+            self._route_warnings(routes, sections["delivery"])
+        return Config(
+            listeners=listeners,
+            users=users,
+            routes=(DEFAULT_ROUTE,) if routes is None else tuple(r for _, _, r in routes),
+            **sections,
+        )
 
     def _unknown_keys(
         self, prefix: str, table: dict[str, Any], known: list[str], where: str
@@ -668,6 +717,8 @@ class _Validator:
             return None
         if cls is AuthConfig:
             return self._auth(prefix, table, AuthConfig(**values))
+        if cls is DeliveryConfig:
+            return self._delivery(prefix, table, DeliveryConfig(**values))
         return cls(**values)
 
     def _auth(self, prefix: str, table: dict[str, Any], auth: AuthConfig) -> AuthConfig | None:
@@ -691,6 +742,16 @@ class _Validator:
         """Check and convert one setting by its type in the model; None (once reported) if wrong."""
         if setting == "users.password_hash":
             return self._password_hash_text(key, value)
+        if setting == "dns.resolvers":
+            return self._resolvers(key, value)
+        if setting == "delivery.outbound_ips":
+            return self._outbound_ips(key, value)
+        if setting in ("routes.domains", "routes.sender_domains"):
+            return self._domain_patterns(key, value, required=setting == "routes.domains")
+        if setting == "routes.hosts":
+            return self._hosts(key, value)
+        if setting == "routes.rewrite_senders":
+            return self._rewrite_senders(key, value)
         if hint is bool:
             return self._bool(key, value)
         if hint is int or hint is float or hint == (int | None):
@@ -701,17 +762,21 @@ class _Validator:
                     self.error(key, message)
                     return None
             return number
-        if hint is str:
+        if hint is str or hint == (str | None):
+            if setting == "routes.password_env":
+                # Checked without repeating the value: it may be the password itself.
+                return self._password_env(key, value)
             text = self._str(key, value)
-            if text is not None and setting == "server.hostname":
-                return self._hostname(key, text)
-            if text is not None and setting == "users.name":
-                return self._user_name(key, text)
-            return text
+            rule = self._text_rules.get(setting)
+            return text if text is None or rule is None else rule(key, text)
         if hint is Path or hint == (Path | None):
             path = self._path(key, value)
             if path is not None and setting == "log.file":
                 return self._log_file(key, path)
+            if path is not None and setting == "routes.password_file":
+                return self._password_file(key, path)
+            if path is not None and setting == "routes.ca_file":
+                return self._ca_file(key, path)
             return path
         if typing.get_origin(hint) is Literal:
             return self._choice(key, value, typing.get_args(hint))
@@ -1132,8 +1197,15 @@ class _Validator:
             return
         self._certificate_dates(cert_key, certificate, cert_pem)
 
-    def _read_pem(self, key: str, path: Path) -> bytes | None:
-        """The start of a certificate or key file; None (reported) when it cannot be read."""
+    def _read_pem(
+        self,
+        key: str,
+        path: Path,
+        missing: str = "relaybox init makes a self-signed certificate and key",
+    ) -> bytes | None:
+        """The start of a certificate or key file; None (reported) when it cannot be read.
+
+        `missing` ends the message about a file that does not exist: how to get one."""
         try:
             mode = path.stat().st_mode
             if stat.S_ISDIR(mode):
@@ -1147,8 +1219,7 @@ class _Validator:
         except FileNotFoundError:
             self.error(
                 key,
-                f"the file {path} does not exist; check the path (relaybox init makes a "
-                "self-signed certificate and key)",
+                f"the file {path} does not exist; check the path ({missing})",
             )
             return None
         except PermissionError:
@@ -1363,6 +1434,654 @@ class _Validator:
                     "(relaybox passwd NAME prints one)",
                 )
 
+    # --- [dns] and [delivery] ----------------------------------------------------------------
+
+    def _resolvers(self, key: str, value: object) -> tuple[SocketAddress, ...] | None:
+        items = self._list(key, value, _EXAMPLES["resolvers"])
+        if items is None:
+            return None
+        resolvers = [self._resolver(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(resolver is None for resolver in resolvers):
+            return None
+        seen: set[SocketAddress] = set()
+        for position, resolver in enumerate(resolvers):
+            assert resolver is not None
+            if resolver in seen:
+                self.error(f"{key}[{position}]", f"{resolver} is listed twice; list it once")
+                return None
+            seen.add(resolver)
+        return tuple(resolver for resolver in resolvers if resolver is not None)
+
+    def _resolver(self, key: str, value: object) -> SocketAddress | None:
+        """`address`, `address:port`, `[v6]` or `[v6]:port`; the port is 53 when not written."""
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "127.0.0.1" or "127.0.0.1:5353"', value)
+            return None
+        parts = _split_host_port(value)
+        if parts is None:
+            self.error(
+                key,
+                f'"{value}": write an IPv6 address in square brackets, like "[::1]" (port 53) '
+                'or "[::1]:5353"',
+            )
+            return None
+        host, port_text, bracketed = parts
+        port = _DNS_PORT if port_text is None else self._port(key, value, port_text, "53")
+        if port is None:
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            self.error(
+                key,
+                f'"{host}" is not an IP address: name each DNS server by its address, like '
+                '"127.0.0.1" or "[::1]", because looking up a name would itself need a DNS '
+                "server",
+            )
+            return None
+        if bracketed and address.version == 4:
+            self.error(
+                key, f'"{value}": square brackets are only for IPv6 addresses; write "{host}"'
+            )
+            return None
+        return SocketAddress(str(address), port)
+
+    def _port(self, key: str, value: str, port: str, example: str) -> int | None:
+        """A port from 1 to 65535 written after a host; None (reported) otherwise."""
+        if not port:
+            self.error(
+                key, f'"{value}" ends with a colon; write the port after it, or leave both out'
+            )
+            return None
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            self.error(
+                key,
+                f'"{value}": the port "{port}" must be a number from 1 to 65535, like {example}',
+            )
+            return None
+        return int(port)
+
+    def _outbound_ips(self, key: str, value: object) -> tuple[IPAddress, ...] | None:
+        items = self._list(key, value, _EXAMPLES["outbound_ips"])
+        if items is None:
+            return None
+        addresses = [self._outbound_ip(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(address is None for address in addresses):
+            return None
+        seen: set[IPAddress] = set()
+        for position, address in enumerate(addresses):
+            assert address is not None
+            if address in seen:
+                self.error(f"{key}[{position}]", f"{address} is listed twice; list it once")
+                return None
+            seen.add(address)
+        return tuple(address for address in addresses if address is not None)
+
+    def _outbound_ip(self, key: str, value: object) -> IPAddress | None:
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "203.0.113.7"', value)
+            return None
+        try:
+            address = ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            hint = (
+                "list single addresses, not networks"
+                if "/" in value
+                else 'write an address like "203.0.113.7" or "2001:db8::7"'
+            )
+            self.error(key, f'"{value}" is not an IP address; {hint}')
+            return None
+        if address.is_unspecified or address.is_multicast:
+            self.error(
+                key,
+                f'"{value}" cannot be the address mail is sent from; write the public '
+                'address receiving servers see, like "203.0.113.7"',
+            )
+            return None
+        return address
+
+    def _delivery(
+        self, prefix: str, table: dict[str, Any], delivery: DeliveryConfig
+    ) -> DeliveryConfig | None:
+        """Settings of [delivery] that must agree with each other."""
+        valid = True
+        if delivery.max_backoff < delivery.min_backoff:
+            written = "max_backoff" if "max_backoff" in table else "min_backoff"
+            self.error(
+                _join(prefix, written),
+                f"max_backoff ({_show(delivery.max_backoff)}) must not be less than min_backoff "
+                f"({_show(delivery.min_backoff)}): retries start min_backoff seconds apart and the "
+                "wait doubles up to max_backoff",
+            )
+            valid = False
+        if delivery.delay_warning and delivery.delay_warning >= delivery.queue_lifetime:
+            written = "delay_warning" if "delay_warning" in table else "queue_lifetime"
+            self.error(
+                _join(prefix, written),
+                f"delay_warning ({_show(delivery.delay_warning)} seconds) must be less than "
+                f"queue_lifetime ({_show(delivery.queue_lifetime)} seconds), or the message "
+                "bounces before its sender is warned; use 0 for no warning",
+            )
+            valid = False
+        return delivery if valid else None
+
+    def _bounce_sender(self, key: str, text: str) -> str | None:
+        if "@" in text:
+            self.error(
+                key,
+                f'"{text}": write only the part before the @, like "MAILER-DAEMON"; the '
+                "domain is always [server] hostname",
+            )
+            return None
+        problem = None
+        if not text:
+            problem = 'must not be empty; write a name like "MAILER-DAEMON"'
+        else:
+            try:
+                parse_rcpt(f"TO:<{text}@example.com>", smtputf8=False)
+            except AddressError as exc:
+                problem = (
+                    f'"{text}" cannot be the part before the @ of an address '
+                    f'({_address_reason(exc)}); use a name like "MAILER-DAEMON"'
+                )
+        if problem:
+            self.error(key, problem)
+            return None
+        return text
+
+    def _delivery_warnings(self, delivery: DeliveryConfig) -> None:
+        if delivery.max_connections_per_destination > delivery.max_connections:
+            self.warn(
+                "delivery.max_connections_per_destination",
+                f"is more than max_connections ({delivery.max_connections}), which caps it; "
+                "lower it, or raise max_connections",
+            )
+        for position, address in enumerate(delivery.outbound_ips):
+            if not address.is_global:
+                self.warn(
+                    f"delivery.outbound_ips[{position}]",
+                    f"{address} is not a public internet address; receiving servers check "
+                    "SPF and reverse DNS against the address they see, which for a relay "
+                    "behind a router (NAT) is the router's public address",
+                )
+        if delivery.soft_bounce:
+            self.warn(
+                "delivery.soft_bounce",
+                "while this is on, no mail bounces: mail that can never be delivered waits "
+                "in the queue until queue_lifetime, and its senders do not learn why. Turn it "
+                "off once the problem is found",
+            )
+
+    # --- routes ------------------------------------------------------------------------------
+
+    def _routes(self, data: dict[str, Any]) -> list[_RouteBlock] | None:
+        """The [[routes]] blocks, each with its index and table; None when there are none."""
+        if "routes" not in data:
+            return None
+        blocks = data["routes"]
+        if isinstance(blocks, dict):
+            self.error(
+                "routes",
+                "write each route as its own [[routes]] block (with double square brackets), "
+                "not [routes]",
+            )
+            return []
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            self.error(
+                "routes",
+                "must be [[routes]] blocks, one per route, each with its own domains = [...] "
+                "and transport = ... lines",
+            )
+            return []
+        if not blocks:
+            self.error(
+                "routes",
+                "lists no route, so no mail could be sent anywhere; remove this line to "
+                "send all mail to the domains' MX servers, or add [[routes]] blocks",
+            )
+            return []
+        built: list[_RouteBlock] = []
+        for index, block in enumerate(blocks):
+            prefix = f"routes[{index}]"
+            if "password" in block:
+                self.error(
+                    f"{prefix}.password",
+                    "relaybox does not keep passwords in its config file; put the password "
+                    'on the first line of a file and name it with password_file = "/etc/'
+                    'relaybox/smarthost.password", or in an environment variable named '
+                    'with password_env = "SMARTHOST_PASSWORD"',
+                )
+                block = {k: v for k, v in block.items() if k != "password"}
+            route = self._section(prefix, "routes", RouteConfig, block)
+            if route is not None and self._route_rules(prefix, block, route):
+                built.append((index, block, route))
+        return built
+
+    def _route_rules(self, prefix: str, block: dict[str, Any], route: RouteConfig) -> bool:
+        """Settings of one route that must agree with its transport and with each other."""
+        errors = len(self.errors)
+        transport = route.transport
+        if transport == "smarthost":
+            if not route.hosts:
+                self.error(
+                    f"{prefix}.hosts" if "hosts" in block else prefix,
+                    'transport = "smarthost" needs hosts, the servers to hand the mail to, '
+                    'like hosts = ["smtp.example.net:587"]',
+                )
+            self._route_auth(prefix, block, route)
+        else:
+            for name in ("hosts", "round_robin"):
+                if name in block:
+                    self.error(
+                        f"{prefix}.{name}",
+                        f'is only used with transport = "smarthost" (this route has '
+                        f'transport = "{transport}"); remove it, or set transport = "smarthost"',
+                    )
+            for name in ("username", "password_file", "password_env"):
+                if name in block:
+                    self.error(
+                        f"{prefix}.{name}",
+                        "logging in (SMTP AUTH) is only done at a smart host, never at other "
+                        'domains\' MX servers; remove it, or set transport = "smarthost" '
+                        "with hosts",
+                    )
+        if "reject_text" in block and transport != "reject":
+            self.error(
+                f"{prefix}.reject_text",
+                f'is only used with transport = "reject" (this route has transport = '
+                f'"{transport}"); remove it',
+            )
+        checks_tls = transport not in ("reject", "capture")  # those warn that tls is unused
+        if checks_tls and route.ca_file is not None and route.tls not in _VERIFIED_TLS:
+            self.error(
+                f"{prefix}.ca_file",
+                f'is only used to check certificates, which tls = "{route.tls}" never does; '
+                'set tls = "verify" (or "implicit" for port 465), or remove ca_file',
+            )
+        return len(self.errors) == errors
+
+    def _route_auth(self, prefix: str, block: dict[str, Any], route: RouteConfig) -> None:
+        has_file, has_env = route.password_file is not None, route.password_env is not None
+        if has_file and has_env:
+            self.error(
+                f"{prefix}.password_env",
+                "password_file and password_env are both set; keep the one that holds the "
+                "password and remove the other",
+            )
+        if route.username is None and (has_file or has_env):
+            written = "password_file" if has_file else "password_env"
+            self.error(
+                f"{prefix}.{written}",
+                'a password needs username = "..." too: the name to log in to the smart host with',
+            )
+        if route.username is not None and not (has_file or has_env):
+            self.error(
+                f"{prefix}.username",
+                'needs a password: add password_file = "/etc/relaybox/smarthost.password" '
+                "(a file whose first line is the password, readable by relaybox only) or "
+                'password_env = "SMARTHOST_PASSWORD" (an environment variable holding it)',
+            )
+
+    def _domain_patterns(
+        self, key: str, value: object, *, required: bool
+    ) -> tuple[str, ...] | None:
+        items = self._list(key, value, _EXAMPLES["domains"])
+        if items is None:
+            return None
+        if required and not items:
+            self.error(
+                key,
+                f'must list at least one domain, like {_EXAMPLES["domains"]}, or ["*"] for '
+                "every domain",
+            )
+            return None
+        patterns = [self._domain_pattern(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(pattern is None for pattern in patterns):
+            return None
+        if "*" in patterns and len(patterns) > 1:
+            self.error(
+                f"{key}[{patterns.index('*')}]",
+                '"*" already matches every domain, so it cannot be combined with others; '
+                'write ["*"] alone, or list the domains without "*"',
+            )
+            return None
+        return tuple(pattern for pattern in patterns if pattern is not None)
+
+    def _domain_pattern(self, key: str, value: object) -> str | None:
+        """`example.com`, `*.example.com` or `*`, lower-cased, IDNs as `xn--` A-labels."""
+        example = 'write a domain like "example.org", "*.example.org" for its subdomains, or "*"'
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "example.org"', value)
+            return None
+        if value == "*":
+            return value
+        wildcard = value.startswith("*.")
+        name = value[2:] if wildcard else value
+        problem = None
+        if not value.strip():
+            problem = f"must not be empty; {example}"
+        elif any(char.isspace() for char in value):
+            problem = f'"{value}" contains a space; {example}'
+        elif "@" in value:
+            domain = value.rpartition("@")[2]
+            problem = f'"{value}" is an address; routes match domains, so write "{domain}"'
+        elif value.startswith(".") and "*" not in value:
+            problem = (
+                f'"{value}": write "*{value}" for the subdomains of {value[1:]}, and add '
+                f'"{value[1:]}" as well for {value[1:]} itself'
+            )
+        elif "*" in name:
+            problem = (
+                f'"{value}": "*" may only stand alone (every domain) or start a pattern '
+                'followed by a dot, like "*.example.org" (every subdomain of example.org)'
+            )
+        elif _is_ip_address(name.strip("[]")):
+            problem = f'"{value}" is an IP address; routes match domain names'
+        else:
+            if not name.isascii():
+                try:
+                    name = name.encode("idna").decode("ascii")
+                except UnicodeError:
+                    problem = f'"{value}" is not a valid international domain name; {example}'
+            if problem is None:
+                problem = _host_name_problem(name)
+                if problem:
+                    problem = f"{problem}; {example}"
+        if problem:
+            self.error(key, problem)
+            return None
+        return ("*." if wildcard else "") + name.lower()
+
+    def _hosts(self, key: str, value: object) -> tuple[HostPort, ...] | None:
+        items = self._list(key, value, _EXAMPLES["hosts"])
+        if items is None:
+            return None
+        hosts = [self._host_port(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(host is None for host in hosts):
+            return None
+        return tuple(host for host in hosts if host is not None)
+
+    def _host_port(self, key: str, value: object) -> HostPort | None:
+        """`name:port`, `address:port` or `[v6]:port`; the port is required."""
+        if not isinstance(value, str):
+            self._type_error(key, 'text in quotes, like "smtp.example.net:587"', value)
+            return None
+        parts = _split_host_port(value)
+        if parts is None:
+            self.error(
+                key,
+                f'"{value}": write an IPv6 address in square brackets followed by the port, '
+                'like "[2001:db8::25]:587"',
+            )
+            return None
+        host, port_text, bracketed = parts
+        if not port_text:
+            shown = f"[{host}]" if bracketed else host or "smtp.example.net"
+            self.error(
+                key,
+                f'"{value}" has no port; add one after a colon, like "{shown}:587" (587 for '
+                'submission with STARTTLS, 465 for tls = "implicit", 25 between mail servers)',
+            )
+            return None
+        port = self._port(key, value, port_text, "587")
+        if port is None:
+            return None
+        if bracketed:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                address = None
+            if address is None or address.version != 6:
+                self.error(
+                    key,
+                    f'"{value}": square brackets are only for IPv6 addresses; write '
+                    f'"{host}:{port}"',
+                )
+                return None
+            return HostPort(str(address), port)
+        if _is_ip_address(host):
+            return HostPort(host, port)
+        problem = _host_name_problem(host) if host else "the host name before the colon is empty"
+        if problem:
+            self.error(key, f'{problem}; write the smart host like "smtp.example.net:587"')
+            return None
+        return HostPort(host.lower(), port)
+
+    def _route_username(self, key: str, text: str) -> str | None:
+        if not text:
+            self.error(key, "must not be empty; write the name the smart host knows you by")
+            return None
+        if any(unicodedata.category(char).startswith("C") for char in text):
+            self.error(
+                key,
+                "contains a line break, tab or invisible character, which cannot be sent "
+                "in SMTP AUTH; write the name on one line",
+            )
+            return None
+        return text
+
+    def _password_env(self, key: str, value: object) -> str | None:
+        """The name of the variable holding the password; never repeats a wrong value, which
+        may be the password itself."""
+        if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+            self.error(
+                key,
+                "must be the name of an environment variable (letters, digits and _), like "
+                'password_env = "SMARTHOST_PASSWORD", not the password itself',
+            )
+            return None
+        password = os.environ.get(value)
+        if password is None:
+            self.error(
+                key,
+                f"the environment variable {value} is not set; set it where relaybox is "
+                "started (for systemd, Environment= or EnvironmentFile= in the service), or "
+                "use password_file",
+            )
+            return None
+        if not password:
+            self.error(key, f"the environment variable {value} is set but empty")
+            return None
+        return value
+
+    def _password_file(self, key: str, path: Path) -> Path | None:
+        try:
+            _first_line(path)
+        except ValueError as exc:
+            self.error(key, str(exc))
+            return None
+        if path.stat().st_mode & stat.S_IROTH:
+            self.warn(
+                key,
+                f"{path} can be read by other users of this machine; make it readable by "
+                f"relaybox only: chmod 600 {shlex.quote(str(path))}",
+            )
+        return path
+
+    def _ca_file(self, key: str, path: Path) -> Path | None:
+        pem = self._read_pem(key, path, "it must be a PEM file of the CA certificates to trust")
+        if pem is None:
+            return None
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            self.error(
+                key,
+                f"{path} holds no certificate in PEM format (text starting with "
+                '"-----BEGIN CERTIFICATE-----"); name the CA certificate file of the smart host',
+            )
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            context.load_verify_locations(cafile=str(path))
+        except ssl.SSLError as exc:
+            self.error(
+                key,
+                f"the CA certificates in {path} cannot be loaded (OpenSSL says: "
+                f"{exc.reason or exc}); check that the file is complete and in PEM format",
+            )
+            return None
+        return path
+
+    def _reject_text(self, key: str, text: str) -> str | None:
+        problem = None
+        if not text.strip():
+            problem = "must not be empty; it is the reason the sender is shown"
+        elif not all(char == "\t" or " " <= char <= "~" for char in text):
+            problem = (
+                "may only hold plain English letters, digits, punctuation and spaces on one "
+                "line, because SMTP replies are ASCII text (RFC 5321 §4.2)"
+            )
+        elif len(text) > _MAX_REJECT_TEXT:
+            problem = f"is {len(text)} characters long; keep it under {_MAX_REJECT_TEXT}"
+        if problem:
+            self.error(key, problem)
+            return None
+        return text
+
+    def _rewrite_senders(self, key: str, value: object) -> tuple[tuple[str, str], ...] | None:
+        if not isinstance(value, dict):
+            self._type_error(
+                key, f"a table in curly brackets, like {_EXAMPLES['rewrite_senders']}", value
+            )
+            return None
+        pairs: dict[str, str] = {}
+        valid = True
+        for written, replacement in value.items():
+            item_key = f"{key}.{written}"
+            original = self._rewrite_from(item_key, written)
+            new = self._rewrite_to(item_key, replacement)
+            if original is None or new is None:
+                valid = False
+            elif original in pairs:
+                self.error(
+                    item_key,
+                    f'"{written}" is listed twice (upper and lower case do not count); keep one',
+                )
+                valid = False
+            else:
+                pairs[original] = new
+        return tuple(pairs.items()) if valid else None
+
+    def _rewrite_from(self, key: str, written: str) -> str | None:
+        """A key of rewrite_senders: an address or `@domain`, lower-cased."""
+        if written.startswith("@"):
+            domain = written[1:]
+            problem = _host_name_problem(domain) if domain else "the domain after @ is empty"
+        elif "@" not in written:
+            problem = f'"{written}" is neither an address nor an @ followed by a domain'
+        else:
+            problem = _address_problem(written)
+        if problem:
+            self.error(
+                key,
+                f'{problem}; write an address like "scanner@printer.local", or '
+                '"@printer.local" for every address at that domain',
+            )
+            return None
+        return written.lower()
+
+    def _rewrite_to(self, key: str, value: object) -> str | None:
+        """A value of rewrite_senders: one whole address."""
+        if not isinstance(value, str):
+            self._type_error(key, 'an address in quotes, like "noreply@example.org"', value)
+            return None
+        if value.startswith("@") or "@" not in value:
+            self.error(
+                key,
+                f'"{value}" must be a whole address, like "noreply@example.org": the '
+                "sender is replaced by it",
+            )
+            return None
+        problem = _address_problem(value)
+        if problem:
+            self.error(key, f'{problem}; write an address like "noreply@example.org"')
+            return None
+        return value
+
+    def _route_warnings(self, routes: list[_RouteBlock], delivery: DeliveryConfig) -> None:
+        """Routes that are each valid but risky, pointless or hidden by an earlier one."""
+        for position, (index, block, route) in enumerate(routes):
+            prefix = f"routes[{index}]"
+            for earlier_index, _, earlier in routes[:position]:
+                if _route_covers(earlier, route):
+                    line = self.key_lines(f"routes[{earlier_index}]")
+                    where = f" (line {line})" if line is not None else ""
+                    self.warn(
+                        prefix,
+                        f"this route can never be used: routes[{earlier_index}]{where} comes "
+                        "first and already takes all the mail this one would; routes are "
+                        "tried in order, so move this block above it, or remove it",
+                    )
+                    break
+            self._route_tls_warnings(prefix, block, route, delivery)
+            if route.round_robin and len(route.hosts) == 1:
+                self.warn(
+                    f"{prefix}.round_robin",
+                    "has no effect with only one host in hosts; remove it, or add hosts",
+                )
+            if (
+                route.max_connections is not None
+                and route.max_connections > delivery.max_connections
+            ):
+                self.warn(
+                    f"{prefix}.max_connections",
+                    f"is more than [delivery] max_connections ({delivery.max_connections}), "
+                    "which caps it",
+                )
+            if route.transport in ("reject", "capture"):
+                for name in _DELIVERY_ONLY:
+                    if name in block:
+                        self.warn(
+                            f"{prefix}.{name}",
+                            f'is not used, because transport = "{route.transport}" sends '
+                            "nothing on; remove it",
+                        )
+        if not any(_catches_all(route) for _, _, route in routes):
+            self.warn(
+                "routes",
+                'no route has domains = ["*"] (for every sender), so mail to other domains '
+                "will be refused at RCPT with 550 5.7.1. If that is not what you want, add a "
+                'last [[routes]] block with domains = ["*"] and transport = "mx"',
+            )
+
+    def _route_tls_warnings(
+        self, prefix: str, block: dict[str, Any], route: RouteConfig, delivery: DeliveryConfig
+    ) -> None:
+        tls_key = f"{prefix}.tls"
+        if route.username is not None and route.tls not in _VERIFIED_TLS:
+            self.warn(
+                tls_key if "tls" in block else f"{prefix}.username",
+                f'this route logs in with a password over tls = "{route.tls}": the password '
+                "would be sent where it can be intercepted or to an unverified server; use "
+                'tls = "verify" (or "implicit" for port 465)',
+            )
+        elif route.transport == "smarthost" and route.tls == "none":
+            self.warn(
+                tls_key,
+                "mail to the smart host is sent unencrypted, readable by anyone on the way; "
+                'use tls = "verify", or at least "opportunistic"',
+            )
+        if route.transport == "mx" and route.tls == "implicit" and delivery.mx_port == 25:
+            self.warn(
+                tls_key,
+                "MX servers on port 25 expect STARTTLS, not TLS from the first byte, so with "
+                'tls = "implicit" every delivery would fail; use "verify" or "required"',
+            )
+        if route.transport != "smarthost":
+            return
+        for position, host in enumerate(route.hosts):
+            if host.port == 465 and route.tls != "implicit":
+                self.warn(
+                    f"{prefix}.hosts[{position}]",
+                    f'port 465 expects TLS from the first byte; set tls = "implicit" (this '
+                    f'route has tls = "{route.tls}")',
+                )
+            elif route.tls == "implicit" and host.port in (25, 587):
+                self.warn(
+                    f"{prefix}.hosts[{position}]",
+                    f"port {host.port} starts without TLS and offers STARTTLS, which "
+                    'tls = "implicit" does not use; use tls = "verify", or port 465',
+                )
+
 
 def _clash(
     address: SocketAddress, earlier: SocketAddress, earlier_owner: str, owner: str
@@ -1386,11 +2105,153 @@ def _clash(
     return None
 
 
+_RouteBlock = tuple[int, dict[str, Any], RouteConfig]
+"""A valid route with its index in the file and the table it was written as."""
+
+_DNS_PORT = 53
+
+_VERIFIED_TLS = ("verify", "implicit")
+"""Route TLS modes that check the server's certificate and name."""
+
+_DELIVERY_ONLY = ("tls", "ca_file", "max_messages_per_minute", "max_connections", "rewrite_senders")
+"""Route settings that only matter when a route sends mail on."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_MAX_REJECT_TEXT = 400
+"""Keeps `550 5.7.1 ` plus the text under RFC 5321's 512-octet reply line (§4.5.3.1.5)."""
+
+_MAX_PASSWORD_FILE = 64 * 1024
+
+
+def _split_host_port(value: str) -> tuple[str, str | None, bool] | None:
+    """Split `host:port`, `host`, `[v6]:port` or `[v6]` into the host, the port as written
+    (None when there is no colon) and whether the host was in brackets; None for an IPv6
+    address written without brackets, where the port cannot be told apart."""
+    bracketed = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", value)
+    if bracketed:
+        return bracketed.group(1), bracketed.group(2), True
+    if value.count(":") > 1:
+        return None
+    host, colon, port = value.partition(":")
+    return host, port if colon else None, False
+
+
+def _address_problem(address: str) -> str | None:
+    """Why `address` is not a valid email address, or None."""
+    try:
+        parse_rcpt(f"TO:<{address}>", smtputf8=True)
+    except AddressError as exc:
+        return f'"{address}" is not a valid address: {_address_reason(exc)}'
+    return None
+
+
+def _first_line(path: Path) -> str:
+    """The first line of a password file, without its line ending.
+
+    Raises:
+        ValueError: Why the file cannot be used, in words for the admin; never its content.
+    """
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"{path} is a folder; name the password file inside it")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not an ordinary file")
+        with path.open("rb") as file:
+            data = file.read(_MAX_PASSWORD_FILE)
+    except FileNotFoundError:
+        raise ValueError(
+            f"the file {path} does not exist; create it with the password on its first "
+            "line, readable by relaybox only (chmod 600)"
+        ) from None
+    except PermissionError:
+        raise ValueError(
+            f"{path} cannot be read (permission denied); let the user relaybox runs as read it"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    try:
+        password = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"the first line of {path} is not UTF-8 text") from None
+    if not password:
+        raise ValueError(f"the first line of {path} is empty; put the password on it")
+    if any(unicodedata.category(char) == "Cc" for char in password):
+        raise ValueError(
+            f"the first line of {path} holds a control character, which cannot be sent in SMTP AUTH"
+        )
+    return password
+
+
+def read_route_password(route: RouteConfig) -> str | None:
+    """The AUTH password of a smart host route, read now from its file or environment variable.
+
+    Read at each use rather than kept in the config, so that a changed password file takes
+    effect without a reload and the password never sits in a logged or compared object.
+
+    Returns:
+        The password, or None when the route does not log in (no username).
+
+    Raises:
+        ValueError: The password cannot be read any more (file gone, variable unset); the
+            message says why and never contains the password.
+    """
+    if route.username is None:
+        return None
+    if route.password_file is not None:
+        return _first_line(route.password_file)
+    if route.password_env is not None:
+        password = os.environ.get(route.password_env)
+        if not password:
+            raise ValueError(f"the environment variable {route.password_env} is not set or empty")
+        return password
+    raise ValueError("the route has a username but neither password_file nor password_env")
+
+
+def _pattern_covers(earlier: str, later: str) -> bool:
+    """Whether every domain `later` matches is matched by `earlier` too."""
+    if earlier == "*":
+        return True
+    if later == "*":
+        return False
+    if earlier.startswith("*."):
+        suffix = earlier[1:]
+        return later.endswith(suffix) or later == earlier
+    return earlier == later
+
+
+def _patterns_cover(earlier: tuple[str, ...], later: tuple[str, ...]) -> bool:
+    return all(any(_pattern_covers(e, pattern) for e in earlier) for pattern in later)
+
+
+def _route_covers(earlier: RouteConfig, later: RouteConfig) -> bool:
+    """Whether `earlier` takes all mail `later` would match, so `later` is never used."""
+    if not _patterns_cover(earlier.domains, later.domains):
+        return False
+    if not earlier.sender_domains:
+        return True
+    if not later.sender_domains:
+        return earlier.sender_domains == ("*",)
+    return _patterns_cover(earlier.sender_domains, later.sender_domains)
+
+
+def _catches_all(route: RouteConfig) -> bool:
+    return route.domains == ("*",) and route.sender_domains in ((), ("*",))
+
+
 _EXAMPLES = {
     "listen": '["127.0.0.1:2525"]',
     "allowed_networks": '["192.168.1.0/24"]',
     "name": '"alice"',
     "password_hash": '"$scrypt$..." (run relaybox passwd NAME and paste what it prints)',
     "allowed_senders": '["example.org", "bob@example.net"]',
+    "resolvers": '["127.0.0.1", "[::1]:5353"]',
+    "outbound_ips": '["203.0.113.7"]',
+    "domains": '["example.org", "*.example.org"]',
+    "transport": '"mx" (or "smarthost", "reject", "hold", "capture")',
+    "hosts": '["smtp.example.net:587"]',
+    "rewrite_senders": '{ "scanner@printer.local" = "scanner@example.org" }',
 }
 """Examples quoted in messages about list settings."""

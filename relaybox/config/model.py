@@ -1,7 +1,7 @@
 """The typed, immutable configuration of a relaybox engine.
 
-Only shapes, defaults and pure lookups (`UserConfig.may_send_as`, `Config.find_user`) live here;
-reading TOML and validating values is `config.load`'s job.
+Only shapes, defaults and pure lookups (`UserConfig.may_send_as`, `Config.find_user`,
+`Config.route_for`) live here; reading TOML and validating values is `config.load`'s job.
 Every object is frozen so a reload can swap one reference while running sessions keep theirs.
 """
 
@@ -17,13 +17,21 @@ import platformdirs
 
 __all__ = [
     "APP_NAME",
+    "DEFAULT_LISTENER",
+    "DEFAULT_ROUTE",
     "AuthConfig",
     "Config",
+    "DeliveryConfig",
+    "DnsConfig",
+    "HostPort",
     "LimitsConfig",
     "ListenerConfig",
     "LogConfig",
+    "RouteConfig",
+    "RouteTls",
     "ServerConfig",
     "SocketAddress",
+    "Transport",
     "UserConfig",
     "default_config",
     "default_config_path",
@@ -37,8 +45,11 @@ TlsMode = Literal["none", "starttls", "implicit"]
 BareLfPolicy = Literal["reject", "normalize"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+Transport = Literal["mx", "smarthost", "reject", "hold", "capture"]
+RouteTls = Literal["none", "opportunistic", "required", "verify", "implicit"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def default_config_path() -> Path:
@@ -58,7 +69,21 @@ def default_hostname() -> str:
 
 @dataclass(frozen=True)
 class SocketAddress:
-    """One `host:port` a listener binds (IPv6 hosts without brackets)."""
+    """One IP address and port: a listener binds it, a DNS resolver is asked there.
+
+    The host is always an IP address literal, IPv6 without brackets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """One smart host of a route: a DNS name or an IP address (IPv6 without brackets), and
+    the port to connect to."""
 
     host: str
     port: int
@@ -124,6 +149,82 @@ class AuthConfig:
     max_verifications_in_flight: int = 8
     """Password checks running at once over all sessions (each is slow by design); AUTH
     beyond this gets 454 4.7.0 at once rather than waiting."""
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The `[dns]` table: where delivery and the domain checks look names up."""
+
+    resolvers: tuple[SocketAddress, ...] = ()
+    """DNS servers to ask, in order (written `"127.0.0.1"` for port 53, `"127.0.0.1:5353"`,
+    `"[::1]:53"`); empty means the system's resolvers from /etc/resolv.conf."""
+    timeout: float = 5.0
+    """Seconds to wait for the answer to one query; a query that runs out counts as a
+    temporary DNS failure (the message is retried later, never bounced for it)."""
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The `[delivery]` table: how mail leaves the relay, how failures are retried, how long
+    messages are kept. Durations are in seconds."""
+
+    mx_port: int = 25
+    """The SMTP port of MX hosts; only a lab setup delivering to a test server changes it."""
+    outbound_ips: tuple[IPAddress, ...] = ()
+    """The public addresses receiving servers see this relay send from, for the SPF and PTR
+    checks of `relaybox doctor`; empty means those checks cannot be made."""
+    max_connections: int = 50
+    """Outbound SMTP connections open at once, over all destinations."""
+    max_connections_per_destination: int = 10
+    """Outbound connections open at once to one destination (an MX domain or a smart host);
+    `RouteConfig.max_connections` overrides it for one route."""
+    connection_cache_idle: float = 10.0
+    """Seconds an idle outbound connection is kept open for the next message to the same
+    destination (RSET between messages); 0 closes every connection after its messages."""
+    connect_timeout: float = 30.0
+    """Seconds to wait for a TCP connection and the server's greeting (Postfix's
+    smtp_connect_timeout is 30 s)."""
+    command_timeout: float = 300.0
+    """Seconds to wait for the reply to one SMTP command (RFC 5321 §4.5.3.2 suggests 5 minutes
+    for MAIL, RCPT and the greeting)."""
+    data_timeout: float = 600.0
+    """Seconds to wait while sending a message's content and for the reply to its final dot
+    (RFC 5321 §4.5.3.2.5-6 suggest 3 and 10 minutes)."""
+    min_backoff: float = 300.0
+    """Seconds before the first retry of a deferred recipient (Postfix's minimal_backoff_time);
+    each further failure doubles the wait, up to max_backoff."""
+    max_backoff: float = 4000.0
+    """Longest wait between two retries (Postfix's maximal_backoff_time); never less than
+    min_backoff."""
+    queue_lifetime: float = 432_000.0
+    """Seconds a recipient may stay deferred before it is bounced with the last reply
+    (5 days, as Postfix's maximal_queue_lifetime)."""
+    delay_warning: float = 0.0
+    """Seconds after which the sender gets a "delayed" DSN for a still-deferred recipient
+    (RFC 3464 Action: delayed); 0 never sends one. Less than queue_lifetime."""
+    soft_bounce: bool = False
+    """Turn every permanent (5xx) failure into a deferral, so nothing bounces while an admin
+    investigates (Postfix's soft_bounce); off again, the deferred mail bounces on its next try."""
+    retention: float = 604_800.0
+    """Seconds a delivered or bounced message (body and transcripts) is kept for viewing
+    before it is purged (7 days); 0 purges it as soon as it is finished."""
+    suppress_hard_bounces: bool = True
+    """Add a recipient whose mail failed permanently because it does not exist (5.1.1,
+    5.1.10 class) to the suppression list; later mail to it is refused at RCPT."""
+    suppression_days: float = 30.0
+    """Days a suppression list entry lasts before mail to that recipient is tried again."""
+    bounce_sender: str = "MAILER-DAEMON"
+    """Local part of the From: of the DSNs (bounces) relaybox writes; the domain is
+    `[server] hostname`. DSNs are always sent with the null envelope sender `<>`."""
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before the next attempt after `failures` failed ones (1 or more).
+
+        min_backoff after the first failure, doubling with each further one, at most
+        max_backoff: 300, 600, 1200, 2400, 4000, 4000, ... with the defaults.
+        """
+        doublings = min(max(failures, 1) - 1, 64)  # 2**64 * any sane minimum exceeds the cap
+        return min(self.max_backoff, self.min_backoff * 2.0**doublings)
 
 
 @dataclass(frozen=True)
@@ -205,6 +306,119 @@ class UserConfig:
         return False
 
 
+@dataclass(frozen=True)
+class RouteConfig:
+    """One `[[routes]]` entry: which mail it applies to and how that mail leaves.
+
+    Routes are tried in the order written and the first that `matches` wins
+    (`Config.route_for`). Domain patterns, in `domains` and `sender_domains`, are lower-case
+    ASCII (IDNs as `xn--` A-labels) and each one of: an exact domain (`example.com`), a
+    wildcard (`*.example.com`: its subdomains at any depth, not example.com itself, as
+    Postfix's `.example.com`), or `*` alone (every domain).
+    """
+
+    domains: tuple[str, ...]
+    """Recipient domain patterns this route takes; at least one. `*` is never combined with
+    other patterns."""
+    transport: Transport
+    """`mx`: look up the domain's MX hosts and deliver there; `smarthost`: hand the mail to
+    `hosts`; `reject`: refuse the recipient at RCPT with 550 5.7.1 `reject_text`; `hold`:
+    accept and keep the message until an admin releases it; `capture`: accept, keep it for
+    viewing and mark it delivered without sending it anywhere (a test sandbox)."""
+    sender_domains: tuple[str, ...] = ()
+    """When not empty, the route applies only when the envelope sender's domain matches one
+    of these patterns too (a sender-dependent relay host, as Postfix's
+    sender_dependent_relayhost_maps); the null sender `<>` matches only `*`."""
+    hosts: tuple[HostPort, ...] = ()
+    """`smarthost` only, and required there: the upstreams, tried in order (the next when one
+    cannot be reached or defers), or in turn with round_robin."""
+    tls: RouteTls = "opportunistic"
+    """Outbound TLS for `mx` and `smarthost`: `none` (never), `opportunistic` (STARTTLS when
+    offered, else plain), `required` (STARTTLS or defer, certificate not checked), `verify`
+    (STARTTLS with the certificate and host name verified), `implicit` (TLS from the first
+    byte, as on port 465, verified)."""
+    round_robin: bool = False
+    """`smarthost` only: spread connections over `hosts` in turn instead of always starting
+    with the first."""
+    username: str | None = None
+    """`smarthost` only: log in (SMTP AUTH) with this name; needs password_file or
+    password_env."""
+    password_file: Path | None = None
+    """The file whose first line is the AUTH password (keep it readable by relaybox only).
+    Exclusive with password_env."""
+    password_env: str | None = None
+    """The environment variable holding the AUTH password; it must be set when the config is
+    loaded. Exclusive with password_file."""
+    ca_file: Path | None = None
+    """PEM bundle of the CA certificates that `verify` and `implicit` trust for this route,
+    instead of the system's store (for an upstream with a private CA)."""
+    reject_text: str = "Relaying to this domain is not allowed"
+    """`reject` only: the text of the `550 5.7.1` reply to RCPT."""
+    max_messages_per_minute: int = 0
+    """Messages per minute sent to one destination of this route, for providers that
+    throttle (0 = no limit); further messages wait, they do not fail."""
+    max_connections: int | None = None
+    """Connections at once to one destination of this route, instead of
+    `[delivery] max_connections_per_destination`."""
+    rewrite_senders: tuple[tuple[str, str], ...] = ()
+    """Sender rewriting for mail leaving through this route, as Postfix's canonical maps:
+    `(from, to)` pairs, where `from` is a lower-cased address or `@domain` (every address at
+    that domain) and `to` an address. Applied to the envelope sender and the From: header;
+    an exact address wins over its `@domain`. See `rewrite_sender`."""
+
+    def matches(self, recipient_domain: str, sender_domain: str) -> bool:
+        """Whether mail to `recipient_domain` from `sender_domain` takes this route.
+
+        Both are domains without `@`, in any case; `sender_domain` is `""` for the null
+        sender. Domains with non-ASCII letters are compared in their `xn--` form.
+        """
+        if not _domain_matches(self.domains, recipient_domain):
+            return False
+        return not self.sender_domains or _domain_matches(self.sender_domains, sender_domain)
+
+    def rewrite_sender(self, address: str) -> str:
+        """`address` as mail leaving through this route carries it (case-insensitive lookup).
+
+        The exact address is looked up first, then `@` and its domain; an address found in
+        neither, and the null sender `""`, come back unchanged.
+        """
+        if "@" not in address or not self.rewrite_senders:
+            return address
+        wanted = address.lower()
+        domain = "@" + wanted.rpartition("@")[2]
+        found = dict(self.rewrite_senders)
+        return found.get(wanted) or found.get(domain) or address
+
+
+def _domain_matches(patterns: tuple[str, ...], domain: str) -> bool:
+    domain = _ascii_domain(domain)
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern == "*":
+            return True
+        if pattern.startswith("*."):
+            if domain.endswith(pattern[1:]):
+                return True
+        elif domain == pattern:
+            return True
+    return False
+
+
+def _ascii_domain(domain: str) -> str:
+    """Lower-cased, with IDN labels as `xn--` A-labels (RFC 5890), the form patterns use."""
+    domain = domain.lower()
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain  # not a valid IDN: it can only ever match "*"
+
+
+DEFAULT_ROUTE = RouteConfig(domains=("*",), transport="mx", tls="opportunistic")
+"""The route of a config without `[[routes]]`: every domain straight to its MX hosts."""
+
+
 DEFAULT_LISTENER = ListenerConfig(
     listen=(SocketAddress("127.0.0.1", 2525),),
     role="relay",
@@ -228,6 +442,13 @@ class Config:
     listeners: tuple[ListenerConfig, ...] = (DEFAULT_LISTENER,)
     users: tuple[UserConfig, ...] = ()
     """The `[[users]]` blocks: who may log in on submission listeners; names are unique."""
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    """The `[dns]` table: resolvers and their timeout."""
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    """The `[delivery]` table: outbound connections, retries, bounces, retention."""
+    routes: tuple[RouteConfig, ...] = (DEFAULT_ROUTE,)
+    """The `[[routes]]` blocks in file order, first match wins; `(DEFAULT_ROUTE,)` when the
+    file has none."""
     source: Path | None = None
     """The file this came from, or None for the embedded default."""
 
@@ -236,6 +457,24 @@ class Config:
         for user in self.users:
             if user.name == name:
                 return user
+        return None
+
+    def route_for(self, recipient: str, sender: str) -> RouteConfig | None:
+        """The first route that matches a recipient and envelope sender, or None.
+
+        Args:
+            recipient: A parsed recipient address; the bare `postmaster` has the domain `""`.
+            sender: The parsed envelope sender; `""` for the null sender.
+
+        Returns:
+            The route, or None when no route matches: mail to that recipient is refused at
+            RCPT with 550 5.7.1 (the loader warns when no route has domains = ["*"]).
+        """
+        recipient_domain = recipient.rpartition("@")[2] if "@" in recipient else ""
+        sender_domain = sender.rpartition("@")[2] if "@" in sender else ""
+        for route in self.routes:
+            if route.matches(recipient_domain, sender_domain):
+                return route
         return None
 
 

@@ -1,0 +1,554 @@
+"""The sending side: one SMTP transaction per next hop, with TLS policy, AUTH and a transcript.
+
+`Courier.deliver` takes an ordered list of next hops (resolved by `routing`), tries them in turn
+until one gives per-recipient answers, and reports for every recipient whether it was delivered,
+deferred (try again later) or bounced (permanent), as chasquid's courier does. Connections are
+kept for reuse (RSET between messages) for a short idle time. Every exchange is recorded line by
+line, AUTH secrets replaced by `<secret>`. Nothing here touches the spool or decides retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from .certificates import tls_summary
+from .spool import TranscriptLine
+
+__all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transaction"]
+
+TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
+
+# RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient".
+_AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
+_UNSAFE = re.compile(r"[\r\n\0]")
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One address to try: the name (for TLS verification and the record) and where it lives."""
+
+    host: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """AUTH for a smart host; the password never enters a transcript, log or event."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one recipient."""
+
+    state: Literal["delivered", "deferred", "bounced"]
+    reply: str
+    """The server's reply, or relaybox's own words for a failure before one."""
+
+
+@dataclass
+class HopAttempt:
+    """The record of one connection to one hop: what the attempts table stores."""
+
+    hop: Hop
+    started_at: float
+    finished_at: float = 0.0
+    tls: str | None = None
+    lines: list[TranscriptLine] = field(default_factory=list)
+    outcome: str = "deferred"
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Everything needed to send one message to one group of recipients."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    body_8bit: bool = False
+    smtputf8: bool = False
+
+
+@dataclass
+class Result:
+    """Per-recipient outcomes plus the record of every hop tried."""
+
+    outcomes: dict[str, Outcome]
+    attempts: list[HopAttempt]
+
+
+class _HopFailed(Exception):
+    """This hop could not take the message; try the next one (`permanent` if 5xx)."""
+
+    def __init__(self, reply: str, permanent: bool = False) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.permanent = permanent
+
+
+def _reply(response: SMTPResponse) -> str:
+    return f"{response.code} {response.message}".replace("\n", " ")
+
+
+def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred", "bounced"]:
+    if 200 <= code < 300:
+        return "delivered"
+    if code >= 500 and not soft_bounce:
+        return "bounced"
+    return "deferred"
+
+
+class _RecordingSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, writing every command and reply into the current attempt."""
+
+    def __init__(self, *, on_line: Callable[[TranscriptLine], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_line = on_line
+        self._secret_replies = False
+        self.created_at = time.monotonic()
+        self.idle_since = time.monotonic()
+
+    def note(self, direction: str, text: str) -> None:
+        self.on_line(TranscriptLine(time.time(), direction, text))
+
+    async def execute_command(self, *args: bytes, timeout: Any = ...) -> SMTPResponse:
+        verb = args[0].upper() if args else b""
+        if verb == b"AUTH":
+            shown = b" ".join(args[:2]).decode("ascii", "replace") + (
+                " <secret>" if len(args) > 2 else ""
+            )
+            self._secret_replies = True
+        elif self._secret_replies:
+            shown = "<secret>"  # an AUTH continuation line (RFC 4954 §4)
+        else:
+            shown = b" ".join(args).decode("utf-8", "replace")
+        self.note("C", shown)
+        try:
+            if timeout is ...:
+                response = await super().execute_command(*args)
+            else:
+                response = await super().execute_command(*args, timeout=timeout)
+        except aiosmtplib.SMTPException as exc:
+            self.note("-", f"{type(exc).__name__}: {exc}")
+            raise
+        if response.code != 334:
+            self._secret_replies = False
+        for line in (response.message or "").split("\n") or [""]:
+            self.note("S", f"{response.code} {line}".rstrip())
+        return response
+
+    async def data(self, message: str | bytes, /, *, timeout: Any = ...) -> SMTPResponse:
+        self.note("C", "DATA")
+        self.note("-", f"<{len(message)} bytes of message data>")
+        try:
+            if timeout is ...:
+                response = await super().data(message)
+            else:
+                response = await super().data(message, timeout=timeout)
+        except aiosmtplib.SMTPResponseException as exc:
+            self.note("S", f"{exc.code} {exc.message}")
+            raise
+        except aiosmtplib.SMTPException as exc:
+            self.note("-", f"{type(exc).__name__}: {exc}")
+            raise
+        self.note("S", _reply(response))
+        return response
+
+
+@dataclass
+class _Idle:
+    smtp: _RecordingSMTP
+    since: float
+
+
+class Courier:
+    """Sends messages; one per engine, holding the connection cache."""
+
+    def __init__(
+        self,
+        *,
+        helo_name: str,
+        connect_timeout: float,
+        command_timeout: float,
+        data_timeout: float,
+        cache_idle: float,
+        soft_bounce: bool = False,
+    ) -> None:
+        self.helo_name = helo_name
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.data_timeout = data_timeout
+        self.cache_idle = cache_idle
+        self.soft_bounce = soft_bounce
+        self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
+        self._unverified = ssl.create_default_context()
+        self._unverified.check_hostname = False
+        self._unverified.verify_mode = ssl.CERT_NONE
+        self._verified: dict[str | None, ssl.SSLContext] = {}
+
+    # ------------------------------------------------------------------ TLS contexts
+
+    def _context(self, verify: bool, ca_file: str | None) -> ssl.SSLContext:
+        if not verify:
+            return self._unverified
+        context = self._verified.get(ca_file)
+        if context is None:
+            context = ssl.create_default_context(cafile=ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._verified[ca_file] = context
+        return context
+
+    # ------------------------------------------------------------------ connection cache
+
+    def _take_idle(self, key: tuple[Any, ...]) -> _RecordingSMTP | None:
+        pool = self._idle.get(key)
+        now = time.monotonic()
+        while pool:
+            entry = pool.pop()
+            if now - entry.since <= self.cache_idle and entry.smtp.is_connected:
+                return entry.smtp
+            entry.smtp.close()
+        return None
+
+    def _put_idle(self, key: tuple[Any, ...], smtp: _RecordingSMTP) -> None:
+        if self.cache_idle <= 0 or not smtp.is_connected:
+            smtp.close()
+            return
+        self._idle.setdefault(key, []).append(_Idle(smtp, time.monotonic()))
+
+    async def reap_idle(self) -> None:
+        """Close connections idle longer than the cache time (QUIT, politely)."""
+        now = time.monotonic()
+        for key, pool in list(self._idle.items()):
+            keep = []
+            for entry in pool:
+                if now - entry.since > self.cache_idle or not entry.smtp.is_connected:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(entry.smtp.quit(), 2)
+                    entry.smtp.close()
+                else:
+                    keep.append(entry)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+
+    async def close(self) -> None:
+        """Close every cached connection."""
+        for pool in self._idle.values():
+            for entry in pool:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(entry.smtp.quit(), 2)
+                entry.smtp.close()
+        self._idle.clear()
+
+    # ------------------------------------------------------------------ delivery
+
+    async def deliver(
+        self,
+        hops: Sequence[Hop],
+        message: Transaction,
+        *,
+        tls: TlsPolicy,
+        credentials: Credentials | None = None,
+        ca_file: str | None = None,
+        on_line: Callable[[Hop, TranscriptLine], None] | None = None,
+    ) -> Result:
+        """Try `hops` in order until one answers for the recipients; never raises for SMTP.
+
+        A hop that cannot take the message at all (no connection, a 4xx/5xx greeting, TLS
+        that policy requires failing, AUTH refused, MAIL refused) makes way for the next; the
+        first hop that answers RCPT decides every recipient (RFC 5321 §5.1: other MX hosts
+        are for when one is unreachable, not a second opinion).
+        """
+        attempts: list[HopAttempt] = []
+        unsafe = [r for r in (message.sender, *message.recipients) if _UNSAFE.search(r)]
+        if unsafe:
+            # GHSA-v3q9-hj7j-63hq: such an address would inject commands. Inbound refuses them;
+            # this is the last guard for addresses from anywhere else.
+            reply = "553 5.1.3 Address contains CR, LF or NUL; not sent"
+            return Result({r: Outcome("bounced", reply) for r in message.recipients}, attempts)
+        last_failure: _HopFailed | None = None
+        for hop in hops:
+            attempt = HopAttempt(hop, time.time())
+            attempts.append(attempt)
+
+            def record(line: TranscriptLine, attempt: HopAttempt = attempt) -> None:
+                attempt.lines.append(line)
+                if on_line is not None:
+                    on_line(attempt.hop, line)
+
+            try:
+                outcomes = await self._try_hop(
+                    hop, message, tls, credentials, ca_file, attempt, record
+                )
+            except _HopFailed as failure:
+                attempt.finished_at = time.time()
+                attempt.outcome = "bounced" if failure.permanent else "deferred"
+                attempt.reply = failure.reply
+                record(TranscriptLine(time.time(), "-", failure.reply))
+                last_failure = failure
+                continue
+            attempt.finished_at = time.time()
+            states = {o.state for o in outcomes.values()}
+            attempt.outcome = states.pop() if len(states) == 1 else "mixed"
+            attempt.reply = next(iter(outcomes.values())).reply if outcomes else None
+            return Result(outcomes, attempts)
+        if last_failure is None:
+            last_failure = _HopFailed("451 4.4.4 No next hop to try (no usable MX or address)")
+        # Every hop refused; a 5xx from all of them is permanent, anything else is deferred.
+        permanent = all(a.outcome == "bounced" for a in attempts) and bool(attempts)
+        state: Literal["deferred", "bounced"] = (
+            "bounced" if permanent and not self.soft_bounce else "deferred"
+        )
+        return Result({r: Outcome(state, last_failure.reply) for r in message.recipients}, attempts)
+
+    async def _try_hop(
+        self,
+        hop: Hop,
+        message: Transaction,
+        tls: TlsPolicy,
+        credentials: Credentials | None,
+        ca_file: str | None,
+        attempt: HopAttempt,
+        record: Callable[[TranscriptLine], None],
+    ) -> dict[str, Outcome]:
+        key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
+        smtp = self._take_idle(key)
+        if smtp is not None:
+            smtp.on_line = record
+            smtp.note("-", f"reusing the connection to {hop.host} [{hop.ip}]:{hop.port}")
+            try:
+                response = await smtp.rset()
+                if response.code != 250:
+                    raise aiosmtplib.SMTPException("RSET refused")
+            except aiosmtplib.SMTPException:
+                smtp.close()
+                smtp = None
+        if smtp is None:
+            smtp = await self._connect(hop, tls, credentials, ca_file, record)
+        attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
+        try:
+            outcomes = await self._transaction(smtp, message)
+        except _HopFailed:
+            smtp.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+        self._put_idle(key, smtp)
+        return outcomes
+
+    async def _connect(
+        self,
+        hop: Hop,
+        tls: TlsPolicy,
+        credentials: Credentials | None,
+        ca_file: str | None,
+        record: Callable[[TranscriptLine], None],
+        plaintext_retry: bool = False,
+    ) -> _RecordingSMTP:
+        implicit = tls == "implicit"
+        common: dict[str, Any] = {
+            "on_line": record,
+            "local_hostname": self.helo_name,
+            "timeout": self.command_timeout,
+            "start_tls": False,
+        }
+        record(TranscriptLine(time.time(), "-", f"connecting to {hop.host} [{hop.ip}]:{hop.port}"))
+        try:
+            if implicit:
+                # TLS from the first byte (RFC 8314 §3), verified against the host name, on a
+                # socket to the address routing resolved.
+                sock = await self._open_socket(hop)
+                smtp = _RecordingSMTP(
+                    hostname=hop.host,
+                    use_tls=True,
+                    tls_context=self._context(True, ca_file),
+                    sock=sock,
+                    **common,
+                )
+            else:
+                smtp = _RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
+            greeting = await smtp.connect(timeout=self.connect_timeout)
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            record(TranscriptLine(time.time(), "S", f"{exc.code} {exc.message}"))
+            raise _HopFailed(
+                f"{exc.code} {exc.message}".strip(), permanent=exc.code >= 500
+            ) from None
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+            raise _HopFailed(
+                f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
+            ) from None
+        smtp.note("S", _reply(greeting))
+        try:
+            await self._ehlo(smtp)
+            if tls in ("opportunistic", "required", "verify") and not plaintext_retry:
+                if smtp.supports_extension("starttls"):
+                    try:
+                        await smtp.starttls(
+                            server_hostname=hop.host,
+                            tls_context=self._context(tls == "verify", ca_file),
+                        )
+                    except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+                        smtp.close()
+                        if tls == "opportunistic":
+                            smtp.note("-", f"STARTTLS failed ({exc}); trying again without TLS")
+                            return await self._connect(
+                                hop, tls, credentials, ca_file, record, plaintext_retry=True
+                            )
+                        raise _HopFailed(
+                            f"454 4.7.5 TLS with {hop.host} failed and policy {tls!r} requires "
+                            f"it: {exc}"
+                        ) from None
+                    smtp.note(
+                        "-",
+                        f"TLS established: {tls_summary(smtp.get_transport_info('ssl_object'))}",
+                    )
+                    await self._ehlo(smtp)
+                elif tls != "opportunistic":
+                    raise _HopFailed(
+                        f"454 4.7.4 {hop.host} does not offer STARTTLS and policy {tls!r} "
+                        "requires TLS"
+                    )
+            if credentials is not None:
+                await self._login(smtp, hop, tls, credentials)
+        except _HopFailed:
+            smtp.close()
+            raise
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise _HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
+        return smtp
+
+    async def _open_socket(self, hop: Hop) -> socket.socket:
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in hop.ip else socket.AF_INET, socket.SOCK_STREAM
+        )
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().sock_connect(sock, (hop.ip, hop.port)),
+                self.connect_timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _ehlo(self, smtp: _RecordingSMTP) -> None:
+        try:
+            await smtp.ehlo(hostname=self.helo_name)
+        except aiosmtplib.SMTPHeloError as exc:
+            if exc.code >= 500:
+                await smtp.helo(hostname=self.helo_name)  # RFC 5321 §4.1.4: fall back to HELO
+            else:
+                raise _HopFailed(f"{exc.code} {exc.message}") from None
+
+    async def _login(
+        self, smtp: _RecordingSMTP, hop: Hop, tls: TlsPolicy, credentials: Credentials
+    ) -> None:
+        encrypted = smtp.get_transport_info("sslcontext") is not None
+        if not encrypted and tls != "none":
+            raise _HopFailed(
+                f"454 4.7.0 Not sending the password to {hop.host} without TLS "
+                f"(it did not offer STARTTLS; route tls = {tls!r})"
+            )
+        methods = smtp.supported_auth_methods
+        try:
+            if "plain" in methods or not methods:
+                blob = base64.b64encode(
+                    b"\0" + credentials.username.encode() + b"\0" + credentials.password.encode()
+                )
+                response = await smtp.execute_command(b"AUTH", b"PLAIN", blob)
+            elif "login" in methods:
+                response = await smtp.execute_command(b"AUTH", b"LOGIN")
+                if response.code == 334:
+                    response = await smtp.execute_command(
+                        base64.b64encode(credentials.username.encode())
+                    )
+                if response.code == 334:
+                    response = await smtp.execute_command(
+                        base64.b64encode(credentials.password.encode())
+                    )
+            else:
+                raise _HopFailed(
+                    f"454 4.7.0 {hop.host} offers no AUTH mechanism relaybox speaks "
+                    f"({', '.join(methods)})"
+                )
+        except aiosmtplib.SMTPResponseException as exc:
+            response = SMTPResponse(exc.code, exc.message)
+        if response.code != 235:
+            # Soft: one expired credential must not bounce the queue (Postfix's
+            # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
+            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}")
+
+    async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
+        """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
+        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+            # RFC 6531 §3.4: no downgrade exists for SMTPUTF8 addresses.
+            reply = "553 5.6.7 The next hop does not support SMTPUTF8, which this message needs"
+            return {r: Outcome("bounced", reply) for r in message.recipients}
+        if message.body_8bit and not smtp.supports_extension("8bitmime"):
+            # RFC 6152 §3: never send 8-bit data to a server that did not ask for it.
+            reply = "451 4.6.0 The next hop does not accept 8-bit messages (no 8BITMIME)"
+            return {r: Outcome("deferred", reply) for r in message.recipients}
+        options = []
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(message.data)}")
+        if message.body_8bit:
+            options.append("BODY=8BITMIME")
+        if message.smtputf8:
+            options.append("SMTPUTF8")
+        encoding = "utf-8" if message.smtputf8 else "ascii"
+        try:
+            await smtp.mail(message.sender, options=options, encoding=encoding)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await smtp.rset()
+            if exc.code >= 500:
+                reply = f"{exc.code} {exc.message}"
+                state = _state_for(exc.code, self.soft_bounce)
+                return {r: Outcome(state, reply) for r in message.recipients}
+            raise _HopFailed(f"{exc.code} {exc.message}") from None
+        outcomes: dict[str, Outcome] = {}
+        accepted: list[str] = []
+        for recipient in message.recipients:
+            try:
+                response = await smtp.rcpt(recipient, encoding=encoding)
+                accepted.append(recipient)
+                outcomes[recipient] = Outcome("delivered", _reply(response))
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                outcomes[recipient] = Outcome(
+                    _state_for(exc.code, self.soft_bounce), f"{exc.code} {exc.message}"
+                )
+        if not accepted:
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await smtp.rset()
+            return outcomes
+        try:
+            response = await smtp.data(message.data, timeout=self.data_timeout)
+        except aiosmtplib.SMTPDataError as exc:
+            reply = f"{exc.code} {exc.message}"
+            for recipient in accepted:
+                outcomes[recipient] = Outcome(_state_for(exc.code, self.soft_bounce), reply)
+            return outcomes
+        for recipient in accepted:
+            outcomes[recipient] = Outcome("delivered", _reply(response))
+        return outcomes

@@ -1,0 +1,513 @@
+"""The queue manager: picks due messages, sends each recipient group to its destination, and
+records what happened: delivered, deferred with a backoff, or bounced with a DSN.
+
+It reads the spool for work (so a restart resumes exactly where it stopped), keeps only the ids
+in flight in memory, limits connections in total and per destination, paces destinations that
+throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, SMTP is
+`delivery`'s, DSN wording is `dsn`'s; this module decides retry or bounce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime
+import email.utils
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config.model import Config
+from .delivery import Courier, Credentials, Outcome, Transaction
+from .dns import Resolver
+from .dsn import RecipientStatus, build_dsn
+from .events import (
+    AttemptFinished,
+    AttemptLine,
+    AttemptStarted,
+    EventBus,
+    MessageBounced,
+    MessageDeferred,
+    MessageDelivered,
+)
+from .maillog import MailLog
+from .queueid import new_queue_id
+from .routing import Destination, destination_for, resolve_hops
+from .spool import (
+    AttemptRow,
+    DeliveryJob,
+    NewMessage,
+    PendingRecipient,
+    RecipientOutcome,
+    Spool,
+    SpoolError,
+)
+
+__all__ = ["Scheduler"]
+
+IDLE_POLL = 5.0
+"""Longest sleep between looks at the queue when nothing woke the scheduler."""
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# RFC 3463: these say the mailbox or domain does not exist, so retrying later is pointless.
+_HARD_RECIPIENT_STATUSES = {"5.1.1", "5.1.2", "5.1.10", "5.1.3", "5.1.6"}
+
+
+def enhanced_status(reply: str, default: str) -> str:
+    """The RFC 3463 status in a reply ("550 5.1.1 ..." -> "5.1.1"), or `default`."""
+    found = _STATUS.search(reply)
+    return found.group(0) if found else default
+
+
+@dataclass
+class _Pace:
+    """Message starts per minute to one destination (for providers that throttle)."""
+
+    starts: collections.deque[float] = field(default_factory=collections.deque)
+
+    def wait(self, limit: int, now: float) -> float:
+        while self.starts and now - self.starts[0] >= 60:
+            self.starts.popleft()
+        if len(self.starts) < limit:
+            self.starts.append(now)
+            return 0.0
+        return 60 - (now - self.starts[0])
+
+
+class Scheduler:
+    """Runs deliveries for one engine; `start()`, `wake()` when work arrives, `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Config],
+        spool: Spool,
+        resolver: Resolver,
+        courier: Courier,
+        credentials: dict[int, Credentials | None],
+        bus: EventBus,
+        log: MailLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self.spool = spool
+        self.resolver = resolver
+        self.courier = courier
+        self.credentials = credentials
+        """AUTH credentials by `id()` of the route config object (read once, off the loop)."""
+        self.bus = bus
+        self.log = log
+        self.clock = clock
+        self._active: set[int] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._connections = asyncio.Semaphore(config().delivery.max_connections)
+        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._pace: dict[str, _Pace] = {}
+        self.suspended: dict[str, tuple[float, str]] = {}
+        """Destinations an admin suspended: until when, and why."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Resume after a restart (messages left active go back to their state) and run."""
+        recovered = await self.spool.recover_active()
+        if recovered:
+            self.log.event("recovered", messages=recovered, note="were being delivered at a stop")
+        self.suspended = await self.spool.suspended()
+        self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    def wake(self) -> None:
+        """Look at the queue now (new mail, an admin retry, a finished attempt)."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop starting attempts; let those in flight finish (bounded), then cancel them."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._jobs:
+            _, pending = await asyncio.wait(self._jobs, timeout=grace)
+            for job in pending:
+                job.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        await self.courier.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages being delivered right now."""
+        return len(self._active)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            config = self._config()
+            capacity = config.delivery.max_connections * 2 - len(self._active)
+            started = 0
+            if capacity > 0:
+                try:
+                    due = await self.spool.due_messages(self.clock(), capacity, self._active)
+                except SpoolError as exc:
+                    self.log.error("scheduler-read-failed", error=str(exc))
+                    due = []
+                for message_id in due:
+                    if message_id in self._active:
+                        continue
+                    self._active.add(message_id)
+                    self.spool.mark_active(message_id)
+                    job = asyncio.create_task(self._attempt(message_id))
+                    self._jobs.add(job)
+                    job.add_done_callback(self._jobs.discard)
+                    started += 1
+            if started and started == capacity:
+                continue  # more may be due right away
+            timeout = IDLE_POLL
+            if not started:
+                next_at = await self.spool.next_due_at()
+                if next_at is not None:
+                    timeout = max(0.0, min(IDLE_POLL, next_at - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # ------------------------------------------------------------------ one message
+
+    async def _attempt(self, message_id: int) -> None:
+        try:
+            job = await self.spool.load_job(message_id, self.clock())
+            if job is not None:
+                await self._deliver(job)
+            else:
+                await self.spool.refresh_state(message_id)
+        except Exception:
+            self.log.exception("delivery-failed", message=message_id)
+            with contextlib.suppress(Exception):
+                await self.spool.refresh_state(message_id)
+        finally:
+            self._active.discard(message_id)
+            self.wake()
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        config = self._config()
+        now = self.clock()
+        outcomes: dict[int, RecipientOutcome] = {}
+        groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
+        for rcpt in job.recipients:
+            destination = destination_for(config, rcpt.address, job.sender)
+            if destination is None:
+                outcomes[rcpt.idx] = RecipientOutcome(
+                    rcpt.idx, "bounced", "550 5.7.1 No route for this recipient's domain"
+                )
+            elif destination.route.transport == "reject":
+                outcomes[rcpt.idx] = RecipientOutcome(
+                    rcpt.idx, "bounced", f"550 5.7.1 {destination.route.reject_text}"
+                )
+            elif destination.route.transport == "hold":
+                outcomes[rcpt.idx] = RecipientOutcome(
+                    rcpt.idx,
+                    "held",
+                    "held by route (transport hold); release to send",
+                    attempted=False,
+                )
+            elif destination.route.transport == "capture":
+                outcomes[rcpt.idx] = RecipientOutcome(
+                    rcpt.idx,
+                    "delivered",
+                    "250 2.0.0 Captured by relaybox (transport capture); not sent on",
+                    destination="capture",
+                )
+            else:
+                groups.setdefault(destination.key, (destination, []))[1].append(rcpt)
+        attempts: list[AttemptRow] = []
+        results = await asyncio.gather(
+            *(self._send_group(job, dest, rcpts) for dest, rcpts in groups.values())
+        )
+        for group_outcomes, group_attempts in results:
+            outcomes.update({o.idx: o for o in group_outcomes})
+            attempts.extend(group_attempts)
+        await self._record(job, list(outcomes.values()), attempts, config, now)
+
+    async def _send_group(
+        self, job: DeliveryJob, destination: Destination, recipients: list[PendingRecipient]
+    ) -> tuple[list[RecipientOutcome], list[AttemptRow]]:
+        config = self._config()
+        route = destination.route
+        now = self.clock()
+        suspended = self.suspended.get(destination.key)
+        if suspended is not None and suspended[0] > now:
+            until, reason = suspended
+            reply = f"451 4.4.5 Delivery to {destination.key} is suspended by the admin: {reason}"
+            return [
+                RecipientOutcome(r.idx, "deferred", reply, until, destination.key, False)
+                for r in recipients
+            ], []
+        if route.max_messages_per_minute:
+            pace = self._pace.setdefault(destination.key, _Pace())
+            delay = pace.wait(route.max_messages_per_minute, now)
+            if delay > 0:
+                reply = (
+                    f"451 4.4.5 Paced: {destination.key} takes at most "
+                    f"{route.max_messages_per_minute} messages a minute"
+                )
+                return [
+                    RecipientOutcome(r.idx, "deferred", reply, now + delay, destination.key, False)
+                    for r in recipients
+                ], []
+        limit = route.max_connections or config.delivery.max_connections_per_destination
+        per_destination = self._per_destination.get(destination.key)
+        if per_destination is None:
+            per_destination = self._per_destination[destination.key] = asyncio.Semaphore(limit)
+        addresses = tuple(r.address for r in recipients)
+        async with per_destination, self._connections:
+            self.bus.publish(AttemptStarted(job.queue_id, destination.key, addresses))
+            hops = await resolve_hops(destination, self.resolver, config.delivery.mx_port)
+            if hops.failure is not None:
+                state = "bounced" if hops.permanent else "deferred"
+                finished = self.clock()
+                attempt = AttemptRow(
+                    now,
+                    finished,
+                    destination.key,
+                    None,
+                    None,
+                    None,
+                    None,
+                    addresses,
+                    state,
+                    hops.failure,
+                    (),
+                )
+                self.bus.publish(
+                    AttemptFinished(job.queue_id, destination.key, state, hops.failure)
+                )
+                return [
+                    RecipientOutcome(r.idx, state, hops.failure, None, destination.key)  # type: ignore[arg-type]
+                    for r in recipients
+                ], [attempt]
+            sender = route.rewrite_sender(job.sender)
+
+            def live(hop: object, line: object) -> None:
+                if self.bus.has_subscribers:
+                    self.bus.publish(
+                        AttemptLine(
+                            job.queue_id,
+                            destination.key,
+                            getattr(hop, "host", ""),
+                            getattr(line, "direction", "-"),
+                            getattr(line, "text", ""),
+                        )
+                    )
+
+            result = await self.courier.deliver(
+                hops.hops,
+                Transaction(sender, addresses, job.data, job.body_8bit, job.smtputf8),
+                tls=route.tls,
+                credentials=self.credentials.get(id(route)),
+                ca_file=str(route.ca_file) if route.ca_file else None,
+                on_line=live,
+            )
+        rows = [
+            AttemptRow(
+                a.started_at,
+                a.finished_at,
+                destination.key,
+                a.hop.host,
+                a.hop.ip,
+                a.hop.port,
+                a.tls,
+                addresses,
+                a.outcome,
+                a.reply,
+                tuple(a.lines),
+            )
+            for a in result.attempts
+        ]
+        for row in rows:
+            self.bus.publish(AttemptFinished(job.queue_id, destination.key, row.outcome, row.reply))
+        if any("AUTH failed" in (row.reply or "") for row in rows):
+            self.log.error(
+                "smarthost-auth-failed",
+                destination=destination.key,
+                reply=rows[-1].reply,
+                note="mail is deferred, not bounced; fix the credentials",
+            )
+        last_hop = result.attempts[-1].hop if result.attempts else None
+        outcomes = []
+        for r in recipients:
+            outcome = result.outcomes.get(r.address) or Outcome("deferred", "451 4.3.0 No result")
+            outcomes.append(
+                RecipientOutcome(r.idx, outcome.state, outcome.reply, None, destination.key)
+            )
+            self.log.event(
+                {"delivered": "sent", "deferred": "deferred", "bounced": "bounced"}[outcome.state],
+                queue_id=job.queue_id,
+                to=f"<{r.address}>",
+                relay=f"{last_hop.host}[{last_hop.ip}]:{last_hop.port}" if last_hop else None,
+                delay=round(self.clock() - job.arrived_at, 2),
+                tls=result.attempts[-1].tls if result.attempts else None,
+                reply=outcome.reply,
+            )
+        return outcomes, rows
+
+    # ------------------------------------------------------------------ recording
+
+    async def _record(
+        self,
+        job: DeliveryJob,
+        outcomes: list[RecipientOutcome],
+        attempts: list[AttemptRow],
+        config: Config,
+        started: float,
+    ) -> None:
+        delivery = config.delivery
+        now = self.clock()
+        by_idx = {r.idx: r for r in job.recipients}
+        final: list[RecipientOutcome] = []
+        for outcome in outcomes:
+            rcpt = by_idx[outcome.idx]
+            if outcome.state == "deferred":
+                if now - job.arrived_at >= delivery.queue_lifetime:
+                    # RFC 5321 §4.5.4.1: give up after the queue lifetime, with the last reply.
+                    outcome = RecipientOutcome(
+                        outcome.idx,
+                        "bounced",
+                        f"{outcome.reply} (gave up: in the queue longer than "
+                        f"{delivery.queue_lifetime / 86400:g} days, status 5.4.7)",
+                        None,
+                        outcome.destination,
+                        outcome.attempted,
+                    )
+                elif outcome.next_attempt_at is None:
+                    failures = rcpt.attempts + (1 if outcome.attempted else 0)
+                    outcome = RecipientOutcome(
+                        outcome.idx,
+                        "deferred",
+                        outcome.reply,
+                        now + delivery.backoff(failures),
+                        outcome.destination,
+                        outcome.attempted,
+                    )
+            final.append(outcome)
+        bounced = [o for o in final if o.state == "bounced"]
+        deferred = [o for o in final if o.state == "deferred"]
+        new_messages: list[NewMessage] = []
+        if bounced and job.sender and not job.is_bounce:
+            new_messages.append(self._dsn(job, bounced, "failed", config, now))
+        elif bounced:
+            # RFC 5321 §6.1 / RFC 3464 §2: never bounce a bounce; log it and let it go.
+            self.log.warning(
+                "bounce-dropped",
+                queue_id=job.queue_id,
+                note="a message with the null sender failed; no DSN is sent for it",
+            )
+        warned = False
+        if (
+            deferred
+            and delivery.delay_warning > 0
+            and job.warned_at is None
+            and job.sender
+            and not job.is_bounce
+            and now - job.arrived_at >= delivery.delay_warning
+        ):
+            new_messages.append(self._dsn(job, deferred, "delayed", config, now))
+            warned = True
+        suppress = []
+        if delivery.suppress_hard_bounces:
+            expires = now + delivery.suppression_days * 86400
+            for outcome in bounced:
+                status = enhanced_status(outcome.reply, "5.0.0")
+                if status in _HARD_RECIPIENT_STATUSES and outcome.attempted:
+                    address = by_idx[outcome.idx].address
+                    suppress.append((address, outcome.reply[:300], expires))
+        await self.spool.finish_attempt(
+            job.message_id,
+            final,
+            attempts,
+            now=now,
+            new_messages=new_messages,
+            suppress=suppress,
+            warned=warned,
+        )
+        if new_messages or suppress:
+            self.wake()
+        for msg in new_messages:
+            self.log.event(
+                "dsn", queue_id=msg.queue_id, original=job.queue_id, to=f"<{job.sender}>"
+            )
+        if bounced:
+            self.bus.publish(
+                MessageBounced(
+                    job.queue_id,
+                    tuple(by_idx[o.idx].address for o in bounced),
+                    bounced[0].reply,
+                )
+            )
+        if deferred:
+            next_at = min(o.next_attempt_at or now for o in final if o.state == "deferred")
+            self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply))
+        if not bounced and not deferred and all(o.state == "delivered" for o in final):
+            self.bus.publish(MessageDelivered(job.queue_id))
+
+    def _dsn(
+        self,
+        job: DeliveryJob,
+        outcomes: list[RecipientOutcome],
+        action: str,
+        config: Config,
+        now: float,
+    ) -> NewMessage:
+        """A DSN to the sender, spooled like any message and sent with the null sender."""
+        by_idx = {r.idx: r for r in job.recipients}
+        hostname = config.server.hostname
+        statuses = [
+            RecipientStatus(
+                recipient=by_idx[o.idx].address,
+                action=action,  # type: ignore[arg-type]
+                status=enhanced_status(o.reply, "5.0.0" if action == "failed" else "4.0.0"),
+                diagnostic=o.reply,
+                remote_mta=None,
+                last_attempt_at=now,
+                will_retry_until=(
+                    job.arrived_at + config.delivery.queue_lifetime if action == "delayed" else None
+                ),
+            )
+            for o in outcomes
+        ]
+        queue_id = new_queue_id()
+        body = build_dsn(
+            reporting_mta=hostname,
+            bounce_from=f"{config.delivery.bounce_sender}@{hostname}",
+            original_sender=job.sender,
+            queue_id=job.queue_id,
+            arrived_at=job.arrived_at,
+            recipients=statuses,
+            original_message=job.data,
+            now=now,
+        )
+        received = (
+            f"Received: by {hostname} (relaybox) id {queue_id}; "
+            f"{email.utils.format_datetime(datetime.datetime.fromtimestamp(now).astimezone())}\r\n"
+        ).encode()
+        return NewMessage(
+            sender="",
+            recipients=(job.sender,),
+            data=received + body,
+            session_id=f"dsn-{job.queue_id}",
+            listener="relaybox",
+            client_ip="127.0.0.1",
+            client_port=0,
+            helo=hostname,
+            auth_user=None,
+            tls=None,
+            body_8bit=False,
+            smtputf8=False,
+            arrived_at=now,
+            queue_id=queue_id,
+            is_bounce=True,
+        )

@@ -1,0 +1,375 @@
+"""Delivery end to end: a real engine relays over loopback to real aiosmtpd sinks, resolving
+MX hosts with a real DNS server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import email.policy
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaybox.config.model import (
+    Config,
+    DeliveryConfig,
+    DnsConfig,
+    HostPort,
+    RouteConfig,
+    SocketAddress,
+)
+from relaybox.spool import MessageFilter
+
+from .conftest import make_config, simple_message
+from .smtpsink import Sink
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+
+
+def relay_config(
+    tmp_path: Path,
+    routes: tuple[RouteConfig, ...],
+    *,
+    dns: tuple[str, int] | None = None,
+    **delivery: Any,
+) -> Config:
+    config = make_config(tmp_path / "state")
+    delivery.setdefault("connection_cache_idle", 5.0)
+    return dataclasses.replace(
+        config,
+        routes=routes,
+        delivery=DeliveryConfig(**delivery),
+        dns=DnsConfig(resolvers=(SocketAddress(*dns),), timeout=1.0) if dns else config.dns,
+    )
+
+
+def to_sink(sink: Sink, domains: tuple[str, ...] = ("*",), **route: Any) -> RouteConfig:
+    route.setdefault("tls", "none")
+    return RouteConfig(
+        domains=domains,
+        transport="smarthost",
+        hosts=(HostPort("127.0.0.1", sink.port),),
+        **route,
+    )
+
+
+async def send(run, sender: str, recipients: list[str], body: bytes | None = None) -> str:
+    from .conftest import SMTPClient
+
+    client = await SMTPClient.connect(*run.address())
+    try:
+        await client.greet()
+        code, text = await client.send_message(sender, recipients, body or simple_message())
+        assert code == 250, text
+        return QUEUED.search(text).group(1)
+    finally:
+        await client.close()
+
+
+async def wait_state(run, queue_id: str, states: set[str], timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = await run.engine.admin.show(queue_id)
+        if detail is not None and detail.row.state in states:
+            return detail
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{queue_id} stayed {detail.row.state if detail else 'missing'}, not {states}"
+            )
+        await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- the happy paths
+
+
+async def test_message_is_relayed_to_the_smarthost(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org", "c@example.net"])
+    (got,) = await sink.wait_for(1)
+    assert got.sender == "a@example.com"
+    assert sorted(got.recipients) == ["b@example.org", "c@example.net"]
+    assert got.data.startswith(b"Received: from client.example.test")
+    assert b"Hello." in got.data
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert all(r.state == "delivered" for r in detail.recipients)
+    (attempt,) = detail.attempts
+    assert attempt.outcome == "delivered"
+    assert attempt.ip == "127.0.0.1" and attempt.port == sink.port
+    lines = [(line.direction, line.text) for line in attempt.transcript]
+    assert ("C", "MAIL FROM:<a@example.com> SIZE=" + str(len(got.data))) in lines or any(
+        d == "C" and t.startswith("MAIL FROM:<a@example.com>") for d, t in lines
+    )
+    assert ("S", "250 2.0.0 Ok: queued at the sink") in lines
+    assert re.search(rf"{queue_id}: sent .*to=<b@example.org>", run.log_text())
+
+
+async def test_mx_delivery_follows_dns(start_engine, smtp_sink, dns_server, tmp_path):
+    sink = await smtp_sink()
+    dns = dns_server(
+        {
+            "example.org": {"MX": ["10 mx.example.org."]},
+            "mx.example.org": {"A": ["127.0.0.1"]},
+        }
+    )
+    route = RouteConfig(domains=("*",), transport="mx", tls="opportunistic")
+    run = await start_engine(relay_config(tmp_path, (route,), dns=dns.address, mx_port=sink.port))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await sink.wait_for(1)
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert detail.attempts[0].host == "mx.example.org"
+    assert dns.queries["example.org", "MX"] >= 1
+
+
+async def test_recipients_with_one_next_hop_share_one_transaction(
+    start_engine, smtp_sink, tmp_path
+):
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    await send(run, "a@example.com", [f"r{i}@example.org" for i in range(5)])
+    (got,) = await sink.wait_for(1)
+    assert len(got.recipients) == 5
+
+
+async def test_connections_are_reused_for_consecutive_messages(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    for _ in range(3):
+        queue_id = await send(run, "a@example.com", ["b@example.org"])
+        await wait_state(run, queue_id, {"delivered"})
+    await sink.wait_for(3)
+    assert sink.connections == 1
+    detail = await run.engine.admin.show(queue_id)
+    assert any("reusing the connection" in line.text for line in detail.attempts[0].transcript)
+
+
+# ---------------------------------------------------------------------- per-recipient outcomes
+
+
+async def test_each_recipient_gets_its_own_outcome(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(
+        rcpt_replies={
+            "gone@example.org": "550 5.1.1 <gone@example.org>: user unknown",
+            "busy@example.org": "451 4.2.1 mailbox busy, try later",
+        }
+    )
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(
+        run, "a@example.com", ["ok@example.org", "gone@example.org", "busy@example.org"]
+    )
+    detail = await wait_state(run, queue_id, {"deferred"})
+    states = {r.address: r.state for r in detail.recipients}
+    assert states == {
+        "ok@example.org": "delivered",
+        "gone@example.org": "bounced",
+        "busy@example.org": "deferred",
+    }
+    busy = next(r for r in detail.recipients if r.address == "busy@example.org")
+    assert busy.last_reply.startswith("451 4.2.1")
+    assert 250 < busy.next_attempt_at - time.time() <= 300  # min_backoff
+    # The sink got the message for the one that took it, then a DSN for the bounce.
+    messages = await sink.wait_for(2)
+    dsn = next(m for m in messages if m.sender == "")
+    assert dsn.recipients == ["a@example.com"]
+    report = email.message_from_bytes(dsn.data, policy=email.policy.default)
+    assert report.get_content_type() == "multipart/report"
+    assert b"gone@example.org" in dsn.data and b"5.1.1" in dsn.data
+    assert b"busy@example.org" not in dsn.data.split(b"\r\n\r\n", 1)[1].split(b"Received:")[0]
+    # A hard 5.1.1 puts the address on the suppression list.
+    await run.engine._refresh_suppression()
+    assert run.engine.suppression_reason("gone@example.org")
+
+
+async def test_greylisted_mail_is_delivered_on_retry(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(greylist=True)
+    config = relay_config(tmp_path, (to_sink(sink),), min_backoff=1.0, max_backoff=1.0)
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await wait_state(run, queue_id, {"deferred"})
+    detail = await wait_state(run, queue_id, {"delivered"}, timeout=20)
+    assert [a.outcome for a in detail.attempts] == ["deferred", "delivered"]
+    assert detail.recipients[0].attempts == 2
+
+
+async def test_dropped_connection_defers(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(drop_at_data=True)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert detail.recipients[0].last_reply.startswith("451")
+
+
+async def test_unreachable_smarthost_fails_over_to_the_next(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    dead = await smtp_sink()
+    await dead.stop()  # nothing listens on its port any more
+    route = RouteConfig(
+        domains=("*",),
+        transport="smarthost",
+        hosts=(HostPort("127.0.0.1", dead.port), HostPort("127.0.0.1", sink.port)),
+        tls="none",
+    )
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert [a.port for a in detail.attempts] == [dead.port, sink.port]
+
+
+# ---------------------------------------------------------------------- DNS outcomes
+
+
+@pytest.mark.parametrize(
+    ("zone", "status"),
+    [
+        ({"nullmx.example": {"MX": ["0 ."]}}, "5.1.10"),
+        ({}, "5.1.2"),  # NXDOMAIN
+    ],
+)
+async def test_undeliverable_domains_bounce_at_once(
+    start_engine, smtp_sink, dns_server, tmp_path, zone, status
+):
+    sink = await smtp_sink()  # where the DSN to the sender goes
+    dns = dns_server(zone)
+    routes = (
+        to_sink(sink, ("example.com",)),
+        RouteConfig(domains=("*",), transport="mx", tls="opportunistic"),
+    )
+    run = await start_engine(relay_config(tmp_path, routes, dns=dns.address))
+    queue_id = await send(run, "a@example.com", ["x@nullmx.example"])
+    detail = await wait_state(run, queue_id, {"bounced"})
+    assert status in detail.recipients[0].last_reply
+    (dsn,) = await sink.wait_for(1)
+    assert dsn.sender == "" and dsn.recipients == ["a@example.com"]
+    assert f"Status: {status}".encode() in dsn.data
+
+
+async def test_dns_servfail_defers(start_engine, dns_server, tmp_path):
+    dns = dns_server({"broken.example": "SERVFAIL"})
+    route = RouteConfig(domains=("*",), transport="mx", tls="opportunistic")
+    run = await start_engine(relay_config(tmp_path, (route,), dns=dns.address))
+    queue_id = await send(run, "a@example.com", ["x@broken.example"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert detail.recipients[0].last_reply.startswith("451 4.4.3")
+
+
+# ---------------------------------------------------------------------- bounces and lifetimes
+
+
+async def test_a_bounce_is_never_bounced(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(rcpt_replies={"gone@example.org": "550 5.1.1 unknown"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "", ["gone@example.org"])
+    await wait_state(run, queue_id, {"bounced"})
+    await asyncio.sleep(0.3)
+    page = await run.engine.admin.list(MessageFilter(states=()))
+    assert [r.queue_id for r in page.rows] == [queue_id]  # no DSN was made
+    assert "bounce-dropped" in run.log_text()
+
+
+async def test_queue_lifetime_turns_deferral_into_bounce(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
+    config = relay_config(
+        tmp_path, (to_sink(sink),), queue_lifetime=1.0, min_backoff=1.0, max_backoff=1.0
+    )
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["slow@example.org"])
+    detail = await wait_state(run, queue_id, {"bounced"}, timeout=20)
+    assert "451 4.3.0 try later" in detail.recipients[0].last_reply
+    assert "5.4.7" in detail.recipients[0].last_reply
+
+
+async def test_soft_bounce_defers_permanent_failures(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(rcpt_replies={"gone@example.org": "550 5.1.1 unknown"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), soft_bounce=True))
+    queue_id = await send(run, "a@example.com", ["gone@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert detail.recipients[0].last_reply.startswith("550 5.1.1")
+
+
+async def test_delay_warning_is_sent_once(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
+    config = relay_config(
+        tmp_path, (to_sink(sink),), delay_warning=0.5, min_backoff=1.0, max_backoff=1.0
+    )
+    run = await start_engine(config)
+    await asyncio.sleep(0.6)
+    queue_id = await send(run, "a@example.com", ["slow@example.org"])
+    await wait_state(run, queue_id, {"deferred"})
+    messages = await sink.wait_for(1, timeout=20)
+    await asyncio.sleep(2.5)  # more retries happen; no second warning
+    dsns = [m for m in sink.messages if m.sender == ""]
+    assert len(dsns) == 1
+    assert b"Action: delayed" in dsns[0].data
+    assert messages
+
+
+# ---------------------------------------------------------------------- routes
+
+
+async def test_capture_keeps_the_message_and_sends_nothing(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    routes = (RouteConfig(domains=("*.test",), transport="capture"), to_sink(sink))
+    run = await start_engine(relay_config(tmp_path, routes))
+    queue_id = await send(run, "app@example.com", ["user@shop.test"])
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert "Captured" in detail.recipients[0].last_reply
+    assert await run.engine.admin.message_data(queue_id)
+    await asyncio.sleep(0.2)
+    assert sink.messages == []
+
+
+async def test_hold_route_holds_and_release_sends(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
+    run = await start_engine(relay_config(tmp_path, routes))
+    queue_id = await send(run, "a@example.com", ["x@held.example"])
+    await wait_state(run, queue_id, {"held"})
+    assert sink.messages == []
+
+
+async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
+    from .conftest import SMTPClient
+
+    sink = await smtp_sink()
+    routes = (
+        RouteConfig(domains=("competitor.example",), transport="reject", reject_text="Not here"),
+        to_sink(sink),
+    )
+    run = await start_engine(relay_config(tmp_path, routes))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    assert await client.cmd("RCPT TO:<x@competitor.example>") == (550, "5.7.1 Not here")
+    await client.close()
+
+
+async def test_sender_is_rewritten_for_the_upstream(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    route = to_sink(sink, rewrite_senders=(("@printer.local", "noreply@example.org"),))
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    await send(run, "scanner@printer.local", ["b@example.org"])
+    (got,) = await sink.wait_for(1)
+    assert got.sender == "noreply@example.org"
+
+
+# ---------------------------------------------------------------------- restarts
+
+
+async def test_restart_keeps_the_retry_schedule(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
+    config = relay_config(tmp_path, (to_sink(sink),))
+    first = await start_engine(config)
+    queue_id = await send(first, "a@example.com", ["busy@example.org"])
+    before = await wait_state(first, queue_id, {"deferred"})
+    await first.engine.stop(grace=1)
+    second = await start_engine(config)
+    after = await second.engine.admin.show(queue_id)
+    assert after.row.state == "deferred"
+    assert after.recipients[0].next_attempt_at == before.recipients[0].next_attempt_at
+    assert after.recipients[0].attempts == 1
+    await asyncio.sleep(0.3)
+    assert len((await second.engine.admin.show(queue_id)).attempts) == 1  # not retried early
