@@ -332,17 +332,27 @@ class Courier:
         key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
         smtp = self._take_idle(key)
         if smtp is not None:
+            # A cached connection ended its last transaction cleanly, so it needs no RSET
+            # (RFC 5321 §4.1.1.5); if the server closed it meanwhile, MAIL fails at once and
+            # a fresh connection takes over.
             smtp.on_line = record
             smtp.note("-", f"reusing the connection to {hop.host} [{hop.ip}]:{hop.port}")
+            attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
             try:
-                response = await smtp.rset()
-                if response.code != 250:
-                    raise aiosmtplib.SMTPException("RSET refused")
-            except aiosmtplib.SMTPException:
+                outcomes = await self._transaction(smtp, message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 smtp.close()
                 smtp = None
-        if smtp is None:
-            smtp = await self._connect(hop, tls, credentials, ca_file, record)
+            except _HopFailed:
+                smtp.close()
+                raise
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                smtp.close()
+                raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+            else:
+                self._put_idle(key, smtp)
+                return outcomes
+        smtp = await self._connect(hop, tls, credentials, ca_file, record)
         attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
         try:
             outcomes = await self._transaction(smtp, message)

@@ -16,7 +16,7 @@ import email.utils
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -41,7 +41,7 @@ from .maillog import MailLog
 from .policy import Client, check_mail, check_rcpt, check_route, client_ip
 from .queueid import new_queue_id
 from .replies import Reply
-from .spool import NewMessage, Spool, SpoolError
+from .spool import NewMessage, Spool, SpoolError, TranscriptLine
 from .throttle import ConnectionTable, RateTable
 from .transcript import Transcript
 
@@ -108,6 +108,8 @@ class InboundSMTP(SMTP):
         self.client_port = 0
         self.messages = 0
         self._counted = False
+        self._stored_lines = 0
+        """Transcript lines already in the spool with the last message (then its 250)."""
         self.tls: str | None = None
         """TLS version and cipher once the connection is encrypted."""
         self.auth_user: UserConfig | None = None
@@ -340,14 +342,17 @@ class InboundSMTP(SMTP):
         if self.transcript.truncated:
             self.transcript.note(f"{self.transcript.truncated} more lines not kept")
         self.transcript.note("disconnect")
-        ctx.spool.record_session(
-            self.session_id,
-            self.started_at,
-            now,
-            self.listener.name,
-            self.client_ip,
-            self.transcript.lines,
-        )
+        if self._stored_lines and _only_goodbye(self.transcript.lines[self._stored_lines :]):
+            pass  # the stored copy has everything but QUIT: spare the disk a write per session
+        else:
+            ctx.spool.record_session(
+                self.session_id,
+                self.started_at,
+                now,
+                self.listener.name,
+                self.client_ip,
+                self.transcript.lines,
+            )
         ctx.bus.publish(SessionClosed(self.session_id, self.client_ip, self.messages))
         ctx.log.event(
             "disconnect",
@@ -735,7 +740,12 @@ class InboundSMTP(SMTP):
             body_8bit=body_8bit or self._body_8bit_declared,
             smtputf8=bool(envelope.smtp_utf8),
             arrived_at=self.ctx.clock(),
-            transcript=tuple(self.transcript.lines),
+            # The 250 that follows a good commit is part of the stored dialogue, so the message
+            # shows it without a second write (if the commit fails, none of this is stored).
+            transcript=(
+                *self.transcript.lines,
+                TranscriptLine(self.ctx.clock(), "S", Reply.queued(queue_id)),
+            ),
             queue_id=queue_id,
         )
         self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -748,6 +758,7 @@ class InboundSMTP(SMTP):
             return
         # The message is on disk (fsynced): only now may we promise delivery.
         self.messages += 1
+        self._stored_lines = len(message.transcript)
         self.ctx.log.event(
             "accepted",
             queue_id=queue_id,
@@ -836,6 +847,16 @@ def _from_header_refusal(content: list[bytes], user: UserConfig) -> str | None:
         if not user.may_send_as(address):
             return Reply.from_not_owned(address, user.name)
     return None
+
+
+def _only_goodbye(lines: Sequence[TranscriptLine]) -> bool:
+    """True when a session's last lines are just its farewell (QUIT, 221, the hang-up)."""
+    return all(
+        (line.direction == "C" and line.text.upper() == "QUIT")
+        or (line.direction == "S" and line.text.startswith("221"))
+        or (line.direction == "-" and line.text == "disconnect")
+        for line in lines
+    )
 
 
 def _valid_utf8(arg: str | None) -> None:

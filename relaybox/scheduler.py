@@ -48,6 +48,8 @@ from .spool import (
 __all__ = ["Scheduler"]
 
 IDLE_POLL = 5.0
+WAKE_COALESCE = 0.01
+"""Seconds to gather wake-ups before looking at the queue (a message waits at most this)."""
 """Longest sleep between looks at the queue when nothing woke the scheduler."""
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # RFC 3463: these say the mailbox or domain does not exist, so retrying later is pointless.
@@ -160,8 +162,9 @@ class Scheduler:
                 for message_id in due:
                     if message_id in self._active:
                         continue
+                    # In flight is known here (`in_flight`), not written to the spool: a write
+                    # per message for a state that lasts milliseconds costs more than it shows.
                     self._active.add(message_id)
-                    self.spool.mark_active(message_id)
                     job = asyncio.create_task(self._attempt(message_id))
                     self._jobs.add(job)
                     job.add_done_callback(self._jobs.discard)
@@ -175,6 +178,9 @@ class Scheduler:
                     timeout = max(0.0, min(IDLE_POLL, next_at - self.clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            # Under load every accepted and every finished message wakes us: gather a few
+            # wake-ups into one look at the queue instead of one query per message.
+            await asyncio.sleep(WAKE_COALESCE)
 
     # ------------------------------------------------------------------ one message
 

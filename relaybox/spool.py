@@ -854,14 +854,6 @@ class Spool:
 
         return await self._read(query)
 
-    def mark_active(self, message_id: int) -> None:
-        """Show the message as being delivered (not awaited; `recover_active` undoes a crash)."""
-        self._write_later(
-            lambda conn: conn.execute(
-                "UPDATE messages SET state = 'active' WHERE id = ?", (message_id,)
-            )
-        )
-
     async def finish_attempt(
         self,
         message_id: int,
