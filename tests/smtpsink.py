@@ -134,7 +134,7 @@ class Sink:
                 and behaviour.auth is not None
                 and (data.login.decode(), data.password.decode()) == behaviour.auth
             )
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends 535
 
         return _SinkSMTP(
             self,

@@ -373,3 +373,148 @@ async def test_restart_keeps_the_retry_schedule(start_engine, smtp_sink, tmp_pat
     assert after.recipients[0].attempts == 1
     await asyncio.sleep(0.3)
     assert len((await second.engine.admin.show(queue_id)).attempts) == 1  # not retried early
+
+
+# ---------------------------------------------------------------------- TLS and AUTH outbound
+
+
+@pytest.fixture
+def sink_tls(tmp_path: Path):
+    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
+    CA file that verifies it."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, ca_file
+
+
+async def test_opportunistic_tls_is_used_when_offered(start_engine, smtp_sink, sink_tls, tmp_path):
+    context, _ = sink_tls
+    sink = await smtp_sink(tls_context=context)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="opportunistic"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await sink.wait_for(1)
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert detail.attempts[0].tls.startswith("TLSv1.")
+    assert any("TLS established" in line.text for line in detail.attempts[0].transcript)
+
+
+async def test_opportunistic_falls_back_to_plaintext_without_starttls(
+    start_engine, smtp_sink, tmp_path
+):
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="opportunistic"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert detail.attempts[0].tls is None
+
+
+async def test_required_tls_defers_when_starttls_is_missing(start_engine, smtp_sink, tmp_path):
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="required"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert "does not offer STARTTLS" in detail.recipients[0].last_reply
+    assert sink.messages == []
+
+
+async def test_verify_checks_the_certificate_against_the_ca_file(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, ca_file = sink_tls
+    sink = await smtp_sink(tls_context=context)
+    good = to_sink(sink, tls="verify", ca_file=ca_file)
+    run = await start_engine(relay_config(tmp_path, (good,)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await wait_state(run, queue_id, {"delivered"})
+
+
+async def test_verify_defers_on_an_untrusted_certificate(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, _ = sink_tls
+    sink = await smtp_sink(tls_context=context)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="verify"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert "CERTIFICATE_VERIFY_FAILED" in detail.recipients[0].last_reply
+    assert sink.messages == []
+
+
+async def test_smarthost_auth_succeeds_and_the_password_is_not_recorded(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, ca_file = sink_tls
+    sink = await smtp_sink(tls_context=context, auth=("relay", "upstream-secret-Zq9"))
+    secret = tmp_path / "password"
+    secret.write_text("upstream-secret-Zq9\n")
+    route = to_sink(sink, tls="verify", ca_file=ca_file, username="relay", password_file=secret)
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await sink.wait_for(1)
+    detail = await wait_state(run, queue_id, {"delivered"})
+    transcript = "\n".join(line.text for line in detail.attempts[0].transcript)
+    assert "AUTH PLAIN <secret>" in transcript
+    assert "upstream-secret" not in transcript
+    assert "upstream-secret" not in run.log_text()
+
+
+async def test_smarthost_auth_failure_defers_instead_of_bouncing(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, ca_file = sink_tls
+    sink = await smtp_sink(tls_context=context, auth=("relay", "the-right-one"))
+    secret = tmp_path / "password"
+    secret.write_text("an-expired-one\n")
+    route = to_sink(sink, tls="verify", ca_file=ca_file, username="relay", password_file=secret)
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert "AUTH failed" in detail.recipients[0].last_reply
+    assert "smarthost-auth-failed" in run.log_text()
+    assert "an-expired-one" not in run.log_text()
+
+
+# ---------------------------------------------------------------------- 8BITMIME and SMTPUTF8
+
+
+async def test_8bit_mail_is_not_sent_to_a_hop_without_8bitmime(start_engine, smtp_sink, tmp_path):
+    from .conftest import SMTPClient
+
+    sink = await smtp_sink(no_8bitmime=True)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await client.cmd("MAIL FROM:<a@example.com> BODY=8BITMIME")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send("Subject: Grüße\r\n\r\nGrüße\r\n.\r\n".encode())
+    code, text = await client.reply()
+    await client.close()
+    detail = await wait_state(run, QUEUED.search(text).group(1), {"deferred"})
+    assert "8BITMIME" in detail.recipients[0].last_reply
+    assert sink.messages == []
+
+
+async def test_smtputf8_mail_to_a_hop_without_it_bounces(start_engine, smtp_sink, tmp_path):
+    from .conftest import SMTPClient
+
+    sink = await smtp_sink(smtputf8=False)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await client.cmd("MAIL FROM:<josé@example.com> SMTPUTF8")
+    await client.cmd("RCPT TO:<zoë@example.org>")
+    await client.cmd("DATA")
+    await client.send(b"Subject: hi\r\n\r\nhi\r\n.\r\n")
+    code, text = await client.reply()
+    await client.close()
+    detail = await wait_state(run, QUEUED.search(text).group(1), {"bounced"})
+    assert "5.6.7" in detail.recipients[0].last_reply
