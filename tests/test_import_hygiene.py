@@ -55,3 +55,22 @@ def test_engine_modules_do_not_import_textual() -> None:
 
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 15, "the walk did not find relaybox's modules"
+
+
+def test_import_linter_contract_holds() -> None:
+    """The contract in pyproject.toml, checked by import-linter on the static import graph."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [lint, "--config", str(root / "pyproject.toml")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 kept, 0 broken" in result.stdout
