@@ -1,27 +1,96 @@
 """The admin layer: the one set of operations the CLI, the TUI and the control socket call.
 
-It answers questions about the spool (list, count, show) and changes what an admin may change
-(the suppression list now; retry, hold, release, delete and bounce with the delivery engine).
-It holds no state of its own and knows nothing of who is asking.
+It answers questions about the spool (list, count, show) and changes what an admin may change:
+retry, hold, release, delete and bounce messages chosen by one `MessageFilter`, suspend and
+resume a destination, and the suppression list. It holds no state of its own and knows nothing
+of who is asking; inside a running engine it is given a `LiveEngine` hook, so that an action
+takes effect at once (delivery wakes up, a suspension reaches the scheduler, events are
+published). Without one (the CLI beside a stopped engine) the same calls only change the spool,
+and the next engine to start acts on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .address import AddressError, parse_rcpt
+from .bounce import dsn_message
+from .config.model import Config, default_config
+from .events import EventBus, MessageBounced
+from .routing import destination_for
 from .spool import (
+    DeliveryJob,
     MessageDetail,
     MessageFilter,
     MessageRow,
+    NewMessage,
+    PendingRecipient,
+    RecipientOutcome,
+    RecipientRow,
     Spool,
     SuppressionRow,
 )
 
-__all__ = ["Admin", "MessageFilter", "Page"]
+__all__ = [
+    "ACTIONS",
+    "UNTIL_RESUMED",
+    "Admin",
+    "LiveEngine",
+    "MessageFilter",
+    "Page",
+    "suspension_reply",
+]
+
+UNTIL_RESUMED = 253_402_300_799.0
+"""The end of a suspension that has none (9999-12-31 23:59:59 UTC): finite, so that every
+time format and JSON can hold it."""
+
+ACTIONS: tuple[str, ...] = ("retry", "hold", "release", "delete", "bounce")
+"""The actions on messages, by the name the CLI and the socket use."""
+
+# A recipient in one of these states has not reached its end yet, so "bounce now" can end it.
+_BOUNCEABLE = frozenset({"queued", "deferred", "held"})
+_BOUNCE_BATCH = 200
+
+
+def suspension_reply(destination: str, reason: str) -> str:
+    """The reply recorded for mail deferred because `destination` is suspended.
+
+    The scheduler writes this text; `Admin.resume` finds the mail it deferred by it.
+    """
+    return f"451 4.4.5 Delivery to {destination} is suspended by the admin: {reason}"
+
+
+class LiveEngine(Protocol):
+    """What `Admin` needs of the engine it runs in, so that an action is felt at once."""
+
+    @property
+    def config(self) -> Config:
+        """The config in force."""
+        ...
+
+    @property
+    def bus(self) -> EventBus:
+        """Where admin actions are published as events."""
+        ...
+
+    def wake_delivery(self) -> None:
+        """Let delivery look at the queue now (after a retry, release or bounce)."""
+
+    def delivering(self, message_id: int) -> bool:
+        """Whether the message (`MessageRow.id`) is being delivered right now."""
+
+    def suspend(self, destination: str, until: float, reason: str) -> None:
+        """Hold back delivery to `destination` until `until` from now on."""
+
+    def resume(self, destination: str) -> None:
+        """Deliver to `destination` again."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +103,35 @@ class Page:
 
 
 class Admin:
-    """Operations on one spool."""
+    """Operations on one spool (and on the engine serving it, when there is one)."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        config: Callable[[], Config] | None = None,
+        live: LiveEngine | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """The admin layer of `spool`.
+
+        Args:
+            spool: The spool to read and change.
+            config: The config in force (for DSN wording and resolving destinations); ignored
+                when `live` is given, whose config is used. Default: the embedded default.
+            live: The running engine this admin layer belongs to; None beside no engine.
+            clock: Wall-clock time, for tests with a fixed clock.
+        """
         self.spool = spool
+        self._config = config
+        self.live = live
+        self.clock = clock
+
+    def config(self) -> Config:
+        """The config actions are taken under."""
+        if self.live is not None:
+            return self.live.config
+        return self._config() if self._config is not None else default_config()
 
     async def list(
         self,
@@ -97,6 +191,192 @@ class Admin:
         """The stored message (its first `limit` bytes)."""
         return await self.spool.message_data(queue_id.strip().upper(), limit)
 
+    async def recipients_of(
+        self, message_ids: Sequence[int]
+    ) -> dict[int, builtins.list[RecipientRow]]:
+        """The recipients of many listed messages at once, by `MessageRow.id`."""
+        return await self.spool.recipients_of(message_ids)
+
+    # ------------------------------------------------------------------ actions on messages
+    #
+    # Each takes the messages `flt` selects (MessageFilter() is every unfinished message) and
+    # returns the queue IDs of those it changed, in no particular order. A message changed
+    # while it is being delivered may have the change overwritten by the attempt's outcome.
+
+    async def retry(self, flt: MessageFilter) -> builtins.list[str]:
+        """Make every queued or deferred recipient due now."""
+        touched = await self.spool.update_recipients(_upper(flt), "retry", self.clock())
+        self._wake(touched)
+        return touched
+
+    async def hold(self, flt: MessageFilter) -> builtins.list[str]:
+        """Keep every queued or deferred recipient until it is released."""
+        return await self.spool.update_recipients(_upper(flt), "hold", self.clock())
+
+    async def release(self, flt: MessageFilter) -> builtins.list[str]:
+        """Make every held recipient due now (held by an admin or by a `hold` route).
+
+        A recipient held by a `hold` route is held again by its next attempt: change the
+        route, or bounce or delete the message, to be rid of it.
+        """
+        touched = await self.spool.update_recipients(_upper(flt), "release", self.clock())
+        self._wake(touched)
+        return touched
+
+    async def delete(self, flt: MessageFilter) -> builtins.list[str]:
+        """Remove the messages with their bodies and transcripts; nobody is told."""
+        return await self.spool.update_recipients(_upper(flt), "delete", self.clock())
+
+    async def bounce(self, flt: MessageFilter, reason: str = "") -> builtins.list[str]:
+        """Fail every recipient not yet delivered or bounced, now, and tell the sender.
+
+        Each such recipient gets a `550 5.0.0` reply naming this admin action (and `reason`),
+        and the sender gets one RFC 3464 DSN per message, committed with the recipient states
+        (none for a null sender `<>`: a bounce is never bounced). A message being delivered
+        right now is left alone (its attempt would overwrite the bounce): bounce it again
+        once the attempt is over.
+        """
+        now = self.clock()
+        config = self.config()
+        reply = "550 5.0.0 Returned to the sender by the relay's admin (bounce now)"
+        if reason.strip():
+            reply += f": {' '.join(reason.split())}"
+        rows = [
+            row
+            for row in await self.list_all(_upper(flt))
+            if self.live is None or not self.live.delivering(row.id)
+        ]
+        touched: builtins.list[str] = []
+        # Messages in groups taken at once, so that their writes share commits (group commit).
+        for start in range(0, len(rows), _BOUNCE_BATCH):
+            done = await asyncio.gather(
+                *(
+                    self._bounce_one(row, reply, config, now)
+                    for row in rows[start : start + _BOUNCE_BATCH]
+                )
+            )
+            touched.extend(queue_id for queue_id in done if queue_id is not None)
+        self._wake(touched)
+        return touched
+
+    async def _bounce_one(
+        self, row: MessageRow, reply: str, config: Config, now: float
+    ) -> str | None:
+        detail = await self.spool.message_detail(row.queue_id)
+        data = await self.spool.message_data(row.queue_id)
+        if detail is None or data is None:
+            return None  # deleted meanwhile
+        # A message's recipients are stored with idx 0, 1, ... and listed in that order.
+        pending = tuple(
+            PendingRecipient(idx, rc.address, rc.state, rc.attempts, rc.last_reply)
+            for idx, rc in enumerate(detail.recipients)
+            if rc.state in _BOUNCEABLE
+        )
+        if not pending:
+            return None
+        job = DeliveryJob(
+            row.id,
+            row.queue_id,
+            row.sender,
+            row.arrived_at,
+            data,
+            detail.body_8bit,
+            detail.smtputf8,
+            detail.is_bounce,
+            None,
+            pending,
+        )
+        outcomes = [
+            RecipientOutcome(p.idx, "bounced", reply, None, None, attempted=False) for p in pending
+        ]
+        dsn: builtins.list[NewMessage] = []
+        # RFC 5321 §6.1 / RFC 3464 §2: never a DSN about a message with the null sender.
+        if row.sender and not detail.is_bounce:
+            dsn.append(await asyncio.to_thread(dsn_message, job, outcomes, "failed", config, now))
+        await self.spool.finish_attempt(row.id, outcomes, [], now=now, new_messages=dsn)
+        if self.live is not None:
+            self.live.bus.publish(
+                MessageBounced(row.queue_id, tuple(p.address for p in pending), reply)
+            )
+        return row.queue_id
+
+    def _wake(self, touched: Sequence[str]) -> None:
+        if touched and self.live is not None:
+            self.live.wake_delivery()
+
+    # ------------------------------------------------------------------ destinations
+
+    def destination_key(self, destination: str) -> str:
+        """The scheduler's name for `destination`: `mx:example.org`, `smarthost:host:port`.
+
+        A name with a transport prefix is taken as it is; a bare domain (or address) is the
+        destination the config routes its mail to, so `example.org` behind a smart host names
+        that smart host. Raises ValueError when mail to that domain goes nowhere to suspend.
+        """
+        text = destination.strip()
+        kind, colon, rest = text.partition(":")
+        if colon and kind.lower() in ("mx", "smarthost"):
+            if not rest:
+                raise ValueError(f"{destination!r} names no destination")
+            return f"mx:{rest.lower().rstrip('.')}" if kind.lower() == "mx" else f"smarthost:{rest}"
+        domain = text.rpartition("@")[2].lower().rstrip(".")
+        if not domain or any(c in domain for c in " :/[]<>"):
+            raise ValueError(
+                f"{destination!r} is not a domain or a destination like mx:example.org"
+            )
+        found = destination_for(self.config(), f"postmaster@{domain}", "")
+        if found is None:
+            raise ValueError(f"no route takes mail to {domain}; there is nothing to suspend")
+        if found.route.transport not in ("mx", "smarthost"):
+            raise ValueError(
+                f"mail to {domain} is not sent anywhere (transport {found.route.transport});"
+                " there is nothing to suspend"
+            )
+        return found.key
+
+    async def suspend(
+        self, destination: str, seconds: float | None = None, reason: str = ""
+    ) -> tuple[str, float]:
+        """Hold back delivery to a destination for `seconds` (None: until resumed).
+
+        Mail for it is deferred, not bounced, until then. Returns the destination's key and
+        the time the suspension ends (`UNTIL_RESUMED` for none). Raises ValueError for a
+        destination that cannot be suspended or a duration that is not positive.
+        """
+        key = self.destination_key(destination)
+        if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"suspend for a positive number of seconds, not {seconds}")
+        until = UNTIL_RESUMED if seconds is None else min(UNTIL_RESUMED, self.clock() + seconds)
+        why = " ".join(reason.split()) or "no reason given"
+        await self.spool.suspend(key, until, why)
+        if self.live is not None:
+            self.live.suspend(key, until, why)
+        return key, until
+
+    async def resume(self, destination: str) -> bool:
+        """Deliver to a destination again, and retry the mail its suspension deferred.
+
+        Returns False when it was not suspended.
+        """
+        key = self.destination_key(destination)
+        found = await self.spool.resume(key)
+        if self.live is not None:
+            self.live.resume(key)
+        deferred = MessageFilter(
+            states=("deferred",), text=suspension_reply(key, "").rpartition(":")[0]
+        )
+        self._wake(await self.spool.update_recipients(deferred, "retry", self.clock()))
+        return found
+
+    async def suspended(self) -> dict[str, tuple[float, str]]:
+        """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""
+        now = self.clock()
+        return {
+            key: (until, reason)
+            for key, (until, reason) in (await self.spool.suspended()).items()
+            if until > now
+        }
+
     # ------------------------------------------------------------------ suppression list
 
     async def suppress_add(
@@ -121,3 +401,15 @@ class Admin:
     async def suppress_list(self) -> builtins.list[SuppressionRow]:
         """Every suppression entry."""
         return await self.spool.suppression_list()
+
+
+def _upper(flt: MessageFilter) -> MessageFilter:
+    """Queue IDs as stored (upper case), whatever case the admin typed them in."""
+    if not flt.queue_ids:
+        return flt
+    return MessageFilter(
+        states=flt.states,
+        text=flt.text,
+        domain=flt.domain,
+        queue_ids=tuple(q.strip().upper() for q in flt.queue_ids),
+    )

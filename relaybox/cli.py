@@ -22,7 +22,7 @@ from typing import Any, TextIO, TypeVar
 import tomlkit
 
 from . import __version__
-from .admin import Admin
+from .admin import ACTIONS, UNTIL_RESUMED, Admin
 from .certificates import generate_self_signed
 from .config import (
     Config,
@@ -34,11 +34,26 @@ from .config import (
     load_config_with_warnings,
     sample_config_text,
 )
+from .control import AdminClient, ControlClient, ControlError
 from .engine import Engine
 from .maillog import setup_logging
 from .passwords import hash_password
-from .spool import UNFINISHED_STATES, MessageDetail, MessageFilter, Spool, SpoolError
-from .statedir import DATABASE_NAME, EngineRunning, ensure_state_dir
+from .spool import (
+    ALL_STATES,
+    UNFINISHED_STATES,
+    MessageDetail,
+    MessageFilter,
+    Spool,
+    SpoolError,
+    TranscriptLine,
+)
+from .statedir import (
+    DATABASE_NAME,
+    SOCKET_NAME,
+    EngineRunning,
+    ensure_state_dir,
+    running_engine_pid,
+)
 
 __all__ = ["main"]
 
@@ -47,6 +62,35 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONFIG = 2
+
+# What the engine or the admin layer says when it refuses a request (an unknown destination,
+# a bad address): printed as it is, exit 1.
+_REFUSED = (ValueError, ControlError)
+
+_DONE = {
+    "retry": "retried",
+    "hold": "held",
+    "release": "released",
+    "delete": "deleted",
+    "bounce": "bounced",
+}
+_WHY_NOT = {
+    "retry": "no such message, or nothing in it waits for delivery",
+    "hold": "no such message, or nothing in it waits for delivery",
+    "release": "no such message, or nothing in it is held",
+    "delete": "no such message",
+    "bounce": (
+        "no such message, nothing in it is left to bounce, or it is being delivered right "
+        "now (try again in a moment)"
+    ),
+}
+_ACTION_HELP = {
+    "retry": "try delivery now (queued and deferred recipients are due at once)",
+    "hold": "keep messages from delivery until released",
+    "release": "deliver held messages now",
+    "delete": "remove messages, with no bounce and no confirmation (each is printed)",
+    "bounce": "fail every undelivered recipient now and send the sender a bounce (DSN)",
+}
 
 
 def _add_config(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -94,12 +138,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
     _add_config(p)
 
-    p = sub.add_parser("queue", help="list messages not yet finished, as mailq does")
+    p = sub.add_parser(
+        "queue",
+        help="list messages not yet finished, as mailq does; or act on them",
+        usage=(
+            "relaybox queue [--json] [--all] [--config PATH]\n"
+            "       relaybox queue retry|hold|release|delete|bounce"
+            " (ID... | --all | --domain D | --state S) [--config PATH]\n"
+            "       relaybox queue suspend DESTINATION [--for SECONDS] [--reason TEXT]\n"
+            "       relaybox queue resume DESTINATION\n"
+            "       relaybox queue suspended [--json]"
+        ),
+        description=(
+            "Without an action: list the messages not yet finished, laid out like Postfix's "
+            "mailq. With one: act on the messages chosen by queue IDs, --all, --domain or "
+            "--state. While an engine runs, this goes through its admin socket and the engine "
+            "acts at once; without one, the spool is changed directly."
+        ),
+    )
     _add_config(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--all", action="store_true", help="include finished messages still kept for viewing"
     )
+    qsub = p.add_subparsers(dest="action", metavar="ACTION")
+    for action in ACTIONS:
+        a = qsub.add_parser(action, help=_ACTION_HELP[action], description=_ACTION_HELP[action])
+        a.add_argument("queue_ids", nargs="*", metavar="ID", help="queue IDs of the messages")
+        a.add_argument(
+            "--all", dest="every", action="store_true", help="every message not yet finished"
+        )
+        a.add_argument("--domain", metavar="D", help="messages with a recipient at domain D")
+        a.add_argument(
+            "--state",
+            metavar="S",
+            choices=ALL_STATES,
+            help=f"messages in state S ({', '.join(ALL_STATES)}); with --domain, both must hold",
+        )
+        if action == "bounce":
+            a.add_argument("--reason", default="", help="added to the reply the sender sees")
+        _add_config(a)
+        a.set_defaults(usage_error=a.error)
+    a = qsub.add_parser(
+        "suspend",
+        help="defer all mail to a destination for a time",
+        description=(
+            "Defer (never bounce) all mail to DESTINATION until resumed or for SECONDS. "
+            "DESTINATION is a domain (the destination its mail is routed to: mx:DOMAIN, or "
+            "the whole smart host when a smarthost route takes it) or a destination as "
+            "`relaybox show` names it, such as mx:example.org or "
+            "smarthost:smtp.example.net:587."
+        ),
+    )
+    a.add_argument("destination", metavar="DESTINATION")
+    a.add_argument(
+        "--for",
+        dest="seconds",
+        type=_duration,
+        metavar="SECONDS",
+        help="how long: seconds, or with a unit (90s, 30m, 2h, 1d); default: until resumed",
+    )
+    a.add_argument("--reason", default="", help="recorded with the mail it defers")
+    _add_config(a)
+    a = qsub.add_parser(
+        "resume",
+        help="deliver to a suspended destination again",
+        description="Lift a suspension and retry the mail it deferred at once.",
+    )
+    a.add_argument("destination", metavar="DESTINATION")
+    _add_config(a)
+    a = qsub.add_parser("suspended", help="list the suspended destinations")
+    a.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_config(a)
 
     p = sub.add_parser("show", help="show one message: envelope, headers, transcripts")
     p.add_argument("queue_id", metavar="ID")
@@ -147,15 +257,28 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _passwd(args)
         if command == "check-config":
             return _check_config(args)
+        action = getattr(args, "action", None)
+        if command == "queue" and action in ACTIONS:
+            flt = _selection(args)  # a usage error exits before the config is read
         config = _load(args)
         if config is None:
             return EXIT_CONFIG
         if command == "queue":
-            return _with_admin(config, lambda admin: _queue(admin, args, sys.stdout))
+            if action in ACTIONS:
+                return _with_admin(
+                    config,
+                    lambda admin, live: _queue_action(admin, live, action, flt, args),
+                    write=True,
+                )
+            if action in ("suspend", "resume"):
+                return _with_admin(config, lambda admin, live: _suspension(admin, args), write=True)
+            if action == "suspended":
+                return _with_admin(config, lambda admin, live: _suspended(admin, args))
+            return _with_admin(config, lambda admin, live: _queue(admin, args, sys.stdout))
         if command == "show":
-            return _with_admin(config, lambda admin: _show(admin, args, sys.stdout))
+            return _with_admin(config, lambda admin, live: _show(admin, args, sys.stdout))
         if command == "suppress":
-            return _with_admin(config, lambda admin: _suppress(admin, args), write=True)
+            return _with_admin(config, lambda admin, live: _suppress(admin, args), write=True)
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {command}")
@@ -335,16 +458,46 @@ async def _serve(config: Config, log: Any) -> int:
 
 
 def _with_admin(
-    config: Config, job: Callable[[Admin], Awaitable[int]], *, write: bool = False
+    config: Config,
+    job: Callable[[AdminClient, bool], Awaitable[int]],
+    *,
+    write: bool = False,
 ) -> int:
-    """Run `job` against the spool of `config`; reads never take the engine's lock.
+    """Run `job(client, live)` against the admin layer of `config`'s state directory.
 
-    A spool that does not exist yet is created (empty), so `relaybox queue` on a fresh machine
-    says the queue is empty instead of failing.
+    While an engine runs there, `client` is its admin socket and `live` is True: the engine
+    itself acts, at once. Otherwise `client` is an `Admin` over the spool, opened directly
+    (reads never take the engine's lock). A spool that does not exist yet is created (empty),
+    so `relaybox queue` on a fresh machine says the queue is empty instead of failing.
     """
 
     async def go() -> int:
-        path = config.server.state_dir / DATABASE_NAME
+        state_dir = config.server.state_dir
+        pid = running_engine_pid(state_dir)
+        if pid is not None:
+            try:
+                client = await ControlClient.connect(state_dir / SOCKET_NAME)
+            except (OSError, TimeoutError) as exc:
+                if running_engine_pid(state_dir) is not None:
+                    who = f"pid {pid}" if pid > 0 else "an engine"
+                    problem = (
+                        f"relaybox: the engine ({who}) runs on {state_dir} but its admin "
+                        f"socket does not answer ({exc})"
+                    )
+                    if write:
+                        print(f"{problem}; nothing was changed", file=sys.stderr)
+                        return EXIT_FAIL
+                    print(f"{problem}; reading the spool directly", file=sys.stderr)
+                # else it stopped meanwhile: the spool is all there is.
+            else:
+                try:
+                    return await job(client, True)
+                except ControlError as exc:
+                    print(f"relaybox: {exc}", file=sys.stderr)
+                    return EXIT_FAIL
+                finally:
+                    await client.close()
+        path = state_dir / DATABASE_NAME
         try:
             if write or not path.exists():
                 await asyncio.to_thread(ensure_state_dir, config.server.state_dir)
@@ -355,7 +508,7 @@ def _with_admin(
             print(f"relaybox: {exc}", file=sys.stderr)
             return EXIT_FAIL
         try:
-            return await job(Admin(spool))
+            return await job(Admin(spool, config=lambda: config), False)
         finally:
             await spool.close()
 
@@ -366,10 +519,113 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-async def _queue(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+def _duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `2h`, `1d` -> seconds (for argparse)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit.lower()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90, 30m or 2h") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be more than 0")
+    return seconds
+
+
+def _selection(args: argparse.Namespace) -> MessageFilter:
+    """The messages `relaybox queue ACTION` acts on; a usage error (exit 2) when unclear."""
+    ids = [q.strip().upper() for q in args.queue_ids]
+    if args.every and (ids or args.domain or args.state):
+        args.usage_error("--all is every unfinished message: leave out IDs, --domain, --state")
+    if ids and (args.domain or args.state):
+        args.usage_error("give queue IDs, or --domain and --state, not both")
+    if ids:
+        # Named messages are found in any state (a delivered one can still be deleted).
+        return MessageFilter(states=(), queue_ids=tuple(ids))
+    if args.every:
+        return MessageFilter()
+    if not (args.domain or args.state):
+        args.usage_error(
+            f"say which messages to {args.action}: ID..., --all, --domain D or --state S"
+        )
+    return MessageFilter(
+        states=(args.state,) if args.state else UNFINISHED_STATES, domain=args.domain or ""
+    )
+
+
+async def _queue_action(
+    admin: AdminClient, live: bool, action: str, flt: MessageFilter, args: argparse.Namespace
+) -> int:
+    if action == "bounce":
+        touched = await admin.bounce(flt, args.reason)
+    else:
+        touched = await getattr(admin, action)(flt)
+    done = _DONE[action]
+    named = list(dict.fromkeys(flt.queue_ids))
+    order = named if named else sorted(touched)
+    changed = set(touched)
+    for queue_id in order:
+        if queue_id in changed:
+            print(f"{queue_id}: {done}")
+    missed = [q for q in named if q not in changed]
+    for queue_id in missed:
+        print(f"relaybox: {queue_id}: not {done}: {_WHY_NOT[action]}", file=sys.stderr)
+    n = len(changed)
+    summary = f"{n} message{'s' if n != 1 else ''} {done}"
+    if n and not live and action in ("retry", "release", "bounce"):
+        summary += " (no engine is running: the next one to start sends the mail)"
+    print(summary)
+    return EXIT_FAIL if missed else EXIT_OK
+
+
+def _until(ts: float) -> str:
+    return "until resumed" if ts >= UNTIL_RESUMED else f"until {_iso(ts)}"
+
+
+async def _suspension(admin: AdminClient, args: argparse.Namespace) -> int:
+    try:
+        if args.action == "suspend":
+            key, until = await admin.suspend(args.destination, args.seconds, args.reason)
+            print(f"suspended {key} {_until(until)}: its mail is deferred, not bounced")
+            return EXIT_OK
+        if await admin.resume(args.destination):
+            print(f"resumed {args.destination}: its deferred mail is retried now")
+            return EXIT_OK
+    except _REFUSED as exc:
+        print(f"relaybox: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"relaybox: {args.destination} was not suspended", file=sys.stderr)
+    return EXIT_FAIL
+
+
+async def _suspended(admin: AdminClient, args: argparse.Namespace) -> int:
+    found = sorted((await admin.suspended()).items())
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "destination": key,
+                        "until": None if until >= UNTIL_RESUMED else _iso(until),
+                        "reason": reason,
+                    }
+                    for key, (until, reason) in found
+                ],
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not found:
+        print("No destination is suspended")
+    for key, (until, reason) in found:
+        print(f"{key}  {_until(until)}  {reason}")
+    return EXIT_OK
+
+
+async def _queue(admin: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
     flt = MessageFilter(states=() if args.all else UNFINISHED_STATES)
     rows = await admin.list_all(flt)
-    recipients = await admin.spool.recipients_of([r.id for r in rows]) if rows else {}
+    recipients = await admin.recipients_of([r.id for r in rows]) if rows else {}
     if args.json:
         json.dump(
             [
@@ -449,14 +705,44 @@ def _detail_json(detail: MessageDetail) -> dict[str, Any]:
         "body_8bit": detail.body_8bit,
         "smtputf8": detail.smtputf8,
         "headers": [[k, v] for k, v in detail.headers],
-        "inbound_transcript": [
-            {"at": _iso(line.at), "direction": line.direction, "text": line.text}
-            for line in detail.inbound_transcript
+        "inbound_transcript": _lines_json(detail.inbound_transcript),
+        "is_bounce": detail.is_bounce,
+        "attempts": [
+            {
+                "started_at": _iso(a.started_at),
+                "finished_at": _iso(a.finished_at),
+                "destination": a.destination,
+                "host": a.host,
+                "ip": a.ip,
+                "port": a.port,
+                "tls": a.tls,
+                "recipients": list(a.recipients),
+                "outcome": a.outcome,
+                "reply": a.reply,
+                "transcript": _lines_json(a.transcript),
+            }
+            for a in detail.attempts
         ],
     }
 
 
-async def _show(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
+def _lines_json(lines: Sequence[TranscriptLine]) -> list[dict[str, Any]]:
+    return [{"at": _iso(line.at), "direction": line.direction, "text": line.text} for line in lines]
+
+
+def _write_transcript(
+    w: Callable[[str], object], lines: Sequence[TranscriptLine], indent: str
+) -> None:
+    for line in lines:
+        stamp = (
+            time.strftime("%H:%M:%S", time.localtime(line.at))
+            + f".{int(line.at * 1000) % 1000:03d}"
+        )
+        arrow = {"C": "C:", "S": "S:", "-": "--"}.get(line.direction, line.direction)
+        w(f"{indent}{stamp} {arrow} {line.text}\n")
+
+
+async def _show(admin: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
     detail = await admin.show(args.queue_id)
     if detail is None:
         print(f"relaybox: no message with queue ID {args.queue_id}", file=sys.stderr)
@@ -491,21 +777,30 @@ async def _show(admin: Admin, args: argparse.Namespace, out: TextIO) -> int:
         folded = "\n  ".join(value.split("\r\n"))
         w(f"  {key}: {folded}\n")
     w(f"\nInbound session {detail.session_id}:\n")
-    for line in detail.inbound_transcript:
-        stamp = (
-            time.strftime("%H:%M:%S", time.localtime(line.at))
-            + f".{int(line.at * 1000) % 1000:03d}"
-        )
-        arrow = {"C": "C:", "S": "S:", "-": "--"}.get(line.direction, line.direction)
-        w(f"  {stamp} {arrow} {line.text}\n")
+    _write_transcript(w, detail.inbound_transcript, "  ")
+    if not detail.attempts:
+        w("\nDelivery attempts: none yet\n")
+        return EXIT_OK
+    # Every attempt in order, as it happened: why a message is stuck is in these lines.
+    for n, a in enumerate(detail.attempts, 1):
+        when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(a.started_at))
+        took = max(0.0, a.finished_at - a.started_at)
+        w(f"\nDelivery attempt {n}: {when} ({took:.1f} s) to {a.destination}: {a.outcome}\n")
+        if a.host or a.ip:
+            port = f":{a.port}" if a.port else ""
+            w(f"  Host:       {a.host or '-'} [{a.ip or '-'}]{port}    TLS: {a.tls or 'none'}\n")
+        w(f"  Recipients: {', '.join(a.recipients)}\n")
+        if a.reply:
+            w(f"  Reply:      {a.reply}\n")
+        _write_transcript(w, a.transcript, "  ")
     return EXIT_OK
 
 
-async def _suppress(admin: Admin, args: argparse.Namespace) -> int:
+async def _suppress(admin: AdminClient, args: argparse.Namespace) -> int:
     if args.action == "add":
         try:
             address = await admin.suppress_add(args.address, args.reason, args.days)
-        except ValueError as exc:
+        except _REFUSED as exc:
             print(f"relaybox: {exc}", file=sys.stderr)
             return EXIT_FAIL
         print(

@@ -17,15 +17,16 @@ from .admin import Admin
 from .auth import Authenticator
 from .certificates import ServerCertificate
 from .config.model import Config, SocketAddress
+from .control import ControlServer
 from .delivery import Courier
 from .dns import Resolver
-from .events import EventBus
+from .events import DestinationSuspended, EventBus
 from .inbound import InboundContext, InboundSMTP, start_listener
 from .maillog import MailLog
 from .routing import load_credentials
 from .scheduler import Scheduler
 from .spool import Spool
-from .statedir import DATABASE_NAME, StateLock, ensure_state_dir
+from .statedir import DATABASE_NAME, SOCKET_NAME, StateLock, ensure_state_dir
 
 __all__ = ["Engine"]
 
@@ -63,6 +64,8 @@ class Engine:
         self._last_purge = 0.0
         self._suppressed: dict[str, str] = {}
         self._stopped = asyncio.Event()
+        self.control: ControlServer | None = None
+        """The admin socket (`state_dir/admin.sock`) the CLI and the TUI attach through."""
 
     @property
     def config(self) -> Config:
@@ -81,7 +84,7 @@ class Engine:
         self._lock.acquire()
         try:
             self.spool = await Spool.open(state_dir / DATABASE_NAME)
-            self.admin = Admin(self.spool)
+            self.admin = Admin(self.spool, live=self, clock=self.clock)
             await self._refresh_free_space()
             await self._refresh_suppression()
             self.certificates = await asyncio.to_thread(self._load_certificates)
@@ -107,6 +110,8 @@ class Engine:
                 for server, address in await start_listener(self._ctx, listener):
                     self._servers.append(server)
                     self.bound.append((listener.name, address))
+            self.control = ControlServer(self.admin, self.bus, state_dir / SOCKET_NAME, self.log)
+            await self.control.start()
         except BaseException:
             await self._close_everything()
             raise
@@ -156,6 +161,9 @@ class Engine:
         await self._close_everything()
 
     async def _close_everything(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         if self.scheduler is not None:
             await self.scheduler.stop(grace=1.0)
             self.scheduler = None
@@ -182,6 +190,31 @@ class Engine:
     async def wait_stopped(self) -> None:
         """Return once `stop()` has finished."""
         await self._stopped.wait()
+
+    # ------------------------------------------------------------------ admin hooks
+    # What `admin.LiveEngine` asks for, so that an admin action takes effect at once.
+
+    def wake_delivery(self) -> None:
+        """Let delivery look at the queue now (an admin retried, released or bounced mail)."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    def delivering(self, message_id: int) -> bool:
+        """Whether the message with this row id is in an attempt right now."""
+        return self.scheduler is not None and self.scheduler.is_delivering(message_id)
+
+    def suspend(self, destination: str, until: float, reason: str) -> None:
+        """Defer mail to `destination` until `until` (the spool already records it)."""
+        if self.scheduler is not None:
+            self.scheduler.suspended[destination] = (until, reason)
+        self.bus.publish(DestinationSuspended(destination, until))
+
+    def resume(self, destination: str) -> None:
+        """Deliver to `destination` again (the spool already forgot its suspension)."""
+        if self.scheduler is not None:
+            self.scheduler.suspended.pop(destination, None)
+            self.scheduler.wake()
+        self.bus.publish(DestinationSuspended(destination, 0.0))
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -145,6 +145,10 @@ class Scheduler:
         """Messages being delivered right now."""
         return len(self._active)
 
+    def is_delivering(self, message_id: int) -> bool:
+        """Whether the message with this row id is in an attempt right now."""
+        return message_id in self._active
+
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:

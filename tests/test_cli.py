@@ -906,3 +906,227 @@ def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
     assert shown["client"]["tls"].startswith("TLSv1.")
     assert "office password" not in relay.stderr()
     assert relay.terminate() == 0
+
+
+# ---------------------------------------------------------------------------- queue actions
+
+
+class _Deferring:
+    """An aiosmtpd handler that answers every RCPT with 451: mail to it stays deferred."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        return "451 4.2.1 mailbox busy, try later"
+
+
+@pytest.fixture
+def deferring_smarthost() -> Iterator[int]:
+    """The port of an aiosmtpd server on 127.0.0.1 (in a thread) that defers every recipient."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(_Deferring(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+def write_smarthost_config(tmp_path: Path, port: int, smarthost: int) -> Path:
+    """write_config, but mail goes to the loopback smart host on `smarthost` instead of held."""
+    path = write_config(tmp_path, port)
+    text = path.read_text(encoding="utf-8")
+    hold = '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
+    assert hold in text
+    route = (
+        '[[routes]]\ndomains = ["*"]\ntransport = "smarthost"\n'
+        f'hosts = ["127.0.0.1:{smarthost}"]\ntls = "none"\n'
+    )
+    path.write_text(text.replace(hold, route), encoding="utf-8")
+    return path
+
+
+def listing(run_cli: RunCli, config: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    """`relaybox queue --json` by queue ID."""
+    result = run_cli("queue", "--json", *extra, "--config", config)
+    assert result.returncode == 0, result.stderr
+    return {m["queue_id"]: m for m in json.loads(result.stdout)}
+
+
+def test_queue_actions_go_through_the_running_engine(
+    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+) -> None:
+    port = free_port()
+    config = write_smarthost_config(tmp_path, port, deferring_smarthost)
+    relay = start_relay("--headless", "--config", config, port=port)
+    org = send(port, subject="org")
+    net = send(port, recipient="rcpt@example.net", subject="net")
+
+    def deferred() -> bool:
+        return all(m["state"] == "deferred" for m in listing(run_cli, config).values())
+
+    wait_until(deferred, "both messages to be deferred by the smart host")
+
+    result = run_cli("queue", "hold", "--domain", "example.net", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{net}: held\n1 message held\n"
+    states = {q: m["state"] for q, m in listing(run_cli, config).items()}
+    assert states == {org: "deferred", net: "held"}
+
+    result = run_cli("queue", "release", net, "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{net}: released\n1 message released\n"
+    # Released, it is due at once: the engine tries it again, and the smart host defers it.
+    wait_until(
+        lambda: listing(run_cli, config)[net]["attempts"] == 2,
+        "a second attempt after the release",
+    )
+
+    result = run_cli("queue", "bounce", org.lower(), "--reason", "cleanup", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{org}: bounced\n1 message bounced\n"
+    everything = listing(run_cli, config, "--all")
+    assert everything[org]["state"] == "bounced"
+    assert "cleanup" in everything[org]["recipients"][0]["last_reply"]
+    (dsn,) = [m for q, m in everything.items() if q not in (org, net)]
+    assert dsn["sender"] == ""
+    assert [r["address"] for r in dsn["recipients"]] == [SENDER]
+
+    result = run_cli("queue", "delete", net, "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{net}: deleted\n1 message deleted\n"
+    assert net not in listing(run_cli, config, "--all")
+
+    result = run_cli("queue", "hold", "NOSUCHID00000", "--config", config)
+    assert result.returncode == 1
+    assert result.stdout == "0 messages held\n"
+    assert "NOSUCHID00000: not held" in result.stderr
+
+    # The engine did each of these itself (its log names them), not a second writer.
+    log = relay.stderr()
+    for action in ("hold", "release", "bounce", "delete"):
+        assert re.search(rf"\badmin-{action}\b", log), log
+    assert relay.proc.poll() is None
+
+
+def test_queue_actions_without_a_running_engine_change_the_spool_directly(
+    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+    first = send(port, subject="first")
+    net = send(port, recipient="rcpt@example.net", subject="net")
+    kept = send(port, subject="kept")
+    assert relay.terminate() == 0
+    assert not (tmp_path / "state" / "admin.sock").exists()
+
+    result = run_cli("queue", "delete", first, "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{first}: deleted\n1 message deleted\n"
+    result = run_cli("queue", "delete", "--domain", "example.net", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{net}: deleted\n1 message deleted\n"
+    assert list(listing(run_cli, config, "--all")) == [kept]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("delete",), "say which messages to delete"),
+        (("retry", "--all", "ABC"), "--all"),
+        (("hold", "ABC", "--domain", "example.org"), "not both"),
+        (("release", "--state", "lost"), "invalid choice"),
+    ],
+)
+def test_queue_action_without_a_clear_selection_is_a_usage_error(
+    tmp_path: Path, run_cli: RunCli, args: tuple[str, ...], error: str
+) -> None:
+    config = write_config(tmp_path, free_port())
+    result = run_cli("queue", *args, "--config", config)
+    assert result.returncode == 2
+    assert error in result.stderr
+    assert result.stdout == ""
+
+
+def test_show_prints_every_delivery_attempt_with_its_transcript(
+    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+) -> None:
+    port = free_port()
+    config = write_smarthost_config(tmp_path, port, deferring_smarthost)
+    start_relay("--headless", "--config", config, port=port)
+    queue_id = send(port)
+
+    def attempts(count: int) -> list[dict[str, Any]] | None:
+        result = run_cli("show", queue_id, "--json", "--config", config)
+        assert result.returncode == 0, result.stderr
+        found: list[dict[str, Any]] = json.loads(result.stdout)["attempts"]
+        return found if len(found) >= count else None
+
+    (attempt,) = wait_until(lambda: attempts(1), "the first delivery attempt")
+    assert attempt["destination"] == f"smarthost:127.0.0.1:{deferring_smarthost}"
+    assert attempt["outcome"] == "deferred"
+    assert attempt["port"] == deferring_smarthost
+    assert attempt["recipients"] == [RECIPIENT]
+    said = [(line["direction"], line["text"]) for line in attempt["transcript"]]
+    assert ("C", f"RCPT TO:<{RECIPIENT}>") in said
+    assert ("S", "451 4.2.1 mailbox busy, try later") in said
+
+    result = run_cli("queue", "retry", queue_id, "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{queue_id}: retried\n1 message retried\n"
+    wait_until(lambda: attempts(2), "a second attempt after the retry")
+
+    result = run_cli("show", queue_id, "--config", config)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    first, second = text.split("\nDelivery attempt 1: ")[1].split("\nDelivery attempt 2: ")
+    for part in (first, second):
+        assert f"to smarthost:127.0.0.1:{deferring_smarthost}: deferred" in part.splitlines()[0]
+        assert f"Host:       127.0.0.1 [127.0.0.1]:{deferring_smarthost}" in part
+        assert f"C: RCPT TO:<{RECIPIENT}>" in part
+        assert "S: 451 4.2.1 mailbox busy, try later" in part
+    # In order: the MAIL of an attempt comes before its RCPT.
+    assert first.index("C: MAIL FROM:") < first.index("C: RCPT TO:")
+
+
+def test_suspend_and_resume_a_destination_from_the_command_line(
+    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+) -> None:
+    port = free_port()
+    config = write_smarthost_config(tmp_path, port, deferring_smarthost)
+    start_relay("--headless", "--config", config, port=port)
+    destination = f"smarthost:127.0.0.1:{deferring_smarthost}"
+
+    result = run_cli(
+        "queue", "suspend", "example.org", "--for", "2h", "--reason", "upgrade", "--config", config
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"suspended {destination} until ")
+    result = run_cli("queue", "suspended", "--json", "--config", config)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert entry["destination"] == destination and entry["reason"] == "upgrade"
+
+    queue_id = send(port)
+    wait_until(
+        lambda: (
+            "suspended by the admin: upgrade"
+            in (listing(run_cli, config).get(queue_id, {}).get("last_reply") or "")
+        ),
+        "the message to be deferred by the suspension",
+    )
+    result = run_cli("queue", "resume", "example.org", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert run_cli("queue", "suspended", "--config", config).stdout == (
+        "No destination is suspended\n"
+    )
+    # Resumed, the mail it deferred goes to the smart host at once (which defers it in turn).
+    wait_until(
+        lambda: "mailbox busy" in (listing(run_cli, config)[queue_id]["last_reply"] or ""),
+        "an attempt after the resume",
+    )
+    result = run_cli("queue", "resume", "example.org", "--config", config)
+    assert result.returncode == 1
+    assert "was not suspended" in result.stderr

@@ -1,0 +1,458 @@
+"""The admin socket end to end: a real engine serves it, `ControlClient` talks to it.
+
+Mail goes to aiosmtpd sinks on loopback (or is held); nothing leaves the machine. Each test asks
+the engine over its socket and checks the answer against the spool the engine keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaybox.admin import UNTIL_RESUMED
+from relaybox.control import ControlClient, ControlError, EventsDropped
+from relaybox.events import DestinationSuspended, MessageAccepted
+from relaybox.spool import MessageFilter
+from relaybox.statedir import SOCKET_NAME
+
+from .conftest import EngineFactory, RunningEngine, make_config
+from .smtpsink import SinkFactory
+from .test_delivery import relay_config, send, to_sink, wait_state
+
+BUSY = "busy@example.org"
+"""The sinks of these tests answer 451 for this recipient, so its mail stays deferred."""
+SENDER = "a@example.com"
+
+
+def socket_path(run: RunningEngine) -> Path:
+    return run.engine.config.server.state_dir / SOCKET_NAME
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Any]:
+    """`client = await connect(run)`: a ControlClient on the engine's socket, closed after."""
+    clients: list[ControlClient] = []
+
+    async def open_client(run: RunningEngine) -> ControlClient:
+        client = await ControlClient.connect(socket_path(run))
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()
+
+
+async def deferring_engine(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, **delivery: Any
+) -> tuple[RunningEngine, Any]:
+    """An engine routing everything to a sink that takes all mail but BUSY's (451)."""
+    sink = await smtp_sink(rcpt_replies={BUSY: "451 4.2.1 mailbox busy, try later"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), **delivery))
+    return run, sink
+
+
+async def raw_exchange(path: Path, lines: list[bytes]) -> list[dict[str, Any]]:
+    """Send raw request lines on one connection; the response to each, in order."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        answers = []
+        for line in lines:
+            writer.write(line)
+            await writer.drain()
+            answers.append(json.loads(await asyncio.wait_for(reader.readline(), 10)))
+        return answers
+    finally:
+        writer.close()
+
+
+# ---------------------------------------------------------------------- the socket file
+
+
+async def test_socket_is_private_while_the_engine_runs_and_gone_after_it_stops(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    run = await start_engine()
+    path = socket_path(run)
+    mode = path.stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+    client = await connect(run)
+    assert await client.count() == 0
+
+    await run.engine.stop(grace=1)
+    assert not path.exists()
+    with pytest.raises(ControlError):
+        await client.count()
+
+
+async def test_a_stale_socket_from_a_crashed_engine_is_replaced(
+    start_engine: EngineFactory, connect: Any, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "crashed"
+    state_dir.mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(state_dir / SOCKET_NAME))
+    stale.close()  # the file stays, nobody listens: what SIGKILL leaves behind
+    run = await start_engine(make_config(state_dir))
+    client = await connect(run)
+    assert await client.count() == 0
+
+
+async def test_a_state_dir_too_deep_for_a_socket_address_still_works(
+    start_engine: EngineFactory, connect: Any, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / ("deep" * 30)
+    assert len(os.fsencode(state_dir / SOCKET_NAME)) > 108
+    run = await start_engine(make_config(state_dir))
+    client = await connect(run)
+    assert await client.count() == 0
+    assert stat.S_IMODE(socket_path(run).stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------------- questions
+
+
+async def test_list_count_and_show_answer_what_the_spool_holds(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, _ = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    first = await send(run, SENDER, [BUSY])
+    second = await send(run, SENDER, [BUSY, "ok@example.org"])
+    await wait_state(run, first, {"deferred"})
+    await wait_state(run, second, {"deferred"})
+    client = await connect(run)
+
+    page = await client.list(limit=1)
+    assert [r.queue_id for r in page.rows] == [first]
+    assert page.next_after is not None
+    rest = await client.list(after=page.next_after, limit=1)
+    assert [r.queue_id for r in rest.rows] == [second]
+    assert [r.queue_id for r in await client.list_all()] == [first, second]
+    assert await client.count() == 2
+    assert await client.count(MessageFilter(states=("delivered",))) == 0
+    assert (await client.count_by_state())["deferred"] == 2
+
+    shown = await client.show(second.lower())
+    assert shown == await run.engine.admin.show(second)
+    assert shown is not None
+    assert {r.address: r.state for r in shown.recipients} == {
+        BUSY: "deferred",
+        "ok@example.org": "delivered",
+    }
+    (attempt,) = shown.attempts
+    assert ("S", "451 4.2.1 mailbox busy, try later") in [
+        (line.direction, line.text) for line in attempt.transcript
+    ]
+    assert await client.show("NOSUCHMESSAGE") is None
+    recipients = await client.recipients_of([r.id for r in page.rows])
+    assert [r.address for r in recipients[page.rows[0].id]] == [BUSY]
+
+
+# ---------------------------------------------------------------------- actions
+
+
+async def test_hold_release_retry_and_delete_act_on_the_running_engine(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, _ = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    queue_id = await send(run, SENDER, [BUSY])
+    await wait_state(run, queue_id, {"deferred"})
+    client = await connect(run)
+    only = MessageFilter(queue_ids=(queue_id,))
+
+    assert await client.hold(only) == [queue_id]
+    await wait_state(run, queue_id, {"held"})
+    assert await client.hold(only) == []  # nothing left to hold
+
+    # Released, it is due at once and the engine tries it again (the sink defers it again).
+    assert await client.release(only) == [queue_id]
+    detail = await wait_state(run, queue_id, {"deferred"})
+    deadline = time.monotonic() + 15
+    while len(detail.attempts) < 2:
+        assert time.monotonic() < deadline, "release did not lead to a second attempt"
+        await asyncio.sleep(0.05)
+        detail = await wait_state(run, queue_id, {"deferred"})
+    assert detail.recipients[0].next_attempt_at > time.time() + 200  # the normal backoff
+
+    assert await client.retry(only) == [queue_id]
+    while len(detail.attempts) < 3:
+        assert time.monotonic() < deadline, "retry did not lead to an attempt"
+        await asyncio.sleep(0.05)
+        detail = await wait_state(run, queue_id, {"deferred"})
+
+    assert await client.delete(MessageFilter(states=(), queue_ids=(queue_id,))) == [queue_id]
+    assert await client.show(queue_id) is None
+    assert await run.engine.admin.count(MessageFilter(states=())) == 0
+
+
+async def test_actions_select_by_domain_and_state(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, _ = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    org = await send(run, SENDER, [BUSY])
+    net = await send(run, SENDER, ["x@example.net"])
+    await wait_state(run, org, {"deferred"})
+    await wait_state(run, net, {"delivered"})
+    client = await connect(run)
+
+    # Finished mail is left alone unless a state says otherwise.
+    assert await client.delete(MessageFilter(domain="example.net")) == []
+    assert await client.hold(MessageFilter(domain="EXAMPLE.ORG")) == [org]
+    assert await client.delete(MessageFilter(states=("delivered",))) == [net]
+    assert [r.queue_id for r in await client.list_all(MessageFilter(states=()))] == [org]
+
+
+async def test_bounce_now_fails_the_recipients_and_sends_the_sender_a_dsn(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, sink = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    queue_id = await send(run, SENDER, [BUSY, "ok@example.org"])
+    await wait_state(run, queue_id, {"deferred"})
+    await sink.wait_for(1)  # ok@example.org's copy
+    client = await connect(run)
+
+    assert await client.bounce(MessageFilter(queue_ids=(queue_id,)), "spam run") == [queue_id]
+    detail = await wait_state(run, queue_id, {"bounced"})
+    states = {r.address: (r.state, r.last_reply or "") for r in detail.recipients}
+    assert states["ok@example.org"][0] == "delivered"  # a delivered recipient stays so
+    state, reply = states[BUSY]
+    assert state == "bounced"
+    assert reply.startswith("550 5.0.0 ") and "bounce now" in reply and "spam run" in reply
+    assert detail.recipients[0].attempts == 1  # bouncing is not an attempt
+
+    everything = await client.list_all(MessageFilter(states=()))
+    (dsn_row,) = [r for r in everything if r.queue_id != queue_id]
+    assert dsn_row.sender == "" and dsn_row.first_rcpt == SENDER
+    dsn = await client.show(dsn_row.queue_id)
+    assert dsn is not None and dsn.is_bounce
+    # The engine sends it on at once, like any DSN.
+    messages = await sink.wait_for(2)
+    (report,) = [m for m in messages if m.sender == ""]
+    assert report.recipients == [SENDER]
+    assert b"Action: failed" in report.data
+    assert b"Status: 5.0.0" in report.data
+    assert f"Final-Recipient: rfc822; {BUSY}".encode() in report.data
+    assert b"spam" in report.data
+
+
+async def test_bounce_now_of_a_null_sender_message_sends_no_dsn(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, _ = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    queue_id = await send(run, "", [BUSY])
+    await wait_state(run, queue_id, {"deferred"})
+    client = await connect(run)
+    assert await client.bounce(MessageFilter(queue_ids=(queue_id,))) == [queue_id]
+    await wait_state(run, queue_id, {"bounced"})
+    rows = await client.list_all(MessageFilter(states=()))
+    assert [r.queue_id for r in rows] == [queue_id]
+
+
+async def test_bounce_now_takes_held_mail_too(
+    start_engine: EngineFactory, connect: Any, tmp_path: Path
+) -> None:
+    run = await start_engine()  # the hold route of make_config: nothing is sent anywhere
+    queue_id = await send(run, SENDER, ["x@example.org"])
+    await wait_state(run, queue_id, {"held"})
+    client = await connect(run)
+    assert await client.bounce(MessageFilter(states=("held",))) == [queue_id]
+    await wait_state(run, queue_id, {"bounced"})
+    dsn = [r for r in await client.list_all(MessageFilter(states=())) if r.sender == ""]
+    assert [r.first_rcpt for r in dsn] == [SENDER]
+
+
+async def test_suspend_defers_a_destination_until_resumed(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    run, sink = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    client = await connect(run)
+    key, until = await client.suspend("example.org", 3600, "maintenance")
+    assert key == f"smarthost:127.0.0.1:{sink.port}"  # where example.org's mail goes
+    assert time.time() + 3500 < until <= time.time() + 3600
+    assert run.engine.scheduler is not None
+    assert run.engine.scheduler.suspended[key] == (until, "maintenance")
+    assert (await client.suspended())[key] == (until, "maintenance")
+
+    queue_id = await send(run, SENDER, ["ok@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert "suspended by the admin: maintenance" in (detail.recipients[0].last_reply or "")
+    assert sink.messages == []
+
+    assert await client.resume("example.org") is True
+    await wait_state(run, queue_id, {"delivered"})
+    assert await client.suspended() == {}
+    assert await client.resume(key) is False
+
+    # With no time given, until resumed; the scheduler reads it from the spool on a restart.
+    key, until = await client.suspend(key)
+    assert until == UNTIL_RESUMED
+    assert await run.engine.spool.suspended() == {key: (UNTIL_RESUMED, "no reason given")}  # type: ignore[union-attr]
+
+
+async def test_what_cannot_be_suspended_is_refused_with_a_reason(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    run = await start_engine()  # everything is held: there is no destination to suspend
+    client = await connect(run)
+    with pytest.raises(ControlError, match="transport hold"):
+        await client.suspend("example.org")
+    with pytest.raises(ControlError, match="positive"):
+        await client.suspend("mx:example.org", -5)
+
+
+async def test_suppression_list_over_the_socket(start_engine: EngineFactory, connect: Any) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    assert await client.suppress_add("Gone@Example.org", "left the company", 1) == (
+        "gone@example.org"
+    )
+    (entry,) = await client.suppress_list()
+    assert entry.address == "gone@example.org" and entry.reason == "left the company"
+    assert entry.expires_at is not None
+    assert await run.engine.admin.suppress_list() == [entry]
+    with pytest.raises(ControlError, match="not a valid address"):
+        await client.suppress_add("no address")
+    assert await client.suppress_remove("gone@example.org") is True
+    assert await client.suppress_remove("gone@example.org") is False
+    assert await client.suppress_list() == []
+
+
+# ---------------------------------------------------------------------- bad requests, many clients
+
+
+async def test_bad_requests_get_errors_and_the_connection_stays_usable(
+    start_engine: EngineFactory,
+) -> None:
+    run = await start_engine()
+    answers = await raw_exchange(
+        socket_path(run),
+        [
+            b"this is not json\n",
+            b"[1, 2]\n",
+            b'{"id": 2, "op": "frobnicate"}\n',
+            b'{"id": 3, "op": "show", "args": {"queue_id": 7}}\n',
+            b'{"id": 4, "op": "retry", "args": {}}\n',
+            b'{"id": 5, "op": "list", "args": {"filter": {"states": ["lost"]}}}\n',
+            b'{"id": 6, "op": "list", "args": {"sort": "colour"}}\n',
+            b'{"id": 7, "op": "count", "args": {"colour": "blue"}}\n',
+            b'{"id": 8, "op": "count", "args": []}\n',
+            b'{"id": 9, "op": "count"}\n',
+        ],
+    )
+    assert [a["ok"] for a in answers] == [False] * 9 + [True]
+    assert [a["id"] for a in answers] == [None, None, 2, 3, 4, 5, 6, 7, 8, 9]
+    errors = [a.get("error", "") for a in answers]
+    assert "JSON" in errors[0]
+    assert "unknown op 'frobnicate'" in errors[2]
+    assert "queue_id" in errors[3] and "string" in errors[3]
+    assert "filter" in errors[4]
+    assert "'lost'" in errors[5]
+    assert "colour" in errors[6]
+    assert "colour" in errors[7]
+    assert answers[-1]["result"] == 0
+
+
+async def test_a_request_line_over_the_limit_ends_only_its_connection(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    run = await start_engine()
+    reader, writer = await asyncio.open_unix_connection(str(socket_path(run)))
+    writer.write(b'{"id": 1, "op": "count", "args": {"x": "' + b"x" * (2 << 20) + b'"}}\n')
+    answer = json.loads(await asyncio.wait_for(reader.readline(), 10))
+    assert answer["ok"] is False and "longer" in answer["error"]
+    try:  # closed: unread bytes left on the server's side make it a reset
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    except ConnectionResetError:
+        pass
+    writer.close()
+    assert await (await connect(run)).count() == 0
+
+
+async def test_many_clients_are_served_at_once(
+    start_engine: EngineFactory, connect: Any, smtp: Any
+) -> None:
+    run = await start_engine()
+    await send(run, SENDER, ["x@example.org"])
+    clients = [await connect(run) for _ in range(10)]
+    counts = await asyncio.gather(
+        *(c.count(MessageFilter(states=())) for c in clients for _ in range(5))
+    )
+    assert counts == [1] * 50
+    # ...while SMTP is served by the same loop.
+    client = await smtp(run)
+    assert (await client.cmd("NOOP"))[0] == 250
+
+
+# ---------------------------------------------------------------------- events
+
+
+async def wait_subscribed(run: RunningEngine) -> None:
+    deadline = time.monotonic() + 10
+    while not run.engine.bus.has_subscribers:
+        assert time.monotonic() < deadline, "the subscription never reached the bus"
+        await asyncio.sleep(0.01)
+
+
+async def test_subscribers_receive_message_accepted_when_mail_arrives(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    stream = client.events(["MessageAccepted"])
+    first = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(run)
+    queue_id = await send(run, SENDER, ["x@example.org", "y@example.org"])
+    event = await asyncio.wait_for(first, 10)
+    assert isinstance(event, MessageAccepted)
+    assert event.queue_id == queue_id
+    assert event.sender == SENDER
+    assert event.recipients == ("x@example.org", "y@example.org")
+    assert event.size > 0
+    await stream.aclose()
+    deadline = time.monotonic() + 10
+    while run.engine.bus.has_subscribers:  # the server let go of the subscription
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_a_subscriber_that_falls_behind_is_told_how_many_events_it_lost(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    stream = client.events(maxsize=2)
+    first = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(run)
+    for n in range(10):  # in one go: the server's queue of 2 overflows
+        run.engine.bus.publish(DestinationSuspended(f"mx:d{n}.example", 0.0))
+    got = [await asyncio.wait_for(first, 10)]
+    got += [await asyncio.wait_for(anext(stream), 10) for _ in range(2)]
+    assert got[0] == EventsDropped(8)
+    assert [e.destination for e in got[1:]] == ["mx:d8.example", "mx:d9.example"]  # type: ignore[union-attr]
+    await stream.aclose()
+
+
+async def test_suspend_and_resume_are_published(start_engine: EngineFactory, connect: Any) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    stream = client.events(["DestinationSuspended"])
+    first = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(run)
+    key, until = await client.suspend("mx:example.org", 60)
+    resumed = await client.resume("mx:example.org")
+    suspended = await asyncio.wait_for(first, 10)
+    lifted = await asyncio.wait_for(anext(stream), 10)
+    assert resumed
+    assert suspended == DestinationSuspended(key, until, at=suspended.at)
+    assert lifted == DestinationSuspended(key, 0.0, at=lifted.at)
+    await stream.aclose()
