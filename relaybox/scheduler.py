@@ -12,17 +12,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
-import email.utils
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .bounce import dsn_message, enhanced_status
 from .config.model import Config
 from .delivery import Courier, Credentials, Outcome, Transaction
 from .dns import Resolver
-from .dsn import RecipientStatus, build_dsn
 from .events import (
     AttemptFinished,
     AttemptLine,
@@ -33,7 +30,6 @@ from .events import (
     MessageDelivered,
 )
 from .maillog import MailLog
-from .queueid import new_queue_id
 from .routing import Destination, destination_for, resolve_hops
 from .spool import (
     AttemptRow,
@@ -51,15 +47,10 @@ IDLE_POLL = 5.0
 WAKE_COALESCE = 0.01
 """Seconds to gather wake-ups before looking at the queue (a message waits at most this)."""
 """Longest sleep between looks at the queue when nothing woke the scheduler."""
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
 # RFC 3463: these say the mailbox or domain does not exist, so retrying later is pointless.
 _HARD_RECIPIENT_STATUSES = {"5.1.1", "5.1.2", "5.1.10", "5.1.3", "5.1.6"}
-
-
-def enhanced_status(reply: str, default: str) -> str:
-    """The RFC 3463 status in a reply ("550 5.1.1 ..." -> "5.1.1"), or `default`."""
-    found = _STATUS.search(reply)
-    return found.group(0) if found else default
 
 
 @dataclass
@@ -408,7 +399,7 @@ class Scheduler:
         deferred = [o for o in final if o.state == "deferred"]
         new_messages: list[NewMessage] = []
         if bounced and job.sender and not job.is_bounce:
-            new_messages.append(self._dsn(job, bounced, "failed", config, now))
+            new_messages.append(dsn_message(job, bounced, "failed", config, now))
         elif bounced:
             # RFC 5321 §6.1 / RFC 3464 §2: never bounce a bounce; log it and let it go.
             self.log.warning(
@@ -425,7 +416,7 @@ class Scheduler:
             and not job.is_bounce
             and now - job.arrived_at >= delivery.delay_warning
         ):
-            new_messages.append(self._dsn(job, deferred, "delayed", config, now))
+            new_messages.append(dsn_message(job, deferred, "delayed", config, now))
             warned = True
         suppress = []
         if delivery.suppress_hard_bounces:
@@ -463,61 +454,3 @@ class Scheduler:
             self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply))
         if not bounced and not deferred and all(o.state == "delivered" for o in final):
             self.bus.publish(MessageDelivered(job.queue_id))
-
-    def _dsn(
-        self,
-        job: DeliveryJob,
-        outcomes: list[RecipientOutcome],
-        action: str,
-        config: Config,
-        now: float,
-    ) -> NewMessage:
-        """A DSN to the sender, spooled like any message and sent with the null sender."""
-        by_idx = {r.idx: r for r in job.recipients}
-        hostname = config.server.hostname
-        statuses = [
-            RecipientStatus(
-                recipient=by_idx[o.idx].address,
-                action=action,  # type: ignore[arg-type]
-                status=enhanced_status(o.reply, "5.0.0" if action == "failed" else "4.0.0"),
-                diagnostic=o.reply,
-                remote_mta=None,
-                last_attempt_at=now,
-                will_retry_until=(
-                    job.arrived_at + config.delivery.queue_lifetime if action == "delayed" else None
-                ),
-            )
-            for o in outcomes
-        ]
-        queue_id = new_queue_id()
-        body = build_dsn(
-            reporting_mta=hostname,
-            bounce_from=f"{config.delivery.bounce_sender}@{hostname}",
-            original_sender=job.sender,
-            queue_id=job.queue_id,
-            arrived_at=job.arrived_at,
-            recipients=statuses,
-            original_message=job.data,
-            now=now,
-        )
-        received = (
-            f"Received: by {hostname} (relaybox) id {queue_id}; "
-            f"{email.utils.format_datetime(datetime.datetime.fromtimestamp(now).astimezone())}\r\n"
-        ).encode()
-        return NewMessage(
-            sender="",
-            recipients=(job.sender,),
-            data=received + body,
-            session_id=f"dsn-{job.queue_id}",
-            listener="relaybox",
-            client_ip="127.0.0.1",
-            client_port=0,
-            helo=hostname,
-            auth_user=None,
-            tls=None,
-            body_8bit=False,
-            smtputf8=False,
-            arrived_at=now,
-            queue_id=queue_id,
-            is_bounce=True,
-        )
