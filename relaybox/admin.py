@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from .address import AddressError, parse_rcpt
 from .bounce import dsn_message
 from .config.model import Config, default_config
 from .events import EventBus, MessageBounced
+from .replies import Reply
 from .routing import destination_for
 from .spool import (
     DeliveryJob,
@@ -60,11 +62,8 @@ _BOUNCE_BATCH = 200
 
 
 def suspension_reply(destination: str, reason: str) -> str:
-    """The reply recorded for mail deferred because `destination` is suspended.
-
-    The scheduler writes this text; `Admin.resume` finds the mail it deferred by it.
-    """
-    return f"451 4.4.5 Delivery to {destination} is suspended by the admin: {reason}"
+    """The reply recorded for mail deferred because `destination` is suspended."""
+    return Reply.suspended(destination, reason)
 
 
 class LiveEngine(Protocol):
@@ -85,6 +84,15 @@ class LiveEngine(Protocol):
 
     def delivering(self, message_id: int) -> bool:
         """Whether the message (`MessageRow.id`) is being delivered right now."""
+
+    def claim(self, message_id: int) -> bool:
+        """Keep delivery off the message until `unclaim`; False if it is being delivered."""
+
+    def unclaim(self, message_id: int) -> None:
+        """Give the message back to delivery."""
+
+    async def refresh_suppression(self) -> None:
+        """Make RCPT checks see the suppression list as the spool has it now."""
 
     def suspend(self, destination: str, until: float, reason: str) -> None:
         """Hold back delivery to `destination` until `until` from now on."""
@@ -224,7 +232,15 @@ class Admin:
         return touched
 
     async def delete(self, flt: MessageFilter) -> builtins.list[str]:
-        """Remove the messages with their bodies and transcripts; nobody is told."""
+        """Remove the messages with their bodies and transcripts; nobody is told.
+
+        Whole messages only: naming recipients (`flt.recipients`) is refused with ValueError,
+        because deleting one recipient of a message is bouncing it without telling anyone.
+        """
+        if flt.recipients:
+            raise ValueError(
+                "delete removes whole messages; to stop mail to one recipient, bounce it"
+            )
         return await self.spool.update_recipients(_upper(flt), "delete", self.clock())
 
     async def bounce(self, flt: MessageFilter, reason: str = "") -> builtins.list[str]:
@@ -241,26 +257,29 @@ class Admin:
         reply = "550 5.0.0 Returned to the sender by the relay's admin (bounce now)"
         if reason.strip():
             reply += f": {' '.join(reason.split())}"
-        rows = [
-            row
-            for row in await self.list_all(_upper(flt))
-            if self.live is None or not self.live.delivering(row.id)
-        ]
+        flt = _upper(flt)
+        rows = await self.list_all(flt)
         touched: builtins.list[str] = []
         # Messages in groups taken at once, so that their writes share commits (group commit).
         for start in range(0, len(rows), _BOUNCE_BATCH):
-            done = await asyncio.gather(
-                *(
-                    self._bounce_one(row, reply, config, now)
-                    for row in rows[start : start + _BOUNCE_BATCH]
+            batch = rows[start : start + _BOUNCE_BATCH]
+            # Claimed for the length of the read-DSN-write, so that the scheduler cannot start
+            # an attempt in between whose outcome would overwrite the bounce.
+            claimed = [row for row in batch if self.live is None or self.live.claim(row.id)]
+            try:
+                done = await asyncio.gather(
+                    *(self._bounce_one(row, flt, reply, config, now) for row in claimed)
                 )
-            )
+            finally:
+                if self.live is not None:
+                    for row in claimed:
+                        self.live.unclaim(row.id)
             touched.extend(queue_id for queue_id in done if queue_id is not None)
         self._wake(touched)
         return touched
 
     async def _bounce_one(
-        self, row: MessageRow, reply: str, config: Config, now: float
+        self, row: MessageRow, flt: MessageFilter, reply: str, config: Config, now: float
     ) -> str | None:
         detail = await self.spool.message_detail(row.queue_id)
         data = await self.spool.message_data(row.queue_id)
@@ -270,7 +289,7 @@ class Admin:
         pending = tuple(
             PendingRecipient(idx, rc.address, rc.state, rc.attempts, rc.last_reply)
             for idx, rc in enumerate(detail.recipients)
-            if rc.state in _BOUNCEABLE
+            if rc.state in _BOUNCEABLE and _names(flt, rc.address)
         )
         if not pending:
             return None
@@ -392,24 +411,32 @@ class Admin:
             raise ValueError(f"{address!r} is not a valid address: {exc.text}") from None
         expires = time.time() + days * 86400 if days else None
         await self.spool.suppression_add(normalized, reason, expires)
+        if self.live is not None:
+            await self.live.refresh_suppression()
         return normalized
 
     async def suppress_remove(self, address: str) -> bool:
         """Allow mail to `address` again; False if it was not suppressed."""
-        return await self.spool.suppression_remove(address.strip().lower())
+        found = await self.spool.suppression_remove(address.strip().lower())
+        if self.live is not None:
+            await self.live.refresh_suppression()
+        return found
 
     async def suppress_list(self) -> builtins.list[SuppressionRow]:
         """Every suppression entry."""
         return await self.spool.suppression_list()
 
 
+def _names(flt: MessageFilter, address: str) -> bool:
+    """Whether an action under `flt` touches this recipient (see `MessageFilter.recipients`)."""
+    lowered = address.lower()
+    if flt.domain and lowered.rpartition("@")[2] != flt.domain.lower().rstrip("."):
+        return False
+    return not flt.recipients or lowered in {a.strip().lower() for a in flt.recipients}
+
+
 def _upper(flt: MessageFilter) -> MessageFilter:
     """Queue IDs as stored (upper case), whatever case the admin typed them in."""
     if not flt.queue_ids:
         return flt
-    return MessageFilter(
-        states=flt.states,
-        text=flt.text,
-        domain=flt.domain,
-        queue_ids=tuple(q.strip().upper() for q in flt.queue_ids),
-    )
+    return dataclasses.replace(flt, queue_ids=tuple(q.strip().upper() for q in flt.queue_ids))

@@ -168,7 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument(
             "--all", dest="every", action="store_true", help="every message not yet finished"
         )
-        a.add_argument("--domain", metavar="D", help="messages with a recipient at domain D")
+        a.add_argument(
+            "--domain",
+            metavar="D",
+            help="messages with a recipient at domain D"
+            + ("" if action == "delete" else "; only those recipients are acted on"),
+        )
+        if action != "delete":
+            a.add_argument(
+                "--recipient",
+                metavar="ADDR",
+                action="append",
+                default=[],
+                help="act on this recipient only (repeatable); with IDs, of those messages",
+            )
         a.add_argument(
             "--state",
             metavar="S",
@@ -539,17 +552,23 @@ def _selection(args: argparse.Namespace) -> MessageFilter:
         args.usage_error("--all is every unfinished message: leave out IDs, --domain, --state")
     if ids and (args.domain or args.state):
         args.usage_error("give queue IDs, or --domain and --state, not both")
+    recipients = tuple(getattr(args, "recipient", ()))
+    if args.every and recipients:
+        args.usage_error("--all is every unfinished message: leave out --recipient")
     if ids:
         # Named messages are found in any state (a delivered one can still be deleted).
-        return MessageFilter(states=(), queue_ids=tuple(ids))
+        return MessageFilter(states=(), queue_ids=tuple(ids), recipients=recipients)
     if args.every:
         return MessageFilter()
-    if not (args.domain or args.state):
+    if not (args.domain or args.state or recipients):
         args.usage_error(
-            f"say which messages to {args.action}: ID..., --all, --domain D or --state S"
+            f"say which messages to {args.action}: ID..., --all, --domain D, --state S"
+            " or --recipient ADDR"
         )
     return MessageFilter(
-        states=(args.state,) if args.state else UNFINISHED_STATES, domain=args.domain or ""
+        states=(args.state,) if args.state else UNFINISHED_STATES,
+        domain=args.domain or "",
+        recipients=recipients,
     )
 
 

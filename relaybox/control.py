@@ -221,6 +221,7 @@ def filter_to_json(flt: MessageFilter) -> dict[str, Any]:
         "domain": flt.domain,
         "states": list(flt.states),
         "text": flt.text,
+        "recipients": list(flt.recipients),
     }
 
 
@@ -228,7 +229,7 @@ def filter_from_json(value: Any) -> MessageFilter:
     """The `MessageFilter` of a request's `filter` argument (raises _BadRequest)."""
     if not isinstance(value, dict):
         raise _BadRequest("filter must be an object")
-    _only(value, "filter", "queue_ids", "domain", "states", "text")
+    _only(value, "filter", "queue_ids", "domain", "states", "text", "recipients")
     states = value.get("states", list(UNFINISHED_STATES))
     if not _is_str_list(states):
         raise _BadRequest("filter.states must be a list of state names")
@@ -240,11 +241,15 @@ def filter_from_json(value: Any) -> MessageFilter:
     queue_ids = value.get("queue_ids", [])
     if not _is_str_list(queue_ids):
         raise _BadRequest("filter.queue_ids must be a list of queue IDs")
+    recipients = value.get("recipients", [])
+    if not _is_str_list(recipients):
+        raise _BadRequest("filter.recipients must be a list of addresses")
     return MessageFilter(
         states=tuple(states),
         text=_arg(value, "text", str, ""),
         domain=_arg(value, "domain", str, ""),
         queue_ids=tuple(queue_ids),
+        recipients=tuple(recipients),
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .admin import Admin
 from .auth import Authenticator
@@ -62,7 +62,8 @@ class Engine:
         self.courier: Courier | None = None
         self.resolver: Resolver | None = None
         self._last_purge = 0.0
-        self._suppressed: dict[str, str] = {}
+        self._suppressed: dict[str, tuple[str, float | None]] = {}
+        """Suppressed address -> (why, when the entry expires or None)."""
         self._stopped = asyncio.Event()
         self.control: ControlServer | None = None
         """The admin socket (`state_dir/admin.sock`) the CLI and the TUI attach through."""
@@ -86,7 +87,7 @@ class Engine:
             self.spool = await Spool.open(state_dir / DATABASE_NAME)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
             await self._refresh_free_space()
-            await self._refresh_suppression()
+            await self.refresh_suppression()
             self.certificates = await asyncio.to_thread(self._load_certificates)
             self.authenticator = (
                 Authenticator({u.name: u for u in self._config.users}, self._config.auth)
@@ -119,7 +120,7 @@ class Engine:
         self._tasks = [
             asyncio.create_task(self._every(FREE_SPACE_INTERVAL, self._refresh_free_space)),
             asyncio.create_task(
-                self._every(SUPPRESSION_REFRESH_INTERVAL, self._refresh_suppression)
+                self._every(SUPPRESSION_REFRESH_INTERVAL, self.refresh_suppression)
             ),
             asyncio.create_task(self._every(CERTIFICATE_CHECK_INTERVAL, self._check_certificates)),
             asyncio.create_task(
@@ -203,6 +204,15 @@ class Engine:
         """Whether the message with this row id is in an attempt right now."""
         return self.scheduler is not None and self.scheduler.is_delivering(message_id)
 
+    def claim(self, message_id: int) -> bool:
+        """Keep delivery off the message until `unclaim`; False while it is being delivered."""
+        return self.scheduler is None or self.scheduler.claim(message_id)
+
+    def unclaim(self, message_id: int) -> None:
+        """Give a claimed message back to delivery."""
+        if self.scheduler is not None:
+            self.scheduler.unclaim(message_id)
+
     def suspend(self, destination: str, until: float, reason: str) -> None:
         """Defer mail to `destination` until `until` (the spool already records it)."""
         if self.scheduler is not None:
@@ -256,6 +266,7 @@ class Engine:
             bus=self.bus,
             log=self.log,
             clock=self.clock,
+            on_suppressed=self.note_suppressed,
         )
         await self.scheduler.start()
 
@@ -264,9 +275,12 @@ class Engine:
         if self.courier is not None:
             await self.courier.reap_idle()
         now = self.clock()
-        if self.spool is not None and now - self._last_purge >= PURGE_INTERVAL:
+        retention = self._config.delivery.retention
+        # A short retention is purged as often as it asks for (0: seconds after finishing).
+        interval = min(PURGE_INTERVAL, max(retention, DELIVERY_HOUSEKEEPING_INTERVAL))
+        if self.spool is not None and now - self._last_purge >= interval:
             self._last_purge = now
-            purged = await self.spool.purge_finished(now - self._config.delivery.retention)
+            purged = await self.spool.purge_finished(now - retention, now)
             if purged:
                 self.log.event("purged", messages=purged)
 
@@ -305,22 +319,36 @@ class Engine:
 
         self._free_space_mb = await asyncio.to_thread(measure)
 
-    async def _refresh_suppression(self) -> None:
-        """Keep an in-memory copy so RCPT never waits on the disk (CLI edits show within 5 s)."""
+    async def refresh_suppression(self) -> None:
+        """Keep an in-memory copy so RCPT never waits on the disk.
+
+        Edits through the admin layer of this engine call this at once; a CLI editing the
+        database with no engine to ask shows within the refresh interval (5 s).
+        """
         assert self.spool is not None
         now = self.clock()
         rows = await self.spool.suppression_list()
         fresh = {
-            row.address: f"{row.reason} (since {_day(row.created_at)})"
+            row.address: (f"{row.reason} (since {_day(row.created_at)})", row.expires_at)
             for row in rows
             if row.expires_at is None or row.expires_at > now
         }
         self._suppressed.clear()
         self._suppressed.update(fresh)
 
+    def note_suppressed(self, entries: Sequence[tuple[str, str, float | None]]) -> None:
+        """Entries the scheduler just added (address, reason, expiry): refused from now on."""
+        since = _day(self.clock())
+        for address, reason, expires in entries:
+            self._suppressed[address.lower()] = (f"{reason} (since {since})", expires)
+
     def suppression_reason(self, address: str) -> str | None:
         """Why mail to `address` is refused, or None."""
-        return self._suppressed.get(address.lower())
+        found = self._suppressed.get(address.lower())
+        if found is None:
+            return None
+        reason, expires = found
+        return reason if expires is None or expires > self.clock() else None
 
 
 def _day(ts: float) -> str:

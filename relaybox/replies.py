@@ -33,6 +33,12 @@ class Reply:
     USER_RATE_LIMITED = "450 4.7.1 Too many messages from your account this minute; try again later"
 
     @staticmethod
+    def suspended(destination: str, reason: str) -> str:
+        """Mail deferred because an admin suspended its destination (`Admin.resume` finds it
+        again by this text)."""
+        return f"451 4.4.5 Delivery to {destination} is suspended by the admin: {reason}"
+
+    @staticmethod
     def queued(queue_id: str) -> str:
         """RFC 5321 §4.2.2: 250 with the ID admins grep logs for."""
         return f"250 2.0.0 Ok: queued as {queue_id}"

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .bounce import dsn_message, enhanced_status
@@ -30,6 +30,7 @@ from .events import (
     MessageDelivered,
 )
 from .maillog import MailLog
+from .replies import Reply
 from .routing import Destination, destination_for, resolve_hops
 from .spool import (
     AttemptRow,
@@ -82,8 +83,11 @@ class Scheduler:
         bus: EventBus,
         log: MailLog,
         clock: Callable[[], float] = time.time,
+        on_suppressed: Callable[[Sequence[tuple[str, str, float | None]]], None] | None = None,
     ) -> None:
         self._config = config
+        self._on_suppressed = on_suppressed
+        """Told of the suppression entries each attempt added, once they are committed."""
         self.spool = spool
         self.resolver = resolver
         self.courier = courier
@@ -139,6 +143,22 @@ class Scheduler:
     def is_delivering(self, message_id: int) -> bool:
         """Whether the message with this row id is in an attempt right now."""
         return message_id in self._active
+
+    def claim(self, message_id: int) -> bool:
+        """Keep the message out of attempts until `unclaim` (for an admin's read-then-write).
+
+        False when it is in an attempt now. Claimed messages count as in flight, which is
+        what they are: something is working on them.
+        """
+        if message_id in self._active:
+            return False
+        self._active.add(message_id)
+        return True
+
+    def unclaim(self, message_id: int) -> None:
+        """Give a claimed message back to delivery."""
+        self._active.discard(message_id)
+        self.wake()
 
     # ------------------------------------------------------------------ the loop
 
@@ -243,7 +263,7 @@ class Scheduler:
         suspended = self.suspended.get(destination.key)
         if suspended is not None and suspended[0] > now:
             until, reason = suspended
-            reply = f"451 4.4.5 Delivery to {destination.key} is suspended by the admin: {reason}"
+            reply = Reply.suspended(destination.key, reason)
             return [
                 RecipientOutcome(r.idx, "deferred", reply, until, destination.key, False)
                 for r in recipients
@@ -426,7 +446,7 @@ class Scheduler:
                 if status in _HARD_RECIPIENT_STATUSES and outcome.attempted:
                     address = by_idx[outcome.idx].address
                     suppress.append((address, outcome.reply[:300], expires))
-        await self.spool.finish_attempt(
+        recorded = await self.spool.finish_attempt(
             job.message_id,
             final,
             attempts,
@@ -435,6 +455,15 @@ class Scheduler:
             suppress=suppress,
             warned=warned,
         )
+        if not recorded:
+            self.log.event(
+                "deleted-in-flight",
+                queue_id=job.queue_id,
+                note="an admin deleted the message during its attempt; its outcome is dropped",
+            )
+            return
+        if suppress and self._on_suppressed is not None:
+            self._on_suppressed(suppress)
         if new_messages or suppress:
             self.wake()
         for msg in new_messages:

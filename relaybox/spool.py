@@ -64,6 +64,10 @@ SORT_COLUMNS: dict[str, str] = {
 # The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
 _NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
 
+# Conditions on an attempt's recipient updates (see `Spool.finish_attempt`).
+_NOT_FINISHED = " AND state NOT IN ('delivered', 'bounced')"
+_STILL_PENDING = " AND state IN ('queued', 'deferred')"
+
 # Each entry upgrades the schema from its index to index + 1; never edit a released entry.
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -344,6 +348,26 @@ class MessageFilter:
     """Only messages with a recipient in this domain (exact, case-insensitive)."""
     queue_ids: tuple[str, ...] = ()
     """Only these messages."""
+    recipients: tuple[str, ...] = ()
+    """Only messages to one of these addresses (case-insensitive).
+
+    With `domain`, this also narrows what an action on recipients (retry, hold, release,
+    bounce) touches to the recipients it names: "retry everything deferred to example.com"
+    leaves the message's other recipients alone.
+    """
+
+
+def _recipient_terms(flt: MessageFilter, alias: str = "r") -> tuple[list[str], list[Any]]:
+    """Conditions on a recipient row for the recipient parts of `flt` (domain, addresses)."""
+    terms: list[str] = []
+    params: list[Any] = []
+    if flt.domain:
+        terms.append(f"{alias}.domain = ?")
+        params.append(flt.domain.lower().rstrip("."))
+    if flt.recipients:
+        terms.append(f"lower({alias}.address) IN ({', '.join('?' * len(flt.recipients))})")
+        params.extend(a.strip().lower() for a in flt.recipients)
+    return terms, params
 
 
 @dataclass
@@ -864,14 +888,23 @@ class Spool:
         new_messages: Sequence[NewMessage] = (),
         suppress: Sequence[tuple[str, str, float | None]] = (),
         warned: bool = False,
-    ) -> None:
+    ) -> bool:
         """Record an attempt's outcome in one transaction, with the bounces it caused.
 
         The DSNs (`new_messages`) and suppression entries commit together with the recipient
         states, so a crash can neither lose a bounce nor send it twice.
+
+        An admin may act on the message while the attempt runs. What the attempt learnt for
+        good (delivered, bounced) is recorded whatever the admin did; a deferral or a route's
+        hold only replaces a recipient still queued or deferred, so an admin's hold made
+        during the attempt stands. A message deleted meanwhile stays deleted: nothing is
+        written and False is returned.
         """
 
-        def apply(conn: sqlite3.Connection) -> None:
+        def apply(conn: sqlite3.Connection) -> bool:
+            exists = conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if exists is None:
+                return False
             for attempt in attempts:
                 conn.execute(
                     "INSERT INTO attempts (message_id, started_at, finished_at, destination,"
@@ -892,24 +925,29 @@ class Spool:
                         _encode_transcript(attempt.transcript),
                     ),
                 )
-            conn.executemany(
+            update = (
                 "UPDATE recipients SET state = ?, last_reply = ?, next_attempt_at = ?,"
                 " destination = COALESCE(?, destination), attempts = attempts + ?,"
-                " updated_at = ? WHERE message_id = ? AND idx = ?",
-                [
-                    (
-                        o.state,
-                        o.reply,
-                        o.next_attempt_at,
-                        o.destination,
-                        int(o.attempted),
-                        now,
-                        message_id,
-                        o.idx,
-                    )
-                    for o in outcomes
-                ],
+                " updated_at = ? WHERE message_id = ? AND idx = ?"
             )
+            for final in (True, False):
+                conn.executemany(
+                    update + (_NOT_FINISHED if final else _STILL_PENDING),
+                    [
+                        (
+                            o.state,
+                            o.reply,
+                            o.next_attempt_at,
+                            o.destination,
+                            int(o.attempted),
+                            now,
+                            message_id,
+                            o.idx,
+                        )
+                        for o in outcomes
+                        if (o.state in ("delivered", "bounced")) == final
+                    ],
+                )
             if warned:
                 conn.execute("UPDATE messages SET warned_at = ? WHERE id = ?", (now, message_id))
             _refresh_message(conn, message_id, now)
@@ -921,8 +959,9 @@ class Spool:
                     " VALUES (?, ?, ?, ?)",
                     (address.lower(), reason, now, expires),
                 )
+            return True
 
-        await self._write(apply)
+        return await self._write(apply)
 
     async def refresh_state(self, message_id: int) -> None:
         """Recompute a message's state from its recipients (after an attempt found nothing due)."""
@@ -946,7 +985,9 @@ class Spool:
         """Admin actions on the pending recipients of every matching message.
 
         `retry`: due now; `hold`: held until released; `release`: held ones due now;
-        `delete`: remove the messages. Returns the queue IDs touched.
+        `delete`: remove the messages (whole: a message is never cut down to some of its
+        recipients). `flt.domain` and `flt.recipients` narrow the other actions to the
+        recipients they name. Returns the queue IDs touched.
         """
         changes = {
             "retry": ("state IN ('queued', 'deferred')", "next_attempt_at = ?", [now]),
@@ -966,12 +1007,14 @@ class Spool:
                 conn.executemany("DELETE FROM messages WHERE id = ?", [(r[0],) for r in rows])
                 return [r[1] for r in rows]
             which, setting, values = changes[action]
+            narrow, narrow_params = _recipient_terms(flt, "recipients")
+            which = " AND ".join([which, *narrow])
             touched = []
             for message_id, queue_id in rows:
                 cur = conn.execute(
                     f"UPDATE recipients SET {setting}, updated_at = ?"
                     f" WHERE message_id = ? AND {which}",
-                    [*values, now, message_id],
+                    [*values, now, message_id, *narrow_params],
                 )
                 if cur.rowcount:
                     _refresh_message(conn, message_id, now)
@@ -980,8 +1023,10 @@ class Spool:
 
         return await self._write(apply)
 
-    async def purge_finished(self, before: float) -> int:
-        """Delete delivered and bounced messages finished before `before` (retention)."""
+    async def purge_finished(self, before: float, now: float | None = None) -> int:
+        """Delete delivered and bounced messages finished before `before` (retention), and
+        suppression entries expired by `now` (default: the time now)."""
+        expired_by = time.time() if now is None else now
 
         def apply(conn: sqlite3.Connection) -> int:
             total = 0
@@ -996,7 +1041,7 @@ class Spool:
             )
             conn.execute(
                 "DELETE FROM suppressions WHERE expires_at IS NOT NULL AND expires_at < ?",
-                (time.time(),),
+                (expired_by,),
             )
             return total
 
@@ -1266,11 +1311,14 @@ def _where(flt: MessageFilter, *, states: bool = True) -> tuple[list[str], list[
     if flt.queue_ids:
         where.append(f"m.queue_id IN ({', '.join('?' * len(flt.queue_ids))})")
         params.extend(flt.queue_ids)
-    if flt.domain:
+    rcpt_terms, rcpt_params = _recipient_terms(flt)
+    if rcpt_terms:
         where.append(
-            "EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.domain = ?)"
+            "EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND "
+            + " AND ".join(rcpt_terms)
+            + ")"
         )
-        params.append(flt.domain.lower().rstrip("."))
+        params.extend(rcpt_params)
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(

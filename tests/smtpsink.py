@@ -40,6 +40,8 @@ class SinkBehaviour:
     """Answer the end of DATA with this instead of 250."""
     drop_at_data: bool = False
     """Close the connection when DATA arrives."""
+    stall: asyncio.Event | None = None
+    """Hold the reply to the end of DATA until this is set (a delivery kept in flight)."""
     auth: tuple[str, str] | None = None
     """(user, password) the sink requires; AUTH is then offered (after TLS when tls_context)."""
     tls_context: ssl.SSLContext | None = None
@@ -76,6 +78,9 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         behaviour = self.sink.behaviour
+        self.sink.in_data.set()
+        if behaviour.stall is not None:
+            await behaviour.stall.wait()
         if behaviour.data_reply:
             return behaviour.data_reply
         assert envelope.original_content is not None
@@ -119,6 +124,8 @@ class Sink:
         self.seen: set[str] = set()
         self.connections = 0
         self.arrived = asyncio.Event()
+        self.in_data = asyncio.Event()
+        """Set when a message's data has arrived (before the reply, which `stall` may hold)."""
         self.server: asyncio.Server | None = None
         self.port = 0
 

@@ -1029,6 +1029,9 @@ def test_queue_actions_without_a_running_engine_change_the_spool_directly(
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{net}: deleted\n1 message deleted\n"
     assert list(listing(run_cli, config, "--all")) == [kept]
+    result = run_cli("queue", "hold", "--recipient", "RCPT@example.org", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{kept}: held\n")
 
 
 @pytest.mark.parametrize(
@@ -1038,6 +1041,8 @@ def test_queue_actions_without_a_running_engine_change_the_spool_directly(
         (("retry", "--all", "ABC"), "--all"),
         (("hold", "ABC", "--domain", "example.org"), "not both"),
         (("release", "--state", "lost"), "invalid choice"),
+        (("retry", "--all", "--recipient", "a@example.org"), "--recipient"),
+        (("delete", "ABC", "--recipient", "a@example.org"), "unrecognized arguments"),
     ],
 )
 def test_queue_action_without_a_clear_selection_is_a_usage_error(

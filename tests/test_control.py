@@ -24,7 +24,7 @@ from relaybox.events import DestinationSuspended, MessageAccepted
 from relaybox.spool import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
-from .conftest import EngineFactory, RunningEngine, make_config
+from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config
 from .smtpsink import SinkFactory
 from .test_delivery import relay_config, send, to_sink, wait_state
 
@@ -212,6 +212,32 @@ async def test_actions_select_by_domain_and_state(
     assert [r.queue_id for r in await client.list_all(MessageFilter(states=()))] == [org]
 
 
+async def test_actions_on_a_domain_or_an_address_touch_only_those_recipients(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    """ "Hold everything deferred to example.net" must not hold the example.org copy."""
+    slow = "slow@example.net"
+    sink = await smtp_sink(rcpt_replies={BUSY: "451 4.3.0 busy", slow: "451 4.3.0 busy"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, SENDER, [BUSY, slow, "other@example.net"])
+    await wait_state(run, queue_id, {"deferred"})
+    client = await connect(run)
+
+    def states(detail: Any) -> dict[str, str]:
+        return {r.address: r.state for r in detail.recipients}
+
+    assert await client.hold(MessageFilter(domain="example.net")) == [queue_id]
+    detail = await wait_state(run, queue_id, {"held"})
+    assert states(detail) == {BUSY: "deferred", slow: "held", "other@example.net": "delivered"}
+
+    one = MessageFilter(queue_ids=(queue_id,), recipients=(BUSY.upper(),))
+    assert await client.bounce(one, "gave up") == [queue_id]
+    detail = await wait_state(run, queue_id, {"held"})
+    assert states(detail) == {BUSY: "bounced", slow: "held", "other@example.net": "delivered"}
+    with pytest.raises(ControlError, match="whole messages"):
+        await client.delete(one)
+
+
 async def test_bounce_now_fails_the_recipients_and_sends_the_sender_a_dsn(
     start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
 ) -> None:
@@ -310,6 +336,16 @@ async def test_what_cannot_be_suspended_is_refused_with_a_reason(
         await client.suspend("mx:example.org", -5)
 
 
+async def rcpt_reply(run: RunningEngine, recipient: str) -> int:
+    smtp = await SMTPClient.connect(*run.address())
+    try:
+        await smtp.greet()
+        assert (await smtp.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+        return (await smtp.cmd(f"RCPT TO:<{recipient}>"))[0]
+    finally:
+        await smtp.close()
+
+
 async def test_suppression_list_over_the_socket(start_engine: EngineFactory, connect: Any) -> None:
     run = await start_engine()
     client = await connect(run)
@@ -320,9 +356,12 @@ async def test_suppression_list_over_the_socket(start_engine: EngineFactory, con
     assert entry.address == "gone@example.org" and entry.reason == "left the company"
     assert entry.expires_at is not None
     assert await run.engine.admin.suppress_list() == [entry]
+    # RCPT sees the change at once, not at the next refresh of the engine's copy.
+    assert await rcpt_reply(run, "gone@example.org") == 550
     with pytest.raises(ControlError, match="not a valid address"):
         await client.suppress_add("no address")
     assert await client.suppress_remove("gone@example.org") is True
+    assert await rcpt_reply(run, "gone@example.org") == 250
     assert await client.suppress_remove("gone@example.org") is False
     assert await client.suppress_list() == []
 

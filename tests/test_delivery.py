@@ -179,8 +179,7 @@ async def test_each_recipient_gets_its_own_outcome(start_engine, smtp_sink, tmp_
     assert report.get_content_type() == "multipart/report"
     assert b"gone@example.org" in dsn.data and b"5.1.1" in dsn.data
     assert b"busy@example.org" not in dsn.data.split(b"\r\n\r\n", 1)[1].split(b"Received:")[0]
-    # A hard 5.1.1 puts the address on the suppression list.
-    await run.engine._refresh_suppression()
+    # A hard 5.1.1 puts the address on the suppression list, and RCPT knows at once.
     assert run.engine.suppression_reason("gone@example.org")
 
 

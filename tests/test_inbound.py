@@ -173,7 +173,7 @@ async def test_ip_literal_allowed_when_configured(start_engine, smtp, tmp_path):
 async def test_suppressed_recipient_is_refused_with_reason(start_engine, smtp):
     run = await start_engine()
     await run.engine.admin.suppress_add("gone@example.org", "550 5.1.1 user unknown")
-    await run.engine._refresh_suppression()
+    await run.engine.refresh_suppression()
     client = await smtp(run)
     assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
     code, text = await client.cmd("RCPT TO:<Gone@Example.org>")

@@ -207,7 +207,7 @@ class DeliveryConfig:
     investigates (Postfix's soft_bounce); off again, the deferred mail bounces on its next try."""
     retention: float = 604_800.0
     """Seconds a delivered or bounced message (body and transcripts) is kept for viewing
-    before it is purged (7 days); 0 purges it as soon as it is finished."""
+    before it is purged (7 days); 0 purges it within seconds of finishing."""
     suppress_hard_bounces: bool = True
     """Add a recipient whose mail failed permanently because it does not exist (5.1.1,
     5.1.10 class) to the suppression list; later mail to it is refused at RCPT."""

@@ -1,0 +1,531 @@
+"""More delivery end to end: one attempt walking every MX host and address, the purge of
+finished mail after its retention, and the suppression list expiring through the scheduler.
+
+Like test_delivery.py, a real engine relays over loopback to real aiosmtpd sinks and resolves
+with a real DNS server on loopback; nothing leaves loopback and no engine here asks the
+system's resolver (every config points at a `dns_server`).
+
+Two of these behaviours are slow by design: the engine purges at most every
+`engine.PURGE_INTERVAL` (600 s of its clock) and suppression entries last days. Those tests
+run an engine built with the `clock` the `Engine` constructor takes for this purpose (wall
+time plus an offset the test moves forward), and shorten the housekeeping timers with
+monkeypatch; the engine's own periodic tasks still do the work, on their real code paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import relaybox.engine as engine_module
+from relaybox.admin import Admin
+from relaybox.config.model import (
+    Config,
+    DeliveryConfig,
+    DnsConfig,
+    HostPort,
+    RouteConfig,
+    SocketAddress,
+)
+from relaybox.engine import Engine
+from relaybox.maillog import MailLog
+from relaybox.spool import MessageDetail, MessageFilter
+from relaybox.statedir import DATABASE_NAME
+
+from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config, simple_message
+from .dnsserver import DNSServer, DNSServerFactory
+from .smtpsink import Sink, SinkFactory
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+SESSIONS_WITH_ID = "SELECT COUNT(*) FROM sessions WHERE session_id = ?"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def relay_config(
+    state_dir: Path, routes: tuple[RouteConfig, ...], dns: DNSServer, **delivery: Any
+) -> Config:
+    """A loopback relay whose routes are `routes` and whose only resolver is `dns`."""
+    delivery.setdefault("connection_cache_idle", 5.0)
+    delivery.setdefault("connect_timeout", 5.0)
+    return dataclasses.replace(
+        make_config(state_dir),
+        routes=routes,
+        delivery=DeliveryConfig(**delivery),
+        dns=DnsConfig(resolvers=(SocketAddress(*dns.address),), timeout=1.0),
+    )
+
+
+def to_sink(sink: Sink, domains: tuple[str, ...] = ("*",)) -> RouteConfig:
+    """A smart host route to the sink by IP address (so it needs no DNS)."""
+    return RouteConfig(
+        domains=domains,
+        transport="smarthost",
+        hosts=(HostPort("127.0.0.1", sink.port),),
+        tls="none",
+    )
+
+
+def admin_of(run: RunningEngine) -> Admin:
+    assert run.engine.admin is not None
+    return run.engine.admin
+
+
+async def send(
+    run: RunningEngine, sender: str, recipients: list[str], subject: str = "test"
+) -> str:
+    """One message in its own SMTP session; returns its queue ID."""
+    client = await SMTPClient.connect(*run.address())
+    try:
+        await client.greet()
+        code, text = await client.send_message(sender, recipients, simple_message(subject))
+        assert code == 250, text
+        found = QUEUED.search(text)
+        assert found is not None, text
+        return found.group(1)
+    finally:
+        await client.close()
+
+
+async def wait_state(
+    run: RunningEngine, queue_id: str, states: set[str], timeout: float = 15.0
+) -> MessageDetail:
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = await admin_of(run).show(queue_id)
+        if detail is not None and detail.row.state in states:
+            return detail
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{queue_id} stayed {detail.row.state if detail else 'missing'}, not {states}"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def wait_gone(run: RunningEngine, queue_id: str, timeout: float) -> None:
+    """Wait (bounded) until the spool no longer knows `queue_id`."""
+    deadline = time.monotonic() + timeout
+    while await admin_of(run).show(queue_id) is not None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{queue_id} is still in the spool after {timeout:g} s")
+        await asyncio.sleep(0.05)
+
+
+def spool_count(state_dir: Path, sql: str, *params: Any) -> int:
+    """A COUNT(*) straight from the spool database (read-only, beside the running engine)."""
+    uri = f"file:{state_dir / DATABASE_NAME}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        return int(conn.execute(sql, params).fetchone()[0])
+
+
+class SteppedClock:
+    """Wall-clock time plus an offset the test moves forward: the engine's `clock`."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+ClockedEngineFactory = Callable[[Config, SteppedClock], Awaitable[RunningEngine]]
+
+
+@pytest.fixture
+async def clocked_engine() -> AsyncIterator[ClockedEngineFactory]:
+    """`await clocked_engine(config, clock)`: conftest's `start_engine`, but with a clock."""
+    running: list[tuple[RunningEngine, MailLog]] = []
+
+    async def start(config: Config, clock: SteppedClock) -> RunningEngine:
+        stream = io.StringIO()
+        log = MailLog(stream=stream, level="debug")
+        engine = Engine(config, log, clock=clock)
+        await engine.start()
+        run = RunningEngine(engine, stream, log)
+        running.append((run, log))
+        return run
+
+    yield start
+    for run, log in running:
+        try:
+            await asyncio.wait_for(run.engine.stop(grace=1.0), 20)
+        finally:
+            log.close()
+
+
+# ---------------------------------------------------------------------- one attempt, many hops
+
+
+def _refuse_on(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    """Bind host:port without listening, so a connection there is refused (RST) for sure
+    and nothing else can start listening there during the test."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+async def test_one_attempt_walks_mx_hosts_and_addresses_in_order(
+    start_engine: EngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    family: str,
+) -> None:
+    """RFC 5321 §5.1: an unreachable address makes way for the next one within the same
+    attempt, MX hosts by preference and (routing.py, RFC 6724 §10.3) each host's IPv6
+    addresses before its IPv4 ones, so the mail is delivered on its first attempt instead of
+    waiting min_backoff for a retry. The first hop that answers decides: the lower-priority
+    MX after it is never tried.
+
+    `mx_port` is one port for every host, so the dead addresses are the sink's port on other
+    loopback addresses (127.0.0.2, 127.0.0.3, ::1), each bound without listening by the test:
+    connecting there is refused at once, and nothing else can answer there meanwhile.
+    """
+    sink = await smtp_sink()  # listens on 127.0.0.1 only
+    port = sink.port
+    reserved: list[socket.socket] = []
+    try:
+        if family == "ipv6":
+            if not socket.has_ipv6:
+                pytest.skip("this Python has no IPv6")
+            try:
+                reserved.append(_refuse_on(socket.AF_INET6, "::1", port))
+            except OSError as exc:
+                pytest.skip(f"cannot bind [::1]:{port} here: {exc}")
+            zone = {
+                "example.org": {
+                    "MX": ["10 a.example.org.", "20 b.example.org.", "30 c.example.org."]
+                },
+                "a.example.org": {"AAAA": ["::1"], "A": ["127.0.0.2"]},
+                "b.example.org": {"AAAA": ["::1"], "A": ["127.0.0.1"]},
+                "c.example.org": {"A": ["127.0.0.1"]},
+            }
+            expected = [
+                ("a.example.org", "::1"),
+                ("a.example.org", "127.0.0.2"),
+                ("b.example.org", "::1"),
+                ("b.example.org", "127.0.0.1"),
+            ]
+        else:
+            zone = {
+                "example.org": {
+                    "MX": ["10 a.example.org.", "20 b.example.org.", "30 c.example.org."]
+                },
+                "a.example.org": {"A": ["127.0.0.2", "127.0.0.3"]},
+                "b.example.org": {"A": ["127.0.0.1"]},
+                "c.example.org": {"A": ["127.0.0.1"]},
+            }
+            expected = [
+                ("a.example.org", "127.0.0.2"),
+                ("a.example.org", "127.0.0.3"),
+                ("b.example.org", "127.0.0.1"),
+            ]
+        for ip in {ip for _, ip in expected if ip.startswith("127.") and ip != "127.0.0.1"}:
+            try:
+                reserved.append(_refuse_on(socket.AF_INET, ip, port))
+            except OSError as exc:  # e.g. a system where only 127.0.0.1 is on loopback
+                pytest.skip(f"cannot bind {ip}:{port} here: {exc}")
+
+        dns = dns_server(zone)
+        route = RouteConfig(domains=("*",), transport="mx", tls="opportunistic")
+        run = await start_engine(relay_config(tmp_path / "state", (route,), dns, mx_port=port))
+        queue_id = await send(run, "a@example.com", ["user@example.org"])
+        detail = await wait_state(run, queue_id, {"delivered"})
+    finally:
+        for sock in reserved:
+            sock.close()
+
+    (got,) = await sink.wait_for(1)
+    assert got.recipients == ["user@example.org"]
+    assert sink.connections == 1
+    # One attempt: one MX lookup, the recipient's attempt count is 1, and no retry was needed.
+    assert dns.query_count("example.org", "MX") == 1
+    assert detail.row.attempts == 1
+    assert [(r.address, r.state, r.attempts) for r in detail.recipients] == [
+        ("user@example.org", "delivered", 1)
+    ]
+    # ... which tried every address once, in order, each recorded with its own transcript:
+    # hosts by preference, IPv6 before IPv4 within a host. (Within one family the order is
+    # the DNS answer's, which the server shuffles as real ones do, so it is not pinned.)
+    tried = [(a.host or "", a.ip or "") for a in detail.attempts]
+    assert [(host, ":" in ip) for host, ip in tried] == [
+        (host, ":" in ip) for host, ip in expected
+    ], tried
+    assert sorted(tried) == sorted(expected)
+    assert tried[-1] == ("b.example.org", "127.0.0.1")
+    assert {a.port for a in detail.attempts} == {port}
+    assert [a.outcome for a in detail.attempts] == ["deferred"] * (len(expected) - 1) + [
+        "delivered"
+    ]
+    for attempt in detail.attempts:
+        assert attempt.destination == "mx:example.org"
+        assert attempt.recipients == ("user@example.org",)
+        first = attempt.transcript[0]
+        assert (first.direction, first.text) == (
+            "-",
+            f"connecting to {attempt.host} [{attempt.ip}]:{port}",
+        )
+    for attempt in detail.attempts[:-1]:
+        assert attempt.reply is not None
+        assert attempt.reply.startswith(
+            f"451 4.4.1 Cannot connect to {attempt.host} [{attempt.ip}]:{port}"
+        ), attempt.reply
+        assert not any(line.direction == "C" for line in attempt.transcript)  # never talked
+    last = detail.attempts[-1]
+    assert ("S", "250 2.0.0 Ok: queued at the sink") in [
+        (line.direction, line.text) for line in last.transcript
+    ]
+    for before, after in zip(detail.attempts, detail.attempts[1:], strict=False):
+        assert before.finished_at <= after.started_at  # one after the other, not in parallel
+    assert re.search(
+        rf"{queue_id}: sent to=<user@example.org> relay=b\.example\.org\[127\.0\.0\.1\]:{port}",
+        run.log_text(),
+    ), run.log_text()
+
+
+# ---------------------------------------------------------------------- retention
+
+
+async def test_finished_mail_is_purged_after_retention_and_unfinished_mail_never(
+    clocked_engine: ClockedEngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`[delivery] retention`: a delivered or bounced message (and a DSN, which is mail like
+    any other) is kept for viewing, then deleted with its body, recipients, delivery attempts
+    and their transcripts and its inbound session transcript; mail still queued, deferred or
+    held is never purged, however old.
+
+    The engine's housekeeping task (every DELIVERY_HOUSEKEEPING_INTERVAL, shortened here to
+    0.1 s) purges at most every PURGE_INTERVAL (600 s) of the engine's clock, so this test
+    steps that clock instead of waiting, with a retention of one hour (longer than that
+    interval, so the outcome does not depend on when the engine's earlier purges ran):
+    3500 s on, no purge can touch anything yet and a young message is delivered; 700 s
+    more, the next purge cuts off at one hour before then, past the old mail but not the
+    young message. Nothing here calls the purge itself.
+    """
+    monkeypatch.setattr(engine_module, "DELIVERY_HOUSEKEEPING_INTERVAL", 0.1)
+    sink = await smtp_sink(
+        rcpt_replies={
+            "refused@example.org": "550 5.7.1 <refused@example.org>: Recipient rejected",
+            "busy@example.org": "451 4.2.1 mailbox busy, try later",
+        }
+    )
+    dns = dns_server({})
+    routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
+    state_dir = tmp_path / "state"
+    clock = SteppedClock()
+    run = await clocked_engine(relay_config(state_dir, routes, dns, retention=3600.0), clock)
+    admin = admin_of(run)
+
+    old_sent = await send(run, "a@example.com", ["ok@example.org"], "old-sent")
+    old_bounced = await send(run, "a@example.com", ["refused@example.org"], "old-bounced")
+    deferred = await send(run, "a@example.com", ["busy@example.org"], "deferred")
+    held = await send(run, "a@example.com", ["x@held.example"], "held")
+    await wait_state(run, old_sent, {"delivered"})
+    await wait_state(run, old_bounced, {"bounced"})
+    await wait_state(run, deferred, {"deferred"})
+    await wait_state(run, held, {"held"})
+    await sink.wait_for(2)  # old-sent and the DSN for old-bounced
+    everything = await admin.list(MessageFilter(states=()))
+    (dsn,) = [row.queue_id for row in everything.rows if row.sender == ""]
+    await wait_state(run, dsn, {"delivered"})
+
+    clock.advance(3500)
+    young = await send(run, "a@example.com", ["ok@example.org"], "young")
+    await wait_state(run, young, {"delivered"})
+    details = {}
+    for queue_id in (old_sent, old_bounced, dsn, deferred, held, young):
+        found = await admin.show(queue_id)
+        assert found is not None, (
+            f"{queue_id} was purged before the clock passed its retention\n{run.log_text()}"
+        )
+        details[queue_id] = found
+
+    clock.advance(700)
+    await wait_gone(run, old_sent, timeout=5)
+
+    purged = (old_sent, old_bounced, dsn)
+    kept = {young: "delivered", deferred: "deferred", held: "held"}
+    for queue_id in purged:
+        assert await admin.show(queue_id) is None, queue_id
+        assert await admin.message_data(queue_id) is None, queue_id
+    for queue_id, state in kept.items():
+        detail = await admin.show(queue_id)
+        assert detail is not None and detail.row.state == state, (queue_id, detail)
+        assert await admin.message_data(queue_id), queue_id
+    young_detail = await admin.show(young)
+    assert young_detail is not None and young_detail.attempts  # transcript still there
+
+    # Nothing of the purged messages is left behind in any table.
+    purged_ids = [details[q].row.id for q in purged]
+    marks = ",".join("?" * len(purged_ids))
+    for table in ("bodies", "recipients", "attempts"):
+        left = spool_count(
+            state_dir, f"SELECT COUNT(*) FROM {table} WHERE message_id IN ({marks})", *purged_ids
+        )
+        assert left == 0, f"{left} rows of purged messages left in {table}"
+    kept_ids = [details[q].row.id for q in kept]
+    kept_marks = ",".join("?" * len(kept_ids))
+    assert spool_count(
+        state_dir, f"SELECT COUNT(*) FROM bodies WHERE message_id IN ({kept_marks})", *kept_ids
+    ) == len(kept_ids)
+    # Inbound transcripts: each message came in its own session (the DSN has none).
+    for queue_id in (old_sent, old_bounced):
+        session = details[queue_id].session_id
+        assert spool_count(state_dir, SESSIONS_WITH_ID, session) == 0, queue_id
+    for queue_id in kept:
+        session = details[queue_id].session_id
+        assert spool_count(state_dir, SESSIONS_WITH_ID, session) == 1, queue_id
+    assert re.search(r"\bpurged messages=3\b", run.log_text()), run.log_text()
+
+
+async def test_retention_zero_purges_finished_mail_within_seconds(
+    start_engine: EngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """config/model.py and sample-config.toml promise that `retention = 0` purges a message
+    within seconds of finishing (an office that must not keep mail bodies relies on it), not
+    at the normal purge interval of ten minutes. With the housekeeping task shortened to
+    0.1 s, each of two messages delivered one after the other must be gone within a few
+    seconds of being delivered; on the real clock, with no stepping.
+    """
+    monkeypatch.setattr(engine_module, "DELIVERY_HOUSEKEEPING_INTERVAL", 0.1)
+    sink = await smtp_sink()
+    dns = dns_server({})
+    run = await start_engine(relay_config(tmp_path / "state", (to_sink(sink),), dns, retention=0.0))
+    for n in range(2):
+        queue_id = await send(run, "a@example.com", ["ok@example.org"], f"m{n}")
+        await wait_state(run, queue_id, {"delivered"})
+        try:
+            await wait_gone(run, queue_id, timeout=3)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"message {n + 1} of 2: {exc} (delivered, with retention = 0)"
+            ) from None
+
+
+# ---------------------------------------------------------------------- suppression
+
+
+async def rcpt_until(
+    client: SMTPClient, recipient: str, want: int, timeout: float = 3.0
+) -> tuple[int, str]:
+    """MAIL and RCPT on `client` until RCPT gets the `want` code (RSET in between); bounded.
+
+    Leaves the transaction open after the wanted reply, so the caller may go on to DATA.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        code, text = await client.cmd("MAIL FROM:<a@example.com>")
+        assert code == 250, text
+        code, text = await client.cmd(f"RCPT TO:<{recipient}>")
+        if code == want:
+            return code, text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"RCPT {recipient} still got {code} {text}, not {want}")
+        assert (await client.cmd("RSET"))[0] == 250
+        await asyncio.sleep(0.05)
+
+
+async def finish_data(client: SMTPClient, subject: str) -> str:
+    """DATA for the transaction open on `client`; returns the queue ID of the 250."""
+    code, text = await client.cmd("DATA")
+    assert code == 354, text
+    await client.send(simple_message(subject) + b".\r\n")
+    code, text = await client.reply()
+    assert code == 250, text
+    found = QUEUED.search(text)
+    assert found is not None, text
+    return found.group(1)
+
+
+async def test_hard_bounce_suppresses_the_recipient_until_the_entry_expires(
+    clocked_engine: ClockedEngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 550 5.1.1 from the next hop (the mailbox does not exist) puts the recipient on the
+    suppression list, so the next client to send it mail is told at RCPT, with the reason,
+    instead of the relay bouncing it again later; other recipients of the same transaction
+    go through. After `suppression_days` the entry lapses: mail to the address is accepted
+    and, the mailbox being back, delivered.
+
+    The expiry is configured short (one minute) and the engine's clock is stepped past it;
+    the in-memory copy RCPT reads is refreshed by the engine's own task (every 5 s,
+    shortened here to 0.1 s).
+    """
+    monkeypatch.setattr(engine_module, "SUPPRESSION_REFRESH_INTERVAL", 0.1)
+    unknown = "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown"
+    sink = await smtp_sink(rcpt_replies={"gone@example.org": unknown})
+    dns = dns_server({})
+    clock = SteppedClock()
+    config = relay_config(
+        tmp_path / "state",
+        (to_sink(sink),),
+        dns,
+        suppress_hard_bounces=True,
+        suppression_days=60 / 86400,
+    )
+    run = await clocked_engine(config, clock)
+    admin = admin_of(run)
+
+    first = await send(run, "a@example.com", ["gone@example.org"], "first")
+    detail = await wait_state(run, first, {"bounced"})
+    assert detail.recipients[0].last_reply == unknown
+    (entry,) = await admin.suppress_list()
+    assert entry.address == "gone@example.org"
+    assert entry.reason == unknown
+    assert entry.expires_at == pytest.approx(entry.created_at + 60)
+
+    client = await SMTPClient.connect(*run.address())
+    try:
+        await client.greet()
+        code, text = await rcpt_until(client, "gone@example.org", 550)
+        assert text.startswith("5.1.1 <gone@example.org>:"), text
+        assert "suppress" in text and "User unknown" in text, text  # it says why
+        code, text = await client.cmd("RCPT TO:<other@example.org>")
+        assert code == 250, text
+        second = await finish_data(client, "second")
+        detail = await wait_state(run, second, {"delivered"})
+        assert [r.address for r in detail.recipients] == ["other@example.org"]
+
+        # The mailbox is back; a minute later the entry has lapsed.
+        del sink.behaviour.rcpt_replies["gone@example.org"]
+        clock.advance(61)
+        await rcpt_until(client, "gone@example.org", 250)
+        third = await finish_data(client, "third")
+    finally:
+        await client.close()
+    detail = await wait_state(run, third, {"delivered"})
+    assert [(r.address, r.state) for r in detail.recipients] == [("gone@example.org", "delivered")]
+    delivered = [m for m in sink.messages if m.sender == "a@example.com"]
+    assert [m.recipients for m in delivered] == [["other@example.org"], ["gone@example.org"]]
+    assert run.engine.suppression_reason("gone@example.org") is None
