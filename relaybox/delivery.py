@@ -33,6 +33,7 @@ TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
 # RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient".
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -153,21 +154,54 @@ class _RecordingSMTP(aiosmtplib.SMTP):
             self.note("S", f"{response.code} {line}".rstrip())
         return response
 
-    async def data(self, message: str | bytes, /, *, timeout: Any = ...) -> SMTPResponse:
-        self.note("C", "DATA")
+    # MAIL, RCPT and DATA without aiosmtplib's per-call address parsing and whole-message
+    # regexes: the spool holds validated addresses (CR, LF, NUL refused, and checked again
+    # by `deliver` and by aiosmtplib's protocol) and CRLF-clean messages, and these three run
+    # once per message on the hot path.
+
+    async def mail_from(self, sender: str, options: list[str], encoding: str) -> SMTPResponse:
+        """MAIL FROM:<sender>; raises SMTPSenderRefused unless 250."""
+        args = [b"MAIL", b"FROM:<" + sender.encode(encoding) + b">"]
+        args.extend(option.encode("ascii") for option in options)
+        response = await self.execute_command(*args)
+        if response.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+        return response
+
+    async def rcpt_to(self, recipient: str, encoding: str) -> SMTPResponse:
+        """RCPT TO:<recipient>; raises SMTPRecipientRefused unless 250 or 251."""
+        response = await self.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
+        if response.code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+        return response
+
+    async def send_data(self, message: bytes, timeout: float) -> SMTPResponse:
+        """DATA, the dot-stuffed message and its end; raises SMTPDataError unless 354/250."""
+        start = await self.execute_command(b"DATA", timeout=timeout)
+        if start.code != 354:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        if message.count(b"\n") != message.count(b"\r\n") or b"\r" in message.replace(b"\r\n", b""):
+            message = _LINE_ENDING.sub(b"\r\n", message)  # RFC 5321 §2.3.8: CRLF only
+        if not message.endswith(b"\r\n"):
+            message += b"\r\n"
+        # RFC 5321 §4.5.2: a line that starts with a period gets one more.
+        stuffed = message.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
         self.note("-", f"<{len(message)} bytes of message data>")
+        protocol = self.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         try:
-            if timeout is ...:
-                response = await super().data(message)
-            else:
-                response = await super().data(message, timeout=timeout)
-        except aiosmtplib.SMTPResponseException as exc:
-            self.note("S", f"{exc.code} {exc.message}")
-            raise
-        except aiosmtplib.SMTPException as exc:
+            protocol.write(stuffed + b".\r\n")
+            response = await protocol.read_response(timeout=timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
             self.note("-", f"{type(exc).__name__}: {exc}")
+            self.close()
             raise
         self.note("S", _reply(response))
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
         return response
 
 
@@ -528,7 +562,7 @@ class Courier:
             options.append("SMTPUTF8")
         encoding = "utf-8" if message.smtputf8 else "ascii"
         try:
-            await smtp.mail(message.sender, options=options, encoding=encoding)
+            await smtp.mail_from(message.sender, options, encoding)
         except aiosmtplib.SMTPSenderRefused as exc:
             with contextlib.suppress(aiosmtplib.SMTPException):
                 await smtp.rset()
@@ -541,7 +575,7 @@ class Courier:
         accepted: list[str] = []
         for recipient in message.recipients:
             try:
-                response = await smtp.rcpt(recipient, encoding=encoding)
+                response = await smtp.rcpt_to(recipient, encoding)
                 accepted.append(recipient)
                 outcomes[recipient] = Outcome("delivered", _reply(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
@@ -553,7 +587,7 @@ class Courier:
                 await smtp.rset()
             return outcomes
         try:
-            response = await smtp.data(message.data, timeout=self.data_timeout)
+            response = await smtp.send_data(message.data, self.data_timeout)
         except aiosmtplib.SMTPDataError as exc:
             reply = f"{exc.code} {exc.message}"
             for recipient in accepted:

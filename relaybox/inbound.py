@@ -153,6 +153,7 @@ class InboundSMTP(SMTP):
         self.require_starttls = False
         self._timeout_duration = config.limits.idle_timeout
         self._timeout_handle = None
+        self._idle_deadline = 0.0
         self._tls_handshake_okay = True
         self._tls_protocol = None
         self._original_transport = None
@@ -215,6 +216,26 @@ class InboundSMTP(SMTP):
             return "454 4.7.0 TLS not available due to a handshake failure"
         self.ctx.log.exception("session-error", client=self.client_ip, session=self.session_id)
         return "451 4.3.0 Internal error; try again later"
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Push the idle deadline back (aiosmtpd calls this on every command and DATA chunk).
+
+        aiosmtpd cancels and creates a timer each time; here one timer per connection moves
+        lazily: when it fires early it re-arms for the deadline that is now in force.
+        """
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or deadline < handle.when():
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_timer)
+
+    def _idle_timer(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer)
+            return
+        self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: closes the connection
 
     async def _goodbye(self, reply: str) -> None:
         """Send a final reply and close the connection."""

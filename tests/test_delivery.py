@@ -24,7 +24,7 @@ from relaybox.config.model import (
 )
 from relaybox.spool import MessageFilter
 
-from .conftest import make_config, simple_message
+from .conftest import SMTPClient, make_config, simple_message
 from .smtpsink import Sink
 
 QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
@@ -123,6 +123,24 @@ async def test_mx_delivery_follows_dns(start_engine, smtp_sink, dns_server, tmp_
     detail = await wait_state(run, queue_id, {"delivered"})
     assert detail.attempts[0].host == "mx.example.org"
     assert dns.queries["example.org", "MX"] >= 1
+
+
+async def test_lines_starting_with_a_period_arrive_intact(start_engine, smtp_sink, tmp_path):
+    """Dot-stuffing both ways (RFC 5321 §4.5.2): the sink must get the lines as written."""
+    sink = await smtp_sink()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    body = ".\r\n..\r\n.leading\r\n middle . dot\r\n..."
+    message = simple_message("dots", body)
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    client = await SMTPClient.connect(*run.address())
+    try:
+        await client.greet()
+        code, text = await client.send_message("a@example.com", ["b@example.org"], stuffed)
+        assert code == 250, text
+    finally:
+        await client.close()
+    (got,) = await sink.wait_for(1)
+    assert got.data.endswith(message), got.data
 
 
 async def test_recipients_with_one_next_hop_share_one_transaction(
