@@ -32,6 +32,7 @@ from .spool import (
     MessageFilter,
     MessageRow,
     NewMessage,
+    Overview,
     PendingRecipient,
     RecipientOutcome,
     RecipientRow,
@@ -169,6 +170,22 @@ class Admin:
             }[sort]
             next_after = (key, last.id)
         return Page(tuple(rows), next_after)
+
+    async def overview(self, since: float) -> Overview:
+        """Counts by state, delivered and bounced since `since`, the oldest deferred arrival."""
+        return await self.spool.overview(since)
+
+    async def message_ids(
+        self, flt: MessageFilter | None = None, *, sort: str = "arrived", descending: bool = False
+    ) -> builtins.list[int]:
+        """Row ids of every matching message in order (a view reads rows by `rows_by_id`)."""
+        return await self.spool.message_ids(
+            _upper(flt or MessageFilter()), sort=sort, descending=descending
+        )
+
+    async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
+        """The listing rows of these messages (those that still exist)."""
+        return await self.spool.rows_by_id(ids)
 
     async def list_all(
         self, flt: MessageFilter | None = None, page_size: int = 1000

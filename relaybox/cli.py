@@ -425,8 +425,11 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     if not args.headless:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            return _ui(args, config)
         print(
-            "relaybox: the terminal UI is not built yet; running headless (Ctrl+C stops)",
+            "relaybox: no terminal for the UI (stdin or stdout is not a tty); running headless "
+            "(Ctrl+C stops)",
             file=sys.stderr,
         )
     fmt = args.log_format or config.log.format
@@ -435,6 +438,15 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_serve(config, log))
     finally:
         log.close()
+
+
+def _ui(args: argparse.Namespace, config: Config) -> int:
+    """The terminal UI: attached to the engine running on this state dir, or over one started
+    here, in this event loop (quitting the UI then stops it)."""
+    from .tui.run import run_ui  # Textual loads only for the UI
+
+    config_dir = (args.config or default_config_path()).parent
+    return run_ui(config, config_dir=config_dir, log_format=args.log_format)
 
 
 async def _serve(config: Config, log: Any) -> int:

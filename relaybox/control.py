@@ -44,6 +44,7 @@ over the socket alike.
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import contextlib
 import dataclasses
@@ -68,6 +69,7 @@ from .spool import (
     MessageDetail,
     MessageFilter,
     MessageRow,
+    Overview,
     RecipientRow,
     SpoolError,
     SuppressionRow,
@@ -91,9 +93,16 @@ MAX_IN_FLIGHT = 16
 """Requests of one connection worked on at once; more wait their turn."""
 _EVENTS_ENCODED_INLINE = 64  # a larger batch is encoded in a thread
 DEFAULT_EVENT_QUEUE = 10_000
+_DATA_LIMIT = 512 * 1024  # base64 of it stays under MAX_LINE
+_IDS_PER_REQUEST = 50_000  # 50,000 ids of JSON stay well under MAX_LINE
 MAX_EVENT_QUEUE = 100_000
 OPS: tuple[str, ...] = (
+    "info",
+    "overview",
+    "data",
     "list",
+    "ids",
+    "rows",
     "count",
     "count_by_state",
     "show",
@@ -153,6 +162,16 @@ class AdminClient(Protocol):
     async def list_all(
         self, flt: MessageFilter | None = None, page_size: int = 1000
     ) -> builtins.list[MessageRow]: ...
+
+    async def message_ids(
+        self, flt: MessageFilter | None = None, *, sort: str = "arrived", descending: bool = False
+    ) -> builtins.list[int]: ...
+
+    async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]: ...
+
+    async def message_data(self, queue_id: str, limit: int | None = None) -> bytes | None: ...
+
+    async def overview(self, since: float) -> Overview: ...
 
     async def count(self, flt: MessageFilter | None = None) -> int: ...
 
@@ -379,8 +398,15 @@ class ControlServer:
         self.log = log
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self.started_at = time.time()
+        """When the engine serving this socket started (wall clock), for `info`."""
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "info": self._info,
+            "overview": self._overview,
+            "data": self._data,
             "list": self._list,
+            "ids": self._ids,
+            "rows": self._rows,
             "count": self._count,
             "count_by_state": self._count_by_state,
             "show": self._show,
@@ -576,6 +602,51 @@ class ControlServer:
             limit=limit,
         )
         return {"rows": page.rows, "next_after": page.next_after}
+
+    async def _info(self, args: dict[str, Any]) -> dict[str, Any]:
+        _only(args, "info")
+        config = self.admin.config()
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "listeners": [
+                {"name": li.name, "address": str(a), "role": li.role, "tls": li.tls}
+                for li in config.listeners
+                for a in li.listen
+            ],
+        }
+
+    async def _overview(self, args: dict[str, Any]) -> Overview:
+        _only(args, "overview", "since")
+        return await self.admin.overview(_arg(args, "since", float, 0.0))
+
+    async def _data(self, args: dict[str, Any]) -> str | None:
+        _only(args, "data", "queue_id", "limit")
+        limit = _arg(args, "limit", int, _DATA_LIMIT)
+        if not 1 <= limit <= _DATA_LIMIT:
+            raise _BadRequest(f"limit must be between 1 and {_DATA_LIMIT}")
+        data = await self.admin.message_data(_arg(args, "queue_id", str), limit)
+        return None if data is None else base64.b64encode(data).decode("ascii")
+
+    async def _ids(self, args: dict[str, Any]) -> dict[str, Any]:
+        _only(args, "ids", "filter", "sort", "descending", "offset", "limit")
+        offset = _arg(args, "offset", int, 0)
+        limit = _arg(args, "limit", int, _IDS_PER_REQUEST)
+        if offset < 0 or not 1 <= limit <= _IDS_PER_REQUEST:
+            raise _BadRequest(f"offset must be >= 0 and limit between 1 and {_IDS_PER_REQUEST}")
+        ids = await self.admin.message_ids(
+            filter_from_json(args.get("filter", {})),
+            sort=_arg(args, "sort", str, "arrived"),
+            descending=_arg(args, "descending", bool, False),
+        )
+        return {"ids": ids[offset : offset + limit], "total": len(ids)}
+
+    async def _rows(self, args: dict[str, Any]) -> builtins.list[Any]:
+        _only(args, "rows", "ids")
+        ids = args.get("ids")
+        if not (isinstance(ids, list) and all(type(i) is int for i in ids)) or len(ids) > 1000:
+            raise _BadRequest("ids must be a list of at most 1000 message row ids")
+        return builtins.list((await self.admin.rows_by_id(ids)).values())
 
     async def _count(self, args: dict[str, Any]) -> int:
         _only(args, "count", "filter")
@@ -873,6 +944,40 @@ class ControlClient:
             tuple(_row_from_json(r) for r in result["rows"]),
             (next_after[0], next_after[1]) if next_after is not None else None,
         )
+
+    async def message_ids(
+        self, flt: MessageFilter | None = None, *, sort: str = "arrived", descending: bool = False
+    ) -> builtins.list[int]:
+        out: builtins.list[int] = []
+        while True:
+            result = await self.request(
+                "ids",
+                filter=filter_to_json(flt or MessageFilter()),
+                sort=sort,
+                descending=descending,
+                offset=len(out),
+            )
+            out.extend(result["ids"])
+            if not result["ids"] or len(out) >= result["total"]:
+                return out
+
+    async def overview(self, since: float) -> Overview:
+        return Overview(**await self.request("overview", since=since))
+
+    async def message_data(self, queue_id: str, limit: int | None = None) -> bytes | None:
+        """The stored message's first `limit` bytes (at most 512 KB over the socket)."""
+        wanted = _DATA_LIMIT if limit is None else min(limit, _DATA_LIMIT)
+        result = await self.request("data", queue_id=queue_id, limit=wanted)
+        return None if result is None else base64.b64decode(result)
+
+    async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
+        found: dict[int, MessageRow] = {}
+        wanted = builtins.list(ids)
+        for start in range(0, len(wanted), 1000):
+            for r in await self.request("rows", ids=wanted[start : start + 1000]):
+                row = _row_from_json(r)
+                found[row.id] = row
+        return found
 
     async def list_all(
         self, flt: MessageFilter | None = None, page_size: int = 1000

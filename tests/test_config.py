@@ -31,6 +31,7 @@ from relaybox.config import (
     RouteConfig,
     ServerConfig,
     SocketAddress,
+    UiConfig,
     UserConfig,
     check_config,
     check_user_name,
@@ -96,6 +97,7 @@ def test_every_setting_is_documented_in_the_sample() -> None:
         "users": UserConfig,
         "dns": DnsConfig,
         "delivery": DeliveryConfig,
+        "ui": UiConfig,
         "routes": RouteConfig,
     }
     blocks = dict.fromkeys(sections, "")

@@ -51,6 +51,7 @@ from relaybox.config.model import (
     RouteConfig,
     ServerConfig,
     SocketAddress,
+    UiConfig,
     UserConfig,
     default_config,
     default_config_path,
@@ -151,6 +152,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthConfig,
     "dns": DnsConfig,
     "delivery": DeliveryConfig,
+    "ui": UiConfig,
 }
 _TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users", "routes"]
 
@@ -494,6 +496,8 @@ _RANGES: dict[str, _Range] = {
     "delivery.queue_lifetime": _Range(0, 30 * _DAY, low_inclusive=False, unit="seconds"),
     "delivery.delay_warning": _Range(0, 30 * _DAY, unit="seconds"),
     "delivery.retention": _Range(0, 366 * _DAY, unit="seconds"),
+    "ui.deferred_warning": _Range(0, 10_000_000, unit="messages"),
+    "ui.oldest_deferred_warning": _Range(0, 366 * _DAY, unit="seconds"),
     "delivery.suppression_days": _Range(0, 3650, low_inclusive=False, unit="days"),
     "routes.max_messages_per_minute": _Range(0, 100_000),
     "routes.max_connections": _Range(1, 1000),

@@ -240,6 +240,19 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class UiConfig:
+    """The `[ui]` table: how the terminal UI looks and when its status bar warns."""
+
+    theme: str = "relaybox-dark"
+    """Theme name: one of `themes/*.toml` (relaybox-dark, relaybox-light), a file in the config
+    folder's `themes/`, or one of Textual's built-in themes."""
+    deferred_warning: int = 100
+    """The status bar turns to the warning colour above this many deferred messages."""
+    oldest_deferred_warning: float = 14_400.0
+    """...or when the oldest deferred message has waited longer than this (seconds)."""
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     """One `[[listeners]]` entry: where relaybox accepts SMTP and under what policy."""
 
@@ -446,6 +459,8 @@ class Config:
     """The `[dns]` table: resolvers and their timeout."""
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     """The `[delivery]` table: outbound connections, retries, bounces, retention."""
+    ui: UiConfig = field(default_factory=UiConfig)
+    """The `[ui]` table: the terminal UI's theme and warning thresholds."""
     routes: tuple[RouteConfig, ...] = (DEFAULT_ROUTE,)
     """The `[[routes]]` blocks in file order, first match wins; `(DEFAULT_ROUTE,)` when the
     file has none."""

@@ -1,0 +1,651 @@
+"""The relaybox terminal UI: status bar, Queue and Log panes, the message inspector.
+
+It runs on the engine's event loop (in-process) or beside an engine elsewhere (attached);
+either way it sees the engine only through an `EngineLink`. Every query runs in a worker;
+engine events arrive through one subscription and are fanned out to the panes.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual import events, on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Sparkline, Static
+
+from ..control import EventsDropped
+from ..events import (
+    AttemptFinished,
+    AttemptStarted,
+    Event,
+    MessageAccepted,
+    MessageBounced,
+    MessageDeferred,
+    MessageDelivered,
+)
+from ..spool import MessageFilter
+from . import format as fmt
+from .inspector import InspectorScreen
+from .link import EngineLink, ListenerInfo, describe_mode
+from .log_view import LogView, describe_event
+from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState, header_text
+from .themes import DEFAULT_THEME, load_themes, theme_dirs
+
+__all__ = ["ConfirmScreen", "RelayboxApp"]
+
+_ACTION_WORDS = {
+    "retry": "retried",
+    "hold": "held",
+    "release": "released",
+    "delete": "deleted",
+    "bounce": "bounced",
+}
+_CONFIRM = {"delete", "bounce"}
+_RATE_BUCKET = 10.0  # seconds per sparkline bar
+_RATE_BARS = 30
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; `y`/Enter says yes, `n`/Escape no."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 64; height: auto; padding: 1 2; border: thick $warning; background: $surface;
+    }
+    ConfirmScreen Label { width: 1fr; margin-bottom: 1; }
+    ConfirmScreen Horizontal { height: auto; align-horizontal: right; }
+    ConfirmScreen Button { margin-left: 2; }
+    """
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            with Horizontal():
+                yield Button("Yes (y)", variant="warning", id="yes")
+                yield Button("No (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+HELP_TEXT = """\
+[b]relaybox keys[/b]  (any key closes this)
+
+[b]Everywhere[/b] (when no text box has focus)
+  1            Queue pane              4          Log pane
+  /            filter the pane         Escape     back, clear the filter or selection
+  ?  F1        this help               Ctrl+P     command palette (every action, themes)
+  q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
+  2 3 5 6      reserved: Destinations, Sessions, Domains, Config (later releases)
+
+[b]Queue[/b]
+  ↑ ↓  j k     move                    PgUp PgDn  a page
+  Home g  End G   first, last          Enter      open the message
+  Space        select / unselect (actions then take the selection)
+  r  h  l      retry, hold, release the selected messages (or the one under the cursor)
+  d  b         delete, bounce (asks first)
+  R H L D B    the same for every message the view and filter show (asks first)
+  v            next state view (unfinished, deferred, held, queued, delivered, ...)
+  s  S         sort by the next column, reverse the order
+  filter text  matches queue ID, sender, recipient, reply; @example.org is a domain
+
+[b]Message inspector[/b]
+  ↑ ↓ PgUp PgDn Home End   scroll      m          raw message / details
+  r            retry now and watch the attempt live
+  h l d b      hold, release, delete, bounce          Escape     back to the queue
+
+[b]Log[/b]
+  / filters the log; End follows new lines again after scrolling up.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, on one screen."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Static {
+        width: 96; max-width: 100%; height: auto; max-height: 100%;
+        padding: 1 2; border: thick $primary; background: $surface;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(HELP_TEXT)
+
+    def on_key(self, event: events.Key) -> None:
+        event.stop()
+        self.dismiss()
+
+    def on_click(self) -> None:
+        self.dismiss()
+
+
+class StatusBar(Horizontal):
+    """Listeners, counts by state, rates in and out, where the engine runs."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 2; background: $panel; }
+    StatusBar #status-text { width: 1fr; padding: 0 1; }
+    StatusBar.warning { background: $warning 40%; }
+    StatusBar .rate-label { width: 7; height: 2; content-align: right top; }
+    StatusBar Sparkline { width: 8; height: 2; margin-right: 1; }
+    StatusBar #rate-out > .sparkline--max-color { color: $success; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status-text")
+        yield Static("in\n", id="rate-in-label", classes="rate-label")
+        yield Sparkline([0.0], id="rate-in")
+        yield Static("out\n", id="rate-out-label", classes="rate-label")
+        yield Sparkline([0.0], id="rate-out")
+
+
+class QueuePane(Vertical):
+    """The Queue pane: column titles, the live list, a filter line."""
+
+    DEFAULT_CSS = """
+    QueuePane #queue-header { height: 1; background: $panel; color: $text-muted; }
+    QueuePane #queue-title { height: 1; padding: 0 1; }
+    QueuePane QueueView { height: 1fr; }
+    QueuePane Input { display: none; }
+    QueuePane Input.shown { display: block; }
+    """
+
+
+class LogPane(Vertical):
+    """The Log pane: the engine's events as they happen."""
+
+    DEFAULT_CSS = """
+    LogPane #log-title { height: 1; padding: 0 1; background: $panel; }
+    LogPane LogView { height: 1fr; }
+    LogPane Input { display: none; }
+    LogPane Input.shown { display: block; }
+    """
+
+
+class RelayboxApp(App[int]):
+    """The UI over one engine."""
+
+    TITLE = "relaybox"
+    BINDINGS = [
+        Binding("1", "show_pane('queue')", "Queue"),
+        Binding("4", "show_pane('log')", "Log"),
+        Binding("slash", "filter", "Filter"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "quit", "Quit", show=False),
+        Binding("escape", "clear", "Clear", show=False),
+        # The Queue pane's actions; App-wide (see check_action) so that a key typed right
+        # after switching panes is not lost while focus moves.
+        Binding("r", "act('retry')", "Retry"),
+        Binding("h", "act('hold')", "Hold"),
+        Binding("l", "act('release')", "Release"),
+        Binding("d", "act('delete')", "Delete"),
+        Binding("b", "act('bounce')", "Bounce"),
+        Binding("R", "act_all('retry')", "Retry all shown", show=False),
+        Binding("H", "act_all('hold')", "Hold all shown", show=False),
+        Binding("L", "act_all('release')", "Release all shown", show=False),
+        Binding("D", "act_all('delete')", "Delete all shown", show=False),
+        Binding("B", "act_all('bounce')", "Bounce all shown", show=False),
+        Binding("v", "next_view", "View"),
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+    ]
+    _QUEUE_ACTIONS = frozenset({"act", "act_all", "next_view", "next_sort", "reverse_sort"})
+    CSS = """
+    Screen { layout: vertical; }
+    ContentSwitcher { height: 1fr; }
+    """
+
+    def __init__(
+        self,
+        link: EngineLink,
+        *,
+        config_dir: Path | None = None,
+        theme: str = DEFAULT_THEME,
+        clock: Callable[[], float] = time.time,
+        deferred_warning: int = 100,
+        oldest_deferred_warning: float = 4 * 3600,
+    ) -> None:
+        super().__init__()
+        self.link = link
+        self.clock = clock
+        self.deferred_warning = deferred_warning
+        self.oldest_deferred_warning = oldest_deferred_warning
+        self.listeners: list[ListenerInfo] = []
+        self._rates: dict[str, collections.deque[float]] = {
+            "in": collections.deque([0.0] * _RATE_BARS, maxlen=_RATE_BARS),
+            "out": collections.deque([0.0] * _RATE_BARS, maxlen=_RATE_BARS),
+        }
+        self._bucket_start = clock()
+        self._counts = {"in": 0, "out": 0}
+        self._status = ""
+        self._engine_gone = False
+        themes, self.theme_problems = load_themes(theme_dirs(config_dir))
+        for t in themes:
+            self.register_theme(t)
+        self._wanted_theme = theme if theme in self.available_themes else DEFAULT_THEME
+        if theme != self._wanted_theme:
+            self.theme_problems.append(
+                f"no theme named {theme!r} ([ui] theme); using {DEFAULT_THEME}. Themes: "
+                + ", ".join(sorted(self.available_themes))
+            )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The Queue pane's keys act only while it is showing (and no dialog is up)."""
+        if action in self._QUEUE_ACTIONS:
+            if self.screen is not self.screen_stack[0]:
+                return False
+            return self.query_one(ContentSwitcher).current == "queue"
+        return True
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with ContentSwitcher(initial="queue"):
+            with QueuePane(id="queue"):
+                yield Static("", id="queue-title")
+                yield Static("", id="queue-header")
+                yield QueueView(self.link.admin, clock=self.clock, id="queue-view")
+                yield Input(placeholder="filter: text, or @domain; Enter applies, Esc clears")
+            with LogPane(id="log"):
+                yield Static("Log · / filters · End follows", id="log-title")
+                yield LogView(id="log-view")
+                yield Input(placeholder="filter the log; Enter applies, Esc clears")
+        yield Footer()
+
+    @property
+    def queue_view(self) -> QueueView:
+        return self.query_one("#queue-view", QueueView)
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#log-view", LogView)
+
+    async def on_mount(self) -> None:
+        if self._wanted_theme in self.available_themes:
+            self.theme = self._wanted_theme
+        for problem in self.theme_problems:
+            self.notify(problem, title="theme not loaded", severity="warning")
+        self.queue_view.focus()
+        self._update_queue_title()
+        self._pump()
+        self._load_listeners()
+        self.set_interval(2.0, self._refresh_overview)
+        self._refresh_overview()
+
+    # ------------------------------------------------------------------ engine events
+
+    @work(exit_on_error=False)
+    async def _load_listeners(self) -> None:
+        try:
+            self.listeners = await self.link.listeners()
+        except Exception as exc:
+            self.notify(f"Cannot read the engine's listeners: {exc}", severity="warning")
+        self._refresh_overview()
+
+    @work(group="events", exit_on_error=False)
+    async def _pump(self) -> None:
+        """Every engine event, to the panes that show it."""
+        try:
+            async for event in self.link.events():
+                self.on_engine_event(event)
+        except Exception as exc:
+            self.notify(f"Lost the engine's events: {exc}", severity="error", timeout=10)
+        if self.link.attached:
+            self._engine_gone = True
+            self.notify("The engine stopped; what is shown is no longer live.", severity="error")
+            self._render_status(None)
+
+    def on_engine_event(self, event: Event | EventsDropped) -> None:
+        line = describe_event(event)
+        if line is not None:
+            self.log_view.record(*line)
+        if isinstance(event, EventsDropped):
+            self.queue_view.touch()
+            return
+        if isinstance(
+            event,
+            MessageAccepted
+            | MessageDelivered
+            | MessageDeferred
+            | MessageBounced
+            | AttemptStarted
+            | AttemptFinished,
+        ):
+            self.queue_view.touch()
+        if isinstance(event, MessageAccepted):
+            self._count("in")
+        elif isinstance(event, MessageDelivered):
+            self._count("out")
+        screen = self.screen
+        if isinstance(screen, InspectorScreen):
+            screen.on_engine_event(event)
+
+    def _count(self, direction: str) -> None:
+        self._roll_rates()
+        self._counts[direction] += 1
+
+    def _roll_rates(self) -> None:
+        now = self.clock()
+        while now - self._bucket_start >= _RATE_BUCKET:
+            for direction in ("in", "out"):
+                self._rates[direction].append(float(self._counts[direction]))
+                self._counts[direction] = 0
+            self._bucket_start += _RATE_BUCKET
+            if now - self._bucket_start > _RATE_BUCKET * _RATE_BARS:
+                self._bucket_start = now
+
+    # ------------------------------------------------------------------ the status bar
+
+    def _refresh_overview(self) -> None:
+        self._load_overview()
+
+    @work(exclusive=True, group="overview", exit_on_error=False)
+    async def _load_overview(self) -> None:
+        midnight = time.mktime(time.localtime(self.clock())[:3] + (0, 0, 0, 0, 0, -1))
+        try:
+            overview = await self.link.admin.overview(midnight)
+        except Exception:
+            overview = None
+        self._render_status(overview)
+
+    def _render_status(self, overview: object | None) -> None:
+        self._roll_rates()
+        now = self.clock()
+        per_minute = {
+            d: sum(list(self._rates[d])[-6:]) * 60 / (_RATE_BUCKET * 6) for d in ("in", "out")
+        }
+        listeners = ", ".join(
+            f"{li.role} {li.address}" + (f" ({li.tls})" if li.tls != "none" else "")
+            for li in self.listeners
+        )
+        mode = describe_mode(self.link)
+        if self._engine_gone:
+            mode += " · ENGINE STOPPED"
+        up = fmt.age(now - self.link.started_at)
+        first = f"relaybox · {mode} · up {up} · {listeners or 'no listeners'}"
+        warning = False
+        if overview is not None:
+            by_state = getattr(overview, "by_state", {})
+            deferred = by_state.get("deferred", 0)
+            oldest = getattr(overview, "oldest_deferred_at", None)
+            oldest_age = now - oldest if oldest else 0.0
+            warning = deferred > self.deferred_warning or oldest_age > self.oldest_deferred_warning
+            second = (
+                f"queued {by_state.get('queued', 0)} · active {by_state.get('active', 0)} · "
+                f"deferred {deferred}"
+                + (f" (oldest {fmt.age(oldest_age)})" if oldest else "")
+                + f" · held {by_state.get('held', 0)} · today: "
+                f"{getattr(overview, 'delivered_since', 0)} sent, "
+                f"{getattr(overview, 'bounced_since', 0)} bounced"
+            )
+            self._status = second
+        else:
+            second = self._status or "reading the queue…"
+        bar = self.query_one(StatusBar)
+        bar.set_class(warning, "warning")
+        wide = self.size.width >= 120  # the sparklines only where they leave the text room
+        for widget in bar.query(".rate-label, Sparkline"):
+            widget.display = wide
+        bar.query_one("#status-text", Static).update(f"{first}\n{second}")
+        bar.query_one("#rate-in-label", Static).update(f"in\n{per_minute['in']:.0f}/min")
+        bar.query_one("#rate-out-label", Static).update(f"out\n{per_minute['out']:.0f}/min")
+        bar.query_one("#rate-in", Sparkline).data = list(self._rates["in"])
+        bar.query_one("#rate-out", Sparkline).data = list(self._rates["out"])
+
+    # ------------------------------------------------------------------ panes and filters
+
+    def action_show_pane(self, pane: str) -> None:
+        while isinstance(self.screen, InspectorScreen):
+            self.pop_screen()
+        self.query_one(ContentSwitcher).current = pane
+        if pane == "queue":
+            self.queue_view.focus()
+            self.queue_view.touch()
+        else:
+            self.log_view.focus()
+            self.log_view.scroll_end(animate=False, immediate=True)
+
+    def _pane_input(self) -> Input:
+        current = self.query_one(ContentSwitcher).current or "queue"
+        return self.query_one(f"#{current} Input", Input)
+
+    def action_filter(self) -> None:
+        box = self._pane_input()
+        box.add_class("shown")
+        box.focus()
+
+    @on(Input.Submitted)
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter(event.value)
+        event.input.blur()
+        if not event.value:
+            event.input.remove_class("shown")
+        self._focus_pane()
+
+    def _apply_filter(self, text: str) -> None:
+        if self.query_one(ContentSwitcher).current == "log":
+            self.log_view.set_filter(text)
+        else:
+            state = self.queue_view.state
+            self.queue_view.set_state(ViewState(text, state.view, state.sort, state.descending))
+            self._update_queue_title()
+
+    def _focus_pane(self) -> None:
+        if self.query_one(ContentSwitcher).current == "log":
+            self.log_view.focus()
+        else:
+            self.queue_view.focus()
+
+    def action_clear(self) -> None:
+        """Escape: close the filter line, else clear the selection, else the filter."""
+        box = self._pane_input()
+        if box.has_focus:
+            box.value = ""
+            box.remove_class("shown")
+            self._apply_filter("")
+            self._focus_pane()
+            return
+        view = self.queue_view
+        if self.query_one(ContentSwitcher).current == "queue":
+            if view.selected:
+                view.selected.clear()
+                view.refresh()
+            elif view.state.text:
+                box.value = ""
+                box.remove_class("shown")
+                self._apply_filter("")
+
+    def action_next_view(self) -> None:
+        s = self.queue_view.state
+        self.queue_view.set_state(
+            ViewState(s.text, (s.view + 1) % len(STATE_VIEWS), s.sort, s.descending)
+        )
+        self._update_queue_title()
+
+    def action_next_sort(self) -> None:
+        s = self.queue_view.state
+        keys = [key for key, _ in COLUMNS]
+        nxt = keys[(keys.index(s.sort) + 1) % len(keys)] if s.sort in keys else "arrived"
+        self.queue_view.set_state(ViewState(s.text, s.view, nxt, s.descending))
+        self._update_queue_title()
+
+    def action_reverse_sort(self) -> None:
+        s = self.queue_view.state
+        self.queue_view.set_state(ViewState(s.text, s.view, s.sort, not s.descending))
+        self._update_queue_title()
+
+    def set_sort(self, key: str) -> None:
+        s = self.queue_view.state
+        self.queue_view.set_state(ViewState(s.text, s.view, key, s.descending))
+        self._update_queue_title()
+
+    def _update_queue_title(self, total: int | None = None) -> None:
+        view = self.queue_view
+        count = len(view.ids) if total is None else total
+        selected = f" · {len(view.selected)} selected" if view.selected else ""
+        self.query_one("#queue-title", Static).update(
+            f"Queue · {count} message{'' if count == 1 else 's'} · {view.state.describe()}"
+            f"{selected}"
+        )
+        width = self.query_one("#queue-header", Static).size.width or self.size.width
+        self.query_one("#queue-header", Static).update(header_text(width, view.state))
+
+    def on_resize(self) -> None:
+        self._update_queue_title()
+
+    @on(QueueView.Loaded)
+    def _queue_loaded(self, event: QueueView.Loaded) -> None:
+        self._update_queue_title(event.total)
+
+    @on(QueueView.Opened)
+    def _open_message(self, event: QueueView.Opened) -> None:
+        self.push_screen(
+            InspectorScreen(self.link.admin, event.queue_id, self.act_on, clock=self.clock)
+        )
+
+    # ------------------------------------------------------------------ actions on mail
+
+    def action_act(self, action: str) -> None:
+        """An action on the selected messages, or the one under the cursor."""
+        ids = self.queue_view.chosen()
+        if not ids:
+            self.notify("No message here to act on.", severity="warning")
+            return
+        self.act_on(action, ids)
+
+    def action_act_all(self, action: str) -> None:
+        """An action on every message the current view and filter show."""
+        flt = self.queue_view.state.filter()
+        count = len(self.queue_view.ids)
+        if not count:
+            self.notify("The view is empty: nothing to act on.", severity="warning")
+            return
+        what = self.queue_view.state.describe()
+        self._confirm_then(
+            f"{action.capitalize()} all {count} messages shown ({what})?",
+            lambda: self._run(action, flt, f"{count} shown"),
+        )
+
+    def act_on(self, action: str, queue_ids: list[str]) -> None:
+        """`action` on these messages (asks first for delete and bounce)."""
+        flt = MessageFilter(states=(), queue_ids=tuple(queue_ids))
+        label = queue_ids[0] if len(queue_ids) == 1 else f"{len(queue_ids)} messages"
+        if action in _CONFIRM:
+            consequence = (
+                "It is removed with its transcripts; nobody is told."
+                if action == "delete"
+                else "Its sender gets a bounce (DSN)."
+            )
+            self._confirm_then(
+                f"{action.capitalize()} {label}? {consequence}",
+                lambda: self._run(action, flt, label),
+            )
+        else:
+            self._run(action, flt, label)
+
+    def _confirm_then(self, question: str, then: Callable[[], object]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    @work(group="actions", exit_on_error=False)
+    async def _run(self, action: str, flt: MessageFilter, label: str) -> None:
+        try:
+            if action == "bounce":
+                touched = await self.link.admin.bounce(flt, "from the relaybox UI")
+            else:
+                touched = await getattr(self.link.admin, action)(flt)
+        except Exception as exc:
+            self.notify(f"{action} failed: {exc}", severity="error")
+            return
+        word = _ACTION_WORDS[action]
+        n = len(touched)
+        if n:
+            self.notify(f"{n} message{'s' if n != 1 else ''} {word}")
+        else:
+            self.notify(f"{label}: nothing to {action}", severity="warning")
+        self.queue_view.selected.clear()
+        self.queue_view.reload()
+
+    # ------------------------------------------------------------------ quitting, help
+
+    async def action_quit(self) -> None:
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        if self.link.attached:
+            question = "Close the UI? The relay keeps running."
+        else:
+            question = (
+                "Quit relaybox? This stops the relay: mail in the queue stays on disk and "
+                "is sent when relaybox starts again."
+            )
+        self._confirm_then(question, lambda: self.exit(0))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Queue pane", "Show the queue (1)", lambda: self.action_show_pane("queue")
+        )
+        yield SystemCommand(
+            "Log pane", "Show the live log (4)", lambda: self.action_show_pane("log")
+        )
+        for action in _ACTION_WORDS:
+            yield SystemCommand(
+                f"{action.capitalize()} message",
+                f"{action.capitalize()} the selected messages, or the one under the cursor",
+                lambda a=action: self.action_act(a),
+            )
+            yield SystemCommand(
+                f"{action.capitalize()} all shown",
+                f"{action.capitalize()} every message the current view and filter show",
+                lambda a=action: self.action_act_all(a),
+            )
+        for key, title in COLUMNS:
+            yield SystemCommand(
+                f"Sort by {title}",
+                f"Sort the queue by {title}",
+                lambda k=key: self.set_sort(k),
+            )
+        for index, (name, _) in enumerate(STATE_VIEWS):
+            yield SystemCommand(
+                f"View: {name}",
+                f"Show {name} messages",
+                lambda i=index: self._set_view(i),
+            )
+
+    def _set_view(self, index: int) -> None:
+        s = self.queue_view.state
+        self.queue_view.set_state(ViewState(s.text, index, s.sort, s.descending))
+        self._update_queue_title()

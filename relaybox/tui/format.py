@@ -1,0 +1,60 @@
+"""Short renderings of times, sizes and addresses for narrow columns (pure functions)."""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["age", "clip", "clock", "recipients", "size", "until"]
+
+
+def age(seconds: float) -> str:
+    """`42s`, `17m`, `5h`, `3d`: how long ago, in at most four characters."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400 * 2:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def until(at: float | None, now: float) -> str:
+    """When the next attempt is: `now`, `in 4m`, or empty when there is none."""
+    if at is None:
+        return ""
+    if at <= now:
+        return "now"
+    return f"in {age(at - now)}"
+
+
+def size(n: int) -> str:
+    """`812B`, `1.3K`, `96K`, `4.2M`."""
+    if n < 1000:
+        return f"{n}B"
+    for unit, scale in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
+        value = n / scale
+        if value < 9.95:
+            return f"{value:.1f}{unit}"
+        if value < 1000 or unit == "G":
+            return f"{value:.0f}{unit}"
+    return f"{n}B"
+
+
+def recipients(first: str, count: int) -> str:
+    """The first recipient and `+N` for the others."""
+    return first if count <= 1 else f"{first} +{count - 1}"
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` cells with an ellipsis, padded to exactly `width`."""
+    if width <= 0:
+        return ""
+    if len(text) > width:
+        text = text[: max(0, width - 1)] + "…"
+    return text.ljust(width)
+
+
+def clock(at: float) -> str:
+    """`14:03:07.412`, local time, for transcript and log lines."""
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"

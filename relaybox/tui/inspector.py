@@ -1,0 +1,208 @@
+"""The message inspector: envelope, per-recipient state, the inbound session, headers, every
+delivery attempt's transcript in order, and the raw message (its first part only).
+
+A retry started here streams the new attempt's lines in as they happen (`AttemptLine`
+events), then the page is re-read from the spool once the attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ..control import AdminClient
+from ..events import AttemptLine, Event
+from ..spool import MessageDetail, TranscriptLine
+from . import format as fmt
+from .log_view import LineView
+
+__all__ = ["InspectorScreen", "detail_lines"]
+
+RAW_LIMIT = 64 * 1024
+"""Bytes of the message the raw view shows; a large message is never loaded whole."""
+
+_PREFIX = {"C": ("client", "C: "), "S": ("server", "S: "), "-": ("note", "-- ")}
+
+
+def _transcript(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
+    out = []
+    for line in lines:
+        kind, prefix = _PREFIX.get(line.direction, ("note", "-- "))
+        out.append((kind, f"  {fmt.clock(line.at)} {prefix}{line.text}"))
+    return out
+
+
+def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
+    """The inspector's page for one message, as (kind, text) lines."""
+    row = detail.row
+    out: list[tuple[str, str]] = [
+        ("head", f"Message {row.queue_id}  ({row.state})"),
+        ("plain", f"  From:     <{row.sender}>" + ("  (a bounce)" if detail.is_bounce else "")),
+        ("plain", f"  Size:     {row.size} bytes ({fmt.size(row.size)})"),
+        ("plain", f"  Arrived:  {fmt.clock(row.arrived_at)} ({fmt.age(now - row.arrived_at)} ago)"),
+        ("plain", f"  Attempts: {row.attempts}"),
+        ("plain", ""),
+        ("head", "Recipients"),
+    ]
+    kinds = {"delivered": "good", "bounced": "bad", "deferred": "warn", "held": "warn"}
+    for rcpt in detail.recipients:
+        nxt = ""
+        if rcpt.state == "deferred" and rcpt.next_attempt_at:
+            nxt = f", next {fmt.until(rcpt.next_attempt_at, now)}"
+        out.append(
+            (
+                kinds.get(rcpt.state, "plain"),
+                f"  <{rcpt.address}>  {rcpt.state}, {rcpt.attempts} attempts{nxt}",
+            )
+        )
+        if rcpt.last_reply:
+            out.append(("note", f"      {rcpt.last_reply}"))
+    out += [
+        ("plain", ""),
+        ("head", "Received"),
+        ("plain", f"  Client:   {detail.client_ip}:{detail.client_port} (HELO {detail.helo})"),
+        ("plain", f"  Listener: {detail.listener}   Session: {detail.session_id}"),
+        ("plain", f"  AUTH:     {detail.auth_user or 'none'}"),
+        ("plain", f"  TLS:      {detail.tls or 'none'}"),
+        ("plain", ""),
+        ("head", "Headers"),
+    ]
+    out += [("plain", f"  {name}: {value}") for name, value in detail.headers]
+    out += [("plain", ""), ("head", "Inbound session")]
+    out += _transcript(detail.inbound_transcript)
+    for n, attempt in enumerate(detail.attempts, 1):
+        where = attempt.destination
+        if attempt.host:
+            where += f" via {attempt.host} [{attempt.ip}]:{attempt.port}"
+        kind = {"delivered": "good", "bounced": "bad"}.get(attempt.outcome, "warn")
+        out += [
+            ("plain", ""),
+            ("head", f"Delivery attempt {n}: {where}"),
+            (kind, f"  {fmt.clock(attempt.started_at)} {attempt.outcome}: {attempt.reply or ''}"),
+        ]
+        if attempt.tls:
+            out.append(("note", f"  TLS: {attempt.tls}"))
+        out += _transcript(attempt.transcript)
+    return out
+
+
+def raw_lines(data: bytes, total: int) -> list[tuple[str, str]]:
+    """The first RAW_LIMIT bytes of a message, one line per line."""
+    text = data.decode("utf-8", "replace")
+    out = [("head", f"Raw message ({total} bytes)")]
+    out += [("plain", line) for line in text.split("\r\n")]
+    if total > len(data):
+        out.append(("note", f"... {total - len(data)} more bytes not shown"))
+    return out
+
+
+class InspectorScreen(Screen[None]):
+    """One message; Escape goes back to the queue."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("m", "toggle_raw", "Raw/Details"),
+        Binding("r", "act('retry')", "Retry"),
+        Binding("h", "act('hold')", "Hold"),
+        Binding("l", "act('release')", "Release"),
+        Binding("d", "act('delete')", "Delete"),
+        Binding("b", "act('bounce')", "Bounce"),
+    ]
+    DEFAULT_CSS = """
+    InspectorScreen #inspector-title { height: 1; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(
+        self,
+        admin: AdminClient,
+        queue_id: str,
+        act: Callable[[str, list[str]], object],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.admin = admin
+        self.queue_id = queue_id
+        self._act = act
+        self.clock = clock
+        self.raw = False
+        self.detail: MessageDetail | None = None
+        self.watching = False
+        """A live attempt is streaming in: its lines are appended as they come."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Message {self.queue_id}", id="inspector-title")
+        yield LineView(id="inspector-lines")
+        yield Footer()
+
+    @property
+    def view(self) -> LineView:
+        return self.query_one("#inspector-lines", LineView)
+
+    def on_mount(self) -> None:
+        self.view.follow = False
+        self.view.focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="inspector", exit_on_error=False)
+    async def _load(self) -> None:
+        try:
+            if self.raw:
+                data = await self.admin.message_data(self.queue_id, RAW_LIMIT)
+                detail = self.detail or await self.admin.show(self.queue_id)
+                total = detail.row.size if detail else len(data or b"")
+                lines = raw_lines(data or b"", total) if data is not None else []
+            else:
+                self.detail = await self.admin.show(self.queue_id)
+                lines = detail_lines(self.detail, self.clock()) if self.detail else []
+        except Exception as exc:
+            self.notify(f"Cannot read {self.queue_id}: {exc}", severity="error")
+            return
+        if not lines:
+            lines = [("bad", f"Message {self.queue_id} is no longer in the spool.")]
+        top = self.view.scroll_offset.y
+        self.view.set_lines(lines)
+        self.view.scroll_to(y=top, animate=False, immediate=True)
+        state = self.detail.row.state if self.detail else "gone"
+        mode = "raw" if self.raw else "details"
+        self.query_one("#inspector-title", Static).update(
+            f"Message {self.queue_id} · {state} · {mode} · Esc back"
+        )
+
+    def action_toggle_raw(self) -> None:
+        self.raw = not self.raw
+        self.reload()
+
+    def action_act(self, action: str) -> None:
+        if action == "retry":
+            self.watching = True
+            if not self.raw:
+                self.view.add("head", "")
+                self.view.add("head", "Retry: live attempt")
+                self.view.follow = True
+                self.view.scroll_end(animate=False, immediate=True)
+        self._act(action, [self.queue_id])
+
+    def on_engine_event(self, event: Event) -> None:
+        """Called by the app for every engine event while this screen is open."""
+        if isinstance(event, AttemptLine):
+            if event.queue_id == self.queue_id and self.watching and not self.raw:
+                kind, prefix = _PREFIX.get(event.direction, ("note", "-- "))
+                self.view.add(kind, f"  {fmt.clock(event.at)} {prefix}{event.text}")
+            return
+        if getattr(event, "queue_id", None) == self.queue_id and type(event).__name__ in (
+            "MessageDelivered",
+            "MessageDeferred",
+            "MessageBounced",
+        ):
+            self.watching = False
+            self.reload()

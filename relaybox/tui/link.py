@@ -1,0 +1,121 @@
+"""One interface from the UI to an engine, with two implementations: the engine running in
+this process (same event loop) or one running elsewhere, reached by its admin socket.
+
+The screens use only this interface, so they behave, and are tested, the same in both modes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..control import AdminClient, ControlClient, EventsDropped
+from ..engine import Engine
+from ..events import Event
+
+__all__ = ["EngineLink", "InProcessLink", "ListenerInfo", "SocketLink"]
+
+
+@dataclass(frozen=True)
+class ListenerInfo:
+    """What the status bar says of one listener."""
+
+    name: str
+    address: str
+    role: str
+    tls: str
+
+
+class EngineLink(Protocol):
+    """What the UI needs of an engine."""
+
+    attached: bool
+    """True when the engine runs in another process (quitting the UI leaves it running)."""
+    admin: AdminClient
+    started_at: float
+    """When the engine started (wall clock)."""
+
+    async def listeners(self) -> list[ListenerInfo]:
+        """The engine's listeners."""
+        ...
+
+    def events(self) -> AsyncIterator[Event | EventsDropped]:
+        """The engine's events as they happen, until the link closes."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the engine (the in-process one keeps running until its owner stops it)."""
+        ...
+
+
+def _listener_infos(engine_config: object) -> list[ListenerInfo]:
+    listeners = getattr(engine_config, "listeners", ())
+    out = []
+    for listener in listeners:
+        for address in listener.listen:
+            out.append(ListenerInfo(listener.name, str(address), listener.role, listener.tls))
+    return out
+
+
+class InProcessLink:
+    """The engine in this process: its admin layer and its bus, directly."""
+
+    attached = False
+
+    def __init__(self, engine: Engine) -> None:
+        assert engine.admin is not None, "start the engine first"
+        self.engine = engine
+        self.admin: AdminClient = engine.admin
+        self.started_at = time.time()
+
+    async def listeners(self) -> list[ListenerInfo]:
+        return _listener_infos(self.engine.config)
+
+    async def events(self) -> AsyncIterator[Event | EventsDropped]:
+        subscription = self.engine.bus.subscribe()
+        try:
+            while True:
+                event = await subscription.get()
+                lost = subscription.take_dropped()
+                if lost:
+                    yield EventsDropped(lost)
+                yield event
+        finally:
+            subscription.close()
+
+    async def close(self) -> None:
+        return None
+
+
+class SocketLink:
+    """An engine in another process (`relaybox --headless`), through its admin socket."""
+
+    attached = True
+
+    def __init__(self, client: ControlClient, pid: int) -> None:
+        self.client = client
+        self.admin: AdminClient = client
+        self.pid = pid
+        self.started_at = time.time()
+
+    async def listeners(self) -> list[ListenerInfo]:
+        info = await self.client.request("info")
+        self.started_at = float(info.get("started_at", self.started_at))
+        return [ListenerInfo(**entry) for entry in info.get("listeners", [])]
+
+    def events(self) -> AsyncIterator[Event | EventsDropped]:
+        return self.client.events()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def describe_mode(link: EngineLink) -> str:
+    """The header's words for where the engine runs."""
+    if link.attached:
+        pid = getattr(link, "pid", 0)
+        return f"attached to pid {pid}" if pid > 0 else "attached"
+    return f"in-process (pid {os.getpid()})"

@@ -1,0 +1,214 @@
+"""Line-API views of text lines: the live event log (a ring buffer) and the inspector's pages.
+
+Only visible lines are rendered, from cached strips; appending a line repaints at most that
+line (and scrolls when the view follows the tail).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ..control import EventsDropped
+from ..events import (
+    AttemptFinished,
+    AttemptStarted,
+    DestinationSuspended,
+    Event,
+    MessageAccepted,
+    MessageBounced,
+    MessageDeferred,
+    MessageDelivered,
+    MessageRejected,
+    SessionClosed,
+    SessionOpened,
+)
+from . import format as fmt
+
+__all__ = ["LineView", "LogView", "describe_event"]
+
+# Line kinds and their component class (colour); the prefix keeps them apart without colour.
+KINDS = ("client", "server", "note", "good", "warn", "bad", "head", "plain")
+
+
+class LineView(ScrollView, can_focus=True):
+    """Lines of (kind, text); `kind` picks the colour, the text carries its own prefix."""
+
+    BINDINGS = [
+        Binding("up,k", "scroll_up", "Up", show=False),
+        Binding("down,j", "scroll_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "scroll_home", "Top", show=False),
+        Binding("end,G", "scroll_end", "Bottom", show=False),
+    ]
+    COMPONENT_CLASSES = {f"lineview--{kind}" for kind in KINDS}
+    DEFAULT_CSS = """
+    LineView {
+        background: $surface;
+        & > .lineview--client { color: $accent; }
+        & > .lineview--server { color: $primary; }
+        & > .lineview--note { color: $text-muted; }
+        & > .lineview--good { color: $success; }
+        & > .lineview--warn { color: $warning; }
+        & > .lineview--bad { color: $error; }
+        & > .lineview--head { text-style: bold; }
+    }
+    """
+
+    def __init__(self, max_lines: int | None = None, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_lines)
+        self.follow = True
+        """Keep the last line in view as lines arrive (off while the user scrolls up)."""
+        self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        self._first = 0
+        """Absolute number of `lines[0]` (lines dropped off the ring buffer before it)."""
+
+    def set_lines(self, lines: Iterable[tuple[str, str]]) -> None:
+        """Replace everything shown."""
+        self.lines.clear()
+        self.lines.extend(lines)
+        self._first = 0
+        self._strips.clear()
+        self._resize()
+        self.refresh()
+
+    def add(self, kind: str, text: str) -> None:
+        """Append one line (the oldest falls off a full ring buffer)."""
+        full = self.lines.maxlen is not None and len(self.lines) == self.lines.maxlen
+        at_end = self.scroll_offset.y >= self.max_scroll_y
+        self.lines.append((kind, text))
+        if full:
+            self._first += 1
+            self.refresh()  # every line moved up by one
+        self._resize()
+        if self.follow and at_end:
+            self.scroll_end(animate=False, immediate=True)
+        if not full:
+            self.refresh_line(len(self.lines) - 1)
+
+    def _resize(self) -> None:
+        width = max((len(t) for _, t in list(self.lines)[-200:]), default=0)
+        self.virtual_size = Size(max(width, self.virtual_size.width), len(self.lines))
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if index >= len(self.lines):
+            return Strip.blank(width, base)
+        key = (self._first + index, self.virtual_size.width)
+        strip = self._strips.get(key)
+        if strip is None:
+            kind, text = self.lines[index]
+            style = base
+            if kind != "plain":
+                style = base + self.get_component_rich_style(f"lineview--{kind}")
+            strip = Strip([Segment(text, style)])
+            self._strips[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, base or Style())
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.follow = False
+
+    def action_scroll_up(self) -> None:
+        self.follow = False
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self.follow = False
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self.follow = False
+        super().action_scroll_home()
+
+    def action_scroll_end(self) -> None:
+        self.follow = True
+        self.scroll_end(animate=False, immediate=True)
+
+
+def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
+    """A log line (kind, text) for an event; None for events too chatty for the log."""
+    if isinstance(event, EventsDropped):
+        return ("warn", f"({event.count} events not shown: the log fell behind)")
+    at = fmt.clock(event.at)
+    if isinstance(event, MessageAccepted):
+        first = event.recipients[0] if event.recipients else ""
+        rcpts = fmt.recipients(first, len(event.recipients))
+        return (
+            "plain",
+            f"{at} {event.queue_id}: accepted from=<{event.sender}> to={rcpts} "
+            f"size={event.size} client={event.client_ip}",
+        )
+    if isinstance(event, MessageDelivered):
+        return ("good", f"{at} {event.queue_id}: delivered")
+    if isinstance(event, MessageDeferred):
+        return ("warn", f"{at} {event.queue_id}: deferred: {event.reply}")
+    if isinstance(event, MessageBounced):
+        to = ", ".join(event.recipients)
+        return ("bad", f"{at} {event.queue_id}: bounced {to}: {event.reply}")
+    if isinstance(event, MessageRejected):
+        who = event.recipient or event.sender or ""
+        return ("warn", f"{at} rejected {event.stage} {who} from {event.client_ip}: {event.reply}")
+    if isinstance(event, AttemptStarted):
+        return ("note", f"{at} {event.queue_id}: attempt to {event.destination}")
+    if isinstance(event, AttemptFinished):
+        kind = {"delivered": "good", "bounced": "bad"}.get(event.outcome, "warn")
+        return (kind, f"{at} {event.queue_id}: {event.destination}: {event.outcome}: {event.reply}")
+    if isinstance(event, DestinationSuspended):
+        if event.until:
+            return ("warn", f"{at} {event.destination}: delivery suspended")
+        return ("good", f"{at} {event.destination}: delivery resumed")
+    if isinstance(event, SessionOpened):
+        peer = f"{event.client_ip}:{event.client_port}"
+        return ("note", f"{at} connect from {peer} to {event.listener}")
+    if isinstance(event, SessionClosed):
+        return ("note", f"{at} disconnect {event.client_ip} ({event.messages} messages)")
+    return None
+
+
+class LogView(LineView):
+    """The live event log: a bounded ring buffer with a text filter."""
+
+    def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(None, id=id)
+        self.history: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_lines)
+        self.filter_text = ""
+
+    def record(self, kind: str, text: str) -> None:
+        """Keep the line in the history; show it when it passes the filter."""
+        self.history.append((kind, text))
+        if not self.filter_text or self.filter_text in text.lower():
+            if len(self.lines) >= (self.history.maxlen or 0):
+                self.lines.popleft()
+                self._first += 1
+                self.refresh()
+            self.add(kind, text)
+
+    def set_filter(self, text: str) -> None:
+        """Show only lines containing `text` (case-insensitive); empty shows all."""
+        self.filter_text = text.strip().lower()
+        shown = [
+            (k, t) for k, t in self.history if not self.filter_text or self.filter_text in t.lower()
+        ]
+        self.set_lines(shown)
+        self.scroll_end(animate=False, immediate=True)

@@ -1,0 +1,454 @@
+"""The live queue: a line-API list over any number of messages.
+
+The view holds the ordered row ids of every matching message (8 bytes each) and the rows of
+about one screen around the viewport; only visible lines are rendered, from cached strips
+(as Toolong does), and an update repaints just the lines whose row changed. Queries run in
+the engine's reader threads (or in the attached engine), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events, work
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ..control import AdminClient
+from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
+from . import format as fmt
+
+__all__ = ["COLUMNS", "QueueView", "ViewState"]
+
+# (sort key, title) in display order; every column sorts.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "Queue ID"),
+    ("arrived", "Age"),
+    ("sender", "Sender"),
+    ("recipients", "Recipients"),
+    ("size", "Size"),
+    ("state", "State"),
+    ("attempts", "Att"),
+    ("next_attempt", "Next"),
+    ("last_reply", "Last reply"),
+)
+# Columns the spool can order by; the others sort by the nearest that it can.
+_SORT_OF = {"recipients": "arrived", "last_reply": "arrived"}
+
+STATE_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("unfinished", UNFINISHED_STATES),
+    ("deferred", ("deferred",)),
+    ("held", ("held",)),
+    ("queued", ("queued",)),
+    ("delivered", ("delivered",)),
+    ("bounced", ("bounced",)),
+    ("everything", ()),
+)
+_WINDOW_MARGIN = 40  # rows fetched beyond the viewport, each way
+_ROW_CACHE = 4000
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the queue shows: a text filter, a state view, a sort."""
+
+    text: str = ""
+    view: int = 0
+    """Index into STATE_VIEWS."""
+    sort: str = "arrived"
+    descending: bool = False
+
+    def filter(self) -> MessageFilter:
+        """The spool filter: `@example.org` is the domain, other text a substring."""
+        states = STATE_VIEWS[self.view][1]
+        text = self.text.strip()
+        if text.startswith("@") and len(text) > 1:
+            return MessageFilter(states=states, domain=text[1:])
+        return MessageFilter(states=states, text=text)
+
+    def describe(self) -> str:
+        arrow = "↓" if self.descending else "↑"
+        title = dict(COLUMNS).get(self.sort, self.sort)
+        words = f"{STATE_VIEWS[self.view][0]} · sorted by {title} {arrow}"
+        return f"{words} · filter {self.text!r}" if self.text.strip() else words
+
+
+def _layout(width: int) -> list[tuple[str, int]]:
+    """Column widths for a terminal `width` wide (narrow terminals drop the less useful)."""
+    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 7}
+    if width < 100:
+        keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
+    elif width < 130:
+        keep = ["id", "arrived", "sender", "recipients", "size", "state", "attempts", "last_reply"]
+    else:
+        keep = [key for key, _ in COLUMNS]
+    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + 2
+    free = max(30, width - used)
+    flexible = {"sender": 0.3, "recipients": 0.35, "last_reply": 0.35}
+    widths = []
+    for key in keep:
+        w = fixed.get(key) or max(8, int(free * flexible[key]))
+        widths.append((key, w))
+    # The last column takes what is left.
+    total = sum(w for _, w in widths) + len(widths) - 1 + 2
+    if widths and total != width:
+        key, w = widths[-1]
+        widths[-1] = (key, max(8, w + width - total))
+    return widths
+
+
+def header_text(width: int, state: ViewState) -> str:
+    """The column titles line, the sort column marked."""
+    cells = []
+    for key, w in _layout(width):
+        title = dict(COLUMNS)[key]
+        if key == state.sort and len(title) + 1 < w:
+            title += "▼" if state.descending else "▲"
+        cells.append(fmt.clip(title, w))
+    return "  " + " ".join(cells)
+
+
+def row_text(row: MessageRow, width: int, now: float) -> str:
+    """One message as one line of the queue."""
+    values = {
+        "id": row.queue_id,
+        "arrived": fmt.age(now - row.arrived_at),
+        "sender": row.sender or "<>",
+        "recipients": fmt.recipients(row.first_rcpt, row.rcpt_count),
+        "size": fmt.size(row.size),
+        "state": row.state,
+        "attempts": str(row.attempts),
+        "next_attempt": fmt.until(row.next_attempt_at, now) if row.state == "deferred" else "",
+        "last_reply": (row.last_reply or "").replace("\n", " "),
+    }
+    return " ".join(fmt.clip(values[key], w) for key, w in _layout(width))
+
+
+class QueueView(ScrollView, can_focus=True):
+    """The queue list; `reload()` re-reads it, `touch()` asks for a reload soon."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home,g", "jump(0)", "First", show=False),
+        Binding("end,G", "jump(-1)", "Last", show=False),
+        Binding("space", "toggle_select", "Select", show=False),
+    ]
+    COMPONENT_CLASSES = {
+        "queueview--cursor",
+        "queueview--selected",
+        "queueview--deferred",
+        "queueview--held",
+        "queueview--bounced",
+        "queueview--delivered",
+        "queueview--loading",
+    }
+    DEFAULT_CSS = """
+    QueueView {
+        background: $surface;
+        & > .queueview--cursor { background: $block-cursor-blurred-background; }
+        &:focus > .queueview--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        & > .queueview--selected { background: $accent 30%; }
+        & > .queueview--deferred { color: $warning; }
+        & > .queueview--held { color: $secondary; }
+        & > .queueview--bounced { color: $error; }
+        & > .queueview--delivered { color: $success; }
+        & > .queueview--loading { color: $text-muted; }
+    }
+    """
+
+    cursor: reactive[int] = reactive(0, repaint=False)
+
+    class Opened(Message):
+        """Enter on a row: open the message."""
+
+        def __init__(self, queue_id: str) -> None:
+            super().__init__()
+            self.queue_id = queue_id
+
+    class Loaded(Message):
+        """A reload finished (the pane updates its title and counts)."""
+
+        def __init__(self, total: int, seconds: float) -> None:
+            super().__init__()
+            self.total = total
+            self.seconds = seconds
+
+    def __init__(
+        self,
+        admin: AdminClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        id: str | None = None,  # noqa: A002 (Textual's name for it)
+    ) -> None:
+        super().__init__(id=id)
+        self.admin = admin
+        self.clock = clock
+        self.state = ViewState()
+        self.ids: list[int] = []
+        self.rows: LRUCache[int, MessageRow] = LRUCache(_ROW_CACHE)
+        self.selected: set[int] = set()
+        self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
+        self._dirty = True
+        self._loading = False
+        self._last_load = 0.0
+        self._load_seconds = 0.0
+        self._missing_requested = False
+        self.rendered = 0
+        """Lines rendered since start (tests check that only visible lines are)."""
+
+    # ------------------------------------------------------------------ loading
+
+    def on_mount(self) -> None:
+        self.set_interval(0.25, self._tick)
+        self.reload()
+
+    def touch(self) -> None:
+        """Something changed in the queue: reload soon (bursts of events share one reload)."""
+        self._dirty = True
+
+    def _tick(self) -> None:
+        # Reload when something changed, at most every 0.5 s, and never more than a tenth of
+        # the time: a big queue that takes 100 ms to list is re-read once a second at most.
+        if not self.display:
+            return
+        now = time.monotonic()
+        if self._dirty and not self._loading:
+            if now - self._last_load >= max(0.5, min(5.0, self._load_seconds * 10)):
+                self.reload()
+        elif not self._loading and now - self._last_load >= 5:
+            self.reload()  # ages and "next attempt" move on even when nothing happens
+
+    def set_state(self, state: ViewState) -> None:
+        """Show another filter, view or sort (the cursor goes to the top)."""
+        self.state = state
+        self.cursor = 0
+        self.selected.clear()
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the ids and the rows around the viewport (in a worker)."""
+        self._dirty = False
+        self._loading = True
+        self._load()
+
+    @work(exclusive=True, group="queue-load", exit_on_error=False)
+    async def _load(self) -> None:
+        started = time.monotonic()
+        state = self.state
+        try:
+            sort = _SORT_OF.get(state.sort, state.sort)
+            ids = await self.admin.message_ids(
+                state.filter(), sort=sort, descending=state.descending
+            )
+            current = self.current_id()
+            cursor = self.cursor
+            if current is not None and (cursor >= len(ids) or ids[cursor] != current):
+                try:
+                    cursor = ids.index(current)
+                except ValueError:
+                    cursor = min(cursor, max(0, len(ids) - 1))
+            window = self._window(ids, cursor)
+            fresh = await self.admin.rows_by_id(window) if window else {}
+        except Exception as exc:  # the engine went away, a query failed: say so, keep going
+            self._loading = False
+            self.notify(f"Cannot read the queue: {exc}", severity="error", timeout=5)
+            return
+        finally:
+            self._last_load = time.monotonic()
+        self._load_seconds = time.monotonic() - started
+        self._loading = False
+        self._apply(ids, fresh, cursor)
+        self.post_message(self.Loaded(len(ids), self._load_seconds))
+
+    def _window(self, ids: list[int], cursor: int) -> list[int]:
+        height = max(1, self.scrollable_content_region.height)
+        top = self.scroll_offset.y
+        if not top <= cursor < top + height:
+            top = max(0, cursor - height // 2)
+        start = max(0, top - _WINDOW_MARGIN)
+        return ids[start : top + height + _WINDOW_MARGIN]
+
+    def _apply(self, ids: list[int], fresh: dict[int, MessageRow], cursor: int) -> None:
+        changed_order = ids != self.ids
+        self.ids = ids
+        changed: list[int] = []
+        for row_id, row in fresh.items():
+            if self.rows.get(row_id) != row:
+                self.rows.discard(row_id)  # Textual's LRUCache.set keeps an existing value
+                self.rows[row_id] = row
+                changed.append(row_id)
+        self.selected &= set(ids) if changed_order else self.selected
+        width = max(self.virtual_size.width, self.scrollable_content_region.width)
+        self.virtual_size = Size(width, len(ids))
+        self.set_reactive(QueueView.cursor, max(0, min(cursor, len(ids) - 1)))
+        if changed_order:
+            self._strips.clear()
+            self.refresh()
+        else:
+            self._refresh_rows(changed)
+        self._keep_cursor_visible()
+
+    def _refresh_rows(self, row_ids: list[int]) -> None:
+        if not row_ids:
+            return
+        wanted = set(row_ids)
+        top = self.scroll_offset.y
+        height = self.scrollable_content_region.height
+        for index in range(top, min(len(self.ids), top + height)):
+            if self.ids[index] in wanted:
+                self.refresh_line(index)
+
+    @work(group="queue-rows", exit_on_error=False)
+    async def _fetch_missing(self) -> None:
+        try:
+            window = [i for i in self._window(self.ids, self.cursor) if i not in self.rows]
+            if window:
+                fresh = await self.admin.rows_by_id(window)
+                for row_id, row in fresh.items():
+                    self.rows[row_id] = row
+                self.refresh()
+        finally:
+            self._missing_requested = False
+
+    # ------------------------------------------------------------------ rendering
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def on_focus(self, event: events.Focus) -> None:
+        self._strips.clear()
+        self.refresh()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self._strips.clear()
+        self.refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if index >= len(self.ids):
+            return Strip.blank(width, base)
+        self.rendered += 1
+        row_id = self.ids[index]
+        row = self.rows.get(row_id)
+        is_cursor = index == self.cursor
+        is_selected = row_id in self.selected
+        if row is None:
+            if not self._missing_requested:
+                self._missing_requested = True
+                self._fetch_missing()
+            style = base + self.get_component_rich_style("queueview--loading")
+            return Strip([Segment("  …".ljust(width), style)]).crop_extend(0, width, style)
+        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
+        key = (row_id, is_cursor, is_selected, hash((row, width, now_bucket)))
+        strip = self._strips.get(key)
+        if strip is None:
+            style = base
+            state_style = f"queueview--{row.state}"
+            if state_style in self.COMPONENT_CLASSES:
+                style = style + self.get_component_rich_style(state_style)
+            if is_selected:
+                style = style + self.get_component_rich_style("queueview--selected")
+            if is_cursor:
+                style = style + self.get_component_rich_style("queueview--cursor")
+            mark = "● " if is_selected else "  "
+            text = mark + row_text(row, max(20, width - 2), self.clock())
+            strip = Strip([Segment(text, style)]).apply_meta({"row": index})
+            strip = strip.crop_extend(0, width, style)
+            self._strips[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, Style())
+
+    # ------------------------------------------------------------------ the cursor
+
+    def current_id(self) -> int | None:
+        if 0 <= self.cursor < len(self.ids):
+            return self.ids[self.cursor]
+        return None
+
+    def current_row(self) -> MessageRow | None:
+        current = self.current_id()
+        return None if current is None else self.rows.get(current)
+
+    def chosen(self) -> list[str]:
+        """Queue IDs an action applies to: the selected rows, else the cursor's."""
+        ids = [i for i in self.ids if i in self.selected] if self.selected else []
+        if not ids:
+            current = self.current_id()
+            ids = [current] if current is not None else []
+        rows = [self.rows.get(i) for i in ids]
+        return [r.queue_id for r in rows if r is not None]
+
+    def validate_cursor(self, value: int) -> int:
+        return max(0, min(value, len(self.ids) - 1)) if self.ids else 0
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self.refresh_line(old)
+        self.refresh_line(new)
+        self._keep_cursor_visible()
+
+    def _keep_cursor_visible(self) -> None:
+        self.scroll_to_region(
+            Region(0, self.cursor, 1, 1), animate=False, force=True, immediate=True, x_axis=False
+        )
+
+    def action_cursor(self, delta: int) -> None:
+        self.cursor += delta
+
+    def action_page(self, direction: int) -> None:
+        self.cursor += direction * max(1, self.scrollable_content_region.height - 1)
+
+    def action_jump(self, where: int) -> None:
+        self.cursor = 0 if where == 0 else len(self.ids) - 1
+
+    def action_toggle_select(self) -> None:
+        current = self.current_id()
+        if current is None:
+            return
+        self.selected ^= {current}
+        self.refresh_line(self.cursor)
+        self.cursor += 1
+
+    def key_enter(self) -> None:
+        row = self.current_row()
+        if row is not None:
+            self.post_message(self.Opened(row.queue_id))
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = self.scroll_offset.y + offset.y
+        if index < len(self.ids):
+            if index == self.cursor and event.chain >= 2:
+                self.key_enter()
+            self.cursor = index
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if any(i not in self.rows for i in self._window(self.ids, self.cursor)):
+            if not self._missing_requested:
+                self._missing_requested = True
+                self._fetch_missing()

@@ -1,0 +1,106 @@
+"""Starting the UI: attach to a running engine, or run one in this event loop beside the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO, cast
+
+from ..config import Config
+from ..control import ControlClient
+from ..engine import Engine
+from ..maillog import setup_logging
+from ..spool import SpoolError
+from ..statedir import SOCKET_NAME, EngineRunning, running_engine_pid
+from .app import RelayboxApp
+from .link import EngineLink, InProcessLink, SocketLink
+
+__all__ = ["run_ui"]
+
+
+def run_ui(config: Config, *, config_dir: Path | None, log_format: str | None) -> int:
+    """Run the UI until the admin quits; the process's exit status."""
+    return asyncio.run(_main(config, config_dir, log_format))
+
+
+async def _main(config: Config, config_dir: Path | None, log_format: str | None) -> int:
+    state_dir = config.server.state_dir
+    pid = running_engine_pid(state_dir)
+    if pid is not None:
+        try:
+            client = await ControlClient.connect(state_dir / SOCKET_NAME)
+        except (OSError, TimeoutError) as exc:
+            print(
+                f"relaybox: an engine (pid {pid}) runs on {state_dir} but its admin socket does "
+                f"not answer ({exc}); not starting a second one",
+                file=sys.stderr,
+            )
+            return 1
+        link: EngineLink = SocketLink(client, pid)
+        try:
+            return await _run_app(link, config, config_dir)
+        finally:
+            await link.close()
+
+    # The engine's log goes to its file (when configured) and to the Log pane, never to the
+    # terminal the UI draws on.
+    logging.getLogger().addHandler(logging.NullHandler())
+    log = setup_logging(
+        fmt=log_format or config.log.format,
+        level=config.log.level,
+        file=config.log.file,
+        stream=cast(TextIO, _Discard()),
+    )
+    engine = Engine(config, log)
+    try:
+        await engine.start()
+    except EngineRunning as exc:
+        print(f"relaybox: {exc}", file=sys.stderr)
+        log.close()
+        return 1
+    except (OSError, SpoolError) as exc:
+        print(f"relaybox: cannot start: {exc}", file=sys.stderr)
+        log.close()
+        return 1
+    try:
+        return await _run_app(InProcessLink(engine), config, config_dir)
+    finally:
+        print("relaybox: stopping the relay (finishing transactions in flight)…", file=sys.stderr)
+        try:
+            await engine.stop()
+        finally:
+            log.close()
+
+
+async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) -> int:
+    app = RelayboxApp(
+        link,
+        config_dir=config_dir,
+        theme=config.ui.theme,
+        deferred_warning=config.ui.deferred_warning,
+        oldest_deferred_warning=config.ui.oldest_deferred_warning,
+    )
+    loop = asyncio.get_running_loop()
+    # Ctrl+C reaches the UI as a key (it asks first); SIGTERM and SIGHUP end it at once.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, app.exit, 0)
+    try:
+        await app.run_async()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    return app.return_code or 0
+
+
+class _Discard(io.TextIOBase):
+    """A stream that drops what is written (the log's stderr copy while the UI owns it)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def writable(self) -> bool:
+        return True

@@ -1,0 +1,297 @@
+"""The terminal UI driven with Textual's Pilot against a real engine on loopback: mail sent
+over SMTP appears in the queue, actions change the spool, a retry from the inspector streams
+the new attempt, and quitting asks first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Static
+
+from relaybox.control import ControlClient
+from relaybox.spool import MessageFilter
+from relaybox.statedir import SOCKET_NAME
+from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
+from relaybox.tui.inspector import InspectorScreen
+from relaybox.tui.link import InProcessLink, SocketLink
+from relaybox.tui.log_view import LineView
+
+from .conftest import EngineFactory, RunningEngine
+from .test_cli import (  # noqa: F401 (env and start_relay are fixtures used here)
+    RELAYBOX,
+    StartRelay,
+    env,
+    free_port,
+    start_relay,
+    wait_until,
+    write_config,
+)
+from .test_cli import send as send_sync
+from .test_delivery import relay_config, send, to_sink
+
+SIZE = (120, 30)
+
+
+async def until(check: Callable[[], Any], pilot: Any, timeout: float = 10.0) -> Any:
+    """Let the app run until `check()` is truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "the UI did not get there in time"
+        await pilot.pause(0.05)
+
+
+def _lines(app: RelayboxApp) -> str:
+    view = app.queue_view
+    height = view.scrollable_content_region.height
+    return "\n".join(view.render_line(y).text for y in range(height))
+
+
+def app_for(run: RunningEngine) -> RelayboxApp:
+    return RelayboxApp(InProcessLink(run.engine))
+
+
+async def test_mail_sent_over_smtp_appears_in_the_queue(start_engine: EngineFactory) -> None:
+    run = await start_engine()  # make_config holds everything: mail stays in the queue
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        queue_id = await send(run, "printer@office.example", ["boss@example.org"])
+        await until(lambda: queue_id in _lines(app) and "held" in _lines(app), pilot)
+        line = next(li for li in _lines(app).splitlines() if queue_id in li)
+        assert "printer@office.example" in line and "boss@example.org" in line
+        # The log pane has the acceptance too.
+        await pilot.press("4")
+        await until(lambda: any(queue_id in t for _, t in app.log_view.lines), pilot)
+
+
+async def test_hold_release_and_delete_change_the_spool(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
+) -> None:
+    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    admin = run.engine.admin
+    assert admin is not None
+
+    async def state() -> str:
+        detail = await admin.show(queue_id)
+        return detail.row.state if detail else "gone"
+
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: queue_id in _lines(app) and "deferred" in _lines(app), pilot)
+        await pilot.press("h")
+        await until(lambda: "held" in _lines(app), pilot)
+        assert await state() == "held"
+        await pilot.press("l")
+        await until(lambda: "deferred" in _lines(app), pilot)
+        assert await state() == "deferred"
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # no: nothing happens
+        assert await state() == "deferred"
+        await pilot.press("d", "y")
+        await until(lambda: queue_id not in _lines(app), pilot)
+        assert await state() == "gone"
+
+
+async def test_a_filter_finds_messages_by_recipient_domain(start_engine: EngineFactory) -> None:
+    run = await start_engine()
+    org = await send(run, "a@example.com", ["x@example.org"])
+    net = await send(run, "a@example.com", ["y@example.net"])
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: org in _lines(app) and net in _lines(app), pilot)
+        await pilot.press("slash", *"@example.net", "enter")
+        await until(lambda: org not in _lines(app), pilot)
+        assert net in _lines(app)
+        assert len(app.queue_view.ids) == 1
+        await pilot.press("escape")  # clears the filter
+        await until(lambda: org in _lines(app), pilot)
+
+
+async def test_retry_from_the_inspector_shows_the_new_attempt(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
+) -> None:
+    sink = await smtp_sink(data_reply="451 4.3.0 try again later")
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "deferred" in _lines(app), pilot)
+        await pilot.press("enter")
+        inspector = await until(
+            lambda: app.screen if isinstance(app.screen, InspectorScreen) else None, pilot
+        )
+        view = inspector.query_one(LineView)
+        await until(lambda: any("Delivery attempt 1" in t for _, t in view.lines), pilot)
+        assert any(t.lstrip().startswith(queue_id) or queue_id in t for _, t in view.lines)
+        sink.behaviour.data_reply = None  # the next hop takes it now
+        await pilot.press("r")
+        await until(lambda: any("Delivery attempt 2" in t for _, t in view.lines), pilot)
+        texts = [t for _, t in view.lines]
+        assert any("S: 250 2.0.0 Ok: queued at the sink" in t for t in texts)
+        assert any("C: MAIL FROM:<a@example.com>" in t for t in texts)
+        title = inspector.query_one("#inspector-title")
+        await until(lambda: "delivered" in str(title.render()), pilot)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, InspectorScreen)
+    await sink.wait_for(1)
+
+
+async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFactory) -> None:
+    run = await start_engine()
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        for key in ("q", "ctrl+c", "ctrl+q"):
+            await pilot.press(key)
+            assert isinstance(app.screen, ConfirmScreen), key
+            assert "stops the relay" in app.screen.question
+            await pilot.press("n")
+            assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("q", "y")
+        await pilot.pause()
+    assert app.return_code == 0
+    # The UI quitting does not stop an engine by itself: its owner (the CLI) does.
+    assert run.engine.admin is not None
+    assert await run.engine.admin.count(MessageFilter(states=())) == 0
+
+
+async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> None:
+    run = await start_engine()
+    ids = [await send(run, "a@example.com", [f"r{i}@example.org"]) for i in range(60)]
+    app = app_for(run)
+    async with app.run_test(size=(100, 24)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 60 and ids[0] in _lines(app), pilot)
+        await pilot.pause(0.2)
+        before = view.rendered
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert view.rendered - before <= 4  # the old and new cursor lines, not the page
+        await pilot.press("end")
+        await until(lambda: ids[-1] in _lines(app), pilot)
+        assert view.cursor == 59
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------------- attached to an engine
+
+
+async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_running(
+    tmp_path: Path,
+    start_relay: StartRelay,  # noqa: F811 (the fixture, imported above)
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+    queue_id = await asyncio.to_thread(send_sync, port)
+    state_dir = tmp_path / "state"
+    client = await ControlClient.connect(state_dir / SOCKET_NAME)
+    app = RelayboxApp(SocketLink(client, relay.proc.pid))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: queue_id in _lines(app), pilot)
+            status_text = app.query_one("#status-text")
+            await until(lambda: "relay 127.0.0.1" in str(status_text.render()), pilot)
+            status = str(status_text.render())
+            # Live: a message sent now appears without a key press.
+            second = await asyncio.to_thread(send_sync, port)
+            await until(lambda: second in _lines(app), pilot)
+            await pilot.press("q")
+            assert "keeps running" in app.screen.question  # type: ignore[attr-defined]
+            await pilot.press("y")
+            await pilot.pause()
+    finally:
+        await client.close()
+    assert f"attached to pid {relay.proc.pid}" in status
+    assert relay.proc.poll() is None, "quitting the UI must not stop an attached engine"
+    again = await ControlClient.connect(state_dir / SOCKET_NAME)
+    try:
+        assert await again.count() == 2
+    finally:
+        await again.close()
+    assert relay.terminate() == 0
+
+
+# ---------------------------------------------------------------------- in a real terminal
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_relaybox_in_a_terminal_opens_the_queue_and_quits_after_asking(
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture, imported above)
+) -> None:
+    """`relaybox` in tmux: the UI comes up on the Queue pane with the engine in-process, mail
+    sent to it shows up, `q` asks, `y` stops the relay and the process exits 0."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    session = f"rbx{os.getpid()}{port}"
+    done = tmp_path / "exit-status"
+    command = f"{' '.join(RELAYBOX)} --config {config}; echo $? > {done}"
+    tmux = ["tmux", "-L", session]
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        timeout=10,
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", session],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    try:
+        wait_until(lambda: "Queue ·" in screen() or None, "the Queue pane")
+        wait_until(lambda: "in-process" in screen() or None, "the status bar")
+        queue_id = send_sync(port)
+        wait_until(lambda: queue_id in screen() or None, "the message in the queue")
+        subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True, timeout=10)
+        wait_until(lambda: "stops the relay" in screen() or None, "the quit question")
+        subprocess.run([*tmux, "send-keys", "-t", session, "y"], check=True, timeout=10)
+        wait_until(lambda: done.exists() and done.read_text().strip() or None, "relaybox to exit")
+        assert done.read_text().strip() == "0"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    # The relay stopped with the UI, and the message is still spooled.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
+) -> None:
+    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "deferred" in _lines(app), pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one(Static).render())
+        for words in ("Queue pane", "Log pane", "retry", "bounce", "command palette"):
+            assert words in text, words
+        await pilot.press("x")  # any key closes it
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("4", "1", "h")
+        await until(lambda: "held" in _lines(app), pilot)
+    assert run.engine.admin is not None
+    detail = await run.engine.admin.show(queue_id)
+    assert detail is not None and detail.row.state == "held"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Drive the real `relaybox` UI in tmux as an admin would, and save every screen.
+#
+#   tests/tmux_walkthrough.sh [OUT_DIR] [WIDTHxHEIGHT]
+#
+# Starts relaybox (engine in-process) on a loopback port with a temporary state dir, sends a
+# few messages (one route holds its mail, the other points at a smart host that is not there,
+# so mail defers), then walks the Queue pane, the inspector (details and raw), a filter, the
+# state views and sort, the Log pane, help and the quit question, saving each screen as text
+# in OUT_DIR (default: a new temp dir). Loopback only; every wait is bounded.
+set -euo pipefail
+
+out=${1:-$(mktemp -d -t relaybox-walkthrough.XXXXXX)}
+size=${2:-120x32}
+width=${size%x*}
+height=${size#*x}
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-$here/.venv/bin/python}
+[ -x "$python" ] || python=python3
+mkdir -p "$out"
+work=$(mktemp -d -t relaybox-walk-state.XXXXXX)
+port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dead=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+session="walk$$"
+tmux_() { tmux -L "$session" "$@"; }
+cleanup() { tmux_ kill-server >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat >"$work/relaybox.toml" <<EOF
+[server]
+hostname = "relay.office.example"
+state_dir = "$work/state"
+
+[[listeners]]
+listen = ["127.0.0.1:$port"]
+allowed_networks = ["127.0.0.0/8"]
+
+[dns]
+resolvers = ["127.0.0.1:9"]
+timeout = 0.5
+
+[[routes]]
+domains = ["held.example"]
+transport = "hold"
+
+[[routes]]
+domains = ["*"]
+transport = "smarthost"
+hosts = ["127.0.0.1:$dead"]
+tls = "opportunistic"
+EOF
+
+shot() {  # shot NAME: save the screen
+    sleep "${2:-0.8}"
+    tmux_ capture-pane -p -t "$session" >"$out/$1.txt"
+    echo "saved $out/$1.txt"
+}
+keys() { tmux_ send-keys -t "$session" "$@"; }
+wait_for() {  # wait_for TEXT: until the screen shows TEXT (10 s at most)
+    for _ in $(seq 100); do
+        tmux_ capture-pane -p -t "$session" | grep -qF -- "$1" && return 0
+        sleep 0.1
+    done
+    echo "walkthrough: the screen never showed: $1" >&2
+    tmux_ capture-pane -p -t "$session" >&2
+    exit 1
+}
+
+tmux_ new-session -d -s "$session" -x "$width" -y "$height" \
+    "cd '$here' && '$python' -m relaybox.cli --config '$work/relaybox.toml'; echo \"exit status \$?\"; sleep 5"
+wait_for "Queue ·"
+
+"$python" - "$port" <<'EOF'
+import smtplib, sys
+port = int(sys.argv[1])
+mail = [
+    ("scanner@printer.local", ["accounts@example.org"], "Scan to email"),
+    ("app@office.example", ["a@example.net", "b@example.net", "c@example.net"], "Nightly report"),
+    ("alice@office.example", ["bob@held.example"], "Held by its route"),
+]
+for sender, rcpts, subject in mail:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.sendmail(sender, rcpts, f"From: {sender}\r\nTo: {rcpts[0]}\r\nSubject: {subject}\r\n\r\nHello.\r\n")
+EOF
+wait_for "held"
+shot 01-queue 1.5
+keys j; shot 02-queue-cursor-down 0.4
+keys Enter; wait_for "Inbound session"; shot 03-inspector
+keys G; wait_for "Delivery attempt 1"; shot 03b-inspector-attempts 0.3
+keys m; wait_for "Raw message"; shot 04-inspector-raw
+keys Escape; shot 05-back-to-queue 0.5
+keys / ; keys -l "@example.net"; keys Enter; shot 06-filter-domain
+keys Escape; shot 07-filter-cleared 0.6
+keys v; shot 08-view-deferred 0.6
+keys s; shot 09-sorted-by-next-column 0.6
+keys 4; shot 10-log
+keys '?'; shot 11-help
+keys x; keys 1; keys h; shot 12-hold-under-cursor
+keys q; wait_for "stops the relay"; shot 13-quit-question 0.3
+keys n; shot 14-quit-declined 0.4
+keys q; keys y; wait_for "exit status"; shot 15-after-quit 0.3
+echo "walkthrough: screens in $out"
