@@ -24,6 +24,7 @@ __all__ = [
     "MessageBounced",
     "MessageDeferred",
     "MessageDelivered",
+    "MessageHeld",
     "MessageRejected",
     "SessionClosed",
     "SessionLine",
@@ -225,6 +226,15 @@ class MessageBounced(Event):
     queue_id: str
     recipients: tuple[str, ...]
     reply: str | None
+
+
+@dataclass(frozen=True)
+class MessageHeld(Event):
+    """Recipients of a message are held (by a `hold` route) until an admin releases them."""
+
+    queue_id: str
+    recipients: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from .events import (
     MessageBounced,
     MessageDeferred,
     MessageDelivered,
+    MessageHeld,
 )
 from .maillog import MailLog
 from .replies import Reply
@@ -481,5 +482,10 @@ class Scheduler:
         if deferred:
             next_at = min(o.next_attempt_at or now for o in final if o.state == "deferred")
             self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply))
+        held = [o for o in final if o.state == "held"]
+        if held:
+            self.bus.publish(
+                MessageHeld(job.queue_id, tuple(by_idx[o.idx].address for o in held), held[0].reply)
+            )
         if not bounced and not deferred and all(o.state == "delivered" for o in final):
             self.bus.publish(MessageDelivered(job.queue_id))

@@ -28,9 +28,11 @@ from relaybox.tui.log_view import LineView
 from .conftest import EngineFactory, RunningEngine
 from .test_cli import (  # noqa: F401 (env and start_relay are fixtures used here)
     RELAYBOX,
+    RunCli,
     StartRelay,
     env,
     free_port,
+    run_cli,
     start_relay,
     wait_until,
     write_config,
@@ -295,3 +297,84 @@ async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
     assert run.engine.admin is not None
     detail = await run.engine.admin.show(queue_id)
     assert detail is not None and detail.row.state == "held"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_lost_terminal_stops_the_relay_gracefully_and_keeps_the_mail(
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture, imported above)
+    run_cli: RunCli,  # noqa: F811 (the fixture, imported above)
+) -> None:
+    """An SSH session dropping under `relaybox`: the terminal goes (SIGHUP, then every write
+    fails). The relay must neither hang on the dead terminal nor lose the spooled mail."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    session = f"rbx{os.getpid()}{port}"
+    tmux = ["tmux", "-L", session]
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            f"{' '.join(RELAYBOX)} --config {config}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        timeout=10,
+    )
+    try:
+        wait_until(lambda: port_open(port) or None, "relaybox to listen")
+        queue_id = send_sync(port)
+        pids = subprocess.run(
+            ["pgrep", "-f", f"^[^ ]*python[^ ]* -m relaybox.cli --config {config}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert pids, "cannot find the relaybox process"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    wait_until(lambda: not pid_alive(int(pids[0])) or None, "relaybox to exit", timeout=20)
+    assert not port_open(port)
+    listing = run_cli("queue", "--json", "--config", config)
+    assert queue_id in listing.stdout, listing.stderr
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by tmux's dead server) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1][0] != "Z"
+
+
+def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Path) -> None:
+    """Textual's output thread dies on the first failed write and then blocks the loop; the
+    relay's driver wraps the terminal so that a failed write is swallowed and reported."""
+    from relaybox.tui.terminal import _TerminalOutput
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like a pty whose other side is gone: writes fail (EPIPE)
+    lost: list[bool] = []
+    out = _TerminalOutput(os.fdopen(write_end, "w", buffering=1), lambda: lost.append(True))
+    for _ in range(100):
+        assert out.write("\x1b[2Jframe\n") > 0
+        out.flush()
+    assert lost == [True]
+    assert not out.isatty()

@@ -16,6 +16,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Sparkline, Static
 
@@ -28,11 +29,12 @@ from ..events import (
     MessageBounced,
     MessageDeferred,
     MessageDelivered,
+    MessageHeld,
 )
 from ..spool import MessageFilter
 from . import format as fmt
 from .inspector import InspectorScreen
-from .link import EngineLink, ListenerInfo, describe_mode
+from .link import EngineLink, ListenerInfo
 from .log_view import LogView, describe_event
 from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState, header_text
 from .themes import DEFAULT_THEME, load_themes, theme_dirs
@@ -147,7 +149,7 @@ class StatusBar(Horizontal):
 
     DEFAULT_CSS = """
     StatusBar { height: 2; background: $panel; }
-    StatusBar #status-text { width: 1fr; padding: 0 1; }
+    StatusBar #status-text { width: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar.warning { background: $warning 40%; }
     StatusBar .rate-label { width: 7; height: 2; content-align: right top; }
     StatusBar Sparkline { width: 8; height: 2; margin-right: 1; }
@@ -190,16 +192,9 @@ class RelayboxApp(App[int]):
 
     TITLE = "relaybox"
     BINDINGS = [
-        Binding("1", "show_pane('queue')", "Queue"),
-        Binding("4", "show_pane('log')", "Log"),
-        Binding("slash", "filter", "Filter"),
-        Binding("question_mark,f1", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
-        Binding("ctrl+c", "quit", "Quit", show=False),
-        Binding("escape", "clear", "Clear", show=False),
-        # The Queue pane's actions; App-wide (see check_action) so that a key typed right
-        # after switching panes is not lost while focus moves.
+        # The Queue pane's actions first (the footer shows them first); App-wide (see
+        # check_action) so that a key typed right after switching panes is not lost while
+        # focus moves.
         Binding("r", "act('retry')", "Retry"),
         Binding("h", "act('hold')", "Hold"),
         Binding("l", "act('release')", "Release"),
@@ -213,6 +208,14 @@ class RelayboxApp(App[int]):
         Binding("v", "next_view", "View"),
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("1", "show_pane('queue')", "Queue"),
+        Binding("4", "show_pane('log')", "Log"),
+        Binding("slash", "filter", "Filter"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "quit", "Quit", show=False),
+        Binding("escape", "clear", "Clear", show=False),
     ]
     _QUEUE_ACTIONS = frozenset({"act", "act_all", "next_view", "next_sort", "reverse_sort"})
     CSS = """
@@ -229,8 +232,9 @@ class RelayboxApp(App[int]):
         clock: Callable[[], float] = time.time,
         deferred_warning: int = 100,
         oldest_deferred_warning: float = 4 * 3600,
+        driver_class: type[Driver] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=driver_class)
         self.link = link
         self.clock = clock
         self.deferred_warning = deferred_warning
@@ -244,6 +248,8 @@ class RelayboxApp(App[int]):
         self._counts = {"in": 0, "out": 0}
         self._status = ""
         self._engine_gone = False
+        self._overview_dirty = False
+        self._overview_at = 0.0
         themes, self.theme_problems = load_themes(theme_dirs(config_dir))
         for t in themes:
             self.register_theme(t)
@@ -270,7 +276,7 @@ class RelayboxApp(App[int]):
             with QueuePane(id="queue"):
                 yield Static("", id="queue-title")
                 yield Static("", id="queue-header")
-                yield QueueView(self.link.admin, clock=self.clock, id="queue-view")
+                yield QueueView(lambda: self.link.admin, clock=self.clock, id="queue-view")
                 yield Input(placeholder="filter: text, or @domain; Enter applies, Esc clears")
             with LogPane(id="log"):
                 yield Static("Log · / filters · End follows", id="log-title")
@@ -287,15 +293,17 @@ class RelayboxApp(App[int]):
         return self.query_one("#log-view", LogView)
 
     async def on_mount(self) -> None:
+        await self.link.open()
         if self._wanted_theme in self.available_themes:
             self.theme = self._wanted_theme
         for problem in self.theme_problems:
             self.notify(problem, title="theme not loaded", severity="warning")
         self.queue_view.focus()
+        self.queue_view.reload()
         self._update_queue_title()
         self._pump()
         self._load_listeners()
-        self.set_interval(2.0, self._refresh_overview)
+        self.set_interval(0.5, self._overview_tick)
         self._refresh_overview()
 
     # ------------------------------------------------------------------ engine events
@@ -334,10 +342,12 @@ class RelayboxApp(App[int]):
             | MessageDelivered
             | MessageDeferred
             | MessageBounced
+            | MessageHeld
             | AttemptStarted
             | AttemptFinished,
         ):
             self.queue_view.touch()
+            self._overview_dirty = True
         if isinstance(event, MessageAccepted):
             self._count("in")
         elif isinstance(event, MessageDelivered):
@@ -362,7 +372,15 @@ class RelayboxApp(App[int]):
 
     # ------------------------------------------------------------------ the status bar
 
+    def _overview_tick(self) -> None:
+        # Soon after mail moves, and every 2 s anyway (ages, rates).
+        since = time.monotonic() - self._overview_at
+        if (self._overview_dirty and since >= 0.5) or since >= 2.0:
+            self._refresh_overview()
+
     def _refresh_overview(self) -> None:
+        self._overview_dirty = False
+        self._overview_at = time.monotonic()
         self._load_overview()
 
     @work(exclusive=True, group="overview", exit_on_error=False)
@@ -384,7 +402,7 @@ class RelayboxApp(App[int]):
             f"{li.role} {li.address}" + (f" ({li.tls})" if li.tls != "none" else "")
             for li in self.listeners
         )
-        mode = describe_mode(self.link)
+        mode = self.link.describe()
         if self._engine_gone:
             mode += " · ENGINE STOPPED"
         up = fmt.age(now - self.link.started_at)

@@ -58,7 +58,8 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         out.append(
             (
                 kinds.get(rcpt.state, "plain"),
-                f"  <{rcpt.address}>  {rcpt.state}, {rcpt.attempts} attempts{nxt}",
+                f"  <{rcpt.address}>  {rcpt.state}, {rcpt.attempts} "
+                f"attempt{'' if rcpt.attempts == 1 else 's'}{nxt}",
             )
         )
         if rcpt.last_reply:
@@ -73,7 +74,8 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         ("plain", ""),
         ("head", "Headers"),
     ]
-    out += [("plain", f"  {name}: {value}") for name, value in detail.headers]
+    # A folded header's value holds CRLF and tabs: one line on screen, never a raw CR.
+    out += [("plain", f"  {name}: {' '.join(value.split())}") for name, value in detail.headers]
     out += [("plain", ""), ("head", "Inbound session")]
     out += _transcript(detail.inbound_transcript)
     for n, attempt in enumerate(detail.attempts, 1):

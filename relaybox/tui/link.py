@@ -16,7 +16,7 @@ from ..control import AdminClient, ControlClient, EventsDropped
 from ..engine import Engine
 from ..events import Event
 
-__all__ = ["EngineLink", "InProcessLink", "ListenerInfo", "SocketLink"]
+__all__ = ["EngineLink", "InProcessLink", "ListenerInfo", "SocketLink", "listener_infos"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class EngineLink(Protocol):
     started_at: float
     """When the engine started (wall clock)."""
 
+    async def open(self) -> None:
+        """Get ready (called once by the app as it starts, on its event loop)."""
+        ...
+
+    def describe(self) -> str:
+        """The status bar's words for where the engine runs."""
+        ...
+
     async def listeners(self) -> list[ListenerInfo]:
         """The engine's listeners."""
         ...
@@ -51,7 +59,7 @@ class EngineLink(Protocol):
         ...
 
 
-def _listener_infos(engine_config: object) -> list[ListenerInfo]:
+def listener_infos(engine_config: object) -> list[ListenerInfo]:
     listeners = getattr(engine_config, "listeners", ())
     out = []
     for listener in listeners:
@@ -71,8 +79,14 @@ class InProcessLink:
         self.admin: AdminClient = engine.admin
         self.started_at = time.time()
 
+    async def open(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"in-process (pid {os.getpid()})"
+
     async def listeners(self) -> list[ListenerInfo]:
-        return _listener_infos(self.engine.config)
+        return listener_infos(self.engine.config)
 
     async def events(self) -> AsyncIterator[Event | EventsDropped]:
         subscription = self.engine.bus.subscribe()
@@ -101,6 +115,12 @@ class SocketLink:
         self.pid = pid
         self.started_at = time.time()
 
+    async def open(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"attached to pid {self.pid}" if self.pid > 0 else "attached"
+
     async def listeners(self) -> list[ListenerInfo]:
         info = await self.client.request("info")
         self.started_at = float(info.get("started_at", self.started_at))
@@ -111,11 +131,3 @@ class SocketLink:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def describe_mode(link: EngineLink) -> str:
-    """The header's words for where the engine runs."""
-    if link.attached:
-        pid = getattr(link, "pid", 0)
-        return f"attached to pid {pid}" if pid > 0 else "attached"
-    return f"in-process (pid {os.getpid()})"

@@ -28,6 +28,7 @@ from ..events import (
     MessageBounced,
     MessageDeferred,
     MessageDelivered,
+    MessageHeld,
     MessageRejected,
     SessionClosed,
     SessionOpened,
@@ -119,6 +120,8 @@ class LineView(ScrollView, can_focus=True):
         strip = self._strips.get(key)
         if strip is None:
             kind, text = self.lines[index]
+            if "\r" in text or "\t" in text:  # control characters would wreck the terminal
+                text = text.replace("\r", "\\r").replace("\t", "    ")
             style = base
             if kind != "plain":
                 style = base + self.get_component_rich_style(f"lineview--{kind}")
@@ -166,6 +169,11 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
     if isinstance(event, MessageBounced):
         to = ", ".join(event.recipients)
         return ("bad", f"{at} {event.queue_id}: bounced {to}: {event.reply}")
+    if isinstance(event, MessageHeld):
+        return (
+            "warn",
+            f"{at} {event.queue_id}: held {', '.join(event.recipients)}: {event.reason}",
+        )
     if isinstance(event, MessageRejected):
         who = event.recipient or event.sender or ""
         return ("warn", f"{at} rejected {event.stage} {who} from {event.client_ip}: {event.reply}")

@@ -191,13 +191,14 @@ class QueueView(ScrollView, can_focus=True):
 
     def __init__(
         self,
-        admin: AdminClient,
+        admin: Callable[[], AdminClient],
         *,
         clock: Callable[[], float] = time.time,
         id: str | None = None,  # noqa: A002 (Textual's name for it)
     ) -> None:
         super().__init__(id=id)
-        self.admin = admin
+        self._admin = admin
+        """The engine's admin layer, asked for when needed (the link opens after compose)."""
         self.clock = clock
         self.state = ViewState()
         self.ids: list[int] = []
@@ -205,6 +206,7 @@ class QueueView(ScrollView, can_focus=True):
         self.selected: set[int] = set()
         self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
         self._dirty = True
+        self._started = False
         self._loading = False
         self._last_load = 0.0
         self._load_seconds = 0.0
@@ -212,11 +214,15 @@ class QueueView(ScrollView, can_focus=True):
         self.rendered = 0
         """Lines rendered since start (tests check that only visible lines are)."""
 
+    @property
+    def admin(self) -> AdminClient:
+        return self._admin()
+
     # ------------------------------------------------------------------ loading
 
     def on_mount(self) -> None:
+        # The first load is the app's to start, once its link to the engine is open.
         self.set_interval(0.25, self._tick)
-        self.reload()
 
     def touch(self) -> None:
         """Something changed in the queue: reload soon (bursts of events share one reload)."""
@@ -225,11 +231,11 @@ class QueueView(ScrollView, can_focus=True):
     def _tick(self) -> None:
         # Reload when something changed, at most every 0.5 s, and never more than a tenth of
         # the time: a big queue that takes 100 ms to list is re-read once a second at most.
-        if not self.display:
+        if not self.display or not self._started:
             return
         now = time.monotonic()
         if self._dirty and not self._loading:
-            if now - self._last_load >= max(0.5, min(5.0, self._load_seconds * 10)):
+            if now - self._last_load >= max(0.5, min(2.0, self._load_seconds * 10)):
                 self.reload()
         elif not self._loading and now - self._last_load >= 5:
             self.reload()  # ages and "next attempt" move on even when nothing happens
@@ -244,6 +250,7 @@ class QueueView(ScrollView, can_focus=True):
 
     def reload(self) -> None:
         """Re-read the ids and the rows around the viewport (in a worker)."""
+        self._started = True
         self._dirty = False
         self._loading = True
         self._load()
@@ -272,7 +279,10 @@ class QueueView(ScrollView, can_focus=True):
             return
         finally:
             self._last_load = time.monotonic()
-        self._load_seconds = time.monotonic() - started
+        # The cost of a reload, remembered slowly falling: one slow load (the engine busy
+        # starting) does not hold back updates for long.
+        took = time.monotonic() - started
+        self._load_seconds = took if took > self._load_seconds else (self._load_seconds + took) / 2
         self._loading = False
         self._apply(ids, fresh, cursor)
         self.post_message(self.Loaded(len(ids), self._load_seconds))

@@ -18,6 +18,7 @@ from ..spool import SpoolError
 from ..statedir import SOCKET_NAME, EngineRunning, running_engine_pid
 from .app import RelayboxApp
 from .link import EngineLink, InProcessLink, SocketLink
+from .terminal import SurvivingDriver
 
 __all__ = ["run_ui"]
 
@@ -79,6 +80,7 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
 async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) -> int:
     app = RelayboxApp(
         link,
+        driver_class=SurvivingDriver,
         config_dir=config_dir,
         theme=config.ui.theme,
         deferred_warning=config.ui.deferred_warning,

@@ -1,0 +1,138 @@
+"""Snapshots of every pane and the inspector, at 80x24 and 200x60, over a real engine whose
+spool is seeded with fixed messages at a fixed time (see tui_seed.py).
+
+Update after a deliberate change to the UI with `pytest tests/test_tui_snapshots.py
+--snapshot-update`, and look at the new SVGs (tests/__snapshots__/) before committing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaybox.tui.inspector import InspectorScreen
+from relaybox.tui.log_view import LineView
+
+from .tui_seed import seeded_app
+
+SIZES = [(80, 24), (200, 60)]
+
+
+@pytest.fixture(autouse=True)
+def utc() -> Iterator[None]:
+    """Times on screen are local time: pin the zone."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+async def settled(pilot: Any) -> None:
+    """Until the seeded queue is loaded and the engine has held what it was given (bounded)."""
+    app = pilot.app
+    deadline = time.monotonic() + 15
+    while True:
+        view = app.queue_view
+        rows = [view.rows.get(i) for i in view.ids]
+        status = str(app.query_one("#status-text").render())
+        if (
+            len(view.ids) == 6  # the unfinished ones
+            and all(r is not None and r.state != "queued" for r in rows)
+            and "held 4" in status
+            and "relay 127.0.0.1:2525" in status
+        ):
+            break
+        assert time.monotonic() < deadline, (
+            f"the seeded UI did not settle: {len(view.ids)} rows "
+            f"{[r.state if r else None for r in rows]}; status {status!r}"
+        )
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)  # (not workers.wait_for_complete: the event pump never completes)
+
+
+def then(*keys: str, wait: Callable[[Any], Awaitable[None]] | None = None) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await settled(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(0.05)
+        if wait is not None:
+            await wait(pilot)
+        await pilot.pause(0.3)
+
+    return run_before
+
+
+async def inspector_loaded(pilot: Any) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        screen = pilot.app.screen
+        if isinstance(screen, InspectorScreen):
+            lines = screen.query_one(LineView).lines
+            if any("Inbound session" in t for _, t in lines):
+                await pilot.press("home")  # the page opens at its top; make sure of it
+                await pilot.pause(0.1)
+                return
+        assert time.monotonic() < deadline, "the inspector did not load"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_queue_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_queue_pane_everything_sorted_by_sender(
+    snap_compare: Any, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    keys = ["v"] * 6 + ["s", "s", "down", "space"]  # view "everything", sort by sender, select
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then(*keys))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inspector(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    # The second row: the message with three recipients, one delivered, one bounced, one
+    # deferred, its inbound session and its attempt.
+    run_before = then("down", "enter", wait=inspector_loaded)
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inspector_attempt_transcript(
+    snap_compare: Any, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    run_before = then("down", "enter", wait=inspector_loaded)
+
+    async def to_the_end(pilot: Any) -> None:
+        await run_before(pilot)
+        await pilot.press("end")
+        await pilot.pause(0.1)
+
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=to_the_end)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_log_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("4"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_quit_question(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("q"))
