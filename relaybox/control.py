@@ -556,7 +556,9 @@ class ControlServer:
             await _send(writer, _failure(request_id, str(exc)))
             return False
         wanted = frozenset(names) if names else None
-        subscription = self.bus.subscribe(maxsize)
+        subscription = self.bus.subscribe(
+            maxsize, None if wanted is None else [_EVENT_TYPES[n] for n in wanted]
+        )
         hangup = asyncio.create_task(_read_until_eof(reader))
         get: asyncio.Task[Event] | None = None
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -99,8 +100,12 @@ class MessageRejected(Event):
 class Subscription:
     """A subscriber's bounded inbox; read with `await get()` or `async for`."""
 
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(
+        self, bus: EventBus, maxsize: int, types: frozenset[type[Event]] | None = None
+    ) -> None:
         self._bus = bus
+        self.types = types
+        """The event classes this subscriber takes; None for all."""
         self._queue: collections.deque[Event] = collections.deque(maxlen=maxsize)
         self._waiter: asyncio.Future[None] | None = None
         self.dropped = 0
@@ -151,25 +156,47 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: list[Subscription] = []
+        self._wanted: dict[type[Event], tuple[Subscription, ...]] = {}
+        """Per event class, the subscribers that take it (rebuilt when subscriptions change)."""
 
-    def subscribe(self, maxsize: int = 10_000) -> Subscription:
-        """A new subscription that keeps at most `maxsize` undelivered events."""
-        sub = Subscription(self, maxsize)
+    def subscribe(
+        self, maxsize: int = 10_000, types: Iterable[type[Event]] | None = None
+    ) -> Subscription:
+        """A new subscription that keeps at most `maxsize` undelivered events.
+
+        `types` limits it to those event classes: the per-line events of every session
+        (hundreds a second under load) are then never even built for a subscriber that only
+        wants to know what happened to messages.
+        """
+        sub = Subscription(self, maxsize, frozenset(types) if types is not None else None)
         self._subscribers.append(sub)
+        self._wanted.clear()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+            self._wanted.clear()
+
+    def _takers(self, cls: type[Event]) -> tuple[Subscription, ...]:
+        takers = self._wanted.get(cls)
+        if takers is None:
+            takers = tuple(s for s in self._subscribers if s.types is None or cls in s.types)
+            self._wanted[cls] = takers
+        return takers
 
     @property
     def has_subscribers(self) -> bool:
-        """Lets hot paths skip building events nobody reads (per-line session events)."""
+        """Whether anyone listens at all."""
         return bool(self._subscribers)
 
+    def wants(self, cls: type[Event]) -> bool:
+        """Lets hot paths skip building events nobody takes (per-line session events)."""
+        return bool(self._takers(cls))
+
     def publish(self, event: Event) -> None:
-        """Hand `event` to every subscriber; a full subscriber loses its oldest event."""
-        for sub in self._subscribers:
+        """Hand `event` to every subscriber that takes it; a full one loses its oldest event."""
+        for sub in self._takers(type(event)):
             sub._put(event)
 
 

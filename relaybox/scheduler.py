@@ -315,7 +315,7 @@ class Scheduler:
             sender = route.rewrite_sender(job.sender)
 
             def live(hop: object, line: object) -> None:
-                if self.bus.has_subscribers:
+                if self.bus.wants(AttemptLine):
                     self.bus.publish(
                         AttemptLine(
                             job.queue_id,

@@ -62,7 +62,7 @@ class Transcript:
         else:
             self.truncated += 1
         bus = self._bus
-        if bus is not None and bus.has_subscribers:
+        if bus is not None and bus.wants(SessionLine):
             bus.publish(SessionLine(self.session_id, direction, text, at=line.at))  # type: ignore[arg-type]
 
     def client(self, line: str) -> None:

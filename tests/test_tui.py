@@ -205,9 +205,8 @@ async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_runni
     try:
         async with app.run_test(size=SIZE) as pilot:
             await until(lambda: queue_id in _lines(app), pilot)
-            status_text = app.query_one("#status-text")
-            await until(lambda: "relay 127.0.0.1" in str(status_text.render()), pilot)
-            status = str(status_text.render())
+            await until(lambda: "relay 127.0.0.1" in app.status_text(), pilot)
+            status = app.status_text()
             # Live: a message sent now appears without a key press.
             second = await asyncio.to_thread(send_sync, port)
             await until(lambda: second in _lines(app), pilot)
@@ -340,8 +339,8 @@ def test_a_lost_terminal_stops_the_relay_gracefully_and_keeps_the_mail(
         assert pids, "cannot find the relaybox process"
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    wait_until(lambda: not port_open(port) or None, "the relay to stop listening", timeout=20)
     wait_until(lambda: not pid_alive(int(pids[0])) or None, "relaybox to exit", timeout=20)
-    assert not port_open(port)
     listing = run_cli("queue", "--json", "--config", config)
     assert queue_id in listing.stdout, listing.stderr
 

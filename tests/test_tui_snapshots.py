@@ -45,7 +45,7 @@ async def settled(pilot: Any) -> None:
     while True:
         view = app.queue_view
         rows = [view.rows.get(i) for i in view.ids]
-        status = str(app.query_one("#status-text").render())
+        status = app.status_text()
         if (
             len(view.ids) == 6  # the unfinished ones
             and all(r is not None and r.state != "queued" for r in rows)

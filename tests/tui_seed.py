@@ -259,10 +259,13 @@ class SeededLink:
             ListenerInfo("0.0.0.0:587", "0.0.0.0:587", "submission", "starttls"),
         ]
 
-    async def events(self):
+    async def events(self, types=None):
+        # Subscribed in open(), before seeding, so that the seeded events are all there.
         assert self._subscription is not None
         while True:
-            yield await self._subscription.get()
+            event = await self._subscription.get()
+            if types is None or isinstance(event, tuple(types)):
+                yield event
 
     async def close(self) -> None:
         if self.engine is not None:

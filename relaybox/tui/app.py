@@ -24,20 +24,25 @@ from ..control import EventsDropped
 from ..events import (
     AttemptFinished,
     AttemptStarted,
+    DestinationSuspended,
     Event,
     MessageAccepted,
     MessageBounced,
     MessageDeferred,
     MessageDelivered,
     MessageHeld,
+    MessageRejected,
+    SessionClosed,
+    SessionOpened,
 )
 from ..spool import MessageFilter
 from . import format as fmt
 from .inspector import InspectorScreen
 from .link import EngineLink, ListenerInfo
-from .log_view import LogView, describe_event
+from .log_view import LogView
 from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState, header_text
 from .themes import DEFAULT_THEME, load_themes, theme_dirs
+from .widgets import TextLine
 
 __all__ = ["ConfirmScreen", "RelayboxApp"]
 
@@ -50,6 +55,22 @@ _ACTION_WORDS = {
 }
 _CONFIRM = {"delete", "bounce"}
 _RATE_BUCKET = 10.0  # seconds per sparkline bar
+UI_EVENTS: tuple[type[Event], ...] = (
+    SessionOpened,
+    SessionClosed,
+    MessageAccepted,
+    MessageRejected,
+    MessageDelivered,
+    MessageDeferred,
+    MessageBounced,
+    MessageHeld,
+    AttemptStarted,
+    AttemptFinished,
+    DestinationSuspended,
+)
+"""What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
+builds those only while someone takes them, and the inspector asks for AttemptLine itself,
+only while it watches a retry."""
 _RATE_BARS = 30
 
 
@@ -149,18 +170,25 @@ class StatusBar(Horizontal):
 
     DEFAULT_CSS = """
     StatusBar { height: 2; background: $panel; }
-    StatusBar #status-text { width: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    StatusBar #status-text { width: 1fr; height: 2; padding: 0 1; }
     StatusBar.warning { background: $warning 40%; }
-    StatusBar .rate-label { width: 7; height: 2; content-align: right top; }
+    StatusBar .rate-label { width: 7; height: 2; }
+    StatusBar .rate-label TextLine { width: 7; text-align: right; }
     StatusBar Sparkline { width: 8; height: 2; margin-right: 1; }
     StatusBar #rate-out > .sparkline--max-color { color: $success; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="status-text")
-        yield Static("in\n", id="rate-in-label", classes="rate-label")
+        with Vertical(id="status-text"):
+            yield TextLine(id="status-line-1")
+            yield TextLine(id="status-line-2")
+        with Vertical(classes="rate-label"):
+            yield TextLine("in")
+            yield TextLine(id="rate-in-value")
         yield Sparkline([0.0], id="rate-in")
-        yield Static("out\n", id="rate-out-label", classes="rate-label")
+        with Vertical(classes="rate-label"):
+            yield TextLine("out")
+            yield TextLine(id="rate-out-value")
         yield Sparkline([0.0], id="rate-out")
 
 
@@ -320,7 +348,7 @@ class RelayboxApp(App[int]):
     async def _pump(self) -> None:
         """Every engine event, to the panes that show it."""
         try:
-            async for event in self.link.events():
+            async for event in self.link.events(UI_EVENTS):
                 self.on_engine_event(event)
         except Exception as exc:
             self.notify(f"Lost the engine's events: {exc}", severity="error", timeout=10)
@@ -330,9 +358,7 @@ class RelayboxApp(App[int]):
             self._render_status(None)
 
     def on_engine_event(self, event: Event | EventsDropped) -> None:
-        line = describe_event(event)
-        if line is not None:
-            self.log_view.record(*line)
+        self.log_view.record(event)
         if isinstance(event, EventsDropped):
             self.queue_view.touch()
             return
@@ -425,16 +451,28 @@ class RelayboxApp(App[int]):
             self._status = second
         else:
             second = self._status or "reading the queue…"
+        # Only what changed is touched: under load this runs twice a second beside the relay.
         bar = self.query_one(StatusBar)
-        bar.set_class(warning, "warning")
+        if bar.has_class("warning") != warning:
+            bar.set_class(warning, "warning")
         wide = self.size.width >= 120  # the sparklines only where they leave the text room
         for widget in bar.query(".rate-label, Sparkline"):
-            widget.display = wide
-        bar.query_one("#status-text", Static).update(f"{first}\n{second}")
-        bar.query_one("#rate-in-label", Static).update(f"in\n{per_minute['in']:.0f}/min")
-        bar.query_one("#rate-out-label", Static).update(f"out\n{per_minute['out']:.0f}/min")
-        bar.query_one("#rate-in", Sparkline).data = list(self._rates["in"])
-        bar.query_one("#rate-out", Sparkline).data = list(self._rates["out"])
+            if widget.display != wide:
+                widget.display = wide
+        bar.query_one("#status-line-1", TextLine).set(first)
+        bar.query_one("#status-line-2", TextLine).set(second)
+        bar.query_one("#rate-in-value", TextLine).set(f"{per_minute['in']:.0f}/min")
+        bar.query_one("#rate-out-value", TextLine).set(f"{per_minute['out']:.0f}/min")
+        for direction in ("in", "out"):
+            spark = bar.query_one(f"#rate-{direction}", Sparkline)
+            data = list(self._rates[direction])
+            if list(spark.data or ()) != data:
+                spark.data = data
+
+    def status_text(self) -> str:
+        """The status bar's two lines of text."""
+        bar = self.query_one(StatusBar)
+        return "\n".join(bar.query_one(f"#status-line-{n}", TextLine).text for n in (1, 2))
 
     # ------------------------------------------------------------------ panes and filters
 
@@ -447,6 +485,7 @@ class RelayboxApp(App[int]):
             self.queue_view.touch()
         else:
             self.log_view.focus()
+            self.call_after_refresh(self.log_view.flush)  # what came while it was hidden
             self.log_view.scroll_end(animate=False, immediate=True)
 
     def _pane_input(self) -> Input:
@@ -523,13 +562,17 @@ class RelayboxApp(App[int]):
         self.queue_view.set_state(ViewState(s.text, s.view, key, s.descending))
         self._update_queue_title()
 
-    def _update_queue_title(self, total: int | None = None) -> None:
+    def _update_queue_title(self, total: int | None = None, partial: bool = False) -> None:
         view = self.queue_view
         count = len(view.ids) if total is None else total
         selected = f" · {len(view.selected)} selected" if view.selected else ""
+        counted = (
+            f"{count}+ messages (counting…)"
+            if partial
+            else (f"{count} message{'' if count == 1 else 's'}")
+        )
         self.query_one("#queue-title", Static).update(
-            f"Queue · {count} message{'' if count == 1 else 's'} · {view.state.describe()}"
-            f"{selected}"
+            f"Queue · {counted} · {view.state.describe()}{selected}"
         )
         width = self.query_one("#queue-header", Static).size.width or self.size.width
         self.query_one("#queue-header", Static).update(header_text(width, view.state))
@@ -539,13 +582,11 @@ class RelayboxApp(App[int]):
 
     @on(QueueView.Loaded)
     def _queue_loaded(self, event: QueueView.Loaded) -> None:
-        self._update_queue_title(event.total)
+        self._update_queue_title(event.total, event.partial)
 
     @on(QueueView.Opened)
     def _open_message(self, event: QueueView.Opened) -> None:
-        self.push_screen(
-            InspectorScreen(self.link.admin, event.queue_id, self.act_on, clock=self.clock)
-        )
+        self.push_screen(InspectorScreen(self.link, event.queue_id, self.act_on, clock=self.clock))
 
     # ------------------------------------------------------------------ actions on mail
 

@@ -17,13 +17,22 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ..control import AdminClient
-from ..events import AttemptLine, Event
+from ..events import (
+    AttemptLine,
+    Event,
+    MessageBounced,
+    MessageDeferred,
+    MessageDelivered,
+    MessageHeld,
+)
 from ..spool import MessageDetail, TranscriptLine
 from . import format as fmt
+from .link import EngineLink
 from .log_view import LineView
 
 __all__ = ["InspectorScreen", "detail_lines"]
 
+_WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
 """Bytes of the message the raw view shows; a large message is never loaded whole."""
 
@@ -122,14 +131,15 @@ class InspectorScreen(Screen[None]):
 
     def __init__(
         self,
-        admin: AdminClient,
+        link: EngineLink,
         queue_id: str,
         act: Callable[[str, list[str]], object],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        self.admin = admin
+        self.link = link
+        self.admin: AdminClient = link.admin
         self.queue_id = queue_id
         self._act = act
         self.clock = clock
@@ -187,6 +197,7 @@ class InspectorScreen(Screen[None]):
     def action_act(self, action: str) -> None:
         if action == "retry":
             self.watching = True
+            self._watch()
             if not self.raw:
                 self.view.add("head", "")
                 self.view.add("head", "Retry: live attempt")
@@ -194,17 +205,26 @@ class InspectorScreen(Screen[None]):
                 self.view.scroll_end(animate=False, immediate=True)
         self._act(action, [self.queue_id])
 
-    def on_engine_event(self, event: Event) -> None:
-        """Called by the app for every engine event while this screen is open."""
-        if isinstance(event, AttemptLine):
-            if event.queue_id == self.queue_id and self.watching and not self.raw:
-                kind, prefix = _PREFIX.get(event.direction, ("note", "-- "))
-                self.view.add(kind, f"  {fmt.clock(event.at)} {prefix}{event.text}")
-            return
-        if getattr(event, "queue_id", None) == self.queue_id and type(event).__name__ in (
-            "MessageDelivered",
-            "MessageDeferred",
-            "MessageBounced",
-        ):
+    @work(exclusive=True, group="inspector-watch", exit_on_error=False)
+    async def _watch(self) -> None:
+        """The live lines of this message's next attempt, until its outcome is recorded."""
+        async for event in self.link.events(_WATCHED):
+            if getattr(event, "queue_id", None) != self.queue_id:
+                continue
+            if isinstance(event, AttemptLine):
+                if not self.raw:
+                    kind, prefix = _PREFIX.get(event.direction, ("note", "-- "))
+                    self.view.add(kind, f"  {fmt.clock(event.at)} {prefix}{event.text}")
+                continue
             self.watching = False
+            self.reload()
+            return
+
+    def on_engine_event(self, event: Event) -> None:
+        """Called by the app for engine events while this screen is open."""
+        if self.watching:
+            return  # the watch worker re-reads the page when the attempt is recorded
+        if getattr(event, "queue_id", None) == self.queue_id and isinstance(
+            event, MessageDelivered | MessageDeferred | MessageBounced | MessageHeld
+        ):
             self.reload()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,8 +50,10 @@ class EngineLink(Protocol):
         """The engine's listeners."""
         ...
 
-    def events(self) -> AsyncIterator[Event | EventsDropped]:
-        """The engine's events as they happen, until the link closes."""
+    def events(
+        self, types: Sequence[type[Event]] | None = None
+    ) -> AsyncIterator[Event | EventsDropped]:
+        """The engine's events of these classes (None: all) as they happen."""
         ...
 
     async def close(self) -> None:
@@ -88,8 +90,10 @@ class InProcessLink:
     async def listeners(self) -> list[ListenerInfo]:
         return listener_infos(self.engine.config)
 
-    async def events(self) -> AsyncIterator[Event | EventsDropped]:
-        subscription = self.engine.bus.subscribe()
+    async def events(
+        self, types: Sequence[type[Event]] | None = None
+    ) -> AsyncIterator[Event | EventsDropped]:
+        subscription = self.engine.bus.subscribe(types=types)
         try:
             while True:
                 event = await subscription.get()
@@ -126,8 +130,10 @@ class SocketLink:
         self.started_at = float(info.get("started_at", self.started_at))
         return [ListenerInfo(**entry) for entry in info.get("listeners", [])]
 
-    def events(self) -> AsyncIterator[Event | EventsDropped]:
-        return self.client.events()
+    def events(
+        self, types: Sequence[type[Event]] | None = None
+    ) -> AsyncIterator[Event | EventsDropped]:
+        return self.client.events(None if types is None else [t.__name__ for t in types])
 
     async def close(self) -> None:
         await self.client.close()

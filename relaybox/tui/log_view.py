@@ -34,8 +34,10 @@ from ..events import (
     SessionOpened,
 )
 from . import format as fmt
+from .widgets import shown
 
 __all__ = ["LineView", "LogView", "describe_event"]
+
 
 # Line kinds and their component class (colour); the prefix keeps them apart without colour.
 KINDS = ("client", "server", "note", "good", "warn", "bad", "head", "plain")
@@ -74,12 +76,14 @@ class LineView(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._first = 0
         """Absolute number of `lines[0]` (lines dropped off the ring buffer before it)."""
+        self._widest = 0
 
     def set_lines(self, lines: Iterable[tuple[str, str]]) -> None:
         """Replace everything shown."""
         self.lines.clear()
         self.lines.extend(lines)
         self._first = 0
+        self._widest = max((len(t) for _, t in self.lines), default=0)
         self._strips.clear()
         self._resize()
         self.refresh()
@@ -99,8 +103,10 @@ class LineView(ScrollView, can_focus=True):
             self.refresh_line(len(self.lines) - 1)
 
     def _resize(self) -> None:
-        width = max((len(t) for _, t in list(self.lines)[-200:]), default=0)
-        self.virtual_size = Size(max(width, self.virtual_size.width), len(self.lines))
+        # Width only grows (the widest line seen), so a new line costs O(1), not a scan.
+        if self.lines:
+            self._widest = max(self._widest, len(self.lines[-1][1]))
+        self.virtual_size = Size(self._widest, len(self.lines))
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -195,28 +201,72 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
 
 
 class LogView(LineView):
-    """The live event log: a bounded ring buffer with a text filter."""
+    """The live event log: a bounded ring buffer with a text filter.
+
+    Events are kept as they come and turned into text only when the log is on screen; lines
+    arriving under load (hundreds a second) are shown ten times a second in one update.
+    """
+
+    FLUSH_INTERVAL = 0.1
 
     def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(None, id=id)
-        self.history: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_lines)
+        super().__init__(max_lines, id=id)
+        self.history: collections.deque[Event | EventsDropped] = collections.deque(maxlen=max_lines)
         self.filter_text = ""
+        self._pending: collections.deque[Event | EventsDropped] = collections.deque(
+            maxlen=max_lines
+        )
+        self._stale = False
+        """Events were dropped from `_pending` while hidden: rebuild from the history."""
 
-    def record(self, kind: str, text: str) -> None:
-        """Keep the line in the history; show it when it passes the filter."""
-        self.history.append((kind, text))
-        if not self.filter_text or self.filter_text in text.lower():
-            if len(self.lines) >= (self.history.maxlen or 0):
-                self.lines.popleft()
-                self._first += 1
-                self.refresh()
-            self.add(kind, text)
+    def on_mount(self) -> None:
+        self.set_interval(self.FLUSH_INTERVAL, self.flush)
+
+    def record(self, event: Event | EventsDropped) -> None:
+        """Keep the event; it is shown (if it makes a line that passes the filter) at the next
+        flush while the log is on screen."""
+        self.history.append(event)
+        if len(self._pending) == self._pending.maxlen:
+            self._stale = True
+        self._pending.append(event)
+
+    def _lines_of(self, events: Iterable[Event | EventsDropped]) -> list[tuple[str, str]]:
+        out = []
+        for event in events:
+            line = describe_event(event)
+            if line is not None and (not self.filter_text or self.filter_text in line[1].lower()):
+                out.append(line)
+        return out
+
+    def flush(self) -> None:
+        """Show the events recorded since the last flush, in one update (when on screen)."""
+        if not self._pending or not shown(self):
+            return
+        if self._stale:
+            self._stale = False
+            self._pending.clear()
+            self.set_lines(self._lines_of(self.history))
+            self.scroll_end(animate=False, immediate=True)
+            return
+        pending = self._lines_of(self._pending)
+        self._pending.clear()
+        if not pending:
+            return
+        maxlen = self.lines.maxlen or len(pending)
+        dropped = max(0, len(self.lines) + len(pending) - maxlen)
+        at_end = self.scroll_offset.y >= self.max_scroll_y
+        self.lines.extend(pending[-maxlen:])
+        self._first += dropped
+        self._widest = max([self._widest, *(len(t) for _, t in pending)])
+        self.virtual_size = Size(self._widest, len(self.lines))
+        if self.follow and at_end:
+            self.scroll_end(animate=False, immediate=True)
+        self.refresh()
 
     def set_filter(self, text: str) -> None:
         """Show only lines containing `text` (case-insensitive); empty shows all."""
         self.filter_text = text.strip().lower()
-        shown = [
-            (k, t) for k, t in self.history if not self.filter_text or self.filter_text in t.lower()
-        ]
-        self.set_lines(shown)
+        self._pending.clear()
+        self._stale = False
+        self.set_lines(self._lines_of(self.history))
         self.scroll_end(animate=False, immediate=True)

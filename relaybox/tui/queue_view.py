@@ -26,6 +26,7 @@ from textual.strip import Strip
 from ..control import AdminClient
 from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
 from . import format as fmt
+from .widgets import shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 
@@ -184,10 +185,12 @@ class QueueView(ScrollView, can_focus=True):
     class Loaded(Message):
         """A reload finished (the pane updates its title and counts)."""
 
-        def __init__(self, total: int, seconds: float) -> None:
+        def __init__(self, total: int, seconds: float, partial: bool = False) -> None:
             super().__init__()
             self.total = total
             self.seconds = seconds
+            self.partial = partial
+            """Only the first screenful is in; the count follows."""
 
     def __init__(
         self,
@@ -206,6 +209,7 @@ class QueueView(ScrollView, can_focus=True):
         self.selected: set[int] = set()
         self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
         self._dirty = True
+        self._fresh_view = True
         self._started = False
         self._loading = False
         self._last_load = 0.0
@@ -231,7 +235,7 @@ class QueueView(ScrollView, can_focus=True):
     def _tick(self) -> None:
         # Reload when something changed, at most every 0.5 s, and never more than a tenth of
         # the time: a big queue that takes 100 ms to list is re-read once a second at most.
-        if not self.display or not self._started:
+        if not self._started or not shown(self):
             return
         now = time.monotonic()
         if self._dirty and not self._loading:
@@ -243,6 +247,7 @@ class QueueView(ScrollView, can_focus=True):
     def set_state(self, state: ViewState) -> None:
         """Show another filter, view or sort (the cursor goes to the top)."""
         self.state = state
+        self._fresh_view = True
         self.cursor = 0
         self.selected.clear()
         self.scroll_to(y=0, animate=False, immediate=True)
@@ -261,6 +266,21 @@ class QueueView(ScrollView, can_focus=True):
         state = self.state
         try:
             sort = _SORT_OF.get(state.sort, state.sort)
+            if self._fresh_view:
+                # A new filter, view or sort: its first screenful comes from one keyset page
+                # (milliseconds on any queue), shown while every id is counted in order.
+                self._fresh_view = False
+                height = max(1, self.scrollable_content_region.height)
+                page = await self.admin.list(
+                    state.filter(),
+                    sort=sort,
+                    descending=state.descending,
+                    limit=height + _WINDOW_MARGIN,
+                )
+                self._apply([r.id for r in page.rows], {r.id: r for r in page.rows}, 0)
+                self.post_message(
+                    self.Loaded(len(page.rows), 0.0, partial=page.next_after is not None)
+                )
             ids = await self.admin.message_ids(
                 state.filter(), sort=sort, descending=state.descending
             )
@@ -306,7 +326,8 @@ class QueueView(ScrollView, can_focus=True):
                 changed.append(row_id)
         self.selected &= set(ids) if changed_order else self.selected
         width = max(self.virtual_size.width, self.scrollable_content_region.width)
-        self.virtual_size = Size(width, len(ids))
+        if self.virtual_size != (width, len(ids)):
+            self.virtual_size = Size(width, len(ids))
         self.set_reactive(QueueView.cursor, max(0, min(cursor, len(ids) - 1)))
         if changed_order:
             self._strips.clear()

@@ -21,9 +21,13 @@ class ThemeError(ValueError):
 
 
 def theme_dirs(config_dir: Path | None) -> list[Path]:
-    """Where themes are looked for: next to the package (the repo's `themes/`), then the
-    config directory's `themes/` (later files of the same name win)."""
-    dirs = [Path(__file__).resolve().parents[2] / "themes"]
+    """Where themes are looked for: the package's own (`relaybox/themes` in an installed
+    wheel, the repository's `themes/` in a checkout), then the config directory's `themes/`
+    (later files of the same name win)."""
+    package = Path(__file__).resolve().parents[1]
+    dirs = [package / "themes"]
+    if (package.parent / "pyproject.toml").is_file():  # a checkout, not site-packages
+        dirs.append(package.parent / "themes")
     if config_dir is not None:
         dirs.append(config_dir / "themes")
     return dirs
