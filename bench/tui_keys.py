@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from textual import events  # noqa: E402
+from textual.widgets import Input  # noqa: E402
 
 from relaybox.config.model import (  # noqa: E402
     Config,
@@ -124,16 +125,23 @@ class Timer:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{key}: no new rows within {timeout} s")
             await asyncio.sleep(0.001)
-        self.painted.clear()
-        await asyncio.wait_for(self.painted.wait(), timeout)
-        first = (time.perf_counter() - started) * 1000
+        first = await self._next_paint(started)
         while view._loading or view._fresh_view:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{key}: no reload within {timeout} s")
             await asyncio.sleep(0.001)
+        return first, await self._next_paint(started)
+
+    async def _next_paint(self, started: float) -> float:
+        """ms from `started` to the next screen update; a change that does not alter the
+        screen (the rows were already shown) paints nothing, and counts as done now."""
+        now = (time.perf_counter() - started) * 1000
         self.painted.clear()
-        await asyncio.wait_for(self.painted.wait(), timeout)
-        return first, (time.perf_counter() - started) * 1000
+        try:
+            await asyncio.wait_for(self.painted.wait(), 0.1)
+        except TimeoutError:
+            return now
+        return (time.perf_counter() - started) * 1000
 
 
 async def main() -> int:
@@ -173,11 +181,14 @@ async def main() -> int:
         results: dict[str, list[tuple[float, float]]] = {}
         async with app.run_test(size=(width, height)) as pilot:
             view = app.queue_view
+            while not view.ids or view.rows.get(view.ids[0]) is None:
+                await pilot.pause(0.005)
+            first_ms = (time.perf_counter() - opened) * 1000
             while len(view.ids) < args.n or view._loading:
                 await pilot.pause(0.01)
             while view.rows.get(view.ids[0]) is None:
                 await pilot.pause(0.01)
-            open_ms = (time.perf_counter() - opened) * 1000
+            open_ms = (time.perf_counter() - opened) * 1000  # every id counted
             timer = Timer(app)
             await pilot.pause(0.3)
             plan: list[tuple[str, bool]] = (
@@ -191,9 +202,11 @@ async def main() -> int:
             # A filter: "/" then text then Enter, timed from Enter to the filtered rows.
             for _ in range(3):
                 app._driver.send_message(events.Key("slash", "/"))  # type: ignore[union-attr]
-                for ch in "example7.org":
-                    app._driver.send_message(events.Key(ch, ch))  # type: ignore[union-attr]
+                while not isinstance(app.focused, Input):  # typed before, it would be keys
+                    await pilot.pause(0.01)
+                await pilot.press(*"example7.org")
                 await pilot.pause(0.1)
+                assert app.focused.value == "example7.org", app.focused.value
                 results.setdefault("filter (Enter)", []).append(
                     await timer.key("enter", reload=True)
                 )
@@ -207,7 +220,10 @@ async def main() -> int:
         await engine.stop()
 
     print(f"UI {width}x{height} over {args.n} spooled messages")
-    print(f"open the Queue pane (first screen of rows): {open_ms:.0f} ms")
+    print(
+        f"open the Queue pane: first screen of rows {first_ms:.0f} ms, "
+        f"every id counted {open_ms:.0f} ms (from the app's start, Textual's included)"
+    )
     print(
         f"{'key':22} {'n':>3} {'median':>8} {'p95':>8} {'max':>8}  "
         f"{'complete':>9}   (ms, key to screen; complete: every id counted)"

@@ -399,9 +399,9 @@ class RelayboxApp(App[int]):
     # ------------------------------------------------------------------ the status bar
 
     def _overview_tick(self) -> None:
-        # Soon after mail moves, and every 2 s anyway (ages, rates).
+        # A second after mail moves, and every 2 s anyway (ages, rates).
         since = time.monotonic() - self._overview_at
-        if (self._overview_dirty and since >= 0.5) or since >= 2.0:
+        if (self._overview_dirty and since >= 1.0) or since >= 2.0:
             self._refresh_overview()
 
     def _refresh_overview(self) -> None:

@@ -96,11 +96,14 @@ class InProcessLink:
         subscription = self.engine.bus.subscribe(types=types)
         try:
             while True:
-                event = await subscription.get()
+                # One wake-up per burst, not per event: under load the engine publishes
+                # thousands a second, and the UI shares its event loop.
+                batch = [await subscription.get(), *subscription.drain()]
                 lost = subscription.take_dropped()
                 if lost:
                     yield EventsDropped(lost)
-                yield event
+                for event in batch:
+                    yield event
         finally:
             subscription.close()
 

@@ -233,13 +233,13 @@ class QueueView(ScrollView, can_focus=True):
         self._dirty = True
 
     def _tick(self) -> None:
-        # Reload when something changed, at most every 0.5 s, and never more than a tenth of
-        # the time: a big queue that takes 100 ms to list is re-read once a second at most.
+        # Reload when something changed, at most once a second, and never more than a tenth
+        # of the time: a big queue that takes 150 ms to list is re-read every 1.5 s at most.
         if not self._started or not shown(self):
             return
         now = time.monotonic()
         if self._dirty and not self._loading:
-            if now - self._last_load >= max(0.5, min(2.0, self._load_seconds * 10)):
+            if now - self._last_load >= max(1.0, min(2.0, self._load_seconds * 10)):
                 self.reload()
         elif not self._loading and now - self._last_load >= 5:
             self.reload()  # ages and "next attempt" move on even when nothing happens
