@@ -611,6 +611,7 @@ class ControlServer:
         return {
             "pid": os.getpid(),
             "started_at": self.started_at,
+            "config_loaded_at": getattr(self.admin.live, "config_loaded_at", self.started_at),
             "listeners": [
                 {"name": li.name, "address": str(a), "role": li.role, "tls": li.tls}
                 for li in config.listeners

@@ -43,6 +43,8 @@ class Engine:
 
     def __init__(self, config: Config, log: MailLog, clock: Callable[[], float] = time.time):
         self._config = config
+        self.config_loaded_at = clock()
+        """When the config in force was loaded (wall clock): at start, for now."""
         self.log = log
         self.clock = clock
         self.bus = EventBus()
@@ -86,6 +88,7 @@ class Engine:
         try:
             self.spool = await Spool.open(state_dir / DATABASE_NAME)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
+            self.config_loaded_at = self.clock()
             await self._refresh_free_space()
             await self.refresh_suppression()
             self.certificates = await asyncio.to_thread(self._load_certificates)

@@ -238,6 +238,7 @@ class SeededLink:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started_at = NOW - 3 * 3600
+        self.config_loaded_at = NOW - 3 * 3600
         self.engine: Engine | None = None
         self.admin = None  # set by open()
         self._subscription = None

@@ -432,7 +432,11 @@ class RelayboxApp(App[int]):
         if self._engine_gone:
             mode += " · ENGINE STOPPED"
         up = fmt.age(now - self.link.started_at)
-        first = f"relaybox · {mode} · up {up} · {listeners or 'no listeners'}"
+        loaded = fmt.age(now - self.link.config_loaded_at)
+        first = (
+            f"relaybox · {mode} · up {up} · config loaded {loaded} ago · "
+            f"{listeners or 'no listeners'}"
+        )
         warning = False
         if overview is not None:
             by_state = getattr(overview, "by_state", {})

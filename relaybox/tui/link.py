@@ -38,6 +38,11 @@ class EngineLink(Protocol):
     started_at: float
     """When the engine started (wall clock)."""
 
+    @property
+    def config_loaded_at(self) -> float:
+        """When the engine's config in force was loaded (wall clock)."""
+        ...
+
     async def open(self) -> None:
         """Get ready (called once by the app as it starts, on its event loop)."""
         ...
@@ -81,6 +86,10 @@ class InProcessLink:
         self.admin: AdminClient = engine.admin
         self.started_at = time.time()
 
+    @property
+    def config_loaded_at(self) -> float:
+        return self.engine.config_loaded_at
+
     async def open(self) -> None:
         return None
 
@@ -121,6 +130,11 @@ class SocketLink:
         self.admin: AdminClient = client
         self.pid = pid
         self.started_at = time.time()
+        self._config_loaded_at = self.started_at
+
+    @property
+    def config_loaded_at(self) -> float:
+        return self._config_loaded_at
 
     async def open(self) -> None:
         return None
@@ -131,6 +145,7 @@ class SocketLink:
     async def listeners(self) -> list[ListenerInfo]:
         info = await self.client.request("info")
         self.started_at = float(info.get("started_at", self.started_at))
+        self._config_loaded_at = float(info.get("config_loaded_at", self.started_at))
         return [ListenerInfo(**entry) for entry in info.get("listeners", [])]
 
     def events(

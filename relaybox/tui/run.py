@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -70,7 +72,12 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
     try:
         return await _run_app(InProcessLink(engine), config, config_dir)
     finally:
-        print("relaybox: stopping the relay (finishing transactions in flight)…", file=sys.stderr)
+        # The terminal may be gone (a dropped SSH session): saying so must not keep the relay
+        # from stopping.
+        with contextlib.suppress(OSError, ValueError):
+            print(
+                "relaybox: stopping the relay (finishing transactions in flight)…", file=sys.stderr
+            )
         try:
             await engine.stop()
         finally:
@@ -87,15 +94,45 @@ async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) ->
         oldest_deferred_warning=config.ui.oldest_deferred_warning,
     )
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     # Ctrl+C reaches the UI as a key (it asks first); SIGTERM and SIGHUP end it at once.
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, app.exit, 0)
+        loop.add_signal_handler(sig, stop.set)
+    ui = asyncio.create_task(app.run_async(), name="ui")
+    watch = asyncio.create_task(_watch_terminal(stop), name="terminal-watch")
     try:
-        await app.run_async()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({ui, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        # A signal, or the terminal gone: ask the app to end until it does (a request made
+        # while it is still starting up would be lost), and give up on it after 10 s.
+        for _ in range(20):
+            if ui.done():
+                break
+            app.exit(0)
+            await asyncio.wait({ui}, timeout=0.5)
+        if not ui.done():
+            ui.cancel()
+            await asyncio.wait({ui}, timeout=5)
     finally:
+        watch.cancel()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+    if ui.done() and not ui.cancelled() and ui.exception() is not None:
+        raise ui.exception()  # type: ignore[misc]
     return app.return_code or 0
+
+
+async def _watch_terminal(stop: asyncio.Event) -> None:
+    """Set `stop` when the terminal goes away (SSH dropped) even if the UI writes nothing:
+    a hung-up tty answers its size query with an error."""
+    fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else 0
+    while not stop.is_set():
+        await asyncio.sleep(1.0)
+        try:
+            os.get_terminal_size(fd)
+        except OSError:
+            stop.set()
 
 
 class _Discard(io.TextIOBase):
