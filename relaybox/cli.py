@@ -35,6 +35,10 @@ from .config import (
     sample_config_text,
 )
 from .control import AdminClient, ControlClient, ControlError
+from .dkimkeys import dns_record as dkim_dns_record
+from .dkimkeys import generate as generate_dkim_key
+from .dkimkeys import normalize_algorithm
+from .dkimkeys import write_private_key as write_dkim_key
 from .engine import Engine
 from .maillog import setup_logging
 from .passwords import hash_password
@@ -62,6 +66,7 @@ T = TypeVar("T")
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONFIG = 2
+EXIT_USAGE = 2  # as argparse exits on a usage error
 
 # What the engine or the admin layer says when it refuses a request (an unknown destination,
 # a bad address): printed as it is, exit 1.
@@ -134,6 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", metavar="USER", help="the login name")
     _add_config(p)
 
+    p = sub.add_parser("dkim", help="DKIM keys: keygen writes one and prints its DNS record")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    k = dsub.add_parser(
+        "keygen",
+        help="write a new DKIM private key; print the DNS record and the [[dkim]] block",
+        description=(
+            "Write a new DKIM private key (mode 0600), print the DNS record to publish (one "
+            "zone-file line) and the [[dkim]] block to paste into the config."
+        ),
+    )
+    k.add_argument("domain", metavar="DOMAIN", help="the sending domain, like example.org")
+    k.add_argument("--selector", required=True, help="the selector, like s2026")
+    k.add_argument(
+        "--algorithm",
+        default="rsa-sha256",
+        help="rsa-sha256 (or rsa; the default) or ed25519-sha256 (or ed25519)",
+    )
+    k.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    k.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the key (default: dkim/DOMAIN.SELECTOR.key beside the config)",
+    )
+    _add_config(k)
     p = sub.add_parser("check-config", help="validate a config file and print its problems")
     p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
     _add_config(p)
@@ -270,6 +299,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _passwd(args)
         if command == "check-config":
             return _check_config(args)
+        if command == "dkim":
+            return _dkim_keygen(args)
         action = getattr(args, "action", None)
         if command == "queue" and action in ACTIONS:
             flt = _selection(args)  # a usage error exits before the config is read
@@ -390,6 +421,54 @@ def _passwd(args: argparse.Namespace) -> int:
     block.append("users", tomlkit.aot())
     block["users"].append(table)
     print("# paste into the relaybox config, then: relaybox check-config")
+    print(tomlkit.dumps(block).strip())
+    return EXIT_OK
+
+
+def _dkim_keygen(args: argparse.Namespace) -> int:
+    """`relaybox dkim keygen`: a key file, its DNS record and the block for the config."""
+    try:
+        algorithm = normalize_algorithm(args.algorithm)
+    except ValueError as exc:
+        print(f"relaybox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    domain = args.domain.strip().lower().rstrip(".")
+    selector = args.selector.strip().lower()
+    if not domain or "@" in domain or any(c.isspace() for c in domain) or "." not in domain:
+        print(f"relaybox: {args.domain!r} is not a domain like example.org", file=sys.stderr)
+        return EXIT_USAGE
+    if not selector or not all(c.isalnum() or c in "-." for c in selector):
+        print(f"relaybox: {args.selector!r} is not a selector like s2026", file=sys.stderr)
+        return EXIT_USAGE
+    path: Path = args.out or (
+        (args.config or default_config_path()).parent / "dkim" / f"{domain}.{selector}.key"
+    )
+    path = path.expanduser().absolute()
+    if path.exists():
+        print(f"relaybox: {path} already exists; choose another --out or selector", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        key = generate_dkim_key(algorithm, args.bits)
+    except ValueError as exc:
+        print(f"relaybox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        write_dkim_key(key, path)
+    except OSError as exc:
+        print(f"relaybox: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"# wrote the private key to {path} (readable by you only)")
+    print("# publish this DNS record (one TXT record; the quoted parts are joined):")
+    print(dkim_dns_record(domain, selector, key))
+    print("# and paste this into the relaybox config, then: relaybox check-config")
+    block = tomlkit.document()
+    table = tomlkit.table()
+    table["domain"] = domain
+    table["selector"] = selector
+    table["private_key"] = str(path)
+    table["algorithm"] = algorithm
+    block.append("dkim", tomlkit.aot())
+    block["dkim"].append(table)
     print(tomlkit.dumps(block).strip())
     return EXIT_OK
 

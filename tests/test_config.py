@@ -22,6 +22,7 @@ from relaybox.config import (
     Config,
     ConfigError,
     DeliveryConfig,
+    DkimConfig,
     DnsConfig,
     HostPort,
     LimitsConfig,
@@ -98,6 +99,7 @@ def test_every_setting_is_documented_in_the_sample() -> None:
         "dns": DnsConfig,
         "delivery": DeliveryConfig,
         "ui": UiConfig,
+        "dkim": DkimConfig,
         "routes": RouteConfig,
     }
     blocks = dict.fromkeys(sections, "")

@@ -41,6 +41,7 @@ from relaybox.config.model import (
     AuthConfig,
     Config,
     DeliveryConfig,
+    DkimConfig,
     DnsConfig,
     HostPort,
     IPAddress,
@@ -56,6 +57,7 @@ from relaybox.config.model import (
     default_config,
     default_config_path,
 )
+from relaybox.dkimkeys import DkimKeyError, load_private_key
 from relaybox.passwords import check_hash_format
 
 __all__ = [
@@ -154,7 +156,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliveryConfig,
     "ui": UiConfig,
 }
-_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users", "routes"]
+_TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users", "routes", "dkim"]
 
 
 def _load(path: Path | None) -> tuple[Config | None, list[Problem], list[Problem]]:
@@ -660,6 +662,7 @@ class _Validator:
         listeners = self._listeners(data)
         users = self._users(data)
         routes = self._routes(data)
+        dkim = self._dkim(data)
         if self.errors:
             return None
         self._cross_warnings(listeners, users)
@@ -669,6 +672,7 @@ class _Validator:
         return Config(
             listeners=listeners,
             users=users,
+            dkim=dkim,
             routes=(DEFAULT_ROUTE,) if routes is None else tuple(r for _, _, r in routes),
             **sections,
         )
@@ -1262,6 +1266,65 @@ class _Validator:
         )
 
     # --- users -------------------------------------------------------------------------------
+
+    def _dkim(self, data: dict[str, Any]) -> tuple[DkimConfig, ...]:
+        """The `[[dkim]]` blocks, each key file read and checked now (not at delivery)."""
+        if "dkim" not in data:
+            return ()
+        blocks = data["dkim"]
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            self.error(
+                "dkim",
+                "write each key as its own [[dkim]] block (with double square brackets), with "
+                "domain, selector and private_key lines (relaybox dkim keygen prints one)",
+            )
+            return ()
+        built: list[DkimConfig] = []
+        seen: dict[tuple[str, str], int] = {}
+        for index, block in enumerate(blocks):
+            prefix = f"dkim[{index}]"
+            entry = self._section(prefix, "dkim", DkimConfig, block)
+            if entry is None:
+                continue
+            domain = self._domain_pattern(_join(prefix, "domain"), entry.domain)
+            if domain is None:
+                continue
+            if domain.startswith("*"):
+                self.error(
+                    _join(prefix, "domain"),
+                    f'"{entry.domain}": a DKIM key signs for one domain; write it exactly, '
+                    "and add a block for each subdomain that sends mail",
+                )
+                continue
+            selector = entry.selector.strip().lower()
+            if not _SELECTOR.fullmatch(selector):
+                self.error(
+                    _join(prefix, "selector"),
+                    f'"{entry.selector}" is not a DNS name part: use letters, digits, "-" and '
+                    'dots, like "s2026"',
+                )
+                continue
+            if (domain, selector) in seen:
+                self.error(
+                    _join(prefix, "selector"),
+                    f"{domain} already has a key under selector {selector} (dkim"
+                    f"[{seen[domain, selector]}]); one key per domain and selector",
+                )
+                continue
+            seen[domain, selector] = index
+            try:
+                key = load_private_key(entry.private_key, entry.algorithm)
+            except DkimKeyError as exc:
+                self.error(_join(prefix, "private_key"), str(exc))
+                continue
+            if entry.algorithm == "rsa-sha256" and key.bits < 2048:
+                self.warn(
+                    _join(prefix, "private_key"),
+                    f"a {key.bits}-bit RSA key: receivers may treat it as weak; make a "
+                    f"2048-bit one (relaybox dkim keygen {domain} --selector NEW)",
+                )
+            built.append(dataclasses.replace(entry, domain=domain, selector=selector))
+        return tuple(built)
 
     def _users(self, data: dict[str, Any]) -> tuple[UserConfig, ...]:
         if "users" not in data:
@@ -2244,6 +2307,10 @@ def _route_covers(earlier: RouteConfig, later: RouteConfig) -> bool:
 def _catches_all(route: RouteConfig) -> bool:
     return route.domains == ("*",) and route.sender_domains in ((), ("*",))
 
+
+_SELECTOR = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 
 _EXAMPLES = {
     "listen": '["127.0.0.1:2525"]',

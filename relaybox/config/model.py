@@ -252,6 +252,24 @@ class UiConfig:
     """...or when the oldest deferred message has waited longer than this (seconds)."""
 
 
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    """One `[[dkim]]` entry: a key that signs mail from one domain, under one selector."""
+
+    domain: str
+    """Mail whose From: domain is exactly this (case-insensitive) is signed with this key."""
+    selector: str
+    """The selector: the key is published at SELECTOR._domainkey.DOMAIN."""
+    private_key: Path
+    """The private key file (PEM; for ed25519 also dkimpy's raw base64), as `relaybox dkim
+    keygen` writes it; read and checked when the config loads."""
+    algorithm: DkimAlgorithm = "rsa-sha256"
+    """`rsa-sha256` or `ed25519-sha256`; two entries for one domain sign twice."""
+
+
 @dataclass(frozen=True)
 class ListenerConfig:
     """One `[[listeners]]` entry: where relaybox accepts SMTP and under what policy."""
@@ -459,6 +477,8 @@ class Config:
     """The `[dns]` table: resolvers and their timeout."""
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     """The `[delivery]` table: outbound connections, retries, bounces, retention."""
+    dkim: tuple[DkimConfig, ...] = ()
+    """The `[[dkim]]` blocks: the keys mail is signed with, by From: domain."""
     ui: UiConfig = field(default_factory=UiConfig)
     """The `[ui]` table: the terminal UI's theme and warning thresholds."""
     routes: tuple[RouteConfig, ...] = (DEFAULT_ROUTE,)

@@ -1,0 +1,154 @@
+"""DKIM keys: generate them, read them, and say what DNS record publishes them.
+
+Keys are made and read with `cryptography` (RSA in PEM, PKCS#1 as `keygen` writes it or
+PKCS#8; ed25519 in PEM or dkimpy's raw base64 form), so that a key that cannot sign is found
+when the config loads, not when the first message is delivered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+__all__ = [
+    "ALGORITHMS",
+    "DkimKey",
+    "DkimKeyError",
+    "dns_record",
+    "generate",
+    "load_private_key",
+    "normalize_algorithm",
+    "txt_strings",
+]
+
+Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("rsa-sha256", "ed25519-sha256")
+_SHORT = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
+MIN_RSA_BITS = 1024
+"""Below this a key is refused (RFC 8301 §3.2: verifiers must not accept shorter)."""
+
+
+class DkimKeyError(ValueError):
+    """A key file that cannot be used; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """A private key read from its file."""
+
+    algorithm: Algorithm
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+    @property
+    def bits(self) -> int:
+        return self.key.key_size if isinstance(self.key, rsa.RSAPrivateKey) else 256
+
+    def public_value(self) -> str:
+        """The `p=` value of the DNS record: base64 of the public key (RFC 6376 §3.6.1;
+        SubjectPublicKeyInfo for RSA, the raw 32 bytes for ed25519 as RFC 8463 §4)."""
+        public = self.key.public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            der = public.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        else:
+            der = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(der).decode("ascii")
+
+
+def normalize_algorithm(name: str) -> Algorithm:
+    """`rsa`/`rsa-sha256`/`ed25519`/`ed25519-sha256` -> the full name; ValueError otherwise."""
+    full = _SHORT.get(name.strip().lower(), name.strip().lower())
+    if full not in ALGORITHMS:
+        raise ValueError(f"unknown DKIM algorithm {name!r}; use rsa-sha256 or ed25519-sha256")
+    return full
+
+
+def generate(algorithm: Algorithm, bits: int = 2048) -> DkimKey:
+    """A new key (RSA of `bits`, or ed25519)."""
+    if algorithm == "rsa-sha256":
+        if bits < 2048:
+            raise ValueError(f"{bits} bits is too short; DKIM RSA keys should be 2048 or more")
+        return DkimKey(algorithm, rsa.generate_private_key(public_exponent=65537, key_size=bits))
+    return DkimKey(algorithm, ed25519.Ed25519PrivateKey.generate())
+
+
+def private_pem(key: DkimKey) -> bytes:
+    """The private key as PEM: PKCS#1 for RSA (what dkimpy and OpenDKIM read), PKCS#8 for
+    ed25519."""
+    fmt = (
+        serialization.PrivateFormat.TraditionalOpenSSL
+        if isinstance(key.key, rsa.RSAPrivateKey)
+        else serialization.PrivateFormat.PKCS8
+    )
+    return key.key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+
+
+def write_private_key(key: DkimKey, path: Path) -> None:
+    """Write the key readable by its owner only (0600), never over an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_pem(key))
+
+
+def load_private_key(path: Path, algorithm: Algorithm) -> DkimKey:
+    """Read and check a private key file; raises DkimKeyError saying what is wrong."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DkimKeyError(f"{path}: no such file (relaybox dkim keygen writes one)") from None
+    except IsADirectoryError:
+        raise DkimKeyError(f"{path}: is a folder, not a key file") from None
+    except OSError as exc:
+        raise DkimKeyError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    key: object
+    if b"-----BEGIN" in data:
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except TypeError:
+            raise DkimKeyError(
+                f"{path}: the key has a passphrase; relaybox needs it without"
+            ) from None
+        except ValueError as exc:
+            raise DkimKeyError(f"{path}: not a PEM private key relaybox can read ({exc})") from None
+    else:
+        try:
+            raw = base64.b64decode(data.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise DkimKeyError(f"{path}: neither PEM nor a base64 ed25519 key") from None
+        if len(raw) not in (32, 64):
+            raise DkimKeyError(f"{path}: a raw ed25519 key is 32 bytes of base64, not {len(raw)}")
+        key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
+    if algorithm == "rsa-sha256":
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise DkimKeyError(f"{path}: not an RSA key, but algorithm is rsa-sha256")
+        if key.key_size < MIN_RSA_BITS:
+            raise DkimKeyError(
+                f"{path}: a {key.key_size}-bit RSA key is too short to sign with (receivers "
+                f"ignore DKIM keys under {MIN_RSA_BITS} bits); make a 2048-bit one"
+            )
+        return DkimKey(algorithm, key)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise DkimKeyError(f"{path}: not an ed25519 key, but algorithm is ed25519-sha256")
+    return DkimKey(algorithm, key)
+
+
+def txt_strings(value: str, size: int = 255) -> list[str]:
+    """A TXT record's value cut into character-strings of at most `size` octets (RFC 1035)."""
+    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
+
+
+def dns_record(domain: str, selector: str, key: DkimKey) -> str:
+    """The zone-file line that publishes `key`: one TXT record, its value in quoted strings."""
+    k = "rsa" if key.algorithm == "rsa-sha256" else "ed25519"
+    strings = [f"v=DKIM1; k={k}; ", *txt_strings(f"p={key.public_value()}")]
+    quoted = " ".join(f'"{s}"' for s in strings)
+    return f"{selector}._domainkey.{domain.rstrip('.')}. IN TXT {quoted}"
