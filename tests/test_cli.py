@@ -8,7 +8,6 @@ on 127.0.0.1. Waits poll a condition with a deadline; every process is killed at
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -19,9 +18,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import platformdirs
 import pytest
@@ -29,13 +28,14 @@ import pytest
 from relaybox.config import sample_config_text
 from relaybox.replies import Reply
 
-T = TypeVar("T")
+from .relayproc import (
+    EXIT_TIMEOUT,
+    RunCli,
+    StartRelay,
+    free_port,
+    wait_until,
+)
 
-RELAYBOX = (sys.executable, "-m", "relaybox.cli")
-READY_TIMEOUT = 10.0
-"""Seconds a relay may take to start listening."""
-EXIT_TIMEOUT = 10.0
-"""Seconds a relay may take to exit after SIGTERM once nothing is in flight."""
 SUPPRESSION_TIMEOUT = 7.0
 """A running engine re-reads the suppression list every 5 s."""
 HOSTNAME = "relay.example.test"
@@ -50,26 +50,6 @@ KEEP_MAIL = (
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = READY_TIMEOUT) -> T:
-    """Poll `condition` until it returns something true; fail the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def toml_string(value: object) -> str:
@@ -151,116 +131,6 @@ def turned_away(port: int) -> bool:
         except TimeoutError:
             pytest.fail(f"a new connection to port {port} was neither greeted nor closed")
     return not greeting.startswith(b"220")
-
-
-class Relay:
-    """A running `relaybox` process; its output goes to files so it can never block on a pipe."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, stderr_path: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.stderr_path = stderr_path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_ready(self) -> None:
-        """Poll the port until it accepts a connection; fail if the process exits first."""
-
-        def listening() -> bool:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"relaybox exited with {self.proc.returncode} before listening on "
-                    f"{self.port}:\n{self.stderr()}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
-                return False
-            return True
-
-        wait_until(listening, f"relaybox to listen on 127.0.0.1:{self.port}")
-
-    def terminate(self, timeout: float = EXIT_TIMEOUT) -> int:
-        """SIGTERM, then the exit status (failing the test if it takes longer than `timeout`)."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.wait_exit(timeout)
-
-    def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"relaybox did not exit within {timeout} s:\n{self.stderr()}")
-
-
-RunCli = Callable[..., "subprocess.CompletedProcess[Any]"]
-"""`run_cli(*args, **subprocess_options)`: run one relaybox command to completion."""
-StartRelay = Callable[..., Relay]
-"""`start_relay(*args, port=PORT, **popen_options)`: a running relay, listening."""
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The environment of every relaybox run: home and XDG folders inside tmp_path."""
-    home = tmp_path / "home"
-    home.mkdir()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    environ.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".local" / "state"),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-    )
-    return environ
-
-
-@pytest.fixture
-def run_cli(tmp_path: Path, env: dict[str, str]) -> RunCli:
-    """`run_cli("queue", "--config", path)` runs a relaybox command to completion."""
-
-    def run(*args: object, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        options: dict[str, Any] = {"capture_output": True, "text": True, **kwargs}
-        if "input" not in options:
-            options["stdin"] = subprocess.DEVNULL
-        return subprocess.run(
-            [*RELAYBOX, *map(str, args)], env=env, cwd=tmp_path, timeout=timeout, **options
-        )
-
-    return run
-
-
-@pytest.fixture
-def start_relay(tmp_path: Path, env: dict[str, str]) -> Iterator[StartRelay]:
-    """`start_relay(*args, port=...)` starts `relaybox *args` and waits until it listens."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: object, port: int, prefix: tuple[str, ...] = (), **kwargs: Any) -> Relay:
-        n = len(started)
-        stderr_path = tmp_path / f"relay{n}.stderr"
-        with (
-            open(tmp_path / f"relay{n}.stdout", "wb") as out,
-            open(stderr_path, "wb") as err,
-        ):
-            proc = subprocess.Popen(
-                [*prefix, *RELAYBOX, *map(str, args)],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                **kwargs,
-            )
-        started.append(proc)
-        relay = Relay(proc, port, stderr_path)
-        relay.wait_ready()
-        return relay
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 def private(path: Path) -> bool:

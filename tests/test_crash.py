@@ -9,26 +9,17 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import signal
 import smtplib
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
-import pytest
+from .relayproc import RELAYBOX, StartRelay, free_port, wait_until
 
-T = TypeVar("T")
-
-RELAYBOX = (sys.executable, "-m", "relaybox.cli")
 CLIENTS = 8
 MESSAGES_PER_CLIENT = 50
 """400 messages planned in all: the relay is killed long before they are through."""
@@ -39,76 +30,6 @@ SENDER = "sender@example.com"
 RECIPIENT = "rcpt@example.org"
 QUEUED = re.compile(r"queued as (\w+)")
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)\r$", re.MULTILINE | re.IGNORECASE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    environ.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_STATE_HOME=str(home / ".local" / "state"),
-    )
-    return environ
-
-
-@pytest.fixture
-def start_relay(
-    tmp_path: Path, env: dict[str, str]
-) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """`start_relay(config, port)`: a `relaybox --headless` listening on `port` (killed after)."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(config: Path, port: int) -> subprocess.Popen[bytes]:
-        stderr_path = tmp_path / f"relay{len(started)}.stderr"
-        with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen(
-                [*RELAYBOX, "--headless", "--config", str(config)],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        started.append(proc)
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"relaybox exited with {proc.returncode}:\n{stderr_path.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                return False
-            return True
-
-        wait_until(listening, f"relaybox to listen on 127.0.0.1:{port}", 10)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 def message(message_id: str) -> bytes:
@@ -132,7 +53,7 @@ def send_one(port: int) -> str:
 
 
 def test_every_acknowledged_message_survives_sigkill_exactly_once(
-    tmp_path: Path, env: dict[str, str], start_relay: Callable[..., subprocess.Popen[bytes]]
+    tmp_path: Path, env: dict[str, str], start_relay: StartRelay
 ) -> None:
     port = free_port()
     state_dir = tmp_path / "state"
@@ -145,7 +66,7 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
         '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n',
         encoding="utf-8",
     )
-    relay = start_relay(config, port)
+    relay = start_relay("--headless", "--config", config, port=port).proc
 
     acked: list[tuple[str, str]] = []
     """(queue ID, Message-ID) of every message whose 250 reply the client read."""
@@ -184,6 +105,7 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
             len(acked) >= KILL_AFTER or failed_before_kill or not any(t.is_alive() for t in threads)
         ),
         f"{KILL_AFTER} acknowledged messages",
+        TIMEOUT,
     )
     killed.set()
     relay.send_signal(signal.SIGKILL)
@@ -196,7 +118,7 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
     assert KILL_AFTER <= len(acked) < CLIENTS * MESSAGES_PER_CLIENT
     assert cut_off_by_kill, "no client was still sending when the relay was killed"
 
-    relay = start_relay(config, port)
+    relay = start_relay("--headless", "--config", config, port=port).proc
     listing = subprocess.run(
         [*RELAYBOX, "queue", "--json", "--config", str(config)],
         env=env,

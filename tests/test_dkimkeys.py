@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from relaybox.config import ConfigError, load_config, load_config_with_warnings
 from relaybox.dkimkeys import dns_record, generate, load_private_key, private_pem, txt_strings
 
-from .test_cli import RunCli, env, run_cli  # noqa: F401 (fixtures)
+from .relayproc import RunCli
 
 RECORD = re.compile(r'^(\S+)\._domainkey\.(\S+)\. IN TXT ((?:"[^"]*" ?)+)$')
 LISTENER = '[[listeners]]\nlisten = ["127.0.0.1:0"]\nallowed_networks = ["127.0.0.0/8"]\n'
@@ -39,7 +39,7 @@ def config_with(tmp_path: Path, block: str) -> Path:
 
 def test_keygen_writes_a_private_key_and_prints_the_record_and_block(
     tmp_path: Path,
-    run_cli: RunCli,  # noqa: F811
+    run_cli: RunCli,
 ) -> None:
     key_path = tmp_path / "keys" / "example.org.s2026.key"
     result = run_cli("dkim", "keygen", "Example.ORG", "--selector", "s2026", "--out", key_path)
@@ -78,7 +78,7 @@ def test_keygen_writes_a_private_key_and_prints_the_record_and_block(
 
 def test_keygen_ed25519_and_its_short_name(
     tmp_path: Path,
-    run_cli: RunCli,  # noqa: F811
+    run_cli: RunCli,
 ) -> None:
     key_path = tmp_path / "ed.key"
     result = run_cli(
@@ -104,7 +104,7 @@ def test_keygen_ed25519_and_its_short_name(
 
 def test_keygen_without_out_writes_beside_the_config(
     tmp_path: Path,
-    run_cli: RunCli,  # noqa: F811
+    run_cli: RunCli,
 ) -> None:
     config = config_with(tmp_path, "")
     result = run_cli("dkim", "keygen", "example.org", "--selector", "s1", "--config", config)
@@ -122,7 +122,7 @@ def test_keygen_without_out_writes_beside_the_config(
 )
 def test_keygen_refuses_what_would_not_work(
     tmp_path: Path,
-    run_cli: RunCli,  # noqa: F811
+    run_cli: RunCli,
     args: tuple[str, ...],
     error: str,
 ) -> None:

@@ -26,18 +26,9 @@ from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.log_view import LineView
 
 from .conftest import EngineFactory, RunningEngine
-from .test_cli import (  # noqa: F401 (env and start_relay are fixtures used here)
-    RELAYBOX,
-    RunCli,
-    StartRelay,
-    env,
-    free_port,
-    run_cli,
-    start_relay,
-    wait_until,
-    write_config,
-)
+from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
 from .test_cli import send as send_sync
+from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
 
 SIZE = (120, 30)
@@ -193,7 +184,7 @@ async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> No
 
 async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_running(
     tmp_path: Path,
-    start_relay: StartRelay,  # noqa: F811 (the fixture, imported above)
+    start_relay: StartRelay,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -232,7 +223,7 @@ async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_runni
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_relaybox_in_a_terminal_opens_the_queue_and_quits_after_asking(
     tmp_path: Path,
-    env: dict[str, str],  # noqa: F811 (the fixture, imported above)
+    env: dict[str, str],
 ) -> None:
     """`relaybox` in tmux: the UI comes up on the Queue pane with the engine in-process, mail
     sent to it shows up, `q` asks, `y` stops the relay and the process exits 0."""
@@ -301,8 +292,8 @@ async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_a_lost_terminal_stops_the_relay_gracefully_and_keeps_the_mail(
     tmp_path: Path,
-    env: dict[str, str],  # noqa: F811 (the fixture, imported above)
-    run_cli: RunCli,  # noqa: F811 (the fixture, imported above)
+    env: dict[str, str],
+    run_cli: RunCli,
 ) -> None:
     """An SSH session dropping under `relaybox`: the terminal goes (SIGHUP, then every write
     fails). The relay must neither hang on the dead terminal nor lose the spooled mail."""
