@@ -85,7 +85,7 @@ EOF
 wait_for "held"
 shot 01-queue 1.5
 keys j; shot 02-queue-cursor-down 0.4
-keys Enter; wait_for "Inbound session"; shot 03-inspector
+keys Enter; wait_for "Recipients"; shot 03-inspector
 keys G; wait_for "Delivery attempt 1"; shot 03b-inspector-attempts 0.3
 keys m; wait_for "Raw message"; shot 04-inspector-raw
 keys Escape; shot 05-back-to-queue 0.5
