@@ -16,7 +16,7 @@ import builtins
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ __all__ = [
     "LiveEngine",
     "MessageFilter",
     "Page",
+    "every_page",
     "suspension_reply",
 ]
 
@@ -60,6 +61,20 @@ ACTIONS: tuple[str, ...] = ("retry", "hold", "release", "delete", "bounce")
 # A recipient in one of these states has not reached its end yet, so "bounce now" can end it.
 _BOUNCEABLE = frozenset({"queued", "deferred", "held"})
 _BOUNCE_BATCH = 200
+
+
+async def every_page(
+    list_page: Callable[..., Awaitable[Page]], flt: MessageFilter | None, page_size: int
+) -> builtins.list[MessageRow]:
+    """Every row `list_page` (an admin layer's `list`) has for `flt`, page after page."""
+    out: builtins.list[MessageRow] = []
+    after: tuple[Any, int] | None = None
+    while True:
+        page = await list_page(flt, after=after, limit=page_size)
+        out.extend(page.rows)
+        if page.next_after is None:
+            return out
+        after = page.next_after
 
 
 def suspension_reply(destination: str, reason: str) -> str:
@@ -191,14 +206,7 @@ class Admin:
         self, flt: MessageFilter | None = None, page_size: int = 1000
     ) -> builtins.list[MessageRow]:
         """Every matching message, oldest first (the plain CLI prints them all, as mailq does)."""
-        out: builtins.list[MessageRow] = []
-        after: tuple[Any, int] | None = None
-        while True:
-            page = await self.list(flt, after=after, limit=page_size)
-            out.extend(page.rows)
-            if page.next_after is None:
-                return out
-            after = page.next_after
+        return await every_page(self.list, flt, page_size)
 
     async def count(self, flt: MessageFilter | None = None) -> int:
         """How many messages match."""

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import events as _events
-from .admin import UNTIL_RESUMED, Admin, Page
+from .admin import UNTIL_RESUMED, Admin, Page, every_page
 from .events import Event, EventBus
 from .maillog import MailLog
 from .spool import (
@@ -985,14 +985,7 @@ class ControlClient:
     async def list_all(
         self, flt: MessageFilter | None = None, page_size: int = 1000
     ) -> builtins.list[MessageRow]:
-        out: builtins.list[MessageRow] = []
-        after: tuple[Any, int] | None = None
-        while True:
-            page = await self.list(flt, after=after, limit=page_size)
-            out.extend(page.rows)
-            if page.next_after is None:
-                return out
-            after = page.next_after
+        return await every_page(self.list, flt, page_size)
 
     async def count(self, flt: MessageFilter | None = None) -> int:
         return int(await self.request("count", filter=filter_to_json(flt or MessageFilter())))

@@ -26,10 +26,10 @@ import ssl
 import stat
 import typing
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import tomlkit
 import tomlkit.exceptions
@@ -59,6 +59,8 @@ from relaybox.config.model import (
 )
 from relaybox.dkimkeys import DkimKeyError, load_private_key
 from relaybox.passwords import check_hash_format
+
+T = TypeVar("T", bound=Hashable)
 
 __all__ = [
     "ConfigError",
@@ -898,6 +900,29 @@ class _Validator:
         self._type_error(key, f"a list in square brackets, like {example}", value)
         return None
 
+    def _each(
+        self,
+        key: str,
+        items: list[Any],
+        parse: Callable[[str, object], T | None],
+        *,
+        unique: bool = False,
+    ) -> tuple[T, ...] | None:
+        """Each item of a list setting parsed as `key[i]`; None (each problem reported) when
+        any is wrong, or (`unique`) when one is listed twice."""
+        parsed = [parse(f"{key}[{i}]", item) for i, item in enumerate(items)]
+        if any(item is None for item in parsed):
+            return None
+        out = tuple(item for item in parsed if item is not None)
+        if unique:
+            seen: set[T] = set()
+            for position, item in enumerate(out):
+                if item in seen:
+                    self.error(f"{key}[{position}]", f"{item} is listed twice; list it once")
+                    return None
+                seen.add(item)
+        return out
+
     def _listen(self, key: str, value: object) -> tuple[SocketAddress, ...] | None:
         items = self._list(key, value, _EXAMPLES["listen"])
         if items is None:
@@ -905,10 +930,7 @@ class _Validator:
         if not items:
             self.error(key, f"must list at least one address, like {_EXAMPLES['listen']}")
             return None
-        addresses = [self._socket_address(f"{key}[{i}]", item) for i, item in enumerate(items)]
-        if any(address is None for address in addresses):
-            return None
-        return tuple(address for address in addresses if address is not None)
+        return self._each(key, items, self._socket_address)
 
     def _socket_address(self, key: str, value: object) -> SocketAddress | None:
         """Parse `host:port` or `[v6]:port`; the host must be an address literal."""
@@ -965,10 +987,7 @@ class _Validator:
         items = self._list(key, value, _EXAMPLES["allowed_networks"])
         if items is None:
             return None
-        networks = [self._network(f"{key}[{i}]", item) for i, item in enumerate(items)]
-        if any(network is None for network in networks):
-            return None
-        return tuple(network for network in networks if network is not None)
+        return self._each(key, items, self._network)
 
     def _network(self, key: str, value: object) -> Network | None:
         """A CIDR network or a single address (which becomes a /32 or /128)."""
@@ -1507,17 +1526,7 @@ class _Validator:
         items = self._list(key, value, _EXAMPLES["resolvers"])
         if items is None:
             return None
-        resolvers = [self._resolver(f"{key}[{i}]", item) for i, item in enumerate(items)]
-        if any(resolver is None for resolver in resolvers):
-            return None
-        seen: set[SocketAddress] = set()
-        for position, resolver in enumerate(resolvers):
-            assert resolver is not None
-            if resolver in seen:
-                self.error(f"{key}[{position}]", f"{resolver} is listed twice; list it once")
-                return None
-            seen.add(resolver)
-        return tuple(resolver for resolver in resolvers if resolver is not None)
+        return self._each(key, items, self._resolver, unique=True)
 
     def _resolver(self, key: str, value: object) -> SocketAddress | None:
         """`address`, `address:port`, `[v6]` or `[v6]:port`; the port is 53 when not written."""
@@ -1572,17 +1581,7 @@ class _Validator:
         items = self._list(key, value, _EXAMPLES["outbound_ips"])
         if items is None:
             return None
-        addresses = [self._outbound_ip(f"{key}[{i}]", item) for i, item in enumerate(items)]
-        if any(address is None for address in addresses):
-            return None
-        seen: set[IPAddress] = set()
-        for position, address in enumerate(addresses):
-            assert address is not None
-            if address in seen:
-                self.error(f"{key}[{position}]", f"{address} is listed twice; list it once")
-                return None
-            seen.add(address)
-        return tuple(address for address in addresses if address is not None)
+        return self._each(key, items, self._outbound_ip, unique=True)
 
     def _outbound_ip(self, key: str, value: object) -> IPAddress | None:
         if not isinstance(value, str):
@@ -1863,10 +1862,7 @@ class _Validator:
         items = self._list(key, value, _EXAMPLES["hosts"])
         if items is None:
             return None
-        hosts = [self._host_port(f"{key}[{i}]", item) for i, item in enumerate(items)]
-        if any(host is None for host in hosts):
-            return None
-        return tuple(host for host in hosts if host is not None)
+        return self._each(key, items, self._host_port)
 
     def _host_port(self, key: str, value: object) -> HostPort | None:
         """`name:port`, `address:port` or `[v6]:port`; the port is required."""

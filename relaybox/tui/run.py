@@ -33,16 +33,20 @@ def run_ui(config: Config, *, config_dir: Path | None, log_format: str | None) -
 async def _main(config: Config, config_dir: Path | None, log_format: str | None) -> int:
     state_dir = config.server.state_dir
     pid = running_engine_pid(state_dir)
+    client: ControlClient | None = None
     if pid is not None:
         try:
             client = await ControlClient.connect(state_dir / SOCKET_NAME)
         except (OSError, TimeoutError) as exc:
-            print(
-                f"relaybox: an engine (pid {pid}) runs on {state_dir} but its admin socket does "
-                f"not answer ({exc}); not starting a second one",
-                file=sys.stderr,
-            )
-            return 1
+            if running_engine_pid(state_dir) is not None:
+                print(
+                    f"relaybox: an engine (pid {pid}) runs on {state_dir} but its admin socket "
+                    f"does not answer ({exc}); not starting a second one",
+                    file=sys.stderr,
+                )
+                return 1
+            # It stopped meanwhile: start one here, as if none had been running.
+    if client is not None and pid is not None:
         link: EngineLink = SocketLink(client, pid)
         try:
             return await _run_app(link, config, config_dir)
