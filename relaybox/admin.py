@@ -406,10 +406,7 @@ class Admin:
         found = await self.spool.resume(key)
         if self.live is not None:
             self.live.resume(key)
-        deferred = MessageFilter(
-            states=("deferred",), text=suspension_reply(key, "").rpartition(":")[0]
-        )
-        self._wake(await self.spool.update_recipients(deferred, "retry", self.clock()))
+        self._wake(await self.spool.retry_destination(key, self.clock()))
         return found
 
     async def suspended(self) -> dict[str, tuple[float, str]]:

@@ -1142,6 +1142,28 @@ class Spool:
             )
         )
 
+    async def retry_destination(self, destination: str, now: float) -> list[str]:
+        """Make every deferred recipient bound for `destination` due now (after a resume);
+        returns the queue IDs touched. By recipient, whatever the message's last reply."""
+
+        def apply(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT r.message_id, m.queue_id FROM recipients r"
+                " JOIN messages m ON m.id = r.message_id"
+                " WHERE r.state = 'deferred' AND r.destination = ?",
+                (destination,),
+            ).fetchall()
+            conn.execute(
+                "UPDATE recipients SET next_attempt_at = ?, updated_at = ?"
+                " WHERE state = 'deferred' AND destination = ?",
+                (now, now, destination),
+            )
+            for message_id, _ in rows:
+                _refresh_message(conn, message_id, now)
+            return [queue_id for _, queue_id in rows]
+
+        return await self._write(apply)
+
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Suspended destinations: until when, and why."""
         return await self._read(

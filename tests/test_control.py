@@ -325,6 +325,32 @@ async def test_suspend_defers_a_destination_until_resumed(
     assert await run.engine.spool.suspended() == {key: (UNTIL_RESUMED, "no reason given")}  # type: ignore[union-attr]
 
 
+async def test_resume_retries_suspended_recipients_whatever_the_messages_last_reply(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    """One recipient held back by a suspension, another of the same message deferred by its
+    own hop afterwards: resuming must still free the first (the message's last reply is the
+    other one's)."""
+    ok_sink = await smtp_sink()
+    busy_sink = await smtp_sink(rcpt_replies={"b@other.example": "451 4.2.1 busy"})
+    routes = (to_sink(ok_sink, ("example.org",)), to_sink(busy_sink, ("other.example",)))
+    run = await start_engine(relay_config(tmp_path, routes))
+    client = await connect(run)
+    await client.suspend("example.org")  # until resumed
+    queue_id = await send(run, SENDER, ["a@example.org", "b@other.example"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    assert "suspended" in (detail.recipients[0].last_reply or "")
+    assert await client.resume("example.org") is True
+    await ok_sink.wait_for(1)
+    deadline = time.monotonic() + 10
+    while True:
+        detail = await wait_state(run, queue_id, {"deferred"})
+        if detail.recipients[0].state == "delivered":
+            break
+        assert time.monotonic() < deadline, detail.recipients
+        await asyncio.sleep(0.05)
+
+
 async def test_what_cannot_be_suspended_is_refused_with_a_reason(
     start_engine: EngineFactory, connect: Any
 ) -> None:
