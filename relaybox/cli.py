@@ -35,9 +35,10 @@ from .config import (
     sample_config_text,
 )
 from .control import AdminClient, ControlClient, ControlError
+from .dkimkeys import check_domain as check_dkim_domain
+from .dkimkeys import check_selector, normalize_algorithm
 from .dkimkeys import dns_record as dkim_dns_record
 from .dkimkeys import generate as generate_dkim_key
-from .dkimkeys import normalize_algorithm
 from .dkimkeys import write_private_key as write_dkim_key
 from .engine import Engine
 from .maillog import setup_logging
@@ -433,12 +434,16 @@ def _dkim_keygen(args: argparse.Namespace) -> int:
         print(f"relaybox: {exc}", file=sys.stderr)
         return EXIT_USAGE
     domain = args.domain.strip().lower().rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # check_domain says what is wrong
     selector = args.selector.strip().lower()
-    if not domain or "@" in domain or any(c.isspace() for c in domain) or "." not in domain:
-        print(f"relaybox: {args.domain!r} is not a domain like example.org", file=sys.stderr)
-        return EXIT_USAGE
-    if not selector or not all(c.isalnum() or c in "-." for c in selector):
-        print(f"relaybox: {args.selector!r} is not a selector like s2026", file=sys.stderr)
+    problem = check_dkim_domain(domain) or check_selector(selector)
+    if problem is None and algorithm == "ed25519-sha256" and args.bits != 2048:
+        problem = "--bits is for RSA keys; an ed25519 key has no size to choose"
+    if problem:
+        print(f"relaybox: {problem}", file=sys.stderr)
         return EXIT_USAGE
     path: Path = args.out or (
         (args.config or default_config_path()).parent / "dkim" / f"{domain}.{selector}.key"

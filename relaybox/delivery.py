@@ -179,6 +179,10 @@ class _RecordingSMTP(aiosmtplib.SMTP):
         """DATA, the dot-stuffed message and its end; raises SMTPDataError unless 354/250."""
         start = await self.execute_command(b"DATA", timeout=timeout)
         if start.code != 354:
+            # End the transaction, or the next message on this cached connection would be
+            # refused as a nested MAIL (and bounced).
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await self.rset()
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         if message.count(b"\n") != message.count(b"\r\n") or b"\r" in message.replace(b"\r\n", b""):
             message = _LINE_ENDING.sub(b"\r\n", message)  # RFC 5321 §2.3.8: CRLF only

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = [
     "ALGORITHMS",
+    "check_domain",
+    "check_selector",
     "DkimKey",
     "DkimKeyError",
     "dns_record",
@@ -63,6 +66,29 @@ class DkimKey:
         return base64.b64encode(der).decode("ascii")
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+MAX_KEY_FILE = 64 * 1024
+"""A PEM private key is a few KB; anything bigger is not one (and is not read whole)."""
+
+
+def check_selector(selector: str) -> str | None:
+    """What is wrong with a selector, or None (the rule `[[dkim]]` and keygen share)."""
+    if not SELECTOR.fullmatch(selector):
+        return (
+            f'"{selector}" is not a DNS name part: use letters, digits, "-" and dots, like "s2026"'
+        )
+    return None
+
+
+def check_domain(domain: str) -> str | None:
+    """What is wrong with a signing domain written as an ASCII name, or None."""
+    if not _DOMAIN.fullmatch(domain) or len(domain) > 253:
+        return f'"{domain}" is not a domain name like example.org'
+    return None
+
+
 def normalize_algorithm(name: str) -> Algorithm:
     """`rsa`/`rsa-sha256`/`ed25519`/`ed25519-sha256` -> the full name; ValueError otherwise."""
     full = _SHORT.get(name.strip().lower(), name.strip().lower())
@@ -76,6 +102,10 @@ def generate(algorithm: Algorithm, bits: int = 2048) -> DkimKey:
     if algorithm == "rsa-sha256":
         if bits < 2048:
             raise ValueError(f"{bits} bits is too short; DKIM RSA keys should be 2048 or more")
+        if bits > 4096:
+            raise ValueError(
+                f"{bits} bits is more than receivers must handle (RFC 8301: up to 4096)"
+            )
         return DkimKey(algorithm, rsa.generate_private_key(public_exponent=65537, key_size=bits))
     return DkimKey(algorithm, ed25519.Ed25519PrivateKey.generate())
 
@@ -102,7 +132,13 @@ def write_private_key(key: DkimKey, path: Path) -> None:
 def load_private_key(path: Path, algorithm: Algorithm) -> DkimKey:
     """Read and check a private key file; raises DkimKeyError saying what is wrong."""
     try:
-        data = path.read_bytes()
+        if not path.is_file():  # a FIFO or a device would hang or fill the memory
+            if path.exists():
+                raise DkimKeyError(f"{path}: not a regular file")
+        with path.open("rb") as f:
+            data = f.read(MAX_KEY_FILE + 1)
+        if len(data) > MAX_KEY_FILE:
+            raise DkimKeyError(f"{path}: larger than any key file ({MAX_KEY_FILE} bytes)")
     except FileNotFoundError:
         raise DkimKeyError(f"{path}: no such file (relaybox dkim keygen writes one)") from None
     except IsADirectoryError:

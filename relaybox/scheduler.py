@@ -40,7 +40,6 @@ from .spool import (
     PendingRecipient,
     RecipientOutcome,
     Spool,
-    SpoolError,
 )
 
 __all__ = ["Scheduler"]
@@ -68,6 +67,11 @@ class _Pace:
             self.starts.append(now)
             return 0.0
         return 60 - (now - self.starts[0])
+
+
+FAILED_ATTEMPT_PAUSE = 60.0
+"""Seconds before a message whose attempt failed inside relaybox (a bug, a spool error) is
+tried again."""
 
 
 class Scheduler:
@@ -98,6 +102,8 @@ class Scheduler:
         self.log = log
         self.clock = clock
         self._active: set[int] = set()
+        self._paused: dict[int, float] = {}
+        """Messages whose last attempt failed inside relaybox: not before this time."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -169,10 +175,15 @@ class Scheduler:
             config = self._config()
             capacity = config.delivery.max_connections * 2 - len(self._active)
             started = 0
+            now = self.clock()
+            for message_id in [m for m, until in self._paused.items() if until <= now]:
+                del self._paused[message_id]
             if capacity > 0:
                 try:
-                    due = await self.spool.due_messages(self.clock(), capacity, self._active)
-                except SpoolError as exc:
+                    due = await self.spool.due_messages(
+                        now, capacity, self._active | self._paused.keys()
+                    )
+                except Exception as exc:  # the loop must outlive a failing read
                     self.log.error("scheduler-read-failed", error=str(exc))
                     due = []
                 for message_id in due:
@@ -189,9 +200,14 @@ class Scheduler:
                 continue  # more may be due right away
             timeout = IDLE_POLL
             if not started:
-                next_at = await self.spool.next_due_at()
-                if next_at is not None:
-                    timeout = max(0.0, min(IDLE_POLL, next_at - self.clock()))
+                try:
+                    next_at = await self.spool.next_due_at()
+                except Exception as exc:
+                    self.log.error("scheduler-read-failed", error=str(exc))
+                    next_at = None
+                # Something due now is in flight or paused: its end wakes us (no busy poll).
+                if next_at is not None and next_at > self.clock():
+                    timeout = min(IDLE_POLL, next_at - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             # Under load every accepted and every finished message wakes us: gather a few
@@ -208,7 +224,12 @@ class Scheduler:
             else:
                 await self.spool.refresh_state(message_id)
         except Exception:
-            self.log.exception("delivery-failed", message=message_id)
+            # Its recipients are still due: without a pause the loop would pick it again at
+            # once, over and over (and send again what this attempt had delivered).
+            self._paused[message_id] = self.clock() + FAILED_ATTEMPT_PAUSE
+            self.log.exception(
+                "delivery-failed", message=message_id, note=f"retried in {FAILED_ATTEMPT_PAUSE:g} s"
+            )
             with contextlib.suppress(Exception):
                 await self.spool.refresh_state(message_id)
         finally:

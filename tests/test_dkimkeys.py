@@ -4,6 +4,7 @@ config refusing at load time a key that could not sign."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import stat
 import subprocess
@@ -117,7 +118,9 @@ def test_keygen_without_out_writes_beside_the_config(
     [
         (("--selector", "s1", "--bits", "1024"), "too short"),
         (("--selector", "s1", "--algorithm", "dsa"), "unknown DKIM algorithm"),
-        (("--selector", "no spaces"), "not a selector"),
+        (("--selector", "no spaces"), "not a DNS name part"),
+        (("--selector", "s1", "--bits", "8192"), "up to 4096"),
+        (("--selector", "s1", "--algorithm", "ed25519", "--bits", "4096"), "--bits is for RSA"),
     ],
 )
 def test_keygen_refuses_what_would_not_work(
@@ -130,6 +133,20 @@ def test_keygen_refuses_what_would_not_work(
     assert result.returncode == 2
     assert error in result.stderr
     assert not (tmp_path / "k.key").exists()
+
+
+def test_keygen_refuses_a_domain_that_is_no_domain(
+    tmp_path: Path,
+    run_cli: RunCli,
+) -> None:
+    """A domain like ../../x.org would also put the default key path outside dkim/."""
+    config = config_with(tmp_path, "")
+    for bad in ("../../evil.org", "exa_mple.org", "localhost"):
+        result = run_cli("dkim", "keygen", bad, "--selector", "s1", "--config", config)
+        assert result.returncode == 2, bad
+        assert "not a domain name" in result.stderr
+    assert not (tmp_path / "dkim").exists()
+    assert not list(tmp_path.parent.glob("*.s1.key"))
 
 
 def test_txt_strings_are_at_most_255_octets() -> None:
@@ -174,6 +191,8 @@ def test_a_missing_or_unusable_key_is_a_config_error_naming_the_setting(tmp_path
     rsa_key = write_key(tmp_path / "rsa.key", 2048)
     text = problems(tmp_path, block(rsa_key, algorithm="ed25519-sha256"))
     assert "not an ed25519 key" in text
+    os.mkfifo(tmp_path / "fifo.key")  # reading it would wait for a writer forever
+    assert "not a regular file" in problems(tmp_path, block(tmp_path / "fifo.key"))
     (tmp_path / "junk.key").write_text("not a key\n")
     assert "neither PEM nor" in problems(tmp_path, block(tmp_path / "junk.key"))
     # A key under 1024 bits (cryptography will not make one: openssl does).

@@ -18,7 +18,7 @@ import pytest
 from textual.widgets import Static
 
 from relaybox.control import ControlClient
-from relaybox.spool import MessageFilter
+from relaybox.spool import MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
@@ -368,3 +368,26 @@ def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Pa
         out.flush()
     assert lost == [True]
     assert not out.isatty()
+
+
+def test_control_characters_from_mail_never_reach_the_terminal() -> None:
+    """A header or a remote reply carrying ESC sequences (clear screen, set the clipboard)
+    is drawn as escapes."""
+    from relaybox.tui.queue_view import row_text
+    from relaybox.tui.widgets import printable
+
+    assert printable("a\x1b]52;c;x\x07b\r\x9b2J") == "a\\x1b]52;c;x\\x07b\\x0d\\x9b2J"
+    row = MessageRow(
+        1,
+        "Q",
+        0.0,
+        "evil\x1b[2J@x.org",
+        10,
+        "deferred",
+        1,
+        "a@b.org",
+        1,
+        None,
+        "451 \x1b]0;owned\x07",
+    )
+    assert "\x1b" not in row_text(row, 200, 0.0)

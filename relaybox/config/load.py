@@ -57,7 +57,7 @@ from relaybox.config.model import (
     default_config,
     default_config_path,
 )
-from relaybox.dkimkeys import DkimKeyError, load_private_key
+from relaybox.dkimkeys import DkimKeyError, check_selector, load_private_key
 from relaybox.passwords import check_hash_format
 
 T = TypeVar("T", bound=Hashable)
@@ -1316,12 +1316,9 @@ class _Validator:
                 )
                 continue
             selector = entry.selector.strip().lower()
-            if not _SELECTOR.fullmatch(selector):
-                self.error(
-                    _join(prefix, "selector"),
-                    f'"{entry.selector}" is not a DNS name part: use letters, digits, "-" and '
-                    'dots, like "s2026"',
-                )
+            problem = check_selector(selector)
+            if problem:
+                self.error(_join(prefix, "selector"), problem)
                 continue
             if (domain, selector) in seen:
                 self.error(
@@ -2303,10 +2300,6 @@ def _route_covers(earlier: RouteConfig, later: RouteConfig) -> bool:
 def _catches_all(route: RouteConfig) -> bool:
     return route.domains == ("*",) and route.sender_domains in ((), ("*",))
 
-
-_SELECTOR = re.compile(
-    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-)
 
 _EXAMPLES = {
     "listen": '["127.0.0.1:2525"]',

@@ -499,7 +499,9 @@ class RelayboxApp(App[int]):
     def action_filter(self) -> None:
         box = self._pane_input()
         box.add_class("shown")
-        box.focus()
+        # At once, not after a refresh: keys typed right behind "/" are filter text, never
+        # commands (a pasted "held" would otherwise hold, then release, the message).
+        self.screen.set_focus(box)
 
     @on(Input.Submitted)
     def _filter_submitted(self, event: Input.Submitted) -> None:

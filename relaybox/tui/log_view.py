@@ -34,7 +34,7 @@ from ..events import (
     SessionOpened,
 )
 from . import format as fmt
-from .widgets import shown
+from .widgets import printable, shown
 
 __all__ = ["LineView", "LogView", "describe_event"]
 
@@ -126,8 +126,7 @@ class LineView(ScrollView, can_focus=True):
         strip = self._strips.get(key)
         if strip is None:
             kind, text = self.lines[index]
-            if "\r" in text or "\t" in text:  # control characters would wreck the terminal
-                text = text.replace("\r", "\\r").replace("\t", "    ")
+            text = printable(text)
             style = base
             if kind != "plain":
                 style = base + self.get_component_rich_style(f"lineview--{kind}")

@@ -26,7 +26,7 @@ from textual.strip import Strip
 from ..control import AdminClient
 from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
 from . import format as fmt
-from .widgets import shown
+from .widgets import printable, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 
@@ -131,7 +131,7 @@ def row_text(row: MessageRow, width: int, now: float) -> str:
         "next_attempt": fmt.until(row.next_attempt_at, now) if row.state == "deferred" else "",
         "last_reply": (row.last_reply or "").replace("\n", " "),
     }
-    return " ".join(fmt.clip(values[key], w) for key, w in _layout(width))
+    return " ".join(fmt.clip(printable(values[key]), w) for key, w in _layout(width))
 
 
 class QueueView(ScrollView, can_focus=True):

@@ -9,6 +9,8 @@ in-process engine stops gracefully and nothing is lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from typing import Any, TextIO
 
@@ -62,13 +64,11 @@ class SurvivingDriver(LinuxDriver):
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        loop_app = app
+        loop = asyncio.get_running_loop()
 
-        def lost() -> None:  # called from Textual's output thread
-            try:
-                loop_app.call_from_thread(loop_app.exit, 0, "the terminal went away")
-            except Exception:
-                pass
+        def lost() -> None:  # called from Textual's output thread: never wait for the loop
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to tell
+                loop.call_soon_threadsafe(app.exit, 0, "the terminal went away")
 
         original = self._file
         assert original is not None, "no terminal output (stderr is closed)"

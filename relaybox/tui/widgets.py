@@ -6,7 +6,17 @@ from rich.text import Text
 from textual.screen import Screen
 from textual.widget import Widget
 
-__all__ = ["TextLine", "shown"]
+__all__ = ["TextLine", "printable", "shown"]
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL[0x09] = "    "
+
+
+def printable(text: str) -> str:
+    """`text` safe to draw: control characters (from mail, from remote servers' replies)
+    shown as escapes, never sent to the admin's terminal, where ESC sequences could clear the
+    screen, set the clipboard or retitle the window."""
+    return text.translate(_CONTROL)
 
 
 def shown(widget: Widget) -> bool:
