@@ -349,9 +349,13 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie (exited, not yet reaped by tmux's dead server) counts as gone.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ")[1][0] != "Z"
+    # A zombie (exited, not yet reaped by tmux's dead server) counts as gone, and so does a
+    # process reaped between the two checks.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Path) -> None:

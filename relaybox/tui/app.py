@@ -75,7 +75,8 @@ _RATE_BARS = 30
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question; `y`/Enter says yes, `n`/Escape no."""
+    """A yes/no question; `y` says yes, `n`/Escape no (Enter answers the focused button,
+    "No" at first: the safe answer)."""
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
