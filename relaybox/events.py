@@ -19,6 +19,7 @@ __all__ = [
     "AttemptLine",
     "AttemptStarted",
     "DestinationSuspended",
+    "DkimKeyChecked",
     "Event",
     "EventBus",
     "MessageAccepted",
@@ -262,6 +263,21 @@ class MessageHeld(Event):
     queue_id: str
     recipients: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class DkimKeyChecked(Event):
+    """Delivery looked up a signing key in DNS and found something new about it.
+
+    Published when a selector's status changes (first look included), not per message.
+    `status`: ok, missing, mismatch, revoked, unparsable (the published record is wrong or
+    absent: receivers will fail the signature) or error (DNS could not be asked).
+    """
+
+    domain: str
+    selector: str
+    status: str
+    detail: str
 
 
 @dataclass(frozen=True)

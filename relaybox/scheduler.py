@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from dataclasses import dataclass, field
 from .bounce import dsn_message, enhanced_status
 from .config.model import Config
 from .delivery import Courier, Credentials, Outcome, Transaction
+from .dkim import KeyCheck, PublishedKeys, SigningError, from_domain, sign, signing_keys
 from .dns import Resolver
 from .events import (
     AttemptFinished,
     AttemptLine,
     AttemptStarted,
+    DkimKeyChecked,
     EventBus,
     MessageBounced,
     MessageDeferred,
@@ -32,6 +35,7 @@ from .events import (
 )
 from .maillog import MailLog
 from .replies import Reply
+from .rewrite import rewrite_header_senders
 from .routing import Destination, destination_for, resolve_hops
 from .spool import (
     AttemptRow,
@@ -112,6 +116,9 @@ class Scheduler:
         self._pace: dict[str, _Pace] = {}
         self.suspended: dict[str, tuple[float, str]] = {}
         """Destinations an admin suspended: until when, and why."""
+        self.published_keys = PublishedKeys(resolver, clock=clock)
+        self._key_status: dict[tuple[str, str], str] = {}
+        """The last DKIM key status published per (domain, selector), to publish changes only."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,16 +275,22 @@ class Scheduler:
             else:
                 groups.setdefault(destination.key, (destination, []))[1].append(rcpt)
         attempts: list[AttemptRow] = []
+        signed = dict(job.signatures)
         results = await asyncio.gather(
-            *(self._send_group(job, dest, rcpts) for dest, rcpts in groups.values())
+            *(self._send_group(job, dest, rcpts, signed) for dest, rcpts in groups.values())
         )
         for group_outcomes, group_attempts in results:
             outcomes.update({o.idx: o for o in group_outcomes})
             attempts.extend(group_attempts)
-        await self._record(job, list(outcomes.values()), attempts, config, now)
+        new_signatures = {v: h for v, h in signed.items() if v not in job.signatures}
+        await self._record(job, list(outcomes.values()), attempts, config, now, new_signatures)
 
     async def _send_group(
-        self, job: DeliveryJob, destination: Destination, recipients: list[PendingRecipient]
+        self,
+        job: DeliveryJob,
+        destination: Destination,
+        recipients: list[PendingRecipient],
+        signed: dict[str, bytes],
     ) -> tuple[list[RecipientOutcome], list[AttemptRow]]:
         config = self._config()
         route = destination.route
@@ -307,6 +320,12 @@ class Scheduler:
         if per_destination is None:
             per_destination = self._per_destination[destination.key] = asyncio.Semaphore(limit)
         addresses = tuple(r.address for r in recipients)
+        content = await self._content(job, destination, signed, config)
+        if isinstance(content, str):
+            return [
+                RecipientOutcome(r.idx, "held", content, None, destination.key, False)
+                for r in recipients
+            ], []
         async with per_destination, self._connections:
             self.bus.publish(AttemptStarted(job.queue_id, destination.key, addresses))
             hops = await resolve_hops(destination, self.resolver, config.delivery.mx_port)
@@ -349,7 +368,7 @@ class Scheduler:
 
             result = await self.courier.deliver(
                 hops.hops,
-                Transaction(sender, addresses, job.data, job.body_8bit, job.smtputf8),
+                Transaction(sender, addresses, content, job.body_8bit, job.smtputf8),
                 tls=route.tls,
                 credentials=self.credentials.get(id(route)),
                 ca_file=str(route.ca_file) if route.ca_file else None,
@@ -398,6 +417,60 @@ class Scheduler:
             )
         return outcomes, rows
 
+    # ------------------------------------------------------------------ content
+
+    async def _content(
+        self, job: DeliveryJob, destination: Destination, signed: dict[str, bytes], config: Config
+    ) -> bytes | str:
+        """The bytes sent to this destination: From:/Sender: rewritten for the route, then
+        signed; or, when `dkim_key_check = "hold"` finds the key unpublished, why it is held.
+
+        The signature is made once per message and rewrite (its `variant`) and kept in
+        `signed`, which the attempt's record stores, so every retry sends the same one.
+        """
+        data = job.data
+        route = destination.route
+        variant = ""
+        if route.rewrite_senders:
+            data = await asyncio.to_thread(rewrite_header_senders, data, route.rewrite_sender)
+            if data is not job.data:
+                # Routes may rewrite one message differently: one signature per result.
+                variant = hashlib.sha256(data[: data.find(b"\r\n\r\n")]).hexdigest()[:32]
+        if variant in signed:
+            return signed[variant] + data
+        entries = signing_keys(config.dkim, from_domain(data))
+        if not entries:
+            return data
+        check = config.delivery.dkim_key_check
+        if check != "off":
+            for entry in entries:
+                found = self.published_keys.cached(entry) or await self.published_keys.check(entry)
+                self._note_key(found)
+                if check == "hold" and found.status not in ("ok", "error"):
+                    return f"held: DKIM key not usable: {found.detail}; release after fixing DNS"
+        try:
+            header = await asyncio.to_thread(sign, data, entries, now=self.clock())
+        except SigningError as exc:
+            self.log.warning("dkim-not-signed", queue_id=job.queue_id, reason=str(exc))
+            header = b""
+        signed[variant] = header
+        return header + data
+
+    def _note_key(self, found: KeyCheck) -> None:
+        """Log and publish a selector's DNS status when it changes (not once per message)."""
+        key = (found.domain, found.selector)
+        if self._key_status.get(key) == found.status:
+            return
+        self._key_status[key] = found.status
+        if found.status != "ok":
+            self.log.warning(
+                "dkim-key-" + found.status,
+                domain=found.domain,
+                selector=found.selector,
+                note=found.detail,
+            )
+        self.bus.publish(DkimKeyChecked(found.domain, found.selector, found.status, found.detail))
+
     # ------------------------------------------------------------------ recording
 
     async def _record(
@@ -407,6 +480,7 @@ class Scheduler:
         attempts: list[AttemptRow],
         config: Config,
         started: float,
+        signatures: dict[str, bytes] | None = None,
     ) -> None:
         delivery = config.delivery
         now = self.clock()
@@ -476,6 +550,7 @@ class Scheduler:
             new_messages=new_messages,
             suppress=suppress,
             warned=warned,
+            signatures=signatures,
         )
         if not recorded:
             self.log.event(

@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -162,6 +162,16 @@ MIGRATIONS: list[str] = [
         reason TEXT NOT NULL,
         created_at REAL NOT NULL,
         expires_at REAL
+    );
+    """,
+    # 1 -> 2: DKIM signatures, made once per message (and per From: rewrite) and reused on
+    # every retry, so a retried message carries the same signature as its first attempt.
+    """
+    CREATE TABLE signatures (
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        variant TEXT NOT NULL,
+        header BLOB NOT NULL,
+        PRIMARY KEY (message_id, variant)
     );
     """,
 ]
@@ -321,6 +331,9 @@ class DeliveryJob:
     is_bounce: bool
     warned_at: float | None
     recipients: tuple[PendingRecipient, ...]
+    signatures: Mapping[str, bytes] = field(default_factory=dict)
+    """DKIM-Signature fields made by an earlier attempt, by variant: `""` for the message
+    as received, or the From: address a route rewrote it to."""
 
 
 @dataclass(frozen=True)
@@ -938,6 +951,12 @@ class Spool:
             if not recipients:
                 return None
             queue_id, sender, arrived_at, data, b8, utf8, bounce, warned = row
+            signatures = {
+                variant: bytes(header)
+                for variant, header in conn.execute(
+                    "SELECT variant, header FROM signatures WHERE message_id = ?", (message_id,)
+                )
+            }
             return DeliveryJob(
                 message_id,
                 queue_id,
@@ -949,6 +968,7 @@ class Spool:
                 bool(bounce),
                 warned,
                 recipients,
+                signatures,
             )
 
         return await self._read(query)
@@ -963,6 +983,7 @@ class Spool:
         new_messages: Sequence[NewMessage] = (),
         suppress: Sequence[tuple[str, str, float | None]] = (),
         warned: bool = False,
+        signatures: Mapping[str, bytes] | None = None,
     ) -> bool:
         """Record an attempt's outcome in one transaction, with the bounces it caused.
 
@@ -1025,6 +1046,12 @@ class Spool:
                 )
             if warned:
                 conn.execute("UPDATE messages SET warned_at = ? WHERE id = ?", (now, message_id))
+            if signatures:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO signatures (message_id, variant, header)"
+                    " VALUES (?, ?, ?)",
+                    [(message_id, variant, header) for variant, header in signatures.items()],
+                )
             _refresh_message(conn, message_id, now)
             for msg in new_messages:
                 _insert_message(conn, msg)

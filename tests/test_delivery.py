@@ -366,11 +366,22 @@ async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
 
 async def test_sender_is_rewritten_for_the_upstream(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink()
+    """Envelope sender and From: both change (the upstream checks both); the display name,
+    other fields and the body stay as they were."""
+    sink = await smtp_sink()
     route = to_sink(sink, rewrite_senders=(("@printer.local", "noreply@example.org"),))
     run = await start_engine(relay_config(tmp_path, (route,)))
-    await send(run, "scanner@printer.local", ["b@example.org"])
+    body = (
+        b'From: "Office Scanner" <Scanner@Printer.Local>\r\nTo: b@example.org\r\n'
+        b"Reply-To: scanner@printer.local\r\nSubject: scan\r\n\r\n"
+        b"From: scanner@printer.local in the body stays\r\n"
+    )
+    await send(run, "scanner@printer.local", ["b@example.org"], body)
     (got,) = await sink.wait_for(1)
     assert got.sender == "noreply@example.org"
+    assert b'\r\nFrom: "Office Scanner" <noreply@example.org>\r\n' in got.data
+    assert b"\r\nReply-To: scanner@printer.local\r\n" in got.data
+    assert got.data.endswith(b"\r\n\r\nFrom: scanner@printer.local in the body stays\r\n")
 
 
 # ---------------------------------------------------------------------- restarts

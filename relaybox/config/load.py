@@ -1339,7 +1339,7 @@ class _Validator:
                     f"a {key.bits}-bit RSA key: receivers may treat it as weak; make a "
                     f"2048-bit one (relaybox dkim keygen {domain} --selector NEW)",
                 )
-            built.append(dataclasses.replace(entry, domain=domain, selector=selector))
+            built.append(dataclasses.replace(entry, domain=domain, selector=selector, key=key))
         return tuple(built)
 
     def _users(self, data: dict[str, Any]) -> tuple[UserConfig, ...]:

@@ -15,6 +15,8 @@ from typing import Literal
 
 import platformdirs
 
+from ..dkimkeys import DkimKey
+
 __all__ = [
     "APP_NAME",
     "DEFAULT_LISTENER",
@@ -47,6 +49,7 @@ LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Transport = Literal["mx", "smarthost", "reject", "hold", "capture"]
 RouteTls = Literal["none", "opportunistic", "required", "verify", "implicit"]
+DkimKeyCheck = Literal["warn", "hold", "off"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -213,6 +216,10 @@ class DeliveryConfig:
     5.1.10 class) to the suppression list; later mail to it is refused at RCPT."""
     suppression_days: float = 30.0
     """Days a suppression list entry lasts before mail to that recipient is tried again."""
+    dkim_key_check: DkimKeyCheck = "warn"
+    """Before a signed message's first attempt, look up its selector's key in DNS (cached
+    for 5 minutes): `warn` logs and shows a missing or different key and sends anyway,
+    `hold` also holds the message for an admin, `off` does not look."""
     bounce_sender: str = "MAILER-DAEMON"
     """Local part of the From: of the DSNs (bounces) relaybox writes; the domain is
     `[server] hostname`. DSNs are always sent with the null envelope sender `<>`."""
@@ -252,6 +259,9 @@ class UiConfig:
     """...or when the oldest deferred message has waited longer than this (seconds)."""
 
 
+LOADED = {"loaded": True}
+"""Field metadata of what the loader fills in from elsewhere (a key file): not a setting."""
+
 DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
 
@@ -268,6 +278,10 @@ class DkimConfig:
     keygen` writes it; read and checked when the config loads."""
     algorithm: DkimAlgorithm = "rsa-sha256"
     """`rsa-sha256` or `ed25519-sha256`; two entries for one domain sign twice."""
+    key: DkimKey | None = field(default=None, repr=False, compare=False, metadata=LOADED)
+    """The key read from `private_key` when the config loaded (not a setting): what mail is
+    signed with until the next reload, so a key file changed or removed on disk later
+    changes nothing until the config is reloaded and checked again."""
 
 
 @dataclass(frozen=True)
