@@ -426,6 +426,7 @@ async def test_mail_aligned_with_neither_dkim_nor_spf_is_warned(
     assert found["spf"].status == "fail"
     assert found["dmarc"].status == "warn"
     assert "aligns with neither DKIM" in found["dmarc"].summary
+    assert found["dmarc"].fix is None  # the DMARC record itself is right
 
 
 # ---------------------------------------------------------------------- MX, PTR, MTA-STS, TLS-RPT

@@ -116,6 +116,9 @@ async def check_dmarc(domain: str, alignment: Alignment, resolver: Resolver) -> 
                 )
             )
             record["rua"] = default_rua
+    # Only a wrong record gets a fix line: when just alignment is wrong, the records to
+    # change are SPF's or DKIM's, and their findings carry them.
+    record_wrong = worst([s for s, _ in notes]) != "ok"
     notes.extend(_alignment_notes(domain, alignment, record))
     status = worst([s for s, _ in notes])
     summary = "; ".join(text for _s, text in notes)
@@ -128,7 +131,8 @@ async def check_dmarc(domain: str, alignment: Alignment, resolver: Resolver) -> 
     policy = record.get("sp", "none") if inherited and "sp" in record else record.get("p", "none")
     ordered = {"v": "DMARC1", "p": policy}
     ordered.update((k, v) for k, v in record.items() if k not in ("v", "p", "sp"))
-    return Finding(domain, "dmarc", status, summary, zone_txt(owner, format_tags(ordered)))
+    fix = zone_txt(owner, format_tags(ordered)) if record_wrong else None
+    return Finding(domain, "dmarc", status, summary, fix)
 
 
 def _preference(record: str) -> tuple[int, bool, str]:
