@@ -79,10 +79,21 @@ async def check_domain(domain: str, config: Config, resolver: Resolver) -> list[
 async def check_domains(
     config: Config, resolver: Resolver, domains: Iterable[str] | None = None
 ) -> list[Finding]:
-    """The findings of several domains (by default `sending_domains(config)`), checked at
-    most MAX_DOMAINS_AT_ONCE at a time, in the order the domains were given."""
-    names = list(dict.fromkeys(d.lower().rstrip(".") for d in domains)) if domains else None
-    wanted = names if names is not None else sending_domains(config)
+    """The findings of several domains, checked at most MAX_DOMAINS_AT_ONCE at a time.
+
+    Args:
+        config: as for `check_domain`.
+        resolver: as for `check_domain` (`resolver_for(config)`).
+        domains: the domains to check, each once in the order given (any case, a final dot
+            allowed); None for `sending_domains(config)`.
+
+    Returns:
+        Every domain's findings, domain after domain, each as `check_domain` orders them.
+    """
+    if domains is None:
+        wanted = sending_domains(config)
+    else:
+        wanted = list(dict.fromkeys(d.lower().rstrip(".") for d in domains))
     gate = asyncio.Semaphore(MAX_DOMAINS_AT_ONCE)
 
     async def one(domain: str) -> list[Finding]:
