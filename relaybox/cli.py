@@ -1,7 +1,8 @@
 """The `relaybox` command: run the relay, and the admin subcommands that work beside it.
 
-Parsing arguments and printing results is all this module does; the work is `engine`'s and
-`admin`'s. Exit codes: 0 success, 1 failure (or problems found), 2 usage or config errors.
+Parsing arguments and printing results is all this module does; the work is `engine`'s,
+`admin`'s and `health`'s. Exit codes: 0 success, 1 failure (or problems found), 2 usage or
+config errors; `doctor` has its own (see `_doctor`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .dkimkeys import dns_record as dkim_dns_record
 from .dkimkeys import generate as generate_dkim_key
 from .dkimkeys import write_private_key as write_dkim_key
 from .engine import Engine
+from .health import Finding, check_domains, resolver_for, sending_domains, worst
 from .maillog import setup_logging
 from .passwords import hash_password
 from .spool import (
@@ -68,6 +70,10 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONFIG = 2
 EXIT_USAGE = 2  # as argparse exits on a usage error
+# `relaybox doctor`'s own: 1 (EXIT_FAIL) a check failed, 2 a check could not be made, 3 the
+# config does not load (a script tells "the DNS is wrong" from "the check could not run").
+EXIT_DOCTOR_ERROR = 2
+EXIT_DOCTOR_CONFIG = 3
 
 # What the engine or the admin layer says when it refuses a request (an unknown destination,
 # a bad address): printed as it is, exit 1.
@@ -164,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the key (default: dkim/DOMAIN.SELECTOR.key beside the config)",
     )
     _add_config(k)
+    p = sub.add_parser(
+        "doctor",
+        help="check the sending domains' SPF, DKIM, DMARC, MX and reverse DNS",
+        description=(
+            "Check the DNS records receivers judge mail by (SPF, DKIM, DMARC, MX, reverse DNS "
+            "of [delivery] outbound_ips, MTA-STS, TLS-RPT) for each DOMAIN, or for every "
+            "sending domain of the config (its [[dkim]] domains and its users' allowed "
+            "senders), and print the record to publish where one is wrong. Lookups go to "
+            "[dns] resolvers. Exit status: 0 nothing failed (warnings allowed), 1 a check "
+            "failed, 2 none failed but one could not be made (DNS error or timeout) or there "
+            "was no domain to check, 3 the config does not load."
+        ),
+    )
+    p.add_argument(
+        "domains",
+        nargs="*",
+        metavar="DOMAIN",
+        help="domains to check (default: every sending domain of the config)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON list of findings")
+    _add_config(p)
+
     p = sub.add_parser("check-config", help="validate a config file and print its problems")
     p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
     _add_config(p)
@@ -302,6 +330,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _check_config(args)
         if command == "dkim":
             return _dkim_keygen(args)
+        if command == "doctor":
+            return _doctor(args)
         action = getattr(args, "action", None)
         if command == "queue" and action in ACTIONS:
             flt = _selection(args)  # a usage error exits before the config is read
@@ -476,6 +506,64 @@ def _dkim_keygen(args: argparse.Namespace) -> int:
     block["dkim"].append(table)
     print(tomlkit.dumps(block).strip())
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """`relaybox doctor`: the domain health findings, for people or (--json) for scripts."""
+    config = _load(args)
+    if config is None:
+        return EXIT_DOCTOR_CONFIG
+    domains: list[str] = []
+    for name in args.domains:
+        domain = name.strip().lower().rstrip(".")
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # check_dkim_domain says what is wrong
+        problem = check_dkim_domain(domain)
+        if problem:
+            print(f"relaybox: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        domains.append(domain)
+    domains = domains or sending_domains(config)
+    if not domains:
+        # Nothing was checked, so nothing can be said to be fine: exit as "could not check".
+        print(
+            "relaybox: no sending domains to check: the config has no [[dkim]] blocks and no "
+            "[[users]] with allowed_senders. Name the domains: relaybox doctor example.org",
+            file=sys.stderr,
+        )
+        if args.json:
+            print("[]")
+        return EXIT_DOCTOR_ERROR
+    findings = asyncio.run(check_domains(config, resolver_for(config), domains))
+    if args.json:
+        print(json.dumps([f.to_json() for f in findings], indent=2))
+    else:
+        _print_findings(findings, sys.stdout)
+    status = worst([f.status for f in findings])
+    return {"fail": EXIT_FAIL, "error": EXIT_DOCTOR_ERROR}.get(status, EXIT_OK)
+
+
+def _print_findings(findings: Sequence[Finding], out: TextIO) -> None:
+    """One line per finding (status, check, summary), the record to publish on the next;
+    grouped by domain, with a count at the end."""
+    domain = None
+    for finding in findings:
+        if finding.domain != domain:
+            out.write(f"{'' if domain is None else chr(10)}{finding.domain}\n")
+            domain = finding.domain
+        what = finding.check + "".join(f" {x}" for x in (finding.selector, finding.ip) if x)
+        out.write(f"  {finding.status.upper():<5}  {what}: {finding.summary}\n")
+        if finding.fix:
+            out.write(f"         fix: {finding.fix}\n")
+    counts = {s: sum(1 for f in findings if f.status == s) for s in ("fail", "error", "warn")}
+    domains = len({f.domain for f in findings})
+    out.write(
+        f"\n{domains} domain{'s' if domains != 1 else ''} checked: {counts['fail']} failed, "
+        f"{counts['error']} could not be checked, {counts['warn']} "
+        f"warning{'s' if counts['warn'] != 1 else ''}\n"
+    )
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ __all__ = [
     "generate",
     "load_private_key",
     "normalize_algorithm",
+    "published_key",
     "txt_strings",
 ]
 
@@ -64,6 +65,58 @@ class DkimKey:
         else:
             der = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return base64.b64encode(der).decode("ascii")
+
+    def matches(self, public: PublicKey) -> bool:
+        """Whether `public` (say, the key published in DNS) is this key's public half."""
+        mine = self.key.public_key()
+        if isinstance(mine, rsa.RSAPublicKey) and isinstance(public, rsa.RSAPublicKey):
+            return mine.public_numbers() == public.public_numbers()
+        if isinstance(mine, ed25519.Ed25519PublicKey) and isinstance(
+            public, ed25519.Ed25519PublicKey
+        ):
+            raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            return mine.public_bytes(*raw) == public.public_bytes(*raw)
+        return False
+
+
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def published_key(value: str, key_type: str = "rsa") -> PublicKey:
+    """The public key in a DKIM record's `p=` value, as a verifier reads it.
+
+    Args:
+        value: the base64 of `p=` (whitespace allowed, RFC 6376 §3.6.1); not empty (an
+            empty `p=` is a revoked key, for the caller to report).
+        key_type: the record's `k=`: `rsa` (SubjectPublicKeyInfo, or the bare PKCS#1
+            RSAPublicKey some tools publish) or `ed25519` (the raw 32 bytes, RFC 8463 §4).
+
+    Raises:
+        DkimKeyError: the value is not base64 or not a key of that type, in plain words.
+    """
+    try:
+        der = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise DkimKeyError("the p= value is not base64") from None
+    if key_type == "ed25519":
+        if len(der) != 32:
+            raise DkimKeyError(f"an ed25519 p= value is 32 bytes, not {len(der)}")
+        return ed25519.Ed25519PublicKey.from_public_bytes(der)
+    if key_type != "rsa":
+        raise DkimKeyError(f"k={key_type} is not a key type DKIM knows (rsa or ed25519)")
+    for load in (serialization.load_der_public_key, _load_pkcs1_public):
+        try:
+            key = load(der)
+        except ValueError:
+            continue
+        if isinstance(key, rsa.RSAPublicKey):
+            return key
+    raise DkimKeyError("the p= value is not an RSA public key")
+
+
+def _load_pkcs1_public(der: bytes) -> object:
+    pem = b"-----BEGIN RSA PUBLIC KEY-----\n" + base64.encodebytes(der)
+    return serialization.load_pem_public_key(pem + b"-----END RSA PUBLIC KEY-----\n")
 
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"

@@ -218,14 +218,7 @@ class Resolver:
                 # why, rather than the engine failing to start over a fixable setting.
                 resolver = dns.asyncresolver.Resolver(configure=False)
                 self._setup_error = f"no [dns] resolvers configured and the system has none ({exc})"
-        resolver.lifetime = timeout
-        # With several servers, each gets a share of the lifetime before the next is asked.
-        resolver.timeout = min(_ATTEMPT_TIMEOUT, timeout / max(1, len(resolver.nameservers)))
-        resolver.use_edns(0, 0, _EDNS_PAYLOAD)
-        # Names are always absolute: the system's search list must never turn "example" into
-        # "example.corp.local" for mail routing.
-        resolver.use_search_by_default = False
-        resolver.search = []
+        _tune(resolver, timeout)
         if cache_size > 0:
             resolver.cache = dns.resolver.LRUCache(cache_size)
         self._resolver = resolver
@@ -240,6 +233,19 @@ class Resolver:
             else:  # a bare address string, as resolv.conf gives them
                 servers.append((str(server), self._resolver.port))
         return tuple(servers)
+
+    def blocking(self) -> dns.resolver.Resolver:
+        """A blocking dnspython resolver asking the same servers with the same timeout.
+
+        For libraries that do their own lookups with dnspython's blocking API (pyspf), in a
+        worker thread: handing them this keeps their queries on the configured servers
+        instead of the system's. It has its own cache (dnspython's is thread-safe).
+        """
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = list(self._resolver.nameservers)
+        _tune(resolver, self.timeout)
+        resolver.cache = dns.resolver.LRUCache(1000)
+        return resolver
 
     async def mx(self, domain: str) -> MxResult:
         """Where to deliver mail for `domain`, per RFC 5321 §5.1 and RFC 7505.
@@ -429,6 +435,18 @@ class Resolver:
 
     def _servers_text(self) -> str:
         return ", ".join(f"{host}:{port}" for host, port in self.nameservers) or "no servers"
+
+
+def _tune(resolver: dns.resolver.BaseResolver, timeout: float) -> None:
+    """The settings every relaybox resolver shares, blocking or not."""
+    resolver.lifetime = timeout
+    # With several servers, each gets a share of the lifetime before the next is asked.
+    resolver.timeout = min(_ATTEMPT_TIMEOUT, timeout / max(1, len(resolver.nameservers)))
+    resolver.use_edns(0, 0, _EDNS_PAYLOAD)
+    # Names are always absolute: the system's search list must never turn "example" into
+    # "example.corp.local" for mail routing.
+    resolver.use_search_by_default = False
+    resolver.search = []
 
 
 def _server_address(host: str) -> str:
