@@ -24,6 +24,8 @@ from .address import AddressError, parse_rcpt
 from .bounce import dsn_message
 from .config.model import Config, default_config
 from .events import EventBus, MessageBounced
+from .health import check_domains, resolver_for
+from .health.monitor import DomainReport
 from .replies import Reply
 from .routing import destination_for
 from .spool import (
@@ -115,6 +117,14 @@ class LiveEngine(Protocol):
 
     def resume(self, destination: str) -> None:
         """Deliver to `destination` again."""
+
+    def domain_report(self) -> DomainReport:
+        """The latest findings about the sending domains."""
+        ...
+
+    async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport:
+        """Check these sending domains (default: all) now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -408,6 +418,26 @@ class Admin:
             self.live.resume(key)
         self._wake(await self.spool.retry_destination(key, self.clock()))
         return found
+
+    async def domain_report(self) -> DomainReport:
+        """The latest findings about the sending domains (none beside no engine: use
+        `check_domains`)."""
+        if self.live is None:
+            return DomainReport((), {}, False)
+        return self.live.domain_report()
+
+    async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport:
+        """Check these sending domains (default: every one of the config) now.
+
+        With an engine, its monitor does it and keeps the findings; beside none, the checks
+        run here and only the answer keeps them.
+        """
+        if self.live is not None:
+            return await self.live.check_domains(domains)
+        config = self.config()
+        found = await check_domains(config, resolver_for(config), domains)
+        now = self.clock()
+        return DomainReport(tuple(found), {f.domain: now for f in found}, False)
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""

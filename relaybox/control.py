@@ -32,6 +32,9 @@ suspended             -                                                [{destina
 suppress_add          address, reason, days                            address as stored
 suppress_remove       address                                          bool
 suppress_list         -                                                [entry]
+domain_report         -                                                {findings, checked_at,
+                                                                       checking}
+check_domains         domains (names; default every sending domain)    as domain_report
 subscribe             events (names; default all), maxsize             then the event stream
 ====================  ===============================================  ========================
 
@@ -61,6 +64,8 @@ from typing import Any, Protocol
 from . import events as _events
 from .admin import UNTIL_RESUMED, Admin, Page, every_page
 from .events import Event, EventBus
+from .health.findings import Finding
+from .health.monitor import DomainReport
 from .maillog import MailLog
 from .spool import (
     ALL_STATES,
@@ -115,6 +120,8 @@ OPS: tuple[str, ...] = (
     "suspend",
     "resume",
     "suspended",
+    "domain_report",
+    "check_domains",
     "suppress_add",
     "suppress_remove",
     "suppress_list",
@@ -200,6 +207,10 @@ class AdminClient(Protocol):
     async def resume(self, destination: str) -> bool: ...
 
     async def suspended(self) -> dict[str, tuple[float, str]]: ...
+
+    async def domain_report(self) -> DomainReport: ...
+
+    async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport: ...
 
     async def suppress_add(
         self, address: str, reason: str = "added by an admin", days: float | None = None
@@ -385,6 +396,15 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _domain_report(data: dict[str, Any]) -> DomainReport:
+    """A `DomainReport` back from its JSON form."""
+    return DomainReport(
+        tuple(Finding(**f) for f in data["findings"]),
+        {d: float(t) for d, t in data["checked_at"].items()},
+        bool(data["checking"]),
+    )
+
+
 # ---------------------------------------------------------------------- the server
 
 
@@ -419,6 +439,8 @@ class ControlServer:
             "suspend": self._suspend,
             "resume": self._resume,
             "suspended": self._suspended,
+            "domain_report": self._domain_report,
+            "check_domains": self._check_domains,
             "suppress_add": self._suppress_add,
             "suppress_remove": self._suppress_remove,
             "suppress_list": self._suppress_list,
@@ -719,6 +741,17 @@ class ControlServer:
             {"destination": key, "until": until, "reason": reason}
             for key, (until, reason) in sorted((await self.admin.suspended()).items())
         ]
+
+    async def _domain_report(self, args: dict[str, Any]) -> DomainReport:
+        _only(args, "domain_report")
+        return await self.admin.domain_report()
+
+    async def _check_domains(self, args: dict[str, Any]) -> DomainReport:
+        _only(args, "check_domains", "domains")
+        domains = args.get("domains")
+        if domains is not None and not (_is_str_list(domains) and len(domains) <= 1000):
+            raise ValueError("domains must be a list of at most 1000 domain names")
+        return await self.admin.check_domains(domains)
 
     async def _suppress_add(self, args: dict[str, Any]) -> str:
         _only(args, "suppress_add", "address", "reason", "days")
@@ -1042,6 +1075,13 @@ class ControlClient:
             s["destination"]: (float(s["until"]), s["reason"])
             for s in await self.request("suspended")
         }
+
+    async def domain_report(self) -> DomainReport:
+        return _domain_report(await self.request("domain_report"))
+
+    async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport:
+        wanted = list(domains) if domains is not None else None
+        return _domain_report(await self.request("check_domains", domains=wanted))
 
     async def suppress_add(
         self, address: str, reason: str = "added by an admin", days: float | None = None

@@ -21,6 +21,7 @@ from .control import ControlServer
 from .delivery import Courier
 from .dns import Resolver
 from .events import DestinationSuspended, EventBus
+from .health.monitor import DomainMonitor, DomainReport
 from .inbound import InboundContext, InboundSMTP, start_listener
 from .maillog import MailLog
 from .routing import load_credentials
@@ -67,6 +68,8 @@ class Engine:
         self._suppressed: dict[str, tuple[str, float | None]] = {}
         """Suppressed address -> (why, when the entry expires or None)."""
         self._stopped = asyncio.Event()
+        self.domains = DomainMonitor(lambda: self._config, self.bus, log, clock)
+        """The sending domains' health (SPF, DKIM, DMARC...), checked in the background."""
         self.control: ControlServer | None = None
         """The admin socket (`state_dir/admin.sock`) the CLI and the TUI attach through."""
 
@@ -129,6 +132,7 @@ class Engine:
             asyncio.create_task(
                 self._every(DELIVERY_HOUSEKEEPING_INTERVAL, self._housekeep_delivery)
             ),
+            asyncio.create_task(self.domains.run()),
         ]
         self.log.event(
             "started",
@@ -222,6 +226,14 @@ class Engine:
             self.scheduler.suspended[destination] = (until, reason)
         self.bus.publish(DestinationSuspended(destination, until))
 
+    def domain_report(self) -> DomainReport:
+        """The latest findings about the sending domains, without looking anything up."""
+        return self.domains.report()
+
+    async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport:
+        """Check these sending domains (default: all) now."""
+        return await self.domains.check(domains)
+
     def resume(self, destination: str) -> None:
         """Deliver to `destination` again (the spool already forgot its suspension)."""
         if self.scheduler is not None:
@@ -270,6 +282,7 @@ class Engine:
             log=self.log,
             clock=self.clock,
             on_suppressed=self.note_suppressed,
+            on_key_checked=self.domains.note_key,
         )
         await self.scheduler.start()
 

@@ -20,6 +20,7 @@ __all__ = [
     "AttemptStarted",
     "DestinationSuspended",
     "DkimKeyChecked",
+    "DomainsChecked",
     "Event",
     "EventBus",
     "MessageAccepted",
@@ -278,6 +279,15 @@ class DkimKeyChecked(Event):
     selector: str
     status: str
     detail: str
+
+
+@dataclass(frozen=True)
+class DomainsChecked(Event):
+    """New findings about these sending domains are ready (a check finished, or delivery
+    learnt something about a signing key): read them with `Admin.domain_report`."""
+
+    domains: tuple[str, ...]
+    checked_at: float
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,12 @@ class Scheduler:
         log: MailLog,
         clock: Callable[[], float] = time.time,
         on_suppressed: Callable[[Sequence[tuple[str, str, float | None]]], None] | None = None,
+        on_key_checked: Callable[[DkimKeyChecked], None] | None = None,
     ) -> None:
         self._config = config
         self._on_suppressed = on_suppressed
+        self._on_key_checked = on_key_checked
+        """Told when a signing key's DNS status changes (the domain monitor shows it)."""
         """Told of the suppression entries each attempt added, once they are committed."""
         self.spool = spool
         self.resolver = resolver
@@ -469,7 +472,10 @@ class Scheduler:
                 selector=found.selector,
                 note=found.detail,
             )
-        self.bus.publish(DkimKeyChecked(found.domain, found.selector, found.status, found.detail))
+        event = DkimKeyChecked(found.domain, found.selector, found.status, found.detail)
+        self.bus.publish(event)
+        if self._on_key_checked is not None:
+            self._on_key_checked(event)
 
     # ------------------------------------------------------------------ recording
 

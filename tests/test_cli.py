@@ -740,6 +740,9 @@ def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
     users = users.replace("allowed_senders = []", 'allowed_senders = ["example.org"]')
     text = path.read_text(encoding="utf-8").replace("127.0.0.1:2525", f"127.0.0.1:{port}")
     text = text.replace("[server]\n", f"[server]\nstate_dir = {toml_string(tmp_path / 'st')}\n", 1)
+    # Delivery to example.net and the domain checks of example.org must not reach the
+    # system's resolver: a dead loopback port answers nothing.
+    text = text.replace("[dns]\n", '[dns]\nresolvers = ["127.0.0.1:9"]\n', 1)
     path.write_text(text + "\n" + users, encoding="utf-8")
     assert run_cli("check-config", path).stdout.splitlines()[-1] == "ok"
     relay = start_relay("--headless", "--config", path, port=port)

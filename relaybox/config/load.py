@@ -43,6 +43,7 @@ from relaybox.config.model import (
     DeliveryConfig,
     DkimConfig,
     DnsConfig,
+    HealthConfig,
     HostPort,
     IPAddress,
     LimitsConfig,
@@ -156,6 +157,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthConfig,
     "dns": DnsConfig,
     "delivery": DeliveryConfig,
+    "health": HealthConfig,
     "ui": UiConfig,
 }
 _TOP_LEVEL_KEYS = [*_SECTIONS, "listeners", "users", "routes", "dkim"]
@@ -501,6 +503,7 @@ _RANGES: dict[str, _Range] = {
     "delivery.delay_warning": _Range(0, 30 * _DAY, unit="seconds"),
     "delivery.retention": _Range(0, 366 * _DAY, unit="seconds"),
     "ui.deferred_warning": _Range(0, 10_000_000, unit="messages"),
+    "health.check_interval": _Range(0, 2_678_400, unit="seconds"),
     "ui.oldest_deferred_warning": _Range(0, 366 * _DAY, unit="seconds"),
     "delivery.suppression_days": _Range(0, 3650, low_inclusive=False, unit="days"),
     "routes.max_messages_per_minute": _Range(0, 100_000),

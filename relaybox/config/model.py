@@ -24,6 +24,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "DeliveryConfig",
+    "HealthConfig",
     "DnsConfig",
     "HostPort",
     "LimitsConfig",
@@ -257,6 +258,16 @@ class UiConfig:
     """The status bar turns to the warning colour above this many deferred messages."""
     oldest_deferred_warning: float = 14_400.0
     """...or when the oldest deferred message has waited longer than this (seconds)."""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """The `[health]` table: how often the running engine checks its sending domains."""
+
+    check_interval: float = 21_600.0
+    """Seconds between checks of every sending domain's SPF, DKIM, DMARC, MX and reverse DNS
+    records (the Domains pane and the log show what changed); 0 checks only at start and
+    when asked (the Domains pane's re-check, `relaybox doctor`)."""
 
 
 LOADED = {"loaded": True}
@@ -493,6 +504,8 @@ class Config:
     """The `[delivery]` table: outbound connections, retries, bounces, retention."""
     dkim: tuple[DkimConfig, ...] = ()
     """The `[[dkim]]` blocks: the keys mail is signed with, by From: domain."""
+    health: HealthConfig = field(default_factory=HealthConfig)
+    """The `[health]` table: the periodic domain checks."""
     ui: UiConfig = field(default_factory=UiConfig)
     """The `[ui]` table: the terminal UI's theme and warning thresholds."""
     routes: tuple[RouteConfig, ...] = (DEFAULT_ROUTE,)
