@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.canonicalization import CanonicalizationPolicy
 
 from .config.model import DkimConfig
-from .dkimkeys import DkimKey
+from .dkimkeys import DkimKey, DkimKeyError, published_key
 from .dns import Resolver
+from .health.tags import TagError, parse_tags
 
 __all__ = [
     "KeyCheck",
     "PublishedKeys",
+    "read_record",
     "SigningError",
     "from_domain",
     "sign",
@@ -178,29 +180,24 @@ class KeyCheck:
         return f"{self.selector}._domainkey.{self.domain}"
 
 
-def published_key(records: Sequence[str]) -> tuple[KeyStatus, str, bytes | None]:
-    """Read the `p=` value out of a selector's TXT records (RFC 6376 §3.6.1).
-
-    Returns the status (ok, unparsable, revoked), words for it, and the key's bytes.
-    """
-    keys = [r for r in records if "p=" in r.replace(" ", "")]
-    if len(keys) != 1:
-        if not keys:
-            return "unparsable", "the TXT record has no p= tag", None
-        return "unparsable", f"{len(keys)} key records where one is expected", None
-    tags: dict[str, str] = {}
-    for part in keys[0].split(";"):
-        name, eq, value = part.partition("=")
-        if eq:
-            tags[name.strip()] = "".join(value.split())
-    if tags.get("v", "DKIM1") != "DKIM1":
-        return "unparsable", f"v={tags['v']} where DKIM1 is expected", None
-    if not tags.get("p"):
-        return "revoked", "the record's p= is empty: the key has been revoked", None
+def read_record(records: Sequence[str], key: DkimKey) -> tuple[KeyStatus, str]:
+    """Whether a selector's TXT records publish `key` (RFC 6376 §3.6.1): a status and, when
+    not ok, why in plain words."""
+    if len(records) != 1:
+        return "unparsable", f"{len(records)} TXT records where one key record is expected"
     try:
-        return "ok", "", base64.b64decode(tags["p"], validate=True)
-    except ValueError:
-        return "unparsable", "p= is not valid base64", None
+        tags = parse_tags(records[0])
+    except TagError as exc:
+        return "unparsable", f"not a DKIM key record ({exc})"
+    if tags.get("v", "DKIM1") != "DKIM1" or "p" not in tags:
+        return "unparsable", "not a DKIM key record (no v=DKIM1 or no p=)"
+    if not tags["p"]:
+        return "revoked", "the record's p= is empty: the key has been revoked"
+    try:
+        public = published_key(tags["p"], tags.get("k", "rsa").lower())
+    except DkimKeyError as exc:
+        return "unparsable", str(exc)
+    return ("ok", "") if key.matches(public) else ("mismatch", "")
 
 
 class PublishedKeys:
@@ -270,13 +267,13 @@ class PublishedKeys:
             return found("error", f"could not look up {name}: {answer.error}")
         if answer.kind != "ok":
             return found("missing", f"{name} has no TXT record: the key is not published")
-        status, detail, public = published_key(answer.records)
-        if status != "ok":
-            return found(status, f"{name}: {detail}")
-        if public != base64.b64decode(entry.key.public_value()):
+        status, detail = read_record(answer.records, entry.key)
+        if status == "mismatch":
             return found(
                 "mismatch",
                 f"{name} publishes a different key from {entry.private_key} (rotated "
                 "selector, or the record was not updated): receivers will fail the signature",
             )
+        if status != "ok":
+            return found(status, f"{name}: {detail}")
         return found("ok", f"{name} publishes the key relaybox signs with")

@@ -15,7 +15,7 @@ import dns.resolver
 import pytest
 
 from relaybox.config.model import Config, DkimConfig
-from relaybox.dkim import from_domain, published_key, sign, signing_keys
+from relaybox.dkim import from_domain, read_record, sign, signing_keys
 from relaybox.dkimkeys import DkimKey, dns_record, generate
 from relaybox.events import DkimKeyChecked
 from relaybox.spool import MessageFilter
@@ -179,12 +179,14 @@ def test_rsa_signature_verifies_with_mail_dkim(dns_server) -> None:
     assert "rsa-sha256 rsa pass" not in bad, bad
 
 
-def test_published_key_reads_the_p_tag() -> None:
-    status, _, key = published_key(["v=DKIM1; k=rsa; p=" + RSA.public_value()])
-    assert status == "ok" and key is not None
-    assert published_key(["v=DKIM1; k=rsa; p="])[0] == "revoked"
-    assert published_key(["v=spf1 -all"])[0] == "unparsable"
-    assert published_key(["v=DKIM1; p=!!!"])[0] == "unparsable"
+def test_the_published_record_is_read_as_a_verifier_reads_it() -> None:
+    assert read_record(["v=DKIM1; k=rsa; p=" + RSA.public_value()], RSA) == ("ok", "")
+    assert read_record(["v=DKIM1; k=rsa; p=" + OTHER_RSA.public_value()], RSA)[0] == "mismatch"
+    assert read_record(["v=DKIM1; k=ed25519; p=" + ED25519.public_value()], ED25519)[0] == "ok"
+    assert read_record(["v=DKIM1; k=rsa; p="], RSA)[0] == "revoked"
+    assert read_record(["v=spf1 -all"], RSA)[0] == "unparsable"
+    assert read_record(["v=DKIM1; p=!!!"], RSA)[0] == "unparsable"
+    assert read_record(["v=DKIM1; p=a", "v=DKIM1; p=b"], RSA)[0] == "unparsable"
 
 
 # ---------------------------------------------------------------------- through the relay
