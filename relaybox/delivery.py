@@ -215,6 +215,17 @@ class _Idle:
     since: float
 
 
+async def _quit_all(entries: Sequence[_Idle]) -> None:
+    """QUIT each connection (at most 2 s each, all at once), then close it."""
+
+    async def quit_one(smtp: _RecordingSMTP) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(smtp.quit(), 2)
+        smtp.close()
+
+    await asyncio.gather(*(quit_one(entry.smtp) for entry in entries))
+
+
 class Courier:
     """Sends messages; one per engine, holding the connection cache."""
 
@@ -235,6 +246,7 @@ class Courier:
         self.cache_idle = cache_idle
         self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
+        self._closed = False
         self._unverified = ssl.create_default_context()
         self._unverified.check_hostname = False
         self._unverified.verify_mode = ssl.CERT_NONE
@@ -265,36 +277,39 @@ class Courier:
         return None
 
     def _put_idle(self, key: tuple[Any, ...], smtp: _RecordingSMTP) -> None:
-        if self.cache_idle <= 0 or not smtp.is_connected:
+        if self.cache_idle <= 0 or not smtp.is_connected or self._closed:
             smtp.close()
             return
         self._idle.setdefault(key, []).append(_Idle(smtp, time.monotonic()))
 
     async def reap_idle(self) -> None:
-        """Close connections idle longer than the cache time (QUIT, politely)."""
+        """Close connections idle longer than the cache time (QUIT, politely).
+
+        The expired entries leave the pool before the first await: while a QUIT waits for its
+        reply, deliveries take and return connections, and must never find a closing one
+        there (nor have one they took put back under them).
+        """
         now = time.monotonic()
+        expired: list[_Idle] = []
         for key, pool in list(self._idle.items()):
             keep = []
             for entry in pool:
                 if now - entry.since > self.cache_idle or not entry.smtp.is_connected:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(entry.smtp.quit(), 2)
-                    entry.smtp.close()
+                    expired.append(entry)
                 else:
                     keep.append(entry)
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        await _quit_all(expired)
 
     async def close(self) -> None:
-        """Close every cached connection."""
-        for pool in self._idle.values():
-            for entry in pool:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(entry.smtp.quit(), 2)
-                entry.smtp.close()
+        """Close every cached connection; connections given back afterwards are closed too."""
+        self._closed = True
+        entries = [entry for pool in self._idle.values() for entry in pool]
         self._idle.clear()
+        await _quit_all(entries)
 
     # ------------------------------------------------------------------ delivery
 

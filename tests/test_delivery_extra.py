@@ -38,6 +38,7 @@ from relaybox.config.model import (
     RouteConfig,
     SocketAddress,
 )
+from relaybox.delivery import Courier, Hop, Transaction
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 from relaybox.spool import MessageDetail, MessageFilter
@@ -529,3 +530,75 @@ async def test_hard_bounce_suppresses_the_recipient_until_the_entry_expires(
     delivered = [m for m in sink.messages if m.sender == "a@example.com"]
     assert [m.recipients for m in delivered] == [["other@example.org"], ["gone@example.org"]]
     assert run.engine.suppression_reason("gone@example.org") is None
+
+
+# ---------------------------------------------------------------------- the connection cache
+
+
+def courier() -> Courier:
+    return Courier(
+        helo_name="relay.example.test",
+        connect_timeout=5.0,
+        command_timeout=5.0,
+        data_timeout=5.0,
+        cache_idle=10.0,
+    )
+
+
+async def fill_cache(courier: Courier, sink: Sink, count: int) -> list[Any]:
+    """Deliver `count` messages to `sink` at once, leaving `count` idle connections; returns
+    that destination's pool (oldest first)."""
+    hop = Hop("127.0.0.1", "127.0.0.1", sink.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    results = await asyncio.gather(
+        *(courier.deliver([hop], message, tls="none") for _ in range(count))
+    )
+    assert all(r.outcomes["b@example.org"].state == "delivered" for r in results)
+    pools = [pool for key, pool in courier._idle.items() if key[1] == sink.port]
+    assert [len(pool) for pool in pools] == [count]
+    return pools[0]
+
+
+async def test_reaping_never_puts_back_a_connection_a_delivery_took_meanwhile(
+    smtp_sink: SinkFactory,
+) -> None:
+    """reap_idle waits for the QUIT of an expired connection; a delivery that takes a fresh
+    connection of the same pool meanwhile has it to itself: the reaper must not put it back
+    for a second delivery to share."""
+    goodbye = asyncio.Event()
+    sink = await smtp_sink(quit_stall=goodbye)
+    cache = courier()
+    pool = await fill_cache(cache, sink, 2)
+    fresh, expired = pool
+    expired.since -= 60  # past cache_idle; `fresh` comes first in the pool
+    (key,) = cache._idle
+    reaper = asyncio.create_task(cache.reap_idle())
+    await asyncio.wait_for(sink.quitting.wait(), 5)
+    taken = cache._take_idle(key)
+    assert taken is fresh.smtp
+    goodbye.set()
+    await asyncio.wait_for(reaper, 5)
+    assert cache._take_idle(key) is None  # `taken` is in use, not idle
+    assert taken.is_connected
+    taken.close()
+
+
+async def test_close_also_closes_connections_given_back_while_it_says_goodbye(
+    smtp_sink: SinkFactory,
+) -> None:
+    """close() waits for QUIT replies; a delivery that ends meanwhile (to a destination not
+    cached before) gives its connection back: close must neither fail nor leave it open."""
+    goodbye = asyncio.Event()
+    slow = await smtp_sink(quit_stall=goodbye)
+    other = await smtp_sink()
+    cache = courier()
+    await fill_cache(cache, slow, 1)
+    closing = asyncio.create_task(cache.close())
+    await asyncio.wait_for(slow.quitting.wait(), 5)
+    hop = Hop("127.0.0.1", "127.0.0.1", other.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    result = await cache.deliver([hop], message, tls="none")
+    assert result.outcomes["b@example.org"].state == "delivered"
+    goodbye.set()
+    await asyncio.wait_for(closing, 5)
+    assert cache._idle == {}
