@@ -64,6 +64,11 @@ SORT_COLUMNS: dict[str, str] = {
 # The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
 _NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
 
+# Message states that can have a recipient due. A held message may too: one recipient held
+# does not hold back the others, and its `next_attempt_at` is that of its queued or deferred
+# recipients only (NULL when all are held), see `_refresh_message`.
+_DUE_STATES = ("queued", "deferred", "held")
+
 # Conditions on an attempt's recipient updates (see `Spool.finish_attempt`).
 _NOT_FINISHED = " AND state NOT IN ('delivered', 'bounced')"
 _STILL_PENDING = " AND state IN ('queued', 'deferred')"
@@ -883,11 +888,11 @@ class Spool:
     # ------------------------------------------------------------------ delivery
 
     async def due_messages(self, now: float, limit: int, skip: Set[int] = frozenset()) -> list[int]:
-        """Row ids of queued or deferred messages whose next attempt is due, soonest first."""
+        """Row ids of messages with a recipient whose next attempt is due, soonest first."""
 
         def query(conn: sqlite3.Connection) -> list[int]:
             found: list[tuple[float, int]] = []
-            for state in ("queued", "deferred"):
+            for state in _DUE_STATES:
                 rows = conn.execute(
                     "SELECT next_attempt_at, id FROM messages WHERE state = ?"
                     " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
@@ -900,14 +905,15 @@ class Spool:
         return await self._read(query)
 
     async def next_due_at(self) -> float | None:
-        """When the next queued or deferred message falls due (None when none waits)."""
+        """When the next message with a queued or deferred recipient falls due (None when
+        none waits)."""
 
         def query(conn: sqlite3.Connection) -> float | None:
             times = [
                 conn.execute(
                     "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?", (state,)
                 ).fetchone()[0]
-                for state in ("queued", "deferred")
+                for state in _DUE_STATES
             ]
             due = [t for t in times if t is not None]
             return min(due) if due else None

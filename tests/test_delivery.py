@@ -348,6 +348,29 @@ async def test_hold_route_holds_and_release_sends(start_engine, smtp_sink, tmp_p
     assert sink.messages == []
 
 
+async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
+    start_engine, smtp_sink, tmp_path
+):
+    """One recipient held by its route makes the message `held`; the other, greylisted at
+    the first try, is still retried when due and delivered, and the held one stays held."""
+    sink = await smtp_sink(greylist=True)
+    routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
+    config = relay_config(tmp_path, routes, min_backoff=1.0, max_backoff=1.0)
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["x@held.example", "b@example.org"])
+    (got,) = await sink.wait_for(1, timeout=10)
+    assert got.recipients == ["b@example.org"]
+    deadline = time.monotonic() + 10
+    while True:
+        detail = await wait_state(run, queue_id, {"held"})
+        states = {r.address: r.state for r in detail.recipients}
+        if states["b@example.org"] == "delivered" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert states == {"x@held.example": "held", "b@example.org": "delivered"}
+    assert detail.row.next_attempt_at is None
+
+
 async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
     from .conftest import SMTPClient
 
