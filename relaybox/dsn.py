@@ -44,6 +44,7 @@ __all__ = [
     "Action",
     "RecipientStatus",
     "build_dsn",
+    "find_status",
     "is_bounce_candidate",
 ]
 
@@ -63,9 +64,11 @@ _FOLD_WIDTH = 78
 # Human-readable text is wrapped narrower so quoted replies stay readable in any mail program.
 _TEXT_WIDTH = 72
 
-# RFC 3464 §2.3.4: status-code = DIGIT "." 1*3DIGIT "." 1*3DIGIT, no leading zeros; the class is
-# 2, 4 or 5 (RFC 3463 §3.1).
-_STATUS = re.compile(r"[245]\.(?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})")
+# RFC 3463 §2 and RFC 3464 §2.3.4: class "." subject "." detail, subject and detail 1*3DIGIT;
+# the class is 2, 4 or 5. Found inside reply text too, so not where it is part of a longer
+# number (an address like 10.5.1.1, a version 5.1.1.2, 5.1.1234). The one pattern for status
+# codes: the DSN checks its input with it and `bounce` reads replies with it.
+_STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # An SMTP reply starts with its three-digit code (RFC 5321 §4.2); anything else is our own text.
 _SMTP_REPLY = re.compile(r"[2-5][0-9][0-9](?:[ -]|$)")
 # C0 and C1 controls and DEL: a CR or LF would end a field early, the rest are invisible.
@@ -128,6 +131,17 @@ class RecipientStatus:
     remote_mta: str | None
     last_attempt_at: float | None
     will_retry_until: float | None = None
+
+
+def find_status(text: str) -> str | None:
+    """The first enhanced status code in `text` ("550 5.1.1 ..." -> "5.1.1"), or None.
+
+    Written as RFC 3463 §2 requires, without leading zeros: a server's "5.01.1" is "5.1.1".
+    """
+    found = _STATUS.search(text)
+    if found is None:
+        return None
+    return ".".join(str(int(part)) for part in found.groups())
 
 
 def is_bounce_candidate(sender: str, headers: Mapping[str, str] | Message) -> bool:
@@ -208,7 +222,11 @@ def build_dsn(
     _require(_ASCII_ADDRESS.fullmatch(bounce_from), "bounce_from")
     _require(_QUEUE_ID.fullmatch(queue_id), "queue_id")
     for entry in recipients:
-        _require(_STATUS.fullmatch(entry.status), f"status {entry.status!r}")
+        # RFC 3463 §2: "without leading zero digits", so exactly as find_status writes it.
+        _require(
+            _STATUS.fullmatch(entry.status) and find_status(entry.status) == entry.status,
+            f"status {entry.status!r}",
+        )
         if entry.remote_mta is not None:
             _require(_HOST.fullmatch(entry.remote_mta), "remote_mta")
 

@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from relaybox.dsn import SUBJECTS, RecipientStatus, build_dsn, is_bounce_candidate
+from relaybox.bounce import dsn_message
+from relaybox.config.model import Config, ServerConfig
+from relaybox.dsn import SUBJECTS, RecipientStatus, build_dsn, find_status, is_bounce_candidate
+from relaybox.spool import DeliveryJob, PendingRecipient, RecipientOutcome
 
 ARRIVED = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 +0000
 ATTEMPT = ARRIVED + 600
@@ -395,3 +398,46 @@ def test_report_without_recipients_is_refused() -> None:
             recipients=(),
             original_message=ORIGINAL,
         )
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ("550 5.1.1 <bob@example.org>: User unknown", "5.1.1"),
+        ("550 5.01.1 <bob@example.org>: User unknown", "5.1.1"),  # leading zero dropped
+        ("556 5.1.10 null MX", "5.1.10"),
+        ("250 2.0.0 Ok: queued", "2.0.0"),
+        ("451 4.7.1 Greylisted (try again in 5.5 minutes)", "4.7.1"),
+        ("5.2.2", "5.2.2"),
+        ("550 Mailbox unavailable at 10.5.1.1", None),  # part of an address
+        ("554 refused by filter version 5.1.1.2", None),  # part of a longer number
+        ("550 5.1.1234 odd", None),
+        ("550 6.1.1 no such class", None),
+        ("550 user unknown", None),
+        ("", None),
+    ],
+)
+def test_status_is_found_in_replies_as_rfc_3463_writes_it(reply: str, status: str | None) -> None:
+    assert find_status(reply) == status
+
+
+def test_a_reply_with_a_leading_zero_in_its_status_still_makes_a_report() -> None:
+    """`550 5.01.1` (a server's sloppy status) once made the DSN refuse its own status."""
+    job = DeliveryJob(
+        1,
+        "04F7K2M9QXB3T",
+        "alice@example.com",
+        ARRIVED,
+        ORIGINAL,
+        False,
+        False,
+        False,
+        None,
+        (PendingRecipient(0, "bob@example.org", "queued", 1, None),),
+    )
+    outcome = RecipientOutcome(0, "bounced", "550 5.01.1 <bob@example.org>: User unknown")
+    config = Config(server=ServerConfig(hostname="relay.example.org"))
+    report = dsn_message(job, [outcome], "failed", config, NOW)
+    (_, bob) = status_blocks(report.data.split(b"\r\n", 1)[1])
+    assert bob["Status"] == "5.1.1"
+    assert "5.01.1" in bob["Diagnostic-Code"]
