@@ -60,6 +60,9 @@ class Outcome:
     state: Literal["delivered", "deferred", "bounced"]
     reply: str
     """The server's reply, or relaybox's own words for a failure before one."""
+    rcpt_reply: bool = False
+    """True when `reply` is the next hop's answer to this recipient's own RCPT: the only
+    reply that says something about the mailbox itself (see `suppress_hard_bounces`)."""
 
 
 @dataclass
@@ -599,7 +602,9 @@ class Courier:
                 outcomes[recipient] = Outcome("delivered", _reply(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
                 outcomes[recipient] = Outcome(
-                    _state_for(exc.code, self.soft_bounce), f"{exc.code} {exc.message}"
+                    _state_for(exc.code, self.soft_bounce),
+                    f"{exc.code} {exc.message}",
+                    rcpt_reply=True,
                 )
         if not accepted:
             with contextlib.suppress(aiosmtplib.SMTPException):

@@ -50,7 +50,9 @@ WAKE_COALESCE = 0.01
 """Longest sleep between looks at the queue when nothing woke the scheduler."""
 
 
-# RFC 3463: these say the mailbox or domain does not exist, so retrying later is pointless.
+# RFC 3463 §3.2 (and RFC 7505 for X.1.10): in the reply to a recipient's own RCPT, these say
+# its mailbox or domain does not exist, so later mail to it is refused at once. Only there: a
+# DNS failure, a refused MAIL FROM or relaybox's own 553 say nothing about the mailbox.
 _HARD_RECIPIENT_STATUSES = {"5.1.1", "5.1.2", "5.1.10", "5.1.3", "5.1.6"}
 
 
@@ -385,7 +387,14 @@ class Scheduler:
         for r in recipients:
             outcome = result.outcomes.get(r.address) or Outcome("deferred", "451 4.3.0 No result")
             outcomes.append(
-                RecipientOutcome(r.idx, outcome.state, outcome.reply, None, destination.key)
+                RecipientOutcome(
+                    r.idx,
+                    outcome.state,
+                    outcome.reply,
+                    None,
+                    destination.key,
+                    rcpt_reply=outcome.rcpt_reply,
+                )
             )
             self.log.event(
                 {"delivered": "sent", "deferred": "deferred", "bounced": "bounced"}[outcome.state],
@@ -465,7 +474,7 @@ class Scheduler:
             expires = now + delivery.suppression_days * 86400
             for outcome in bounced:
                 status = enhanced_status(outcome.reply, "5.0.0")
-                if status in _HARD_RECIPIENT_STATUSES and outcome.attempted:
+                if status in _HARD_RECIPIENT_STATUSES and outcome.rcpt_reply:
                     address = by_idx[outcome.idx].address
                     suppress.append((address, outcome.reply[:300], expires))
         recorded = await self.spool.finish_attempt(

@@ -339,6 +339,9 @@ class RecipientOutcome:
     destination: str | None = None
     attempted: bool = True
     """False when nothing was sent for it (held by a route, say): the attempt count stays."""
+    rcpt_reply: bool = False
+    """`reply` is the next hop's answer to this recipient's RCPT (not DNS, MAIL, DATA or
+    relaybox's own words): only such a reply may put the recipient on the suppression list."""
 
 
 @dataclass(frozen=True)

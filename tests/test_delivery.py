@@ -201,6 +201,21 @@ async def test_each_recipient_gets_its_own_outcome(start_engine, smtp_sink, tmp_
     assert run.engine.suppression_reason("gone@example.org")
 
 
+async def test_a_refused_sender_bounces_without_suppressing_the_recipient(
+    start_engine, smtp_sink, tmp_path
+):
+    """A 5.1.1 in the reply to MAIL FROM is about the sender: the recipient bounces with
+    it, but only a recipient's own RCPT reply may put the recipient on the suppression list."""
+    refused = "550 5.1.1 <a@example.com>: Sender address rejected: undeliverable address"
+    sink = await smtp_sink(mail_reply=refused)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"bounced"})
+    assert detail.recipients[0].last_reply == refused
+    assert run.engine.suppression_reason("b@example.org") is None
+    assert await run.engine.admin.suppress_list() == []
+
+
 async def test_greylisted_mail_is_delivered_on_retry(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink(greylist=True)
     config = relay_config(tmp_path, (to_sink(sink),), min_backoff=1.0, max_backoff=1.0)
@@ -262,6 +277,8 @@ async def test_undeliverable_domains_bounce_at_once(
     (dsn,) = await sink.wait_for(1)
     assert dsn.sender == "" and dsn.recipients == ["a@example.com"]
     assert f"Status: {status}".encode() in dsn.data
+    # DNS, not the recipient's mail server, said so: the address is not suppressed.
+    assert run.engine.suppression_reason("x@nullmx.example") is None
 
 
 async def test_dns_servfail_defers(start_engine, dns_server, tmp_path):

@@ -209,8 +209,9 @@ class DeliveryConfig:
     """Seconds a delivered or bounced message (body and transcripts) is kept for viewing
     before it is purged (7 days); 0 purges it within seconds of finishing."""
     suppress_hard_bounces: bool = True
-    """Add a recipient whose mail failed permanently because it does not exist (5.1.1,
-    5.1.10 class) to the suppression list; later mail to it is refused at RCPT."""
+    """Add a recipient to the suppression list when the next hop's reply to its own RCPT says
+    it does not exist (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10); later mail to it is refused at RCPT.
+    DNS failures, a refused sender and relaybox's own refusals never add one."""
     suppression_days: float = 30.0
     """Days a suppression list entry lasts before mail to that recipient is tried again."""
     bounce_sender: str = "MAILER-DAEMON"
