@@ -30,7 +30,9 @@ __all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transactio
 
 TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
 
-# RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient".
+# RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient",
+# also as replies to MAIL and RCPT (530 5.7.0 Authentication required). They defer: one expired
+# credential must not bounce the queue (Postfix's smtp_sasl_auth_soft_bounce).
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
@@ -76,6 +78,8 @@ class HopAttempt:
     lines: list[TranscriptLine] = field(default_factory=list)
     outcome: str = "deferred"
     reply: str | None = None
+    auth_failed: bool = False
+    """The hop refused our credentials, or wanted some (the scheduler says so in the log)."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,14 @@ class Result:
 
 
 class _HopFailed(Exception):
-    """This hop could not take the message; try the next one (`permanent` if 5xx)."""
+    """This hop could not take the message; try the next one (`permanent` if 5xx, `auth`
+    when it was about our credentials)."""
 
-    def __init__(self, reply: str, permanent: bool = False) -> None:
+    def __init__(self, reply: str, permanent: bool = False, auth: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+        self.auth = auth
 
 
 def _reply(response: SMTPResponse) -> str:
@@ -358,6 +364,7 @@ class Courier:
                 attempt.finished_at = time.time()
                 attempt.outcome = "bounced" if failure.permanent else "deferred"
                 attempt.reply = failure.reply
+                attempt.auth_failed = failure.auth
                 record(TranscriptLine(time.time(), "-", failure.reply))
                 last_failure = failure
                 continue
@@ -563,7 +570,7 @@ class Courier:
         if response.code != 235:
             # Soft: one expired credential must not bounce the queue (Postfix's
             # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
-            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}")
+            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}", auth=True)
 
     async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
@@ -588,6 +595,8 @@ class Courier:
         except aiosmtplib.SMTPSenderRefused as exc:
             with contextlib.suppress(aiosmtplib.SMTPException):
                 await smtp.rset()
+            if exc.code in _AUTH_FAILURE_CODES:
+                raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
             if exc.code >= 500:
                 reply = f"{exc.code} {exc.message}"
                 state = _state_for(exc.code, self.soft_bounce)
@@ -601,6 +610,11 @@ class Courier:
                 accepted.append(recipient)
                 outcomes[recipient] = Outcome("delivered", _reply(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
+                if exc.code in _AUTH_FAILURE_CODES:
+                    # About the session, not this recipient: no DATA for anyone, all deferred.
+                    with contextlib.suppress(aiosmtplib.SMTPException):
+                        await smtp.rset()
+                    raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
                 outcomes[recipient] = Outcome(
                     _state_for(exc.code, self.soft_bounce),
                     f"{exc.code} {exc.message}",

@@ -375,12 +375,13 @@ class Scheduler:
         ]
         for row in rows:
             self.bus.publish(AttemptFinished(job.queue_id, destination.key, row.outcome, row.reply))
-        if any("AUTH failed" in (row.reply or "") for row in rows):
+        failed_auth = [a for a in result.attempts if a.auth_failed]
+        if failed_auth:
             self.log.error(
                 "smarthost-auth-failed",
                 destination=destination.key,
-                reply=rows[-1].reply,
-                note="mail is deferred, not bounced; fix the credentials",
+                reply=failed_auth[-1].reply,
+                note="mail is deferred, not bounced; check the route's username and password",
             )
         last_hop = result.attempts[-1].hop if result.attempts else None
         outcomes = []

@@ -539,6 +539,31 @@ async def test_smarthost_auth_failure_defers_instead_of_bouncing(
     assert "an-expired-one" not in run.log_text()
 
 
+async def test_auth_required_at_mail_defers_instead_of_bouncing(start_engine, smtp_sink, tmp_path):
+    """530 5.7.0 to MAIL FROM is about the relay's login (none, or an expired one), not the
+    mail: it is deferred and the log says so; nothing bounces."""
+    sink = await smtp_sink(mail_reply="530 5.7.0 Authentication required")
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"})
+    assert detail.row.state == "deferred"
+    assert detail.recipients[0].last_reply == "530 5.7.0 Authentication required"
+    assert "smarthost-auth-failed" in run.log_text()
+
+
+async def test_auth_required_at_rcpt_defers_every_recipient_and_sends_nothing(
+    start_engine, smtp_sink, tmp_path
+):
+    sink = await smtp_sink(rcpt_replies={"b@example.org": "535 5.7.8 Authentication expired"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["c@example.org", "b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"})
+    assert [r.state for r in detail.recipients] == ["deferred", "deferred"]
+    assert all(r.last_reply.startswith("535 5.7.8") for r in detail.recipients)
+    assert sink.messages == []
+    assert "smarthost-auth-failed" in run.log_text()
+
+
 # ---------------------------------------------------------------------- 8BITMIME and SMTPUTF8
 
 
