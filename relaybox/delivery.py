@@ -412,6 +412,11 @@ class Courier:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 smtp.close()
                 raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+            except BaseException:
+                # A bug, or the attempt cancelled: the connection is in an unknown state
+                # mid-transaction; close it, never leave it open or give it to the next message.
+                smtp.close()
+                raise
             else:
                 self._put_idle(key, smtp)
                 return outcomes
@@ -425,6 +430,9 @@ class Courier:
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+        except BaseException:
+            smtp.close()  # as above
+            raise
         self._put_idle(key, smtp)
         return outcomes
 
@@ -508,6 +516,9 @@ class Courier:
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     async def _open_socket(self, hop: Hop) -> socket.socket:
@@ -574,10 +585,22 @@ class Courier:
 
     async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
-        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+        addresses = (message.sender, *message.recipients)
+        utf8 = message.smtputf8 or not all(address.isascii() for address in addresses)
+        if utf8 and not smtp.supports_extension("smtputf8"):
             # RFC 6531 §3.4: no downgrade exists for SMTPUTF8 addresses.
-            reply = "553 5.6.7 The next hop does not support SMTPUTF8, which this message needs"
-            return {r: Outcome("bounced", reply) for r in message.recipients}
+            if message.smtputf8:
+                reply = "553 5.6.7 The next hop does not support SMTPUTF8, which this message needs"
+                return {r: Outcome("bounced", reply) for r in message.recipients}
+            # The client sent ASCII; relaybox made an address non-ASCII (a rewrite_senders
+            # target). That is the relay's config, not the sender's mistake: deferred, so
+            # that mail goes out once the config is fixed, instead of bouncing.
+            wide = next(address for address in addresses if not address.isascii())
+            reply = (
+                f"451 4.6.7 <{wide}> is not ASCII, which needs SMTPUTF8, and the next hop does "
+                "not support it; the address comes from relaybox's config (rewrite_senders?)"
+            )
+            return {r: Outcome("deferred", reply) for r in message.recipients}
         if message.body_8bit and not smtp.supports_extension("8bitmime"):
             # RFC 6152 §3: never send 8-bit data to a server that did not ask for it.
             reply = "451 4.6.0 The next hop does not accept 8-bit messages (no 8BITMIME)"
@@ -587,9 +610,9 @@ class Courier:
             options.append(f"SIZE={len(message.data)}")
         if message.body_8bit:
             options.append("BODY=8BITMIME")
-        if message.smtputf8:
+        if utf8:
             options.append("SMTPUTF8")
-        encoding = "utf-8" if message.smtputf8 else "ascii"
+        encoding = "utf-8" if utf8 else "ascii"
         try:
             await smtp.mail_from(message.sender, options, encoding)
         except aiosmtplib.SMTPSenderRefused as exc:

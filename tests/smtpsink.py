@@ -110,6 +110,10 @@ class _SinkSMTP(SMTP):
             return
         await super().smtp_DATA(arg)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sink.disconnected.set()
+        super().connection_lost(exc)
+
     async def smtp_QUIT(self, arg: str) -> None:
         self.sink.quitting.set()
         if self.sink.behaviour.quit_stall is not None:
@@ -133,9 +137,11 @@ class Sink:
         self.connections = 0
         self.arrived = asyncio.Event()
         self.in_data = asyncio.Event()
+        """Set when a message's data has arrived (before the reply, which `stall` may hold)."""
         self.quitting = asyncio.Event()
         """Set when a client has sent QUIT (before the reply, which `quit_stall` may hold)."""
-        """Set when a message's data has arrived (before the reply, which `stall` may hold)."""
+        self.disconnected = asyncio.Event()
+        """Set when a connection has ended (either side closed it)."""
         self.server: asyncio.Server | None = None
         self.port = 0
 

@@ -585,6 +585,38 @@ async def test_8bit_mail_is_not_sent_to_a_hop_without_8bitmime(start_engine, smt
     assert sink.messages == []
 
 
+async def test_a_non_ascii_rewritten_sender_goes_out_with_smtputf8(
+    start_engine, smtp_sink, tmp_path
+):
+    """The client sent plain ASCII; the route rewrites the sender to a non-ASCII address,
+    which only SMTPUTF8 can carry (RFC 6531 §3.4): used when the hop offers it."""
+    sink = await smtp_sink()
+    route = to_sink(sink, rewrite_senders=(("@printer.local", "josé@example.org"),))
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "scanner@printer.local", ["b@example.org"])
+    (got,) = await sink.wait_for(1)
+    assert got.sender == "josé@example.org"
+    assert "SMTPUTF8" in got.mail_options
+    await wait_state(run, queue_id, {"delivered"})
+
+
+async def test_a_non_ascii_rewritten_sender_to_a_hop_without_smtputf8_is_deferred(
+    start_engine, smtp_sink, tmp_path
+):
+    """Not a crash in delivery, and not a bounce either: the relay's own config made the
+    address unsendable there, so the mail waits for the config to be fixed."""
+    sink = await smtp_sink(smtputf8=False)
+    route = to_sink(sink, rewrite_senders=(("@printer.local", "josé@example.org"),))
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "scanner@printer.local", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"}, timeout=10)
+    assert detail.row.state == "deferred"
+    reply = detail.recipients[0].last_reply
+    assert reply.startswith("451 4.6.7 <josé@example.org> is not ASCII"), reply
+    assert "delivery-failed" not in run.log_text()
+    assert sink.messages == []
+
+
 async def test_smtputf8_mail_to_a_hop_without_it_bounces(start_engine, smtp_sink, tmp_path):
     from .conftest import SMTPClient
 

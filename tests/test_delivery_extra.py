@@ -602,3 +602,23 @@ async def test_close_also_closes_connections_given_back_while_it_says_goodbye(
     goodbye.set()
     await asyncio.wait_for(closing, 5)
     assert cache._idle == {}
+
+
+async def test_a_delivery_cancelled_mid_transaction_closes_its_connection(
+    smtp_sink: SinkFactory,
+) -> None:
+    """An attempt that ends by surprise (cancelled at a stop, or a bug) must not leave its
+    connection open mid-transaction, nor cache it for the next message."""
+    stall = asyncio.Event()
+    sink = await smtp_sink(stall=stall)
+    cache = courier()
+    hop = Hop("127.0.0.1", "127.0.0.1", sink.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    attempt = asyncio.create_task(cache.deliver([hop], message, tls="none"))
+    await asyncio.wait_for(sink.in_data.wait(), 5)
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    await asyncio.wait_for(sink.disconnected.wait(), 5)
+    assert cache._idle == {}
+    stall.set()
