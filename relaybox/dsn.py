@@ -12,9 +12,10 @@ one exception is an internationalised *envelope sender*: the report's ``To:`` th
 
 How the original message is returned (the third part, RFC 6522 §3):
 
-* headers only (the default, to keep reports small) as ``text/rfc822-headers``, 7bit; when the
-  headers are not 7-bit clean (8-bit bytes, NUL, lines over 998 octets) they are sent
-  quoted-printable, as RFC 6522 §4 allows for headers that "require encoding";
+* headers only (the default, to keep reports small; at most ``MAX_RETURNED_HEADERS`` octets,
+  cut at a whole line) as ``text/rfc822-headers``, 7bit; when the headers are not 7-bit clean
+  (8-bit bytes, NUL, lines over 998 octets) they are sent quoted-printable, as RFC 6522 §4
+  allows for headers that "require encoding";
 * the whole message (``include_body=True``) as ``message/rfc822``, 7bit; when it is not 7-bit
   clean it is sent as ``message/global`` in base64 instead, because ``message/rfc822`` admits no
   encoding but 7bit, 8bit or binary (RFC 2046 §5.2.1) while ``message/global`` admits base64
@@ -40,6 +41,8 @@ from email.utils import format_datetime
 from typing import Literal
 
 __all__ = [
+    "MAX_RETURNED_HEADERS",
+    "ORIGINAL_READ",
     "SUBJECTS",
     "Action",
     "RecipientStatus",
@@ -81,6 +84,14 @@ _ASCII_ADDRESS = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")
 _QUEUE_ID = re.compile(r"[A-Za-z0-9._-]+")
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+MAX_RETURNED_HEADERS = 64 * 1024
+"""Most octets of the original's headers a report returns (``text/rfc822-headers``): more
+than any honest header block, and a message without a blank line (10 MB of "header") costs
+no more than that. Cut at the last whole line within it."""
+ORIGINAL_READ = MAX_RETURNED_HEADERS + 4
+"""Octets of the original message a headers-only report looks at (the capped headers and
+the blank line after them): callers may pass only this much of it."""
 
 # Plain words for the status codes an office user meets most (RFC 3463 §3; X.1.10 comes from
 # RFC 7505, X.6.7 from RFC 6531); keyed by subject.detail, so 4.2.2 and 5.2.2 read alike.
@@ -392,7 +403,7 @@ def _seven_bit_clean(data: bytes) -> bool:
 
 def _original_part(original: bytes, include_body: bool) -> bytes:
     """The returned content (RFC 6522 §3): headers or the whole message, safely encoded."""
-    message = _LINE_BREAK.sub(b"\r\n", original)
+    message = _LINE_BREAK.sub(b"\r\n", original if include_body else original[:ORIGINAL_READ])
     if include_body:
         if _seven_bit_clean(message):
             return (
@@ -413,6 +424,10 @@ def _original_part(original: bytes, include_body: bool) -> bytes:
     else:
         end = message.find(b"\r\n\r\n")
         headers = message if end < 0 else message[: end + 2]
+        if len(headers) > MAX_RETURNED_HEADERS:
+            headers = headers[:MAX_RETURNED_HEADERS]
+            cut = headers.rfind(b"\r\n")
+            headers = headers[: cut + 2] if cut > 0 else headers
     if headers and not headers.endswith(b"\r\n"):
         headers += b"\r\n"
     if _seven_bit_clean(headers):

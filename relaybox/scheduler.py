@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -270,10 +271,30 @@ class Scheduler:
             else:
                 groups.setdefault(destination.key, (destination, []))[1].append(rcpt)
         attempts: list[AttemptRow] = []
+        sends = list(groups.values())
+        # One group failing inside relaybox must not lose what the others did (delivered
+        # mail recorded as delivered, never sent twice): its recipients alone are deferred.
         results = await asyncio.gather(
-            *(self._send_group(job, dest, rcpts) for dest, rcpts in groups.values())
+            *(self._send_group(job, dest, rcpts) for dest, rcpts in sends),
+            return_exceptions=True,
         )
-        for group_outcomes, group_attempts in results:
+        for (destination, rcpts), result in zip(sends, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                self.log.error(
+                    "delivery-failed",
+                    queue_id=job.queue_id,
+                    destination=destination.key,
+                    traceback="".join(traceback.format_exception(result)),
+                )
+                reply = f"451 4.3.0 relaybox failed delivering to {destination.key}: {result}"
+                outcomes.update(
+                    (r.idx, RecipientOutcome(r.idx, "deferred", reply, None, destination.key))
+                    for r in rcpts
+                )
+                continue
+            group_outcomes, group_attempts = result
             outcomes.update({o.idx: o for o in group_outcomes})
             attempts.extend(group_attempts)
         await self._record(job, list(outcomes.values()), attempts, config, now)
@@ -450,8 +471,11 @@ class Scheduler:
         bounced = [o for o in final if o.state == "bounced"]
         deferred = [o for o in final if o.state == "deferred"]
         new_messages: list[NewMessage] = []
+        # A DSN quotes the original's headers: milliseconds, off the loop that serves SMTP.
         if bounced and job.sender and not job.is_bounce:
-            new_messages.append(dsn_message(job, bounced, "failed", config, now))
+            new_messages.append(
+                await asyncio.to_thread(dsn_message, job, bounced, "failed", config, now)
+            )
         elif bounced:
             # RFC 5321 §6.1 / RFC 3464 §2: never bounce a bounce; log it and let it go.
             self.log.warning(
@@ -468,7 +492,9 @@ class Scheduler:
             and not job.is_bounce
             and now - job.arrived_at >= delivery.delay_warning
         ):
-            new_messages.append(dsn_message(job, deferred, "delayed", config, now))
+            new_messages.append(
+                await asyncio.to_thread(dsn_message, job, deferred, "delayed", config, now)
+            )
             warned = True
         suppress = []
         if delivery.suppress_hard_bounces:

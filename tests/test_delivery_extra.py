@@ -622,3 +622,40 @@ async def test_a_delivery_cancelled_mid_transaction_closes_its_connection(
     await asyncio.wait_for(sink.disconnected.wait(), 5)
     assert cache._idle == {}
     stall.set()
+
+
+class _CourierFailingFor(Courier):
+    """A courier with a bug for one port: what one group of a message may meet."""
+
+    broken_port = 0
+
+    async def deliver(self, hops: Any, message: Transaction, **kwargs: Any) -> Any:
+        if any(hop.port == self.broken_port for hop in hops):
+            raise RuntimeError("a bug in delivery")
+        return await super().deliver(hops, message, **kwargs)
+
+
+async def test_one_group_failing_inside_relaybox_keeps_the_other_groups_outcomes(
+    start_engine: EngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message to two destinations: delivery to one fails with a bug in relaybox. The other
+    recipient's delivery is recorded (so it is never sent twice) and only the failing group
+    is deferred, with the error logged."""
+    good = await smtp_sink()
+    bad = await smtp_sink()
+    monkeypatch.setattr(_CourierFailingFor, "broken_port", bad.port)
+    monkeypatch.setattr(engine_module, "Courier", _CourierFailingFor)
+    routes = (to_sink(good, ("good.example",)), to_sink(bad, ("bad.example",)))
+    run = await start_engine(relay_config(tmp_path / "state", routes, dns_server({})))
+    queue_id = await send(run, "a@example.com", ["x@good.example", "y@bad.example"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    states = {r.address: (r.state, r.last_reply or "") for r in detail.recipients}
+    assert states["x@good.example"][0] == "delivered"
+    assert states["y@bad.example"][0] == "deferred"
+    assert "a bug in delivery" in states["y@bad.example"][1]
+    assert "RuntimeError: a bug in delivery" in run.log_text()
+    assert len(good.messages) == 1 and bad.messages == []

@@ -17,7 +17,15 @@ import pytest
 
 from relaybox.bounce import dsn_message
 from relaybox.config.model import Config, ServerConfig
-from relaybox.dsn import SUBJECTS, RecipientStatus, build_dsn, find_status, is_bounce_candidate
+from relaybox.dsn import (
+    MAX_RETURNED_HEADERS,
+    ORIGINAL_READ,
+    SUBJECTS,
+    RecipientStatus,
+    build_dsn,
+    find_status,
+    is_bounce_candidate,
+)
 from relaybox.spool import DeliveryJob, PendingRecipient, RecipientOutcome
 
 ARRIVED = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 +0000
@@ -223,6 +231,24 @@ def test_original_headers_only_by_default() -> None:
     content = returned.get_payload(decode=True)
     assert content == ORIGINAL.split(b"\r\n\r\n")[0] + b"\r\n"
     assert b"the figures are attached" not in dsn()
+
+
+@pytest.mark.parametrize("ending", [b"", b"\r\nBody\r\n"], ids=["no blank line", "body after"])
+def test_returned_headers_are_capped_at_a_whole_line(ending: bytes) -> None:
+    """A 10 MB message that is all header (no blank line), or whose header block alone is
+    over the cap, returns at most MAX_RETURNED_HEADERS of it, ending at a line end."""
+    line = b"X-Filler: " + b"a" * 60 + b"\r\n"
+    original = b"Subject: big\r\n" + line * (10_000_000 // len(line)) + ending
+    report = dsn(original_message=original)
+    assert len(report) < MAX_RETURNED_HEADERS + 10_000
+    returned = parts(report)[2]
+    content = returned.get_payload(decode=True)
+    assert isinstance(content, bytes)
+    assert content.startswith(b"Subject: big\r\nX-Filler: ")
+    assert content.endswith(line)
+    assert MAX_RETURNED_HEADERS - len(line) < len(content) <= MAX_RETURNED_HEADERS
+    # Callers may pass only the part of the message a headers-only report looks at.
+    assert dsn(original_message=original[:ORIGINAL_READ]) == report
 
 
 def test_include_body_attaches_the_whole_message() -> None:
