@@ -64,12 +64,40 @@ class _Pace:
     starts: collections.deque[float] = field(default_factory=collections.deque)
 
     def wait(self, limit: int, now: float) -> float:
-        while self.starts and now - self.starts[0] >= 60:
-            self.starts.popleft()
+        self._forget(now)
         if len(self.starts) < limit:
             self.starts.append(now)
             return 0.0
         return 60 - (now - self.starts[0])
+
+    def idle(self, now: float) -> bool:
+        """No start in the last minute: forgetting this pace changes nothing."""
+        self._forget(now)
+        return not self.starts
+
+    def _forget(self, now: float) -> None:
+        while self.starts and now - self.starts[0] >= 60:
+            self.starts.popleft()
+
+
+class _Gate:
+    """The connection limit of one destination, and how many attempts hold or await it."""
+
+    def __init__(self, limit: int) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self.users = 0
+
+    async def __aenter__(self) -> None:
+        self.users += 1
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            self.users -= 1
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+        self.users -= 1
 
 
 FAILED_ATTEMPT_PAUSE = 60.0
@@ -111,8 +139,9 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._connections = asyncio.Semaphore(config().delivery.max_connections)
-        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._per_destination: dict[str, _Gate] = {}
         self._pace: dict[str, _Pace] = {}
+        """Both by destination key; `forget_idle` drops what nobody uses."""
         self.suspended: dict[str, tuple[float, str]] = {}
         """Destinations an admin suspended: until when, and why."""
 
@@ -169,6 +198,19 @@ class Scheduler:
         """Give a claimed message back to delivery."""
         self._active.discard(message_id)
         self.wake()
+
+    def forget_idle(self) -> None:
+        """Drop the connection limits and paces of destinations nobody uses right now.
+
+        One of each is made per destination ever delivered to; without this, a relay that
+        sends to many domains keeps them all. A limit comes back on next use (with the
+        config's value then); a pace is dropped only when it has no start in the last minute.
+        """
+        now = self.clock()
+        for key in [k for k, gate in self._per_destination.items() if not gate.users]:
+            del self._per_destination[key]
+        for key in [k for k, pace in self._pace.items() if pace.idle(now)]:
+            del self._pace[key]
 
     # ------------------------------------------------------------------ the loop
 
@@ -328,7 +370,7 @@ class Scheduler:
         limit = route.max_connections or config.delivery.max_connections_per_destination
         per_destination = self._per_destination.get(destination.key)
         if per_destination is None:
-            per_destination = self._per_destination[destination.key] = asyncio.Semaphore(limit)
+            per_destination = self._per_destination[destination.key] = _Gate(limit)
         addresses = tuple(r.address for r in recipients)
         async with per_destination, self._connections:
             self.bus.publish(AttemptStarted(job.queue_id, destination.key, addresses))

@@ -659,3 +659,43 @@ async def test_one_group_failing_inside_relaybox_keeps_the_other_groups_outcomes
     assert "a bug in delivery" in states["y@bad.example"][1]
     assert "RuntimeError: a bug in delivery" in run.log_text()
     assert len(good.messages) == 1 and bad.messages == []
+
+
+async def test_limits_and_paces_of_idle_destinations_are_forgotten(
+    clocked_engine: ClockedEngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler keeps a connection limit and a pace per destination it delivers to; the
+    delivery housekeeping drops those nobody uses (a pace once it has had no start for a
+    minute), so they do not pile up with every domain ever mailed. One in use stays."""
+    monkeypatch.setattr(engine_module, "DELIVERY_HOUSEKEEPING_INTERVAL", 0.1)
+    stall = asyncio.Event()
+    stalled = await smtp_sink(stall=stall)
+    sink = await smtp_sink()
+    paced = dataclasses.replace(to_sink(sink, ("paced.example",)), max_messages_per_minute=100)
+    routes = (paced, to_sink(stalled, ("slow.example",)))
+    clock = SteppedClock()
+    run = await clocked_engine(relay_config(tmp_path / "state", routes, dns_server({})), clock)
+    scheduler = run.engine.scheduler
+    assert scheduler is not None
+    await wait_state(run, await send(run, "a@example.com", ["x@paced.example"]), {"delivered"})
+    await send(run, "a@example.com", ["y@slow.example"])
+    await asyncio.wait_for(stalled.in_data.wait(), 5)
+    slow_key = f"smarthost:127.0.0.1:{stalled.port}"
+    paced_key = f"smarthost:127.0.0.1:{sink.port}"
+
+    async def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not check():
+            assert time.monotonic() < deadline, (scheduler._per_destination, scheduler._pace)
+            await asyncio.sleep(0.05)
+
+    await until(lambda: list(scheduler._per_destination) == [slow_key])  # in use: kept
+    assert list(scheduler._pace) == [paced_key]  # started within the minute: kept
+    clock.advance(61)
+    await until(lambda: not scheduler._pace)
+    stall.set()
+    await until(lambda: not scheduler._per_destination)
