@@ -46,7 +46,7 @@ def destination_for(config: Config, recipient: str, sender: str) -> Destination 
     route = config.route_for(recipient, sender)
     if route is None:
         return None
-    domain = _domain(recipient)
+    domain = _domain(config.qualify(recipient))
     if route.transport == "mx":
         key = f"mx:{domain}"
     elif route.transport == "smarthost":

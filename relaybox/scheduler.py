@@ -371,7 +371,8 @@ class Scheduler:
         per_destination = self._per_destination.get(destination.key)
         if per_destination is None:
             per_destination = self._per_destination[destination.key] = _Gate(limit)
-        addresses = tuple(r.address for r in recipients)
+        # The bare postmaster is sent on as postmaster@hostname (see Config.qualify).
+        addresses = tuple(config.qualify(r.address) for r in recipients)
         async with per_destination, self._connections:
             self.bus.publish(AttemptStarted(job.queue_id, destination.key, addresses))
             hops = await resolve_hops(destination, self.resolver, config.delivery.mx_port)
@@ -448,8 +449,8 @@ class Scheduler:
             )
         last_hop = result.attempts[-1].hop if result.attempts else None
         outcomes = []
-        for r in recipients:
-            outcome = result.outcomes.get(r.address) or Outcome("deferred", "451 4.3.0 No result")
+        for r, address in zip(recipients, addresses, strict=True):
+            outcome = result.outcomes.get(address) or Outcome("deferred", "451 4.3.0 No result")
             outcomes.append(
                 RecipientOutcome(
                     r.idx,

@@ -388,6 +388,23 @@ async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
     assert detail.row.next_attempt_at is None
 
 
+async def test_bare_postmaster_goes_to_postmaster_at_the_relays_hostname(
+    start_engine, smtp_sink, tmp_path
+):
+    """RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted. A relay has no
+    local mailbox: it is sent on as postmaster@[server] hostname, by that domain's route
+    (here a smart host that takes only relay.example.test), as Postfix's null client does."""
+    sink = await smtp_sink()
+    config = relay_config(tmp_path, (to_sink(sink, ("relay.example.test",)),))
+    assert config.server.hostname == "relay.example.test"
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["Postmaster"])
+    (got,) = await sink.wait_for(1)
+    assert got.recipients == ["postmaster@relay.example.test"]
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert detail.attempts[0].destination == f"smarthost:127.0.0.1:{sink.port}"
+
+
 async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
     from .conftest import SMTPClient
 

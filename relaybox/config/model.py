@@ -97,7 +97,8 @@ class ServerConfig:
     """The `[server]` table."""
 
     hostname: str = field(default_factory=default_hostname)
-    """HELO name and the `by` host of the Received: header."""
+    """HELO name and the `by` host of the Received: header; mail to the bare `postmaster`
+    goes to `postmaster@` this name (see `Config.qualify`)."""
     state_dir: Path = field(default_factory=default_state_dir)
     """Spool, database, lock and admin socket; created with mode 0700."""
     min_free_space_mb: int = 100
@@ -495,18 +496,32 @@ class Config:
                 return user
         return None
 
+    def qualify(self, recipient: str) -> str:
+        """`recipient` as it is routed and sent on: the bare `postmaster` becomes
+        `postmaster@` + `[server] hostname`; any other address comes back unchanged.
+
+        RFC 5321 §4.1.1.3 makes every server accept `<Postmaster>` without a domain. A relay
+        has no mailbox of its own to put it in, so it does what Postfix does for an address
+        without a domain (append_at_myorigin, with myorigin = myhostname, as a null client is
+        set up): the relay's own name is added and the mail goes wherever the routes send mail
+        for that domain, to a person at the organisation. Sent on bare, `postmaster` would
+        mean the next hop's postmaster instead.
+        """
+        return recipient if "@" in recipient else f"{recipient}@{self.server.hostname}"
+
     def route_for(self, recipient: str, sender: str) -> RouteConfig | None:
         """The first route that matches a recipient and envelope sender, or None.
 
         Args:
-            recipient: A parsed recipient address; the bare `postmaster` has the domain `""`.
+            recipient: A parsed recipient address; the bare `postmaster` is routed as
+                `qualify` writes it, by the domain of `[server] hostname`.
             sender: The parsed envelope sender; `""` for the null sender.
 
         Returns:
             The route, or None when no route matches: mail to that recipient is refused at
             RCPT with 550 5.7.1 (the loader warns when no route has domains = ["*"]).
         """
-        recipient_domain = recipient.rpartition("@")[2] if "@" in recipient else ""
+        recipient_domain = self.qualify(recipient).rpartition("@")[2]
         sender_domain = sender.rpartition("@")[2] if "@" in sender else ""
         for route in self.routes:
             if route.matches(recipient_domain, sender_domain):
