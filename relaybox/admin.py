@@ -16,7 +16,7 @@ import builtins
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from .bounce import dsn_message
 from .config.model import Config, default_config
 from .events import EventBus, MessageBounced
 from .replies import Reply
-from .routing import destination_for
+from .routing import destination_for, smarthost_key
 from .spool import (
     DeliveryJob,
     MessageDetail,
@@ -350,19 +350,32 @@ class Admin:
 
     # ------------------------------------------------------------------ destinations
 
-    def destination_key(self, destination: str) -> str:
+    def destination_key(self, destination: str, suspended: Collection[str] = ()) -> str:
         """The scheduler's name for `destination`: `mx:example.org`, `smarthost:host:port`.
 
-        A name with a transport prefix is taken as it is; a bare domain (or address) is the
-        destination the config routes its mail to, so `example.org` behind a smart host names
-        that smart host. Raises ValueError when mail to that domain goes nowhere to suspend.
+        A name with a transport prefix must be one routing can produce (as
+        `routing.destination_for` builds it): `mx:DOMAIN` for a domain an `mx` route takes,
+        `smarthost:` and all the hosts of a smart host route (`smarthost:a:587,b:587`), or
+        one of `suspended` (a suspension made under an older config can always be lifted).
+        A bare domain (or address) is the destination the config routes its mail to, so
+        `example.org` behind a smart host names that smart host. Raises ValueError, naming
+        the forms that work, for anything else.
         """
         text = destination.strip()
         kind, colon, rest = text.partition(":")
         if colon and kind.lower() in ("mx", "smarthost"):
             if not rest:
                 raise ValueError(f"{destination!r} names no destination")
-            return f"mx:{rest.lower().rstrip('.')}" if kind.lower() == "mx" else f"smarthost:{rest}"
+            mx = kind.lower() == "mx"
+            key = f"mx:{rest.lower().rstrip('.')}" if mx else f"smarthost:{rest}"
+            if key in suspended or self._routes_to(key):
+                return key
+            hosts = [smarthost_key(r) for r in self.config().routes if r.transport == "smarthost"]
+            forms = ", ".join([*hosts, "mx:DOMAIN for a domain an mx route takes"])
+            raise ValueError(
+                f"{text!r} is not a destination of this config; name a domain (example.org) "
+                f"or a destination: {forms} (a smart host route is named with all its hosts)"
+            )
         domain = text.rpartition("@")[2].lower().rstrip(".")
         if not domain or any(c in domain for c in " :/[]<>"):
             raise ValueError(
@@ -378,6 +391,13 @@ class Admin:
             )
         return found.key
 
+    def _routes_to(self, key: str) -> bool:
+        """Whether routing can send mail to the destination `key` under the config now."""
+        routes = self.config().routes
+        if key.startswith("mx:"):
+            return any(r.transport == "mx" and r.takes(key[3:]) for r in routes)
+        return any(r.transport == "smarthost" and smarthost_key(r) == key for r in routes)
+
     async def suspend(
         self, destination: str, seconds: float | None = None, reason: str = ""
     ) -> tuple[str, float]:
@@ -387,9 +407,9 @@ class Admin:
         the time the suspension ends (`UNTIL_RESUMED` for none). Raises ValueError for a
         destination that cannot be suspended or a duration that is not positive.
         """
-        key = self.destination_key(destination)
         if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"suspend for a positive number of seconds, not {seconds}")
+        key = self.destination_key(destination)
         until = UNTIL_RESUMED if seconds is None else min(UNTIL_RESUMED, self.clock() + seconds)
         why = " ".join(reason.split()) or "no reason given"
         await self.spool.suspend(key, until, why)
@@ -402,7 +422,7 @@ class Admin:
 
         Returns False when it was not suspended.
         """
-        key = self.destination_key(destination)
+        key = self.destination_key(destination, (await self.spool.suspended()).keys())
         found = await self.spool.resume(key)
         if self.live is not None:
             self.live.resume(key)

@@ -708,8 +708,8 @@ class ControlServer:
     async def _resume(self, args: dict[str, Any]) -> bool:
         _only(args, "resume", "destination")
         destination = _arg(args, "destination", str)
-        found = await self.admin.resume(destination)
-        key = self.admin.destination_key(destination)
+        key = self.admin.destination_key(destination, (await self.admin.suspended()).keys())
+        found = await self.admin.resume(key)
         self.log.event("admin-resume", destination=key, was_suspended=found)
         return found
 

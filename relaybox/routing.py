@@ -19,7 +19,14 @@ from .config.model import Config, RouteConfig
 from .delivery import Credentials, Hop
 from .dns import Resolver
 
-__all__ = ["Destination", "HopList", "destination_for", "load_credentials", "resolve_hops"]
+__all__ = [
+    "Destination",
+    "HopList",
+    "destination_for",
+    "load_credentials",
+    "resolve_hops",
+    "smarthost_key",
+]
 
 MAX_HOPS = 10
 """Addresses tried in one attempt at most (Postfix's smtp_mx_address_limit is 5 per domain)."""
@@ -49,10 +56,15 @@ def destination_for(config: Config, recipient: str, sender: str) -> Destination 
     if route.transport == "mx":
         key = f"mx:{domain}"
     elif route.transport == "smarthost":
-        key = "smarthost:" + ",".join(str(h) for h in route.hosts)
+        key = smarthost_key(route)
     else:
         key = route.transport
     return Destination(key, route, domain)
+
+
+def smarthost_key(route: RouteConfig) -> str:
+    """The destination key of a smart host route: all its hosts, in the order written."""
+    return "smarthost:" + ",".join(str(h) for h in route.hosts)
 
 
 @dataclass(frozen=True)

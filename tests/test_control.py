@@ -7,6 +7,7 @@ the engine over its socket and checks the answer against the spool the engine ke
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from relaybox.admin import UNTIL_RESUMED
+from relaybox.config.model import HostPort, RouteConfig
 from relaybox.control import ControlClient, ControlError, EventsDropped
 from relaybox.events import DestinationSuspended, MessageAccepted
 from relaybox.spool import MessageFilter
@@ -362,6 +364,36 @@ async def test_what_cannot_be_suspended_is_refused_with_a_reason(
         await client.suspend("mx:example.org", -5)
 
 
+async def test_only_destinations_routing_can_produce_may_be_suspended(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    """One host of a two-host smart host route is no destination (its key names both), nor
+    is an mx: domain no mx route takes: suspending them would hold back nothing. The error
+    names what works. A suspension made under an older config can still be lifted."""
+    first, second = await smtp_sink(), await smtp_sink()
+    both = RouteConfig(
+        domains=("example.org",),
+        transport="smarthost",
+        hosts=(HostPort("127.0.0.1", first.port), HostPort("127.0.0.1", second.port)),
+        tls="none",
+    )
+    mx = RouteConfig(domains=("*.example.net",), transport="mx")
+    run = await start_engine(relay_config(tmp_path, (both, mx)))
+    client = await connect(run)
+    key = f"smarthost:127.0.0.1:{first.port},127.0.0.1:{second.port}"
+    with pytest.raises(ControlError, match="not a destination") as refused:
+        await client.suspend(f"smarthost:127.0.0.1:{first.port}")
+    assert key in str(refused.value) and "mx:DOMAIN" in str(refused.value)
+    with pytest.raises(ControlError, match="not a destination"):
+        await client.suspend("mx:example.org")  # a smart host takes example.org
+    assert (await client.suspend(key))[0] == key
+    assert (await client.suspend("mx:Shop.Example.NET."))[0] == "mx:shop.example.net"
+    assert (await client.suspend("example.org"))[0] == key
+    assert run.engine.spool is not None
+    await run.engine.spool.suspend("smarthost:old.example:25", UNTIL_RESUMED, "old config")
+    assert await client.resume("smarthost:old.example:25") is True
+
+
 async def rcpt_reply(run: RunningEngine, recipient: str) -> int:
     smtp = await SMTPClient.connect(*run.address())
     try:
@@ -507,8 +539,12 @@ async def test_a_subscriber_that_falls_behind_is_told_how_many_events_it_lost(
     await stream.aclose()
 
 
-async def test_suspend_and_resume_are_published(start_engine: EngineFactory, connect: Any) -> None:
-    run = await start_engine()
+async def test_suspend_and_resume_are_published(
+    start_engine: EngineFactory, connect: Any, tmp_path: Path
+) -> None:
+    # An mx route to suspend; no mail is sent, so its DNS (the dead NO_DNS) is never asked.
+    mx = RouteConfig(domains=("*",), transport="mx")
+    run = await start_engine(dataclasses.replace(make_config(tmp_path / "state"), routes=(mx,)))
     client = await connect(run)
     stream = client.events(["DestinationSuspended"])
     first = asyncio.ensure_future(anext(stream))

@@ -405,9 +405,13 @@ class RouteConfig:
         Both are domains without `@`, in any case; `sender_domain` is `""` for the null
         sender. Domains with non-ASCII letters are compared in their `xn--` form.
         """
-        if not _domain_matches(self.domains, recipient_domain):
+        if not self.takes(recipient_domain):
             return False
         return not self.sender_domains or _domain_matches(self.sender_domains, sender_domain)
+
+    def takes(self, recipient_domain: str) -> bool:
+        """Whether `domains` match `recipient_domain`, for some sender at least."""
+        return _domain_matches(self.domains, recipient_domain)
 
     def rewrite_sender(self, address: str) -> str:
         """`address` as mail leaving through this route carries it (case-insensitive lookup).
