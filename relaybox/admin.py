@@ -42,18 +42,23 @@ from .spool import (
 
 __all__ = [
     "ACTIONS",
+    "MAX_SUPPRESSION_DAYS",
     "UNTIL_RESUMED",
     "Admin",
     "LiveEngine",
     "MessageFilter",
     "Page",
     "every_page",
+    "suppression_days_problem",
     "suspension_reply",
 ]
 
 UNTIL_RESUMED = 253_402_300_799.0
 """The end of a suspension that has none (9999-12-31 23:59:59 UTC): finite, so that every
 time format and JSON can hold it."""
+
+MAX_SUPPRESSION_DAYS = 3650
+"""The longest an admin's suppression entry may last (as `[delivery] suppression_days`)."""
 
 ACTIONS: tuple[str, ...] = ("retry", "hold", "release", "delete", "bounce")
 """The actions on messages, by the name the CLI and the socket use."""
@@ -75,6 +80,16 @@ async def every_page(
         if page.next_after is None:
             return out
         after = page.next_after
+
+
+def suppression_days_problem(days: float) -> str | None:
+    """What is wrong with `days` as the life of a suppression entry, or None."""
+    if math.isfinite(days) and 0 < days <= MAX_SUPPRESSION_DAYS:
+        return None
+    return (
+        f"days must be a number above 0 and at most {MAX_SUPPRESSION_DAYS} (or left out, "
+        f"for no end), not {days:g}"
+    )
 
 
 def suspension_reply(destination: str, reason: str) -> str:
@@ -445,13 +460,17 @@ class Admin:
     ) -> str:
         """Refuse mail to `address` at RCPT; returns the normalised address.
 
-        Raises ValueError when `address` is not a valid mailbox.
+        `days` (None: for ever) is counted from now on the engine's clock. Raises ValueError
+        when `address` is not a valid mailbox, or `days` is not a number above 0 and at most
+        `MAX_SUPPRESSION_DAYS`.
         """
+        if days is not None and (problem := suppression_days_problem(days)):
+            raise ValueError(problem)
         try:
             normalized = parse_rcpt(f"TO:<{address}>", smtputf8=True).recipient.lower()
         except AddressError as exc:
             raise ValueError(f"{address!r} is not a valid address: {exc.text}") from None
-        expires = time.time() + days * 86400 if days else None
+        expires = None if days is None else self.clock() + days * 86400
         await self.spool.suppression_add(normalized, reason, expires)
         if self.live is not None:
             await self.live.refresh_suppression()

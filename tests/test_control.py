@@ -424,6 +424,28 @@ async def test_suppression_list_over_the_socket(start_engine: EngineFactory, con
     assert await client.suppress_list() == []
 
 
+async def test_suppression_days_must_be_a_sane_number(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    """Days that are negative, zero, absurd or not a number are refused with a reason,
+    never stored to break a listing later; valid ones count from the engine's clock."""
+    run = await start_engine()
+    client = await connect(run)
+    for days in (-1, 0, 1e300, 3651):
+        with pytest.raises(ControlError, match="days must be a number above 0"):
+            await client.suppress_add("x@example.org", "left", days)
+    # JSON has no NaN, but Python's parser takes it: the op must still refuse it.
+    (answer,) = await raw_exchange(
+        socket_path(run),
+        [b'{"id": 1, "op": "suppress_add", "args": {"address": "x@example.org", "days": NaN}}\n'],
+    )
+    assert answer["ok"] is False and "days must be" in answer["error"]
+    assert await client.suppress_list() == []
+    await client.suppress_add("x@example.org", "left", 2)
+    (entry,) = await client.suppress_list()
+    assert entry.expires_at == pytest.approx(run.engine.clock() + 2 * 86400, abs=60)
+
+
 # ---------------------------------------------------------------------- bad requests, many clients
 
 
