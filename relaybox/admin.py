@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from .address import AddressError, parse_rcpt
 from .bounce import dsn_message
 from .config.model import Config, default_config
+from .dsn import ORIGINAL_READ
 from .events import EventBus, MessageBounced
 from .replies import Reply
 from .routing import destination_for, smarthost_key
@@ -322,7 +323,8 @@ class Admin:
         self, row: MessageRow, flt: MessageFilter, reply: str, config: Config, now: float
     ) -> str | None:
         detail = await self.spool.message_detail(row.queue_id)
-        data = await self.spool.message_data(row.queue_id)
+        # Only what the DSN quotes (the headers, capped): never whole bodies, 200 at a time.
+        data = await self.spool.message_data(row.queue_id, ORIGINAL_READ)
         if detail is None or data is None:
             return None  # deleted meanwhile
         # A message's recipients are stored with idx 0, 1, ... and listed in that order.
