@@ -91,6 +91,8 @@ MAX_LINE = 1 << 20
 """Longest request line (bytes); a longer one ends its connection."""
 MAX_IN_FLIGHT = 16
 """Requests of one connection worked on at once; more wait their turn."""
+MAX_CLIENTS = 32
+"""Connections served at once (the TUI takes two); one more gets an error line and is closed."""
 _EVENTS_ENCODED_INLINE = 64  # a larger batch is encoded in a thread
 DEFAULT_EVENT_QUEUE = 10_000
 _DATA_LIMIT = 512 * 1024  # base64 of it stays under MAX_LINE
@@ -122,6 +124,7 @@ OPS: tuple[str, ...] = (
 )
 """Every op a request may name."""
 _RECIPIENTS_PER_REQUEST = 5000  # keeps a request well under MAX_LINE
+_IDS_PER_FILTER = 10_000  # queue IDs or addresses in one filter (SQLite's variables and time)
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 
@@ -258,11 +261,13 @@ def filter_from_json(value: Any) -> MessageFilter:
             f"unknown state {unknown[0]!r} in filter.states; states: {', '.join(ALL_STATES)}"
         )
     queue_ids = value.get("queue_ids", [])
-    if not _is_str_list(queue_ids):
-        raise _BadRequest("filter.queue_ids must be a list of queue IDs")
+    if not _is_str_list(queue_ids) or len(queue_ids) > _IDS_PER_FILTER:
+        raise _BadRequest(f"filter.queue_ids must be a list of at most {_IDS_PER_FILTER} queue IDs")
     recipients = value.get("recipients", [])
-    if not _is_str_list(recipients):
-        raise _BadRequest("filter.recipients must be a list of addresses")
+    if not _is_str_list(recipients) or len(recipients) > _IDS_PER_FILTER:
+        raise _BadRequest(
+            f"filter.recipients must be a list of at most {_IDS_PER_FILTER} addresses"
+        )
     return MessageFilter(
         states=tuple(states),
         text=_arg(value, "text", str, ""),
@@ -466,6 +471,20 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= MAX_CLIENTS:
+            with contextlib.suppress(ConnectionError):
+                await _send(
+                    writer,
+                    _failure(
+                        None,
+                        f"the engine serves at most {MAX_CLIENTS} admin connections at once; "
+                        "close one (another relaybox command or UI) and try again",
+                    ),
+                )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            return
         self._clients.add(task)
         working: set[asyncio.Task[None]] = set()
         turns = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -666,8 +685,13 @@ class ControlServer:
     async def _recipients(self, args: dict[str, Any]) -> builtins.list[Any]:
         _only(args, "recipients", "ids")
         ids = args.get("ids")
-        if not (isinstance(ids, list) and all(type(i) is int for i in ids)):
-            raise _BadRequest("ids must be a list of message row ids (the `id` of list rows)")
+        if not (isinstance(ids, list) and all(type(i) is int for i in ids)) or (
+            len(ids) > _RECIPIENTS_PER_REQUEST
+        ):
+            raise _BadRequest(
+                f"ids must be a list of at most {_RECIPIENTS_PER_REQUEST} message row ids "
+                "(the `id` of list rows)"
+            )
         found = await self.admin.recipients_of(ids)
         return [[i, rows] for i, rows in found.items()]
 
@@ -748,6 +772,8 @@ def _parse(line: bytes) -> tuple[Any, str, dict[str, Any], str | None]:
         request = json.loads(line)
     except ValueError as exc:
         return None, "", {}, f"not a JSON request: {exc}"
+    except RecursionError:
+        return None, "", {}, "not a request: JSON nested too deeply"
     if not isinstance(request, dict):
         return None, "", {}, 'a request is an object: {"id": 1, "op": "count", "args": {}}'
     request_id = request.get("id")
@@ -861,12 +887,17 @@ class ControlClient:
             await self._writer.drain()
             return await future
         except ConnectionError as exc:
-            raise ControlError(f"lost the connection to the engine: {exc}") from exc
+            # The engine may have said why it hung up (too many connections): read that first.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._receiver), 1.0)
+            raise ControlError(self._closed or f"lost the connection to the engine: {exc}") from exc
         finally:
             self._waiting.pop(request_id, None)
 
     async def _receive(self) -> None:
         reason = "the engine closed the admin connection"
+        told: str | None = None
+        """What the engine said before hanging up (an error about no request), if anything."""
         try:
             while True:
                 line = await self._reader.readline()
@@ -876,6 +907,8 @@ class ControlClient:
                 if not isinstance(response, dict):
                     continue
                 request_id = response.get("id")
+                if request_id is None and not response.get("ok"):
+                    told = str(response.get("error") or reason)  # why it may hang up now
                 future = self._waiting.get(request_id) if isinstance(request_id, int) else None
                 if future is None or future.done():
                     continue
@@ -886,8 +919,8 @@ class ControlClient:
         except (ConnectionError, ValueError) as exc:
             reason = f"lost the connection to the engine: {exc}"
         finally:
-            self._closed = reason
-            self._fail_waiting(reason)
+            self._closed = told or reason
+            self._fail_waiting(self._closed)
 
     def _fail_waiting(self, reason: str) -> None:
         self._closed = self._closed or reason

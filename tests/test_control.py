@@ -21,7 +21,7 @@ import pytest
 
 from relaybox.admin import UNTIL_RESUMED
 from relaybox.config.model import HostPort, RouteConfig
-from relaybox.control import ControlClient, ControlError, EventsDropped
+from relaybox.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
 from relaybox.events import DestinationSuspended, MessageAccepted
 from relaybox.spool import MessageFilter
 from relaybox.statedir import SOCKET_NAME
@@ -495,6 +495,67 @@ async def test_a_request_line_over_the_limit_ends_only_its_connection(
         pass
     writer.close()
     assert await (await connect(run)).count() == 0
+
+
+async def test_deeply_nested_json_gets_an_error_and_the_connection_stays_usable(
+    start_engine: EngineFactory,
+) -> None:
+    run = await start_engine()
+    deep = b'{"id": 1, "op": "count", "args": {"filter": ' + b"[" * 200_000 + b"]" * 200_000
+    answers = await raw_exchange(socket_path(run), [deep + b"}}\n", b'{"id": 2, "op": "count"}\n'])
+    assert answers[0]["ok"] is False and "nested too deeply" in answers[0]["error"]
+    assert answers[1] == {"id": 2, "ok": True, "result": 0}
+
+
+async def test_id_lists_in_a_request_are_capped(start_engine: EngineFactory, connect: Any) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    with pytest.raises(ControlError, match="at most 5000 message row ids"):
+        await client.request("recipients", ids=list(range(5001)))
+    with pytest.raises(ControlError, match="at most 10000 queue IDs"):
+        await client.count(MessageFilter(queue_ids=tuple(f"Q{i}" for i in range(10_001))))
+    found = await client.recipients_of(list(range(6000)))  # the client sends in chunks
+    assert found == {i: [] for i in range(6000)}
+
+
+async def test_connections_beyond_the_limit_are_told_why_and_closed(
+    start_engine: EngineFactory,
+) -> None:
+    run = await start_engine()
+    path = socket_path(run)
+    held = []
+    try:
+        for n in range(MAX_CLIENTS):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            held.append(writer)
+            writer.write(b'{"id": %d, "op": "count"}\n' % n)  # served: it counts
+            assert json.loads(await asyncio.wait_for(reader.readline(), 10))["ok"] is True
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        held.append(writer)
+        refused = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert refused["ok"] is False and f"at most {MAX_CLIENTS}" in refused["error"]
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        with pytest.raises(ControlError, match=f"at most {MAX_CLIENTS}"):
+            client = await ControlClient.connect(path)
+            try:
+                await client.count()
+            finally:
+                await client.close()
+        held.pop(0).close()  # one leaves: a newcomer is served again
+        deadline = time.monotonic() + 10
+        while True:
+            client = await ControlClient.connect(path)
+            try:
+                assert await client.count() == 0
+                break
+            except ControlError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            finally:
+                await client.close()
+    finally:
+        for writer in held:
+            writer.close()
 
 
 async def test_many_clients_are_served_at_once(
