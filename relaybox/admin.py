@@ -214,6 +214,24 @@ class Admin:
             _upper(flt or MessageFilter()), sort=sort, descending=descending
         )
 
+    async def message_id_page(
+        self,
+        flt: MessageFilter | None = None,
+        *,
+        sort: str = "arrived",
+        descending: bool = False,
+        after: tuple[Any, int] | None = None,
+        limit: int = 10_000,
+    ) -> builtins.list[tuple[Any, int]]:
+        """`message_ids` a window at a time: (sort value, row id) pairs after `after`."""
+        return await self.spool.message_id_page(
+            _upper(flt or MessageFilter()),
+            sort=sort,
+            descending=descending,
+            after=after,
+            limit=limit,
+        )
+
     async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
         """The listing rows of these messages (those that still exist)."""
         return await self.spool.rows_by_id(ids)

@@ -20,6 +20,7 @@ list                  filter, sort, descending, after, limit           {rows, ne
 count                 filter                                           int
 count_by_state        -                                                {state: int}
 show                  queue_id                                         detail or null
+ids                   filter, sort, descending, after, limit           {ids, next_after}
 recipients            ids (row ids from list)                          [[id, [recipient]]]
 retry, hold,          filter (required)                                [queue ID touched]
 release, delete
@@ -386,6 +387,16 @@ def _arg(args: dict[str, Any], name: str, kind: type, default: Any = _REQUIRED) 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
+def _after(args: dict[str, Any]) -> tuple[Any, int] | None:
+    """The `after` argument of a paged op: the `next_after` its previous page returned."""
+    after = args.get("after")
+    if after is None:
+        return None
+    if not (isinstance(after, list) and len(after) == 2 and type(after[1]) is int):
+        raise _BadRequest("after must be the next_after of the previous page")
+    return after[0], after[1]
+
+
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -607,11 +618,7 @@ class ControlServer:
 
     async def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         _only(args, "list", "filter", "sort", "descending", "after", "limit")
-        after = args.get("after")
-        if after is not None:
-            if not (isinstance(after, list) and len(after) == 2 and type(after[1]) is int):
-                raise _BadRequest("after must be the next_after of the previous page")
-            after = (after[0], after[1])
+        after = _after(args)
         limit = _arg(args, "limit", int, 100)
         if not 1 <= limit <= 10_000:
             raise _BadRequest("limit must be between 1 and 10000")
@@ -651,17 +658,21 @@ class ControlServer:
         return None if data is None else base64.b64encode(data).decode("ascii")
 
     async def _ids(self, args: dict[str, Any]) -> dict[str, Any]:
-        _only(args, "ids", "filter", "sort", "descending", "offset", "limit")
-        offset = _arg(args, "offset", int, 0)
+        _only(args, "ids", "filter", "sort", "descending", "after", "limit")
         limit = _arg(args, "limit", int, _IDS_PER_REQUEST)
-        if offset < 0 or not 1 <= limit <= _IDS_PER_REQUEST:
-            raise _BadRequest(f"offset must be >= 0 and limit between 1 and {_IDS_PER_REQUEST}")
-        ids = await self.admin.message_ids(
+        if not 1 <= limit <= _IDS_PER_REQUEST:
+            raise _BadRequest(f"limit must be between 1 and {_IDS_PER_REQUEST}")
+        keys = await self.admin.message_id_page(
             filter_from_json(args.get("filter", {})),
             sort=_arg(args, "sort", str, "arrived"),
             descending=_arg(args, "descending", bool, False),
+            after=_after(args),
+            limit=limit,
         )
-        return {"ids": ids[offset : offset + limit], "total": len(ids)}
+        return {
+            "ids": [message_id for _, message_id in keys],
+            "next_after": keys[-1] if len(keys) == limit else None,
+        }
 
     async def _rows(self, args: dict[str, Any]) -> builtins.list[Any]:
         _only(args, "rows", "ids")
@@ -985,16 +996,18 @@ class ControlClient:
         self, flt: MessageFilter | None = None, *, sort: str = "arrived", descending: bool = False
     ) -> builtins.list[int]:
         out: builtins.list[int] = []
+        after = None
         while True:
             result = await self.request(
                 "ids",
                 filter=filter_to_json(flt or MessageFilter()),
                 sort=sort,
                 descending=descending,
-                offset=len(out),
+                after=after,
             )
             out.extend(result["ids"])
-            if not result["ids"] or len(out) >= result["total"]:
+            after = result["next_after"]
+            if after is None:
                 return out
 
     async def overview(self, since: float) -> Overview:

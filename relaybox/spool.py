@@ -754,6 +754,45 @@ class Spool:
 
         return await self._read(query)
 
+    async def message_id_page(
+        self,
+        flt: MessageFilter,
+        *,
+        sort: str = "arrived",
+        descending: bool = False,
+        after: tuple[Any, int] | None = None,
+        limit: int = 10_000,
+    ) -> list[tuple[Any, int]]:
+        """(sort value, row id) of the next `limit` messages after `after`, in `message_ids`
+        order: the same ids a window at a time (keyset pagination, as `list_messages`), so
+        the admin socket never re-runs the whole listing for each window."""
+        column = SORT_COLUMNS.get(sort)
+        if column is None:
+            raise ValueError(f"cannot sort by {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+        where, params = _where(flt)
+        order = "DESC" if descending else "ASC"
+
+        def query(conn: sqlite3.Connection) -> list[tuple[Any, int]]:
+            found: list[tuple[Any, int]] = []
+            conn.execute("BEGIN")  # one snapshot for the segments of this window
+            try:
+                for condition, condition_params in _keyset_segments(column, descending, after):
+                    terms = [*where, condition] if condition else where
+                    sql = f"SELECT m.{column}, m.id FROM messages m"
+                    if terms:
+                        sql += " WHERE " + " AND ".join(terms)
+                    sql += f" ORDER BY m.{column} {order}, m.id {order} LIMIT ?"
+                    rows = conn.execute(sql, [*params, *condition_params, limit - len(found)])
+                    found.extend((value, message_id) for value, message_id in rows)
+                    if len(found) >= limit:
+                        break
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            return found
+
+        return await self._read(query)
+
     async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
         """The listing rows of these messages (those that still exist), by row id."""
         wanted = list(dict.fromkeys(ids))

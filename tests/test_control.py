@@ -163,6 +163,26 @@ async def test_list_count_and_show_answer_what_the_spool_holds(
 # ---------------------------------------------------------------------- actions
 
 
+async def test_ids_are_paged_after_the_last_id_so_a_deletion_shifts_nothing(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    """`ids` pages by key (after the last one sent), not by offset: a message deleted
+    between two pages makes the next page neither skip nor repeat one."""
+    run = await start_engine()
+    client = await connect(run)
+    queue_ids = [await send(run, SENDER, [f"r{n}@example.org"]) for n in range(5)]
+    everything = await client.message_ids()
+    assert len(everything) == 5
+    first = await client.request("ids", limit=2)
+    assert first["ids"] == everything[:2]
+    await client.delete(MessageFilter(queue_ids=(queue_ids[0],)))
+    second = await client.request("ids", limit=2, after=first["next_after"])
+    third = await client.request("ids", limit=2, after=second["next_after"])
+    assert second["ids"] + third["ids"] == everything[2:]
+    assert third["next_after"] is None
+    assert await client.message_ids() == everything[1:]
+
+
 async def test_hold_release_retry_and_delete_act_on_the_running_engine(
     start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
 ) -> None:
