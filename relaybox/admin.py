@@ -16,18 +16,19 @@ import builtins
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .address import AddressError, parse_rcpt
 from .bounce import dsn_message
 from .config.model import Config, default_config
+from .dsn import ORIGINAL_READ
 from .events import EventBus, MessageBounced
 from .health import check_domains, resolver_for
 from .health.monitor import DomainReport
 from .replies import Reply
-from .routing import destination_for
+from .routing import destination_for, smarthost_key
 from .spool import (
     DeliveryJob,
     MessageDetail,
@@ -44,18 +45,23 @@ from .spool import (
 
 __all__ = [
     "ACTIONS",
+    "MAX_SUPPRESSION_DAYS",
     "UNTIL_RESUMED",
     "Admin",
     "LiveEngine",
     "MessageFilter",
     "Page",
     "every_page",
+    "suppression_days_problem",
     "suspension_reply",
 ]
 
 UNTIL_RESUMED = 253_402_300_799.0
 """The end of a suspension that has none (9999-12-31 23:59:59 UTC): finite, so that every
 time format and JSON can hold it."""
+
+MAX_SUPPRESSION_DAYS = 3650
+"""The longest an admin's suppression entry may last (as `[delivery] suppression_days`)."""
 
 ACTIONS: tuple[str, ...] = ("retry", "hold", "release", "delete", "bounce")
 """The actions on messages, by the name the CLI and the socket use."""
@@ -77,6 +83,16 @@ async def every_page(
         if page.next_after is None:
             return out
         after = page.next_after
+
+
+def suppression_days_problem(days: float) -> str | None:
+    """What is wrong with `days` as the life of a suppression entry, or None."""
+    if math.isfinite(days) and 0 < days <= MAX_SUPPRESSION_DAYS:
+        return None
+    return (
+        f"days must be a number above 0 and at most {MAX_SUPPRESSION_DAYS} (or left out, "
+        f"for no end), not {days:g}"
+    )
 
 
 def suspension_reply(destination: str, reason: str) -> str:
@@ -208,6 +224,24 @@ class Admin:
             _upper(flt or MessageFilter()), sort=sort, descending=descending
         )
 
+    async def message_id_page(
+        self,
+        flt: MessageFilter | None = None,
+        *,
+        sort: str = "arrived",
+        descending: bool = False,
+        after: tuple[Any, int] | None = None,
+        limit: int = 10_000,
+    ) -> builtins.list[tuple[Any, int]]:
+        """`message_ids` a window at a time: (sort value, row id) pairs after `after`."""
+        return await self.spool.message_id_page(
+            _upper(flt or MessageFilter()),
+            sort=sort,
+            descending=descending,
+            after=after,
+            limit=limit,
+        )
+
     async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
         """The listing rows of these messages (those that still exist)."""
         return await self.spool.rows_by_id(ids)
@@ -317,7 +351,8 @@ class Admin:
         self, row: MessageRow, flt: MessageFilter, reply: str, config: Config, now: float
     ) -> str | None:
         detail = await self.spool.message_detail(row.queue_id)
-        data = await self.spool.message_data(row.queue_id)
+        # Only what the DSN quotes (the headers, capped): never whole bodies, 200 at a time.
+        data = await self.spool.message_data(row.queue_id, ORIGINAL_READ)
         if detail is None or data is None:
             return None  # deleted meanwhile
         # A message's recipients are stored with idx 0, 1, ... and listed in that order.
@@ -360,19 +395,32 @@ class Admin:
 
     # ------------------------------------------------------------------ destinations
 
-    def destination_key(self, destination: str) -> str:
+    def destination_key(self, destination: str, suspended: Collection[str] = ()) -> str:
         """The scheduler's name for `destination`: `mx:example.org`, `smarthost:host:port`.
 
-        A name with a transport prefix is taken as it is; a bare domain (or address) is the
-        destination the config routes its mail to, so `example.org` behind a smart host names
-        that smart host. Raises ValueError when mail to that domain goes nowhere to suspend.
+        A name with a transport prefix must be one routing can produce (as
+        `routing.destination_for` builds it): `mx:DOMAIN` for a domain an `mx` route takes,
+        `smarthost:` and all the hosts of a smart host route (`smarthost:a:587,b:587`), or
+        one of `suspended` (a suspension made under an older config can always be lifted).
+        A bare domain (or address) is the destination the config routes its mail to, so
+        `example.org` behind a smart host names that smart host. Raises ValueError, naming
+        the forms that work, for anything else.
         """
         text = destination.strip()
         kind, colon, rest = text.partition(":")
         if colon and kind.lower() in ("mx", "smarthost"):
             if not rest:
                 raise ValueError(f"{destination!r} names no destination")
-            return f"mx:{rest.lower().rstrip('.')}" if kind.lower() == "mx" else f"smarthost:{rest}"
+            mx = kind.lower() == "mx"
+            key = f"mx:{rest.lower().rstrip('.')}" if mx else f"smarthost:{rest}"
+            if key in suspended or self._routes_to(key):
+                return key
+            hosts = [smarthost_key(r) for r in self.config().routes if r.transport == "smarthost"]
+            forms = ", ".join([*hosts, "mx:DOMAIN for a domain an mx route takes"])
+            raise ValueError(
+                f"{text!r} is not a destination of this config; name a domain (example.org) "
+                f"or a destination: {forms} (a smart host route is named with all its hosts)"
+            )
         domain = text.rpartition("@")[2].lower().rstrip(".")
         if not domain or any(c in domain for c in " :/[]<>"):
             raise ValueError(
@@ -388,6 +436,13 @@ class Admin:
             )
         return found.key
 
+    def _routes_to(self, key: str) -> bool:
+        """Whether routing can send mail to the destination `key` under the config now."""
+        routes = self.config().routes
+        if key.startswith("mx:"):
+            return any(r.transport == "mx" and r.takes(key[3:]) for r in routes)
+        return any(r.transport == "smarthost" and smarthost_key(r) == key for r in routes)
+
     async def suspend(
         self, destination: str, seconds: float | None = None, reason: str = ""
     ) -> tuple[str, float]:
@@ -397,9 +452,9 @@ class Admin:
         the time the suspension ends (`UNTIL_RESUMED` for none). Raises ValueError for a
         destination that cannot be suspended or a duration that is not positive.
         """
-        key = self.destination_key(destination)
         if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"suspend for a positive number of seconds, not {seconds}")
+        key = self.destination_key(destination)
         until = UNTIL_RESUMED if seconds is None else min(UNTIL_RESUMED, self.clock() + seconds)
         why = " ".join(reason.split()) or "no reason given"
         await self.spool.suspend(key, until, why)
@@ -412,7 +467,7 @@ class Admin:
 
         Returns False when it was not suspended.
         """
-        key = self.destination_key(destination)
+        key = self.destination_key(destination, (await self.spool.suspended()).keys())
         found = await self.spool.resume(key)
         if self.live is not None:
             self.live.resume(key)
@@ -455,13 +510,17 @@ class Admin:
     ) -> str:
         """Refuse mail to `address` at RCPT; returns the normalised address.
 
-        Raises ValueError when `address` is not a valid mailbox.
+        `days` (None: for ever) is counted from now on the engine's clock. Raises ValueError
+        when `address` is not a valid mailbox, or `days` is not a number above 0 and at most
+        `MAX_SUPPRESSION_DAYS`.
         """
+        if days is not None and (problem := suppression_days_problem(days)):
+            raise ValueError(problem)
         try:
             normalized = parse_rcpt(f"TO:<{address}>", smtputf8=True).recipient.lower()
         except AddressError as exc:
             raise ValueError(f"{address!r} is not a valid address: {exc.text}") from None
-        expires = time.time() + days * 86400 if days else None
+        expires = None if days is None else self.clock() + days * 86400
         await self.spool.suppression_add(normalized, reason, expires)
         if self.live is not None:
             await self.live.refresh_suppression()

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import re
 from collections.abc import Sequence
 
 from .config.model import Config
-from .dsn import Action, RecipientStatus, build_dsn
+from .dsn import Action, RecipientStatus, build_dsn, find_status
 from .queueid import new_queue_id
 from .spool import DeliveryJob, NewMessage, RecipientOutcome
 
 __all__ = ["dsn_message", "enhanced_status"]
 
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-
 
 def enhanced_status(reply: str, default: str) -> str:
     """The RFC 3463 status in a reply ("550 5.1.1 ..." -> "5.1.1"), or `default`."""
-    found = _STATUS.search(reply)
-    return found.group(0) if found else default
+    return find_status(reply) or default
 
 
 def dsn_message(

@@ -23,7 +23,7 @@ from typing import Any, TextIO, TypeVar
 import tomlkit
 
 from . import __version__
-from .admin import ACTIONS, UNTIL_RESUMED, Admin
+from .admin import ACTIONS, UNTIL_RESUMED, Admin, suppression_days_problem
 from .certificates import generate_self_signed
 from .config import (
     Config,
@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = ssub.add_parser("add", help="refuse mail to an address")
     a.add_argument("address")
     a.add_argument("--reason", default="added by an admin", help="shown in the 550 reply")
-    a.add_argument("--days", type=float, help="expire after this many days (default: never)")
+    a.add_argument(
+        "--days", type=_days, help="expire after this many days, at most 3650 (default: never)"
+    )
     _add_config(a)
     r = ssub.add_parser("remove", help="accept mail to an address again")
     r.add_argument("address")
@@ -713,7 +715,25 @@ def _with_admin(
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    if ts is None:
+        return None
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        # A time no calendar holds (an entry written before days were checked): say so.
+        return f"{ts:g} (not a date)"
+
+
+def _days(text: str) -> float:
+    """A suppression entry's life in days (for argparse)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    problem = suppression_days_problem(days)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return days
 
 
 def _duration(text: str) -> float:

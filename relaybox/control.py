@@ -20,6 +20,7 @@ list                  filter, sort, descending, after, limit           {rows, ne
 count                 filter                                           int
 count_by_state        -                                                {state: int}
 show                  queue_id                                         detail or null
+ids                   filter, sort, descending, after, limit           {ids, next_after}
 recipients            ids (row ids from list)                          [[id, [recipient]]]
 retry, hold,          filter (required)                                [queue ID touched]
 release, delete
@@ -96,6 +97,8 @@ MAX_LINE = 1 << 20
 """Longest request line (bytes); a longer one ends its connection."""
 MAX_IN_FLIGHT = 16
 """Requests of one connection worked on at once; more wait their turn."""
+MAX_CLIENTS = 32
+"""Connections served at once (the TUI takes two); one more gets an error line and is closed."""
 _EVENTS_ENCODED_INLINE = 64  # a larger batch is encoded in a thread
 DEFAULT_EVENT_QUEUE = 10_000
 _DATA_LIMIT = 512 * 1024  # base64 of it stays under MAX_LINE
@@ -129,6 +132,7 @@ OPS: tuple[str, ...] = (
 )
 """Every op a request may name."""
 _RECIPIENTS_PER_REQUEST = 5000  # keeps a request well under MAX_LINE
+_IDS_PER_FILTER = 10_000  # queue IDs or addresses in one filter (SQLite's variables and time)
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 
@@ -269,11 +273,13 @@ def filter_from_json(value: Any) -> MessageFilter:
             f"unknown state {unknown[0]!r} in filter.states; states: {', '.join(ALL_STATES)}"
         )
     queue_ids = value.get("queue_ids", [])
-    if not _is_str_list(queue_ids):
-        raise _BadRequest("filter.queue_ids must be a list of queue IDs")
+    if not _is_str_list(queue_ids) or len(queue_ids) > _IDS_PER_FILTER:
+        raise _BadRequest(f"filter.queue_ids must be a list of at most {_IDS_PER_FILTER} queue IDs")
     recipients = value.get("recipients", [])
-    if not _is_str_list(recipients):
-        raise _BadRequest("filter.recipients must be a list of addresses")
+    if not _is_str_list(recipients) or len(recipients) > _IDS_PER_FILTER:
+        raise _BadRequest(
+            f"filter.recipients must be a list of at most {_IDS_PER_FILTER} addresses"
+        )
     return MessageFilter(
         states=tuple(states),
         text=_arg(value, "text", str, ""),
@@ -392,6 +398,16 @@ def _arg(args: dict[str, Any], name: str, kind: type, default: Any = _REQUIRED) 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
+def _after(args: dict[str, Any]) -> tuple[Any, int] | None:
+    """The `after` argument of a paged op: the `next_after` its previous page returned."""
+    after = args.get("after")
+    if after is None:
+        return None
+    if not (isinstance(after, list) and len(after) == 2 and type(after[1]) is int):
+        raise _BadRequest("after must be the next_after of the previous page")
+    return after[0], after[1]
+
+
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -488,6 +504,20 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= MAX_CLIENTS:
+            with contextlib.suppress(ConnectionError):
+                await _send(
+                    writer,
+                    _failure(
+                        None,
+                        f"the engine serves at most {MAX_CLIENTS} admin connections at once; "
+                        "close one (another relaybox command or UI) and try again",
+                    ),
+                )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            return
         self._clients.add(task)
         working: set[asyncio.Task[None]] = set()
         turns = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -610,11 +640,7 @@ class ControlServer:
 
     async def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         _only(args, "list", "filter", "sort", "descending", "after", "limit")
-        after = args.get("after")
-        if after is not None:
-            if not (isinstance(after, list) and len(after) == 2 and type(after[1]) is int):
-                raise _BadRequest("after must be the next_after of the previous page")
-            after = (after[0], after[1])
+        after = _after(args)
         limit = _arg(args, "limit", int, 100)
         if not 1 <= limit <= 10_000:
             raise _BadRequest("limit must be between 1 and 10000")
@@ -654,17 +680,21 @@ class ControlServer:
         return None if data is None else base64.b64encode(data).decode("ascii")
 
     async def _ids(self, args: dict[str, Any]) -> dict[str, Any]:
-        _only(args, "ids", "filter", "sort", "descending", "offset", "limit")
-        offset = _arg(args, "offset", int, 0)
+        _only(args, "ids", "filter", "sort", "descending", "after", "limit")
         limit = _arg(args, "limit", int, _IDS_PER_REQUEST)
-        if offset < 0 or not 1 <= limit <= _IDS_PER_REQUEST:
-            raise _BadRequest(f"offset must be >= 0 and limit between 1 and {_IDS_PER_REQUEST}")
-        ids = await self.admin.message_ids(
+        if not 1 <= limit <= _IDS_PER_REQUEST:
+            raise _BadRequest(f"limit must be between 1 and {_IDS_PER_REQUEST}")
+        keys = await self.admin.message_id_page(
             filter_from_json(args.get("filter", {})),
             sort=_arg(args, "sort", str, "arrived"),
             descending=_arg(args, "descending", bool, False),
+            after=_after(args),
+            limit=limit,
         )
-        return {"ids": ids[offset : offset + limit], "total": len(ids)}
+        return {
+            "ids": [message_id for _, message_id in keys],
+            "next_after": keys[-1] if len(keys) == limit else None,
+        }
 
     async def _rows(self, args: dict[str, Any]) -> builtins.list[Any]:
         _only(args, "rows", "ids")
@@ -688,8 +718,13 @@ class ControlServer:
     async def _recipients(self, args: dict[str, Any]) -> builtins.list[Any]:
         _only(args, "recipients", "ids")
         ids = args.get("ids")
-        if not (isinstance(ids, list) and all(type(i) is int for i in ids)):
-            raise _BadRequest("ids must be a list of message row ids (the `id` of list rows)")
+        if not (isinstance(ids, list) and all(type(i) is int for i in ids)) or (
+            len(ids) > _RECIPIENTS_PER_REQUEST
+        ):
+            raise _BadRequest(
+                f"ids must be a list of at most {_RECIPIENTS_PER_REQUEST} message row ids "
+                "(the `id` of list rows)"
+            )
         found = await self.admin.recipients_of(ids)
         return [[i, rows] for i, rows in found.items()]
 
@@ -730,8 +765,8 @@ class ControlServer:
     async def _resume(self, args: dict[str, Any]) -> bool:
         _only(args, "resume", "destination")
         destination = _arg(args, "destination", str)
-        found = await self.admin.resume(destination)
-        key = self.admin.destination_key(destination)
+        key = self.admin.destination_key(destination, (await self.admin.suspended()).keys())
+        found = await self.admin.resume(key)
         self.log.event("admin-resume", destination=key, was_suspended=found)
         return found
 
@@ -781,6 +816,8 @@ def _parse(line: bytes) -> tuple[Any, str, dict[str, Any], str | None]:
         request = json.loads(line)
     except ValueError as exc:
         return None, "", {}, f"not a JSON request: {exc}"
+    except RecursionError:
+        return None, "", {}, "not a request: JSON nested too deeply"
     if not isinstance(request, dict):
         return None, "", {}, 'a request is an object: {"id": 1, "op": "count", "args": {}}'
     request_id = request.get("id")
@@ -894,12 +931,17 @@ class ControlClient:
             await self._writer.drain()
             return await future
         except ConnectionError as exc:
-            raise ControlError(f"lost the connection to the engine: {exc}") from exc
+            # The engine may have said why it hung up (too many connections): read that first.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._receiver), 1.0)
+            raise ControlError(self._closed or f"lost the connection to the engine: {exc}") from exc
         finally:
             self._waiting.pop(request_id, None)
 
     async def _receive(self) -> None:
         reason = "the engine closed the admin connection"
+        told: str | None = None
+        """What the engine said before hanging up (an error about no request), if anything."""
         try:
             while True:
                 line = await self._reader.readline()
@@ -909,6 +951,8 @@ class ControlClient:
                 if not isinstance(response, dict):
                     continue
                 request_id = response.get("id")
+                if request_id is None and not response.get("ok"):
+                    told = str(response.get("error") or reason)  # why it may hang up now
                 future = self._waiting.get(request_id) if isinstance(request_id, int) else None
                 if future is None or future.done():
                     continue
@@ -919,8 +963,8 @@ class ControlClient:
         except (ConnectionError, ValueError) as exc:
             reason = f"lost the connection to the engine: {exc}"
         finally:
-            self._closed = reason
-            self._fail_waiting(reason)
+            self._closed = told or reason
+            self._fail_waiting(self._closed)
 
     def _fail_waiting(self, reason: str) -> None:
         self._closed = self._closed or reason
@@ -985,16 +1029,18 @@ class ControlClient:
         self, flt: MessageFilter | None = None, *, sort: str = "arrived", descending: bool = False
     ) -> builtins.list[int]:
         out: builtins.list[int] = []
+        after = None
         while True:
             result = await self.request(
                 "ids",
                 filter=filter_to_json(flt or MessageFilter()),
                 sort=sort,
                 descending=descending,
-                offset=len(out),
+                after=after,
             )
             out.extend(result["ids"])
-            if not result["ids"] or len(out) >= result["total"]:
+            after = result["next_after"]
+            if after is None:
                 return out
 
     async def overview(self, since: float) -> Overview:

@@ -30,7 +30,9 @@ __all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transactio
 
 TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
 
-# RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient".
+# RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient",
+# also as replies to MAIL and RCPT (530 5.7.0 Authentication required). They defer: one expired
+# credential must not bounce the queue (Postfix's smtp_sasl_auth_soft_bounce).
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
 _LINE_ENDING = re.compile(rb"\r\n|\r|\n")
@@ -60,6 +62,9 @@ class Outcome:
     state: Literal["delivered", "deferred", "bounced"]
     reply: str
     """The server's reply, or relaybox's own words for a failure before one."""
+    rcpt_reply: bool = False
+    """True when `reply` is the next hop's answer to this recipient's own RCPT: the only
+    reply that says something about the mailbox itself (see `suppress_hard_bounces`)."""
 
 
 @dataclass
@@ -73,6 +78,8 @@ class HopAttempt:
     lines: list[TranscriptLine] = field(default_factory=list)
     outcome: str = "deferred"
     reply: str | None = None
+    auth_failed: bool = False
+    """The hop refused our credentials, or wanted some (the scheduler says so in the log)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +102,14 @@ class Result:
 
 
 class _HopFailed(Exception):
-    """This hop could not take the message; try the next one (`permanent` if 5xx)."""
+    """This hop could not take the message; try the next one (`permanent` if 5xx, `auth`
+    when it was about our credentials)."""
 
-    def __init__(self, reply: str, permanent: bool = False) -> None:
+    def __init__(self, reply: str, permanent: bool = False, auth: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
+        self.auth = auth
 
 
 def _reply(response: SMTPResponse) -> str:
@@ -215,6 +224,17 @@ class _Idle:
     since: float
 
 
+async def _quit_all(entries: Sequence[_Idle]) -> None:
+    """QUIT each connection (at most 2 s each, all at once), then close it."""
+
+    async def quit_one(smtp: _RecordingSMTP) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(smtp.quit(), 2)
+        smtp.close()
+
+    await asyncio.gather(*(quit_one(entry.smtp) for entry in entries))
+
+
 class Courier:
     """Sends messages; one per engine, holding the connection cache."""
 
@@ -235,6 +255,7 @@ class Courier:
         self.cache_idle = cache_idle
         self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
+        self._closed = False
         self._unverified = ssl.create_default_context()
         self._unverified.check_hostname = False
         self._unverified.verify_mode = ssl.CERT_NONE
@@ -265,36 +286,39 @@ class Courier:
         return None
 
     def _put_idle(self, key: tuple[Any, ...], smtp: _RecordingSMTP) -> None:
-        if self.cache_idle <= 0 or not smtp.is_connected:
+        if self.cache_idle <= 0 or not smtp.is_connected or self._closed:
             smtp.close()
             return
         self._idle.setdefault(key, []).append(_Idle(smtp, time.monotonic()))
 
     async def reap_idle(self) -> None:
-        """Close connections idle longer than the cache time (QUIT, politely)."""
+        """Close connections idle longer than the cache time (QUIT, politely).
+
+        The expired entries leave the pool before the first await: while a QUIT waits for its
+        reply, deliveries take and return connections, and must never find a closing one
+        there (nor have one they took put back under them).
+        """
         now = time.monotonic()
+        expired: list[_Idle] = []
         for key, pool in list(self._idle.items()):
             keep = []
             for entry in pool:
                 if now - entry.since > self.cache_idle or not entry.smtp.is_connected:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(entry.smtp.quit(), 2)
-                    entry.smtp.close()
+                    expired.append(entry)
                 else:
                     keep.append(entry)
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        await _quit_all(expired)
 
     async def close(self) -> None:
-        """Close every cached connection."""
-        for pool in self._idle.values():
-            for entry in pool:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(entry.smtp.quit(), 2)
-                entry.smtp.close()
+        """Close every cached connection; connections given back afterwards are closed too."""
+        self._closed = True
+        entries = [entry for pool in self._idle.values() for entry in pool]
         self._idle.clear()
+        await _quit_all(entries)
 
     # ------------------------------------------------------------------ delivery
 
@@ -340,6 +364,7 @@ class Courier:
                 attempt.finished_at = time.time()
                 attempt.outcome = "bounced" if failure.permanent else "deferred"
                 attempt.reply = failure.reply
+                attempt.auth_failed = failure.auth
                 record(TranscriptLine(time.time(), "-", failure.reply))
                 last_failure = failure
                 continue
@@ -387,6 +412,11 @@ class Courier:
             except (aiosmtplib.SMTPException, OSError) as exc:
                 smtp.close()
                 raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+            except BaseException:
+                # A bug, or the attempt cancelled: the connection is in an unknown state
+                # mid-transaction; close it, never leave it open or give it to the next message.
+                smtp.close()
+                raise
             else:
                 self._put_idle(key, smtp)
                 return outcomes
@@ -400,6 +430,9 @@ class Courier:
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+        except BaseException:
+            smtp.close()  # as above
+            raise
         self._put_idle(key, smtp)
         return outcomes
 
@@ -483,6 +516,9 @@ class Courier:
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise _HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     async def _open_socket(self, hop: Hop) -> socket.socket:
@@ -545,14 +581,26 @@ class Courier:
         if response.code != 235:
             # Soft: one expired credential must not bounce the queue (Postfix's
             # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
-            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}")
+            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}", auth=True)
 
     async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
-        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+        addresses = (message.sender, *message.recipients)
+        utf8 = message.smtputf8 or not all(address.isascii() for address in addresses)
+        if utf8 and not smtp.supports_extension("smtputf8"):
             # RFC 6531 §3.4: no downgrade exists for SMTPUTF8 addresses.
-            reply = "553 5.6.7 The next hop does not support SMTPUTF8, which this message needs"
-            return {r: Outcome("bounced", reply) for r in message.recipients}
+            if message.smtputf8:
+                reply = "553 5.6.7 The next hop does not support SMTPUTF8, which this message needs"
+                return {r: Outcome("bounced", reply) for r in message.recipients}
+            # The client sent ASCII; relaybox made an address non-ASCII (a rewrite_senders
+            # target). That is the relay's config, not the sender's mistake: deferred, so
+            # that mail goes out once the config is fixed, instead of bouncing.
+            wide = next(address for address in addresses if not address.isascii())
+            reply = (
+                f"451 4.6.7 <{wide}> is not ASCII, which needs SMTPUTF8, and the next hop does "
+                "not support it; the address comes from relaybox's config (rewrite_senders?)"
+            )
+            return {r: Outcome("deferred", reply) for r in message.recipients}
         if message.body_8bit and not smtp.supports_extension("8bitmime"):
             # RFC 6152 §3: never send 8-bit data to a server that did not ask for it.
             reply = "451 4.6.0 The next hop does not accept 8-bit messages (no 8BITMIME)"
@@ -562,14 +610,16 @@ class Courier:
             options.append(f"SIZE={len(message.data)}")
         if message.body_8bit:
             options.append("BODY=8BITMIME")
-        if message.smtputf8:
+        if utf8:
             options.append("SMTPUTF8")
-        encoding = "utf-8" if message.smtputf8 else "ascii"
+        encoding = "utf-8" if utf8 else "ascii"
         try:
             await smtp.mail_from(message.sender, options, encoding)
         except aiosmtplib.SMTPSenderRefused as exc:
             with contextlib.suppress(aiosmtplib.SMTPException):
                 await smtp.rset()
+            if exc.code in _AUTH_FAILURE_CODES:
+                raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
             if exc.code >= 500:
                 reply = f"{exc.code} {exc.message}"
                 state = _state_for(exc.code, self.soft_bounce)
@@ -583,8 +633,15 @@ class Courier:
                 accepted.append(recipient)
                 outcomes[recipient] = Outcome("delivered", _reply(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
+                if exc.code in _AUTH_FAILURE_CODES:
+                    # About the session, not this recipient: no DATA for anyone, all deferred.
+                    with contextlib.suppress(aiosmtplib.SMTPException):
+                        await smtp.rset()
+                    raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
                 outcomes[recipient] = Outcome(
-                    _state_for(exc.code, self.soft_bounce), f"{exc.code} {exc.message}"
+                    _state_for(exc.code, self.soft_bounce),
+                    f"{exc.code} {exc.message}",
+                    rcpt_reply=True,
                 )
         if not accepted:
             with contextlib.suppress(aiosmtplib.SMTPException):

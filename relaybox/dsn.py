@@ -12,9 +12,10 @@ one exception is an internationalised *envelope sender*: the report's ``To:`` th
 
 How the original message is returned (the third part, RFC 6522 §3):
 
-* headers only (the default, to keep reports small) as ``text/rfc822-headers``, 7bit; when the
-  headers are not 7-bit clean (8-bit bytes, NUL, lines over 998 octets) they are sent
-  quoted-printable, as RFC 6522 §4 allows for headers that "require encoding";
+* headers only (the default, to keep reports small; at most ``MAX_RETURNED_HEADERS`` octets,
+  cut at a whole line) as ``text/rfc822-headers``, 7bit; when the headers are not 7-bit clean
+  (8-bit bytes, NUL, lines over 998 octets) they are sent quoted-printable, as RFC 6522 §4
+  allows for headers that "require encoding";
 * the whole message (``include_body=True``) as ``message/rfc822``, 7bit; when it is not 7-bit
   clean it is sent as ``message/global`` in base64 instead, because ``message/rfc822`` admits no
   encoding but 7bit, 8bit or binary (RFC 2046 §5.2.1) while ``message/global`` admits base64
@@ -40,10 +41,13 @@ from email.utils import format_datetime
 from typing import Literal
 
 __all__ = [
+    "MAX_RETURNED_HEADERS",
+    "ORIGINAL_READ",
     "SUBJECTS",
     "Action",
     "RecipientStatus",
     "build_dsn",
+    "find_status",
     "is_bounce_candidate",
 ]
 
@@ -63,9 +67,11 @@ _FOLD_WIDTH = 78
 # Human-readable text is wrapped narrower so quoted replies stay readable in any mail program.
 _TEXT_WIDTH = 72
 
-# RFC 3464 §2.3.4: status-code = DIGIT "." 1*3DIGIT "." 1*3DIGIT, no leading zeros; the class is
-# 2, 4 or 5 (RFC 3463 §3.1).
-_STATUS = re.compile(r"[245]\.(?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})")
+# RFC 3463 §2 and RFC 3464 §2.3.4: class "." subject "." detail, subject and detail 1*3DIGIT;
+# the class is 2, 4 or 5. Found inside reply text too, so not where it is part of a longer
+# number (an address like 10.5.1.1, a version 5.1.1.2, 5.1.1234). The one pattern for status
+# codes: the DSN checks its input with it and `bounce` reads replies with it.
+_STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # An SMTP reply starts with its three-digit code (RFC 5321 §4.2); anything else is our own text.
 _SMTP_REPLY = re.compile(r"[2-5][0-9][0-9](?:[ -]|$)")
 # C0 and C1 controls and DEL: a CR or LF would end a field early, the rest are invisible.
@@ -78,6 +84,14 @@ _ASCII_ADDRESS = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")
 _QUEUE_ID = re.compile(r"[A-Za-z0-9._-]+")
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+MAX_RETURNED_HEADERS = 64 * 1024
+"""Most octets of the original's headers a report returns (``text/rfc822-headers``): more
+than any honest header block, and a message without a blank line (10 MB of "header") costs
+no more than that. Cut at the last whole line within it."""
+ORIGINAL_READ = MAX_RETURNED_HEADERS + 4
+"""Octets of the original message a headers-only report looks at (the capped headers and
+the blank line after them): callers may pass only this much of it."""
 
 # Plain words for the status codes an office user meets most (RFC 3463 §3; X.1.10 comes from
 # RFC 7505, X.6.7 from RFC 6531); keyed by subject.detail, so 4.2.2 and 5.2.2 read alike.
@@ -128,6 +142,17 @@ class RecipientStatus:
     remote_mta: str | None
     last_attempt_at: float | None
     will_retry_until: float | None = None
+
+
+def find_status(text: str) -> str | None:
+    """The first enhanced status code in `text` ("550 5.1.1 ..." -> "5.1.1"), or None.
+
+    Written as RFC 3463 §2 requires, without leading zeros: a server's "5.01.1" is "5.1.1".
+    """
+    found = _STATUS.search(text)
+    if found is None:
+        return None
+    return ".".join(str(int(part)) for part in found.groups())
 
 
 def is_bounce_candidate(sender: str, headers: Mapping[str, str] | Message) -> bool:
@@ -208,7 +233,11 @@ def build_dsn(
     _require(_ASCII_ADDRESS.fullmatch(bounce_from), "bounce_from")
     _require(_QUEUE_ID.fullmatch(queue_id), "queue_id")
     for entry in recipients:
-        _require(_STATUS.fullmatch(entry.status), f"status {entry.status!r}")
+        # RFC 3463 §2: "without leading zero digits", so exactly as find_status writes it.
+        _require(
+            _STATUS.fullmatch(entry.status) and find_status(entry.status) == entry.status,
+            f"status {entry.status!r}",
+        )
         if entry.remote_mta is not None:
             _require(_HOST.fullmatch(entry.remote_mta), "remote_mta")
 
@@ -374,7 +403,7 @@ def _seven_bit_clean(data: bytes) -> bool:
 
 def _original_part(original: bytes, include_body: bool) -> bytes:
     """The returned content (RFC 6522 §3): headers or the whole message, safely encoded."""
-    message = _LINE_BREAK.sub(b"\r\n", original)
+    message = _LINE_BREAK.sub(b"\r\n", original if include_body else original[:ORIGINAL_READ])
     if include_body:
         if _seven_bit_clean(message):
             return (
@@ -395,6 +424,10 @@ def _original_part(original: bytes, include_body: bool) -> bytes:
     else:
         end = message.find(b"\r\n\r\n")
         headers = message if end < 0 else message[: end + 2]
+        if len(headers) > MAX_RETURNED_HEADERS:
+            headers = headers[:MAX_RETURNED_HEADERS]
+            cut = headers.rfind(b"\r\n")
+            headers = headers[: cut + 2] if cut > 0 else headers
     if headers and not headers.endswith(b"\r\n"):
         headers += b"\r\n"
     if _seven_bit_clean(headers):

@@ -287,9 +287,12 @@ class Engine:
         await self.scheduler.start()
 
     async def _housekeep_delivery(self) -> None:
-        """Close idle outbound connections; purge finished mail past its retention."""
+        """Close idle outbound connections, forget idle destinations' limits; purge finished
+        mail past its retention."""
         if self.courier is not None:
             await self.courier.reap_idle()
+        if self.scheduler is not None:
+            self.scheduler.forget_idle()
         now = self.clock()
         retention = self._config.delivery.retention
         # A short retention is purged as often as it asks for (0: seconds after finishing).

@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from .config.load import read_route_password
 from .config.model import Config, RouteConfig
 from .delivery import Credentials, Hop
 from .dns import Resolver
 
-__all__ = ["Destination", "HopList", "destination_for", "load_credentials", "resolve_hops"]
+__all__ = [
+    "Destination",
+    "HopList",
+    "destination_for",
+    "load_credentials",
+    "resolve_hops",
+    "smarthost_key",
+]
 
 MAX_HOPS = 10
 """Addresses tried in one attempt at most (Postfix's smtp_mx_address_limit is 5 per domain)."""
@@ -46,14 +52,19 @@ def destination_for(config: Config, recipient: str, sender: str) -> Destination 
     route = config.route_for(recipient, sender)
     if route is None:
         return None
-    domain = _domain(recipient)
+    domain = _domain(config.qualify(recipient))
     if route.transport == "mx":
         key = f"mx:{domain}"
     elif route.transport == "smarthost":
-        key = "smarthost:" + ",".join(str(h) for h in route.hosts)
+        key = smarthost_key(route)
     else:
         key = route.transport
     return Destination(key, route, domain)
+
+
+def smarthost_key(route: RouteConfig) -> str:
+    """The destination key of a smart host route: all its hosts, in the order written."""
+    return "smarthost:" + ",".join(str(h) for h in route.hosts)
 
 
 @dataclass(frozen=True)
@@ -126,16 +137,11 @@ async def resolve_hops(destination: Destination, resolver: Resolver, mx_port: in
 def load_credentials(route: RouteConfig) -> Credentials | None:
     """The AUTH credentials of a route, read from its file or environment variable.
 
-    Blocking (reads a file): call it from a thread. Raises OSError or KeyError when the
-    secret cannot be read; the config loader checked both at load time.
+    Blocking (reads a file): call it from a thread. The password is read, and checked, by
+    the config loader's `read_route_password`: one reading for both. Raises ValueError, in
+    words for the admin, when the secret cannot be read any more.
     """
-    if route.username is None:
+    password = read_route_password(route)
+    if route.username is None or password is None:
         return None
-    if route.password_file is not None:
-        text = Path(route.password_file).read_text(encoding="utf-8")
-        password = text.splitlines()[0] if text else ""
-    elif route.password_env is not None:
-        password = os.environ[route.password_env]
-    else:
-        password = ""
     return Credentials(route.username, password)

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import hashlib
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -54,7 +55,9 @@ WAKE_COALESCE = 0.01
 """Longest sleep between looks at the queue when nothing woke the scheduler."""
 
 
-# RFC 3463: these say the mailbox or domain does not exist, so retrying later is pointless.
+# RFC 3463 §3.2 (and RFC 7505 for X.1.10): in the reply to a recipient's own RCPT, these say
+# its mailbox or domain does not exist, so later mail to it is refused at once. Only there: a
+# DNS failure, a refused MAIL FROM or relaybox's own 553 say nothing about the mailbox.
 _HARD_RECIPIENT_STATUSES = {"5.1.1", "5.1.2", "5.1.10", "5.1.3", "5.1.6"}
 
 
@@ -65,12 +68,40 @@ class _Pace:
     starts: collections.deque[float] = field(default_factory=collections.deque)
 
     def wait(self, limit: int, now: float) -> float:
-        while self.starts and now - self.starts[0] >= 60:
-            self.starts.popleft()
+        self._forget(now)
         if len(self.starts) < limit:
             self.starts.append(now)
             return 0.0
         return 60 - (now - self.starts[0])
+
+    def idle(self, now: float) -> bool:
+        """No start in the last minute: forgetting this pace changes nothing."""
+        self._forget(now)
+        return not self.starts
+
+    def _forget(self, now: float) -> None:
+        while self.starts and now - self.starts[0] >= 60:
+            self.starts.popleft()
+
+
+class _Gate:
+    """The connection limit of one destination, and how many attempts hold or await it."""
+
+    def __init__(self, limit: int) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self.users = 0
+
+    async def __aenter__(self) -> None:
+        self.users += 1
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            self.users -= 1
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+        self.users -= 1
 
 
 FAILED_ATTEMPT_PAUSE = 60.0
@@ -115,8 +146,9 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._connections = asyncio.Semaphore(config().delivery.max_connections)
-        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._per_destination: dict[str, _Gate] = {}
         self._pace: dict[str, _Pace] = {}
+        """Both by destination key; `forget_idle` drops what nobody uses."""
         self.suspended: dict[str, tuple[float, str]] = {}
         """Destinations an admin suspended: until when, and why."""
         self.published_keys = PublishedKeys(resolver, clock=clock)
@@ -176,6 +208,19 @@ class Scheduler:
         """Give a claimed message back to delivery."""
         self._active.discard(message_id)
         self.wake()
+
+    def forget_idle(self) -> None:
+        """Drop the connection limits and paces of destinations nobody uses right now.
+
+        One of each is made per destination ever delivered to; without this, a relay that
+        sends to many domains keeps them all. A limit comes back on next use (with the
+        config's value then); a pace is dropped only when it has no start in the last minute.
+        """
+        now = self.clock()
+        for key in [k for k, gate in self._per_destination.items() if not gate.users]:
+            del self._per_destination[key]
+        for key in [k for k, pace in self._pace.items() if pace.idle(now)]:
+            del self._pace[key]
 
     # ------------------------------------------------------------------ the loop
 
@@ -279,10 +324,30 @@ class Scheduler:
                 groups.setdefault(destination.key, (destination, []))[1].append(rcpt)
         attempts: list[AttemptRow] = []
         signed = dict(job.signatures)
+        sends = list(groups.values())
+        # One group failing inside relaybox must not lose what the others did (delivered
+        # mail recorded as delivered, never sent twice): its recipients alone are deferred.
         results = await asyncio.gather(
-            *(self._send_group(job, dest, rcpts, signed) for dest, rcpts in groups.values())
+            *(self._send_group(job, dest, rcpts, signed) for dest, rcpts in sends),
+            return_exceptions=True,
         )
-        for group_outcomes, group_attempts in results:
+        for (destination, rcpts), result in zip(sends, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                self.log.error(
+                    "delivery-failed",
+                    queue_id=job.queue_id,
+                    destination=destination.key,
+                    traceback="".join(traceback.format_exception(result)),
+                )
+                reply = f"451 4.3.0 relaybox failed delivering to {destination.key}: {result}"
+                outcomes.update(
+                    (r.idx, RecipientOutcome(r.idx, "deferred", reply, None, destination.key))
+                    for r in rcpts
+                )
+                continue
+            group_outcomes, group_attempts = result
             outcomes.update({o.idx: o for o in group_outcomes})
             attempts.extend(group_attempts)
         new_signatures = {v: h for v, h in signed.items() if v not in job.signatures}
@@ -321,8 +386,9 @@ class Scheduler:
         limit = route.max_connections or config.delivery.max_connections_per_destination
         per_destination = self._per_destination.get(destination.key)
         if per_destination is None:
-            per_destination = self._per_destination[destination.key] = asyncio.Semaphore(limit)
-        addresses = tuple(r.address for r in recipients)
+            per_destination = self._per_destination[destination.key] = _Gate(limit)
+        # The bare postmaster is sent on as postmaster@hostname (see Config.qualify).
+        addresses = tuple(config.qualify(r.address) for r in recipients)
         content = await self._content(job, destination, signed, config)
         if isinstance(content, str):
             return [
@@ -395,19 +461,27 @@ class Scheduler:
         ]
         for row in rows:
             self.bus.publish(AttemptFinished(job.queue_id, destination.key, row.outcome, row.reply))
-        if any("AUTH failed" in (row.reply or "") for row in rows):
+        failed_auth = [a for a in result.attempts if a.auth_failed]
+        if failed_auth:
             self.log.error(
                 "smarthost-auth-failed",
                 destination=destination.key,
-                reply=rows[-1].reply,
-                note="mail is deferred, not bounced; fix the credentials",
+                reply=failed_auth[-1].reply,
+                note="mail is deferred, not bounced; check the route's username and password",
             )
         last_hop = result.attempts[-1].hop if result.attempts else None
         outcomes = []
-        for r in recipients:
-            outcome = result.outcomes.get(r.address) or Outcome("deferred", "451 4.3.0 No result")
+        for r, address in zip(recipients, addresses, strict=True):
+            outcome = result.outcomes.get(address) or Outcome("deferred", "451 4.3.0 No result")
             outcomes.append(
-                RecipientOutcome(r.idx, outcome.state, outcome.reply, None, destination.key)
+                RecipientOutcome(
+                    r.idx,
+                    outcome.state,
+                    outcome.reply,
+                    None,
+                    destination.key,
+                    rcpt_reply=outcome.rcpt_reply,
+                )
             )
             self.log.event(
                 {"delivered": "sent", "deferred": "deferred", "bounced": "bounced"}[outcome.state],
@@ -520,8 +594,11 @@ class Scheduler:
         bounced = [o for o in final if o.state == "bounced"]
         deferred = [o for o in final if o.state == "deferred"]
         new_messages: list[NewMessage] = []
+        # A DSN quotes the original's headers: milliseconds, off the loop that serves SMTP.
         if bounced and job.sender and not job.is_bounce:
-            new_messages.append(dsn_message(job, bounced, "failed", config, now))
+            new_messages.append(
+                await asyncio.to_thread(dsn_message, job, bounced, "failed", config, now)
+            )
         elif bounced:
             # RFC 5321 §6.1 / RFC 3464 §2: never bounce a bounce; log it and let it go.
             self.log.warning(
@@ -538,14 +615,16 @@ class Scheduler:
             and not job.is_bounce
             and now - job.arrived_at >= delivery.delay_warning
         ):
-            new_messages.append(dsn_message(job, deferred, "delayed", config, now))
+            new_messages.append(
+                await asyncio.to_thread(dsn_message, job, deferred, "delayed", config, now)
+            )
             warned = True
         suppress = []
         if delivery.suppress_hard_bounces:
             expires = now + delivery.suppression_days * 86400
             for outcome in bounced:
                 status = enhanced_status(outcome.reply, "5.0.0")
-                if status in _HARD_RECIPIENT_STATUSES and outcome.attempted:
+                if status in _HARD_RECIPIENT_STATUSES and outcome.rcpt_reply:
                     address = by_idx[outcome.idx].address
                     suppress.append((address, outcome.reply[:300], expires))
         recorded = await self.spool.finish_attempt(

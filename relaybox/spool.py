@@ -64,6 +64,11 @@ SORT_COLUMNS: dict[str, str] = {
 # The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
 _NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
 
+# Message states that can have a recipient due. A held message may too: one recipient held
+# does not hold back the others, and its `next_attempt_at` is that of its queued or deferred
+# recipients only (NULL when all are held), see `_refresh_message`.
+_DUE_STATES = ("queued", "deferred", "held")
+
 # Conditions on an attempt's recipient updates (see `Spool.finish_attempt`).
 _NOT_FINISHED = " AND state NOT IN ('delivered', 'bounced')"
 _STILL_PENDING = " AND state IN ('queued', 'deferred')"
@@ -347,6 +352,9 @@ class RecipientOutcome:
     destination: str | None = None
     attempted: bool = True
     """False when nothing was sent for it (held by a route, say): the attempt count stays."""
+    rcpt_reply: bool = False
+    """`reply` is the next hop's answer to this recipient's RCPT (not DNS, MAIL, DATA or
+    relaybox's own words): only such a reply may put the recipient on the suppression list."""
 
 
 @dataclass(frozen=True)
@@ -759,6 +767,45 @@ class Spool:
 
         return await self._read(query)
 
+    async def message_id_page(
+        self,
+        flt: MessageFilter,
+        *,
+        sort: str = "arrived",
+        descending: bool = False,
+        after: tuple[Any, int] | None = None,
+        limit: int = 10_000,
+    ) -> list[tuple[Any, int]]:
+        """(sort value, row id) of the next `limit` messages after `after`, in `message_ids`
+        order: the same ids a window at a time (keyset pagination, as `list_messages`), so
+        the admin socket never re-runs the whole listing for each window."""
+        column = SORT_COLUMNS.get(sort)
+        if column is None:
+            raise ValueError(f"cannot sort by {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+        where, params = _where(flt)
+        order = "DESC" if descending else "ASC"
+
+        def query(conn: sqlite3.Connection) -> list[tuple[Any, int]]:
+            found: list[tuple[Any, int]] = []
+            conn.execute("BEGIN")  # one snapshot for the segments of this window
+            try:
+                for condition, condition_params in _keyset_segments(column, descending, after):
+                    terms = [*where, condition] if condition else where
+                    sql = f"SELECT m.{column}, m.id FROM messages m"
+                    if terms:
+                        sql += " WHERE " + " AND ".join(terms)
+                    sql += f" ORDER BY m.{column} {order}, m.id {order} LIMIT ?"
+                    rows = conn.execute(sql, [*params, *condition_params, limit - len(found)])
+                    found.extend((value, message_id) for value, message_id in rows)
+                    if len(found) >= limit:
+                        break
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            return found
+
+        return await self._read(query)
+
     async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
         """The listing rows of these messages (those that still exist), by row id."""
         wanted = list(dict.fromkeys(ids))
@@ -896,11 +943,11 @@ class Spool:
     # ------------------------------------------------------------------ delivery
 
     async def due_messages(self, now: float, limit: int, skip: Set[int] = frozenset()) -> list[int]:
-        """Row ids of queued or deferred messages whose next attempt is due, soonest first."""
+        """Row ids of messages with a recipient whose next attempt is due, soonest first."""
 
         def query(conn: sqlite3.Connection) -> list[int]:
             found: list[tuple[float, int]] = []
-            for state in ("queued", "deferred"):
+            for state in _DUE_STATES:
                 rows = conn.execute(
                     "SELECT next_attempt_at, id FROM messages WHERE state = ?"
                     " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
@@ -913,14 +960,15 @@ class Spool:
         return await self._read(query)
 
     async def next_due_at(self) -> float | None:
-        """When the next queued or deferred message falls due (None when none waits)."""
+        """When the next message with a queued or deferred recipient falls due (None when
+        none waits)."""
 
         def query(conn: sqlite3.Connection) -> float | None:
             times = [
                 conn.execute(
                     "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?", (state,)
                 ).fetchone()[0]
-                for state in ("queued", "deferred")
+                for state in _DUE_STATES
             ]
             due = [t for t in times if t is not None]
             return min(due) if due else None

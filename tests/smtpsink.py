@@ -42,6 +42,8 @@ class SinkBehaviour:
     """Close the connection when DATA arrives."""
     stall: asyncio.Event | None = None
     """Hold the reply to the end of DATA until this is set (a delivery kept in flight)."""
+    quit_stall: asyncio.Event | None = None
+    """Hold the reply to QUIT until this is set (a slow goodbye)."""
     auth: tuple[str, str] | None = None
     """(user, password) the sink requires; AUTH is then offered (after TLS when tls_context)."""
     tls_context: ssl.SSLContext | None = None
@@ -108,6 +110,16 @@ class _SinkSMTP(SMTP):
             return
         await super().smtp_DATA(arg)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sink.disconnected.set()
+        super().connection_lost(exc)
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        self.sink.quitting.set()
+        if self.sink.behaviour.quit_stall is not None:
+            await self.sink.behaviour.quit_stall.wait()
+        await super().smtp_QUIT(arg)
+
     async def smtp_EHLO(self, hostname: str) -> None:
         if self.sink.behaviour.no_8bitmime:
             self._decode_data = True  # aiosmtpd advertises 8BITMIME only when not decoding
@@ -126,6 +138,10 @@ class Sink:
         self.arrived = asyncio.Event()
         self.in_data = asyncio.Event()
         """Set when a message's data has arrived (before the reply, which `stall` may hold)."""
+        self.quitting = asyncio.Event()
+        """Set when a client has sent QUIT (before the reply, which `quit_stall` may hold)."""
+        self.disconnected = asyncio.Event()
+        """Set when a connection has ended (either side closed it)."""
         self.server: asyncio.Server | None = None
         self.port = 0
 

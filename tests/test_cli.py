@@ -643,6 +643,19 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     send(port, recipient=suppressed)
 
 
+@pytest.mark.parametrize("days", ["-5", "0", "1e300", "3651", "nan", "soon"])
+def test_suppress_add_refuses_days_that_are_not_a_sane_number(
+    tmp_path: Path, run_cli: RunCli, days: str
+) -> None:
+    config = write_config(tmp_path, free_port())
+    result = run_cli("suppress", "add", "x@example.org", "--days", days, "--config", config)
+    assert result.returncode == 2
+    assert "--days" in result.stderr and "days" in result.stderr.split("--days", 1)[1]
+    result = run_cli("suppress", "list", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert "x@example.org" not in result.stdout
+
+
 # ---------------------------------------------------------------------------- embedded default
 
 

@@ -43,6 +43,7 @@ from relaybox.config import (
     sample_config_text,
 )
 from relaybox.passwords import hash_password
+from relaybox.routing import load_credentials
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -1223,6 +1224,22 @@ def test_password_file_and_username_log_in(tmp_path: Path) -> None:
     pw.unlink()
     with pytest.raises(ValueError, match="does not exist"):
         read_route_password(smart)
+
+
+def test_delivery_reads_the_password_exactly_as_the_loader_checked_it(tmp_path: Path) -> None:
+    """One reading of the password file for the loader and for delivery: the first line up
+    to its line end (U+2028 is no line end in a file), and a file emptied since the config
+    loaded is an error saying so, never an empty password sent to the smart host."""
+    pw = password_file(tmp_path, "pass\u2028word\nsecond line\n")
+    text = smarthost('username = "relay"', f"password_file = '{pw}'")
+    [smart] = load_config(write(tmp_path, text)).routes
+    credentials = load_credentials(smart)
+    assert credentials is not None
+    assert credentials.password == read_route_password(smart) == "pass\u2028word"
+    assert load_credentials(DEFAULT_ROUTE) is None
+    pw.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load_credentials(smart)
 
 
 def test_password_env_must_be_set_when_loading(

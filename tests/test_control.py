@@ -7,6 +7,7 @@ the engine over its socket and checks the answer against the spool the engine ke
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 
 from relaybox.admin import UNTIL_RESUMED
-from relaybox.control import ControlClient, ControlError, EventsDropped
+from relaybox.config.model import HostPort, RouteConfig
+from relaybox.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
 from relaybox.events import DestinationSuspended, MessageAccepted
 from relaybox.spool import MessageFilter
 from relaybox.statedir import SOCKET_NAME
@@ -159,6 +161,26 @@ async def test_list_count_and_show_answer_what_the_spool_holds(
 
 
 # ---------------------------------------------------------------------- actions
+
+
+async def test_ids_are_paged_after_the_last_id_so_a_deletion_shifts_nothing(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    """`ids` pages by key (after the last one sent), not by offset: a message deleted
+    between two pages makes the next page neither skip nor repeat one."""
+    run = await start_engine()
+    client = await connect(run)
+    queue_ids = [await send(run, SENDER, [f"r{n}@example.org"]) for n in range(5)]
+    everything = await client.message_ids()
+    assert len(everything) == 5
+    first = await client.request("ids", limit=2)
+    assert first["ids"] == everything[:2]
+    await client.delete(MessageFilter(queue_ids=(queue_ids[0],)))
+    second = await client.request("ids", limit=2, after=first["next_after"])
+    third = await client.request("ids", limit=2, after=second["next_after"])
+    assert second["ids"] + third["ids"] == everything[2:]
+    assert third["next_after"] is None
+    assert await client.message_ids() == everything[1:]
 
 
 async def test_hold_release_retry_and_delete_act_on_the_running_engine(
@@ -362,6 +384,36 @@ async def test_what_cannot_be_suspended_is_refused_with_a_reason(
         await client.suspend("mx:example.org", -5)
 
 
+async def test_only_destinations_routing_can_produce_may_be_suspended(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    """One host of a two-host smart host route is no destination (its key names both), nor
+    is an mx: domain no mx route takes: suspending them would hold back nothing. The error
+    names what works. A suspension made under an older config can still be lifted."""
+    first, second = await smtp_sink(), await smtp_sink()
+    both = RouteConfig(
+        domains=("example.org",),
+        transport="smarthost",
+        hosts=(HostPort("127.0.0.1", first.port), HostPort("127.0.0.1", second.port)),
+        tls="none",
+    )
+    mx = RouteConfig(domains=("*.example.net",), transport="mx")
+    run = await start_engine(relay_config(tmp_path, (both, mx)))
+    client = await connect(run)
+    key = f"smarthost:127.0.0.1:{first.port},127.0.0.1:{second.port}"
+    with pytest.raises(ControlError, match="not a destination") as refused:
+        await client.suspend(f"smarthost:127.0.0.1:{first.port}")
+    assert key in str(refused.value) and "mx:DOMAIN" in str(refused.value)
+    with pytest.raises(ControlError, match="not a destination"):
+        await client.suspend("mx:example.org")  # a smart host takes example.org
+    assert (await client.suspend(key))[0] == key
+    assert (await client.suspend("mx:Shop.Example.NET."))[0] == "mx:shop.example.net"
+    assert (await client.suspend("example.org"))[0] == key
+    assert run.engine.spool is not None
+    await run.engine.spool.suspend("smarthost:old.example:25", UNTIL_RESUMED, "old config")
+    assert await client.resume("smarthost:old.example:25") is True
+
+
 async def rcpt_reply(run: RunningEngine, recipient: str) -> int:
     smtp = await SMTPClient.connect(*run.address())
     try:
@@ -390,6 +442,28 @@ async def test_suppression_list_over_the_socket(start_engine: EngineFactory, con
     assert await rcpt_reply(run, "gone@example.org") == 250
     assert await client.suppress_remove("gone@example.org") is False
     assert await client.suppress_list() == []
+
+
+async def test_suppression_days_must_be_a_sane_number(
+    start_engine: EngineFactory, connect: Any
+) -> None:
+    """Days that are negative, zero, absurd or not a number are refused with a reason,
+    never stored to break a listing later; valid ones count from the engine's clock."""
+    run = await start_engine()
+    client = await connect(run)
+    for days in (-1, 0, 1e300, 3651):
+        with pytest.raises(ControlError, match="days must be a number above 0"):
+            await client.suppress_add("x@example.org", "left", days)
+    # JSON has no NaN, but Python's parser takes it: the op must still refuse it.
+    (answer,) = await raw_exchange(
+        socket_path(run),
+        [b'{"id": 1, "op": "suppress_add", "args": {"address": "x@example.org", "days": NaN}}\n'],
+    )
+    assert answer["ok"] is False and "days must be" in answer["error"]
+    assert await client.suppress_list() == []
+    await client.suppress_add("x@example.org", "left", 2)
+    (entry,) = await client.suppress_list()
+    assert entry.expires_at == pytest.approx(run.engine.clock() + 2 * 86400, abs=60)
 
 
 # ---------------------------------------------------------------------- bad requests, many clients
@@ -441,6 +515,67 @@ async def test_a_request_line_over_the_limit_ends_only_its_connection(
         pass
     writer.close()
     assert await (await connect(run)).count() == 0
+
+
+async def test_deeply_nested_json_gets_an_error_and_the_connection_stays_usable(
+    start_engine: EngineFactory,
+) -> None:
+    run = await start_engine()
+    deep = b'{"id": 1, "op": "count", "args": {"filter": ' + b"[" * 200_000 + b"]" * 200_000
+    answers = await raw_exchange(socket_path(run), [deep + b"}}\n", b'{"id": 2, "op": "count"}\n'])
+    assert answers[0]["ok"] is False and "nested too deeply" in answers[0]["error"]
+    assert answers[1] == {"id": 2, "ok": True, "result": 0}
+
+
+async def test_id_lists_in_a_request_are_capped(start_engine: EngineFactory, connect: Any) -> None:
+    run = await start_engine()
+    client = await connect(run)
+    with pytest.raises(ControlError, match="at most 5000 message row ids"):
+        await client.request("recipients", ids=list(range(5001)))
+    with pytest.raises(ControlError, match="at most 10000 queue IDs"):
+        await client.count(MessageFilter(queue_ids=tuple(f"Q{i}" for i in range(10_001))))
+    found = await client.recipients_of(list(range(6000)))  # the client sends in chunks
+    assert found == {i: [] for i in range(6000)}
+
+
+async def test_connections_beyond_the_limit_are_told_why_and_closed(
+    start_engine: EngineFactory,
+) -> None:
+    run = await start_engine()
+    path = socket_path(run)
+    held = []
+    try:
+        for n in range(MAX_CLIENTS):
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            held.append(writer)
+            writer.write(b'{"id": %d, "op": "count"}\n' % n)  # served: it counts
+            assert json.loads(await asyncio.wait_for(reader.readline(), 10))["ok"] is True
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        held.append(writer)
+        refused = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert refused["ok"] is False and f"at most {MAX_CLIENTS}" in refused["error"]
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        with pytest.raises(ControlError, match=f"at most {MAX_CLIENTS}"):
+            client = await ControlClient.connect(path)
+            try:
+                await client.count()
+            finally:
+                await client.close()
+        held.pop(0).close()  # one leaves: a newcomer is served again
+        deadline = time.monotonic() + 10
+        while True:
+            client = await ControlClient.connect(path)
+            try:
+                assert await client.count() == 0
+                break
+            except ControlError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            finally:
+                await client.close()
+    finally:
+        for writer in held:
+            writer.close()
 
 
 async def test_many_clients_are_served_at_once(
@@ -507,8 +642,12 @@ async def test_a_subscriber_that_falls_behind_is_told_how_many_events_it_lost(
     await stream.aclose()
 
 
-async def test_suspend_and_resume_are_published(start_engine: EngineFactory, connect: Any) -> None:
-    run = await start_engine()
+async def test_suspend_and_resume_are_published(
+    start_engine: EngineFactory, connect: Any, tmp_path: Path
+) -> None:
+    # An mx route to suspend; no mail is sent, so its DNS (the dead NO_DNS) is never asked.
+    mx = RouteConfig(domains=("*",), transport="mx")
+    run = await start_engine(dataclasses.replace(make_config(tmp_path / "state"), routes=(mx,)))
     client = await connect(run)
     stream = client.events(["DestinationSuspended"])
     first = asyncio.ensure_future(anext(stream))

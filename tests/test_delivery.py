@@ -201,6 +201,21 @@ async def test_each_recipient_gets_its_own_outcome(start_engine, smtp_sink, tmp_
     assert run.engine.suppression_reason("gone@example.org")
 
 
+async def test_a_refused_sender_bounces_without_suppressing_the_recipient(
+    start_engine, smtp_sink, tmp_path
+):
+    """A 5.1.1 in the reply to MAIL FROM is about the sender: the recipient bounces with
+    it, but only a recipient's own RCPT reply may put the recipient on the suppression list."""
+    refused = "550 5.1.1 <a@example.com>: Sender address rejected: undeliverable address"
+    sink = await smtp_sink(mail_reply=refused)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"bounced"})
+    assert detail.recipients[0].last_reply == refused
+    assert run.engine.suppression_reason("b@example.org") is None
+    assert await run.engine.admin.suppress_list() == []
+
+
 async def test_greylisted_mail_is_delivered_on_retry(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink(greylist=True)
     config = relay_config(tmp_path, (to_sink(sink),), min_backoff=1.0, max_backoff=1.0)
@@ -262,6 +277,8 @@ async def test_undeliverable_domains_bounce_at_once(
     (dsn,) = await sink.wait_for(1)
     assert dsn.sender == "" and dsn.recipients == ["a@example.com"]
     assert f"Status: {status}".encode() in dsn.data
+    # DNS, not the recipient's mail server, said so: the address is not suppressed.
+    assert run.engine.suppression_reason("x@nullmx.example") is None
 
 
 async def test_dns_servfail_defers(start_engine, dns_server, tmp_path):
@@ -346,6 +363,46 @@ async def test_hold_route_holds_and_release_sends(start_engine, smtp_sink, tmp_p
     queue_id = await send(run, "a@example.com", ["x@held.example"])
     await wait_state(run, queue_id, {"held"})
     assert sink.messages == []
+
+
+async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
+    start_engine, smtp_sink, tmp_path
+):
+    """One recipient held by its route makes the message `held`; the other, greylisted at
+    the first try, is still retried when due and delivered, and the held one stays held."""
+    sink = await smtp_sink(greylist=True)
+    routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
+    config = relay_config(tmp_path, routes, min_backoff=1.0, max_backoff=1.0)
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["x@held.example", "b@example.org"])
+    (got,) = await sink.wait_for(1, timeout=10)
+    assert got.recipients == ["b@example.org"]
+    deadline = time.monotonic() + 10
+    while True:
+        detail = await wait_state(run, queue_id, {"held"})
+        states = {r.address: r.state for r in detail.recipients}
+        if states["b@example.org"] == "delivered" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert states == {"x@held.example": "held", "b@example.org": "delivered"}
+    assert detail.row.next_attempt_at is None
+
+
+async def test_bare_postmaster_goes_to_postmaster_at_the_relays_hostname(
+    start_engine, smtp_sink, tmp_path
+):
+    """RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted. A relay has no
+    local mailbox: it is sent on as postmaster@[server] hostname, by that domain's route
+    (here a smart host that takes only relay.example.test), as Postfix's null client does."""
+    sink = await smtp_sink()
+    config = relay_config(tmp_path, (to_sink(sink, ("relay.example.test",)),))
+    assert config.server.hostname == "relay.example.test"
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["Postmaster"])
+    (got,) = await sink.wait_for(1)
+    assert got.recipients == ["postmaster@relay.example.test"]
+    detail = await wait_state(run, queue_id, {"delivered"})
+    assert detail.attempts[0].destination == f"smarthost:127.0.0.1:{sink.port}"
 
 
 async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
@@ -510,6 +567,31 @@ async def test_smarthost_auth_failure_defers_instead_of_bouncing(
     assert "an-expired-one" not in run.log_text()
 
 
+async def test_auth_required_at_mail_defers_instead_of_bouncing(start_engine, smtp_sink, tmp_path):
+    """530 5.7.0 to MAIL FROM is about the relay's login (none, or an expired one), not the
+    mail: it is deferred and the log says so; nothing bounces."""
+    sink = await smtp_sink(mail_reply="530 5.7.0 Authentication required")
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"})
+    assert detail.row.state == "deferred"
+    assert detail.recipients[0].last_reply == "530 5.7.0 Authentication required"
+    assert "smarthost-auth-failed" in run.log_text()
+
+
+async def test_auth_required_at_rcpt_defers_every_recipient_and_sends_nothing(
+    start_engine, smtp_sink, tmp_path
+):
+    sink = await smtp_sink(rcpt_replies={"b@example.org": "535 5.7.8 Authentication expired"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["c@example.org", "b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"})
+    assert [r.state for r in detail.recipients] == ["deferred", "deferred"]
+    assert all(r.last_reply.startswith("535 5.7.8") for r in detail.recipients)
+    assert sink.messages == []
+    assert "smarthost-auth-failed" in run.log_text()
+
+
 # ---------------------------------------------------------------------- 8BITMIME and SMTPUTF8
 
 
@@ -528,6 +610,38 @@ async def test_8bit_mail_is_not_sent_to_a_hop_without_8bitmime(start_engine, smt
     await client.close()
     detail = await wait_state(run, QUEUED.search(text).group(1), {"deferred"})
     assert "8BITMIME" in detail.recipients[0].last_reply
+    assert sink.messages == []
+
+
+async def test_a_non_ascii_rewritten_sender_goes_out_with_smtputf8(
+    start_engine, smtp_sink, tmp_path
+):
+    """The client sent plain ASCII; the route rewrites the sender to a non-ASCII address,
+    which only SMTPUTF8 can carry (RFC 6531 §3.4): used when the hop offers it."""
+    sink = await smtp_sink()
+    route = to_sink(sink, rewrite_senders=(("@printer.local", "josé@example.org"),))
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "scanner@printer.local", ["b@example.org"])
+    (got,) = await sink.wait_for(1)
+    assert got.sender == "josé@example.org"
+    assert "SMTPUTF8" in got.mail_options
+    await wait_state(run, queue_id, {"delivered"})
+
+
+async def test_a_non_ascii_rewritten_sender_to_a_hop_without_smtputf8_is_deferred(
+    start_engine, smtp_sink, tmp_path
+):
+    """Not a crash in delivery, and not a bounce either: the relay's own config made the
+    address unsendable there, so the mail waits for the config to be fixed."""
+    sink = await smtp_sink(smtputf8=False)
+    route = to_sink(sink, rewrite_senders=(("@printer.local", "josé@example.org"),))
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "scanner@printer.local", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred", "bounced"}, timeout=10)
+    assert detail.row.state == "deferred"
+    reply = detail.recipients[0].last_reply
+    assert reply.startswith("451 4.6.7 <josé@example.org> is not ASCII"), reply
+    assert "delivery-failed" not in run.log_text()
     assert sink.messages == []
 
 

@@ -38,6 +38,7 @@ from relaybox.config.model import (
     RouteConfig,
     SocketAddress,
 )
+from relaybox.delivery import Courier, Hop, Transaction
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 from relaybox.spool import MessageDetail, MessageFilter
@@ -421,7 +422,8 @@ async def test_retention_zero_purges_finished_mail_within_seconds(
     run = await start_engine(relay_config(tmp_path / "state", (to_sink(sink),), dns, retention=0.0))
     for n in range(2):
         queue_id = await send(run, "a@example.com", ["ok@example.org"], f"m{n}")
-        await wait_state(run, queue_id, {"delivered"})
+        # Not wait_state(delivered): under load, the 0.1 s purge may come before a look.
+        await sink.wait_for(n + 1)
         try:
             await wait_gone(run, queue_id, timeout=3)
         except AssertionError as exc:
@@ -529,3 +531,172 @@ async def test_hard_bounce_suppresses_the_recipient_until_the_entry_expires(
     delivered = [m for m in sink.messages if m.sender == "a@example.com"]
     assert [m.recipients for m in delivered] == [["other@example.org"], ["gone@example.org"]]
     assert run.engine.suppression_reason("gone@example.org") is None
+
+
+# ---------------------------------------------------------------------- the connection cache
+
+
+def courier() -> Courier:
+    return Courier(
+        helo_name="relay.example.test",
+        connect_timeout=5.0,
+        command_timeout=5.0,
+        data_timeout=5.0,
+        cache_idle=10.0,
+    )
+
+
+async def fill_cache(courier: Courier, sink: Sink, count: int) -> list[Any]:
+    """Deliver `count` messages to `sink` at once, leaving `count` idle connections; returns
+    that destination's pool (oldest first)."""
+    hop = Hop("127.0.0.1", "127.0.0.1", sink.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    results = await asyncio.gather(
+        *(courier.deliver([hop], message, tls="none") for _ in range(count))
+    )
+    assert all(r.outcomes["b@example.org"].state == "delivered" for r in results)
+    pools = [pool for key, pool in courier._idle.items() if key[1] == sink.port]
+    assert [len(pool) for pool in pools] == [count]
+    return pools[0]
+
+
+async def test_reaping_never_puts_back_a_connection_a_delivery_took_meanwhile(
+    smtp_sink: SinkFactory,
+) -> None:
+    """reap_idle waits for the QUIT of an expired connection; a delivery that takes a fresh
+    connection of the same pool meanwhile has it to itself: the reaper must not put it back
+    for a second delivery to share."""
+    goodbye = asyncio.Event()
+    sink = await smtp_sink(quit_stall=goodbye)
+    cache = courier()
+    pool = await fill_cache(cache, sink, 2)
+    fresh, expired = pool
+    expired.since -= 60  # past cache_idle; `fresh` comes first in the pool
+    (key,) = cache._idle
+    reaper = asyncio.create_task(cache.reap_idle())
+    await asyncio.wait_for(sink.quitting.wait(), 5)
+    taken = cache._take_idle(key)
+    assert taken is fresh.smtp
+    goodbye.set()
+    await asyncio.wait_for(reaper, 5)
+    assert cache._take_idle(key) is None  # `taken` is in use, not idle
+    assert taken.is_connected
+    taken.close()
+
+
+async def test_close_also_closes_connections_given_back_while_it_says_goodbye(
+    smtp_sink: SinkFactory,
+) -> None:
+    """close() waits for QUIT replies; a delivery that ends meanwhile (to a destination not
+    cached before) gives its connection back: close must neither fail nor leave it open."""
+    goodbye = asyncio.Event()
+    slow = await smtp_sink(quit_stall=goodbye)
+    other = await smtp_sink()
+    cache = courier()
+    await fill_cache(cache, slow, 1)
+    closing = asyncio.create_task(cache.close())
+    await asyncio.wait_for(slow.quitting.wait(), 5)
+    hop = Hop("127.0.0.1", "127.0.0.1", other.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    result = await cache.deliver([hop], message, tls="none")
+    assert result.outcomes["b@example.org"].state == "delivered"
+    goodbye.set()
+    await asyncio.wait_for(closing, 5)
+    assert cache._idle == {}
+
+
+async def test_a_delivery_cancelled_mid_transaction_closes_its_connection(
+    smtp_sink: SinkFactory,
+) -> None:
+    """An attempt that ends by surprise (cancelled at a stop, or a bug) must not leave its
+    connection open mid-transaction, nor cache it for the next message."""
+    stall = asyncio.Event()
+    sink = await smtp_sink(stall=stall)
+    cache = courier()
+    hop = Hop("127.0.0.1", "127.0.0.1", sink.port)
+    message = Transaction("a@example.com", ("b@example.org",), simple_message())
+    attempt = asyncio.create_task(cache.deliver([hop], message, tls="none"))
+    await asyncio.wait_for(sink.in_data.wait(), 5)
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+    await asyncio.wait_for(sink.disconnected.wait(), 5)
+    assert cache._idle == {}
+    stall.set()
+
+
+class _CourierFailingFor(Courier):
+    """A courier with a bug for one port: what one group of a message may meet."""
+
+    broken_port = 0
+
+    async def deliver(self, hops: Any, message: Transaction, **kwargs: Any) -> Any:
+        if any(hop.port == self.broken_port for hop in hops):
+            raise RuntimeError("a bug in delivery")
+        return await super().deliver(hops, message, **kwargs)
+
+
+async def test_one_group_failing_inside_relaybox_keeps_the_other_groups_outcomes(
+    start_engine: EngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message to two destinations: delivery to one fails with a bug in relaybox. The other
+    recipient's delivery is recorded (so it is never sent twice) and only the failing group
+    is deferred, with the error logged."""
+    good = await smtp_sink()
+    bad = await smtp_sink()
+    monkeypatch.setattr(_CourierFailingFor, "broken_port", bad.port)
+    monkeypatch.setattr(engine_module, "Courier", _CourierFailingFor)
+    routes = (to_sink(good, ("good.example",)), to_sink(bad, ("bad.example",)))
+    run = await start_engine(relay_config(tmp_path / "state", routes, dns_server({})))
+    queue_id = await send(run, "a@example.com", ["x@good.example", "y@bad.example"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    states = {r.address: (r.state, r.last_reply or "") for r in detail.recipients}
+    assert states["x@good.example"][0] == "delivered"
+    assert states["y@bad.example"][0] == "deferred"
+    assert "a bug in delivery" in states["y@bad.example"][1]
+    assert "RuntimeError: a bug in delivery" in run.log_text()
+    assert len(good.messages) == 1 and bad.messages == []
+
+
+async def test_limits_and_paces_of_idle_destinations_are_forgotten(
+    clocked_engine: ClockedEngineFactory,
+    smtp_sink: SinkFactory,
+    dns_server: DNSServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler keeps a connection limit and a pace per destination it delivers to; the
+    delivery housekeeping drops those nobody uses (a pace once it has had no start for a
+    minute), so they do not pile up with every domain ever mailed. One in use stays."""
+    monkeypatch.setattr(engine_module, "DELIVERY_HOUSEKEEPING_INTERVAL", 0.1)
+    stall = asyncio.Event()
+    stalled = await smtp_sink(stall=stall)
+    sink = await smtp_sink()
+    paced = dataclasses.replace(to_sink(sink, ("paced.example",)), max_messages_per_minute=100)
+    routes = (paced, to_sink(stalled, ("slow.example",)))
+    clock = SteppedClock()
+    run = await clocked_engine(relay_config(tmp_path / "state", routes, dns_server({})), clock)
+    scheduler = run.engine.scheduler
+    assert scheduler is not None
+    await wait_state(run, await send(run, "a@example.com", ["x@paced.example"]), {"delivered"})
+    await send(run, "a@example.com", ["y@slow.example"])
+    await asyncio.wait_for(stalled.in_data.wait(), 5)
+    slow_key = f"smarthost:127.0.0.1:{stalled.port}"
+    paced_key = f"smarthost:127.0.0.1:{sink.port}"
+
+    async def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not check():
+            assert time.monotonic() < deadline, (scheduler._per_destination, scheduler._pace)
+            await asyncio.sleep(0.05)
+
+    await until(lambda: list(scheduler._per_destination) == [slow_key])  # in use: kept
+    assert list(scheduler._pace) == [paced_key]  # started within the minute: kept
+    clock.advance(61)
+    await until(lambda: not scheduler._pace)
+    stall.set()
+    await until(lambda: not scheduler._per_destination)

@@ -15,7 +15,18 @@ from typing import Any
 
 import pytest
 
-from relaybox.dsn import SUBJECTS, RecipientStatus, build_dsn, is_bounce_candidate
+from relaybox.bounce import dsn_message
+from relaybox.config.model import Config, ServerConfig
+from relaybox.dsn import (
+    MAX_RETURNED_HEADERS,
+    ORIGINAL_READ,
+    SUBJECTS,
+    RecipientStatus,
+    build_dsn,
+    find_status,
+    is_bounce_candidate,
+)
+from relaybox.spool import DeliveryJob, PendingRecipient, RecipientOutcome
 
 ARRIVED = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 +0000
 ATTEMPT = ARRIVED + 600
@@ -222,6 +233,24 @@ def test_original_headers_only_by_default() -> None:
     assert b"the figures are attached" not in dsn()
 
 
+@pytest.mark.parametrize("ending", [b"", b"\r\nBody\r\n"], ids=["no blank line", "body after"])
+def test_returned_headers_are_capped_at_a_whole_line(ending: bytes) -> None:
+    """A 10 MB message that is all header (no blank line), or whose header block alone is
+    over the cap, returns at most MAX_RETURNED_HEADERS of it, ending at a line end."""
+    line = b"X-Filler: " + b"a" * 60 + b"\r\n"
+    original = b"Subject: big\r\n" + line * (10_000_000 // len(line)) + ending
+    report = dsn(original_message=original)
+    assert len(report) < MAX_RETURNED_HEADERS + 10_000
+    returned = parts(report)[2]
+    content = returned.get_payload(decode=True)
+    assert isinstance(content, bytes)
+    assert content.startswith(b"Subject: big\r\nX-Filler: ")
+    assert content.endswith(line)
+    assert MAX_RETURNED_HEADERS - len(line) < len(content) <= MAX_RETURNED_HEADERS
+    # Callers may pass only the part of the message a headers-only report looks at.
+    assert dsn(original_message=original[:ORIGINAL_READ]) == report
+
+
 def test_include_body_attaches_the_whole_message() -> None:
     returned = parts(dsn(include_body=True))[2]
     assert returned.get_content_type() == "message/rfc822"
@@ -395,3 +424,46 @@ def test_report_without_recipients_is_refused() -> None:
             recipients=(),
             original_message=ORIGINAL,
         )
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ("550 5.1.1 <bob@example.org>: User unknown", "5.1.1"),
+        ("550 5.01.1 <bob@example.org>: User unknown", "5.1.1"),  # leading zero dropped
+        ("556 5.1.10 null MX", "5.1.10"),
+        ("250 2.0.0 Ok: queued", "2.0.0"),
+        ("451 4.7.1 Greylisted (try again in 5.5 minutes)", "4.7.1"),
+        ("5.2.2", "5.2.2"),
+        ("550 Mailbox unavailable at 10.5.1.1", None),  # part of an address
+        ("554 refused by filter version 5.1.1.2", None),  # part of a longer number
+        ("550 5.1.1234 odd", None),
+        ("550 6.1.1 no such class", None),
+        ("550 user unknown", None),
+        ("", None),
+    ],
+)
+def test_status_is_found_in_replies_as_rfc_3463_writes_it(reply: str, status: str | None) -> None:
+    assert find_status(reply) == status
+
+
+def test_a_reply_with_a_leading_zero_in_its_status_still_makes_a_report() -> None:
+    """`550 5.01.1` (a server's sloppy status) once made the DSN refuse its own status."""
+    job = DeliveryJob(
+        1,
+        "04F7K2M9QXB3T",
+        "alice@example.com",
+        ARRIVED,
+        ORIGINAL,
+        False,
+        False,
+        False,
+        None,
+        (PendingRecipient(0, "bob@example.org", "queued", 1, None),),
+    )
+    outcome = RecipientOutcome(0, "bounced", "550 5.01.1 <bob@example.org>: User unknown")
+    config = Config(server=ServerConfig(hostname="relay.example.org"))
+    report = dsn_message(job, [outcome], "failed", config, NOW)
+    (_, bob) = status_blocks(report.data.split(b"\r\n", 1)[1])
+    assert bob["Status"] == "5.1.1"
+    assert "5.01.1" in bob["Diagnostic-Code"]

@@ -101,7 +101,8 @@ class ServerConfig:
     """The `[server]` table."""
 
     hostname: str = field(default_factory=default_hostname)
-    """HELO name and the `by` host of the Received: header."""
+    """HELO name and the `by` host of the Received: header; mail to the bare `postmaster`
+    goes to `postmaster@` this name (see `Config.qualify`)."""
     state_dir: Path = field(default_factory=default_state_dir)
     """Spool, database, lock and admin socket; created with mode 0700."""
     min_free_space_mb: int = 100
@@ -213,8 +214,9 @@ class DeliveryConfig:
     """Seconds a delivered or bounced message (body and transcripts) is kept for viewing
     before it is purged (7 days); 0 purges it within seconds of finishing."""
     suppress_hard_bounces: bool = True
-    """Add a recipient whose mail failed permanently because it does not exist (5.1.1,
-    5.1.10 class) to the suppression list; later mail to it is refused at RCPT."""
+    """Add a recipient to the suppression list when the next hop's reply to its own RCPT says
+    it does not exist (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10); later mail to it is refused at RCPT.
+    DNS failures, a refused sender and relaybox's own refusals never add one."""
     suppression_days: float = 30.0
     """Days a suppression list entry lasts before mail to that recipient is tried again."""
     dkim_key_check: DkimKeyCheck = "warn"
@@ -428,9 +430,13 @@ class RouteConfig:
         Both are domains without `@`, in any case; `sender_domain` is `""` for the null
         sender. Domains with non-ASCII letters are compared in their `xn--` form.
         """
-        if not _domain_matches(self.domains, recipient_domain):
+        if not self.takes(recipient_domain):
             return False
         return not self.sender_domains or _domain_matches(self.sender_domains, sender_domain)
+
+    def takes(self, recipient_domain: str) -> bool:
+        """Whether `domains` match `recipient_domain`, for some sender at least."""
+        return _domain_matches(self.domains, recipient_domain)
 
     def rewrite_sender(self, address: str) -> str:
         """`address` as mail leaving through this route carries it (case-insensitive lookup).
@@ -521,18 +527,32 @@ class Config:
                 return user
         return None
 
+    def qualify(self, recipient: str) -> str:
+        """`recipient` as it is routed and sent on: the bare `postmaster` becomes
+        `postmaster@` + `[server] hostname`; any other address comes back unchanged.
+
+        RFC 5321 §4.1.1.3 makes every server accept `<Postmaster>` without a domain. A relay
+        has no mailbox of its own to put it in, so it does what Postfix does for an address
+        without a domain (append_at_myorigin, with myorigin = myhostname, as a null client is
+        set up): the relay's own name is added and the mail goes wherever the routes send mail
+        for that domain, to a person at the organisation. Sent on bare, `postmaster` would
+        mean the next hop's postmaster instead.
+        """
+        return recipient if "@" in recipient else f"{recipient}@{self.server.hostname}"
+
     def route_for(self, recipient: str, sender: str) -> RouteConfig | None:
         """The first route that matches a recipient and envelope sender, or None.
 
         Args:
-            recipient: A parsed recipient address; the bare `postmaster` has the domain `""`.
+            recipient: A parsed recipient address; the bare `postmaster` is routed as
+                `qualify` writes it, by the domain of `[server] hostname`.
             sender: The parsed envelope sender; `""` for the null sender.
 
         Returns:
             The route, or None when no route matches: mail to that recipient is refused at
             RCPT with 550 5.7.1 (the loader warns when no route has domains = ["*"]).
         """
-        recipient_domain = recipient.rpartition("@")[2] if "@" in recipient else ""
+        recipient_domain = self.qualify(recipient).rpartition("@")[2]
         sender_domain = sender.rpartition("@")[2] if "@" in sender else ""
         for route in self.routes:
             if route.matches(recipient_domain, sender_domain):
