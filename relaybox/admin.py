@@ -27,6 +27,7 @@ from .events import EventBus, MessageBounced
 from .replies import Reply
 from .routing import destination_for
 from .spool import (
+    SORT_COLUMNS,
     DeliveryJob,
     MessageDetail,
     MessageFilter,
@@ -174,16 +175,8 @@ class Admin:
         next_after = None
         if len(rows) == limit:
             last = rows[-1]
-            key = {
-                "arrived": last.arrived_at,
-                "id": last.queue_id,
-                "sender": last.sender,
-                "size": last.size,
-                "state": last.state,
-                "attempts": last.attempts,
-                "next_attempt": last.next_attempt_at,
-            }[sort]
-            next_after = (key, last.id)
+            # MessageRow's fields are named as the spool's columns.
+            next_after = (getattr(last, SORT_COLUMNS[sort]), last.id)
         return Page(tuple(rows), next_after)
 
     async def overview(self, since: float) -> Overview:
