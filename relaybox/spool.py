@@ -59,10 +59,12 @@ SORT_COLUMNS: dict[str, str] = {
     "state": "state",
     "attempts": "attempts",
     "next_attempt": "next_attempt_at",
+    "recipients": "first_rcpt",
+    "last_reply": "last_reply",
 }
 
-# The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
-_NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
+# The sortable columns that may be NULL; keyset conditions on them need NULL-aware segments.
+_NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at", "last_reply"})
 
 # Conditions on an attempt's recipient updates (see `Spool.finish_attempt`).
 _NOT_FINISHED = " AND state NOT IN ('delivered', 'bounced')"
@@ -163,6 +165,12 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         expires_at REAL
     );
+    """,
+    # 1 -> 2: the queue sorts by its Recipients (the first one) and Last reply columns too,
+    # each page an index range like the other sorts.
+    """
+    CREATE INDEX messages_by_state_first_rcpt ON messages (state, first_rcpt, id);
+    CREATE INDEX messages_by_state_last_reply ON messages (state, last_reply, id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
