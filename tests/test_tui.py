@@ -18,18 +18,21 @@ import pytest
 from textual.widgets import Static
 
 from relaybox.control import ControlClient
-from relaybox.spool import MessageFilter, MessageRow
+from relaybox.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
 from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.log_view import LineView
+from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, ViewState
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
 from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
+from .test_spool import sort_key
+from .tui_seed import seeded_app
 
 SIZE = (120, 30)
 
@@ -141,6 +144,35 @@ async def test_retry_from_the_inspector_shows_the_new_attempt(
         await pilot.press("escape")
         assert not isinstance(app.screen, InspectorScreen)
     await sink.wait_for(1)
+
+
+def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:
+    """A column the spool cannot order by would sort by something else under its title."""
+    assert {key for key, _ in COLUMNS} == set(SORT_COLUMNS)
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+async def test_every_column_sorts_the_queue_by_its_values(tmp_path: Path, descending: bool) -> None:
+    """The seeded messages in every state, sorted by each column: the rows come in the
+    order of that column's values (the first recipient, the last reply included)."""
+    app = seeded_app(tmp_path)
+    everything = [name for name, _ in STATE_VIEWS].index("everything")
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6, pilot)
+        for key, _ in COLUMNS:
+            view.set_state(ViewState("", everything, key, descending))
+            await until(
+                lambda: (
+                    len(view.ids) == 8
+                    and not view._loading
+                    and all(i in view.rows for i in view.ids)
+                ),
+                pilot,
+            )
+            rows = [view.rows[i] for i in view.ids]
+            keys = [sort_key(r, key) for r in rows]
+            assert keys == sorted(keys, reverse=descending), (key, [r.queue_id for r in rows])
 
 
 async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFactory) -> None:

@@ -30,7 +30,8 @@ from .widgets import printable, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 
-# (sort key, title) in display order; every column sorts.
+# (sort key, title) in display order; every column sorts (the keys are the spool's
+# SORT_COLUMNS, each served by an index).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Queue ID"),
     ("arrived", "Age"),
@@ -42,8 +43,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("next_attempt", "Next"),
     ("last_reply", "Last reply"),
 )
-# Columns the spool can order by; the others sort by the nearest that it can.
-_SORT_OF = {"recipients": "arrived", "last_reply": "arrived"}
 
 STATE_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("unfinished", UNFINISHED_STATES),
@@ -265,7 +264,7 @@ class QueueView(ScrollView, can_focus=True):
         started = time.monotonic()
         state = self.state
         try:
-            sort = _SORT_OF.get(state.sort, state.sort)
+            sort = state.sort
             if self._fresh_view:
                 # A new filter, view or sort: its first screenful comes from one keyset page
                 # (milliseconds on any queue), shown while every id is counted in order.
