@@ -211,6 +211,26 @@ async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> No
         await asyncio.sleep(0)
 
 
+async def test_only_visible_log_lines_are_rendered(start_engine: EngineFactory) -> None:
+    """The log and the inspector share the queue's line-API base: a page of 5000 lines
+    costs what the screen shows, before and after scrolling."""
+    run = await start_engine()
+    app = app_for(run)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        view = app.log_view
+        view.set_lines([("plain", f"line {n}") for n in range(5000)])
+        view.scroll_home(animate=False, immediate=True)
+        await pilot.pause(0.2)
+        height = view.scrollable_content_region.height
+        assert view.rendered <= 3 * height
+        before = view.rendered
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert 0 < view.rendered - before <= height + 1
+        assert view.render_line(0).text.startswith("line 1")
+
+
 # ---------------------------------------------------------------------- attached to an engine
 
 

@@ -13,19 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events, work
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Region, Size
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..control import AdminClient
 from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
 from . import format as fmt
+from .strip_view import StripView
 from .widgets import printable, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
@@ -133,7 +132,7 @@ def row_text(row: MessageRow, width: int, now: float) -> str:
     return " ".join(fmt.clip(printable(values[key]), w) for key, w in _layout(width))
 
 
-class QueueView(ScrollView, can_focus=True):
+class QueueView(StripView, can_focus=True):
     """The queue list; `reload()` re-reads it, `touch()` asks for a reload soon."""
 
     BINDINGS = [
@@ -198,7 +197,7 @@ class QueueView(ScrollView, can_focus=True):
         clock: Callable[[], float] = time.time,
         id: str | None = None,  # noqa: A002 (Textual's name for it)
     ) -> None:
-        super().__init__(id=id)
+        super().__init__(512, id=id)
         self._admin = admin
         """The engine's admin layer, asked for when needed (the link opens after compose)."""
         self.clock = clock
@@ -206,7 +205,6 @@ class QueueView(ScrollView, can_focus=True):
         self.ids: list[int] = []
         self.rows: LRUCache[int, MessageRow] = LRUCache(_ROW_CACHE)
         self.selected: set[int] = set()
-        self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
         self._dirty = True
         self._fresh_view = True
         self._started = False
@@ -214,8 +212,6 @@ class QueueView(ScrollView, can_focus=True):
         self._last_load = 0.0
         self._load_seconds = 0.0
         self._missing_requested = False
-        self.rendered = 0
-        """Lines rendered since start (tests check that only visible lines are)."""
 
     @property
     def admin(self) -> AdminClient:
@@ -325,11 +321,10 @@ class QueueView(ScrollView, can_focus=True):
                 changed.append(row_id)
         self.selected &= set(ids) if changed_order else self.selected
         width = max(self.virtual_size.width, self.scrollable_content_region.width)
-        if self.virtual_size != (width, len(ids)):
-            self.virtual_size = Size(width, len(ids))
+        self.set_virtual_size(width, len(ids))
         self.set_reactive(QueueView.cursor, max(0, min(cursor, len(ids) - 1)))
         if changed_order:
-            self._strips.clear()
+            self.forget_lines()
             self.refresh()
         else:
             self._refresh_rows(changed)
@@ -359,57 +354,53 @@ class QueueView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ rendering
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips.clear()
-
     def on_focus(self, event: events.Focus) -> None:
-        self._strips.clear()
+        self.forget_lines()  # the cursor's colour depends on the focus
         self.refresh()
 
     def on_blur(self, event: events.Blur) -> None:
-        self._strips.clear()
+        self.forget_lines()
         self.refresh()
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
+    def line_count(self) -> int:
+        return len(self.ids)
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.scrollable_content_region.width
-        base = self.rich_style
-        if index >= len(self.ids):
-            return Strip.blank(width, base)
-        self.rendered += 1
+    def line_key(self, index: int, width: int) -> tuple[int, bool, bool, int] | None:
         row_id = self.ids[index]
         row = self.rows.get(row_id)
-        is_cursor = index == self.cursor
-        is_selected = row_id in self.selected
+        if row is None:
+            return None  # drawn as "loading" until it comes
+        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
+        return (
+            row_id,
+            index == self.cursor,
+            row_id in self.selected,
+            hash((row, width, now_bucket)),
+        )
+
+    def draw_line(self, index: int, width: int) -> Strip:
+        base = self.rich_style
+        row_id = self.ids[index]
+        row = self.rows.get(row_id)
         if row is None:
             if not self._missing_requested:
                 self._missing_requested = True
                 self._fetch_missing()
             style = base + self.get_component_rich_style("queueview--loading")
             return Strip([Segment("  …".ljust(width), style)]).crop_extend(0, width, style)
-        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
-        key = (row_id, is_cursor, is_selected, hash((row, width, now_bucket)))
-        strip = self._strips.get(key)
-        if strip is None:
-            style = base
-            state_style = f"queueview--{row.state}"
-            if state_style in self.COMPONENT_CLASSES:
-                style = style + self.get_component_rich_style(state_style)
-            if is_selected:
-                style = style + self.get_component_rich_style("queueview--selected")
-            if is_cursor:
-                style = style + self.get_component_rich_style("queueview--cursor")
-            mark = "● " if is_selected else "  "
-            text = mark + row_text(row, max(20, width - 2), self.clock())
-            strip = Strip([Segment(text, style)]).apply_meta({"row": index})
-            strip = strip.crop_extend(0, width, style)
-            self._strips[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, Style())
+        is_selected = row_id in self.selected
+        style = base
+        state_style = f"queueview--{row.state}"
+        if state_style in self.COMPONENT_CLASSES:
+            style = style + self.get_component_rich_style(state_style)
+        if is_selected:
+            style = style + self.get_component_rich_style("queueview--selected")
+        if index == self.cursor:
+            style = style + self.get_component_rich_style("queueview--cursor")
+        mark = "● " if is_selected else "  "
+        text = mark + row_text(row, max(20, width - 2), self.clock())
+        strip = Strip([Segment(text, style)]).apply_meta({"row": index})
+        return strip.crop_extend(0, width, style)
 
     # ------------------------------------------------------------------ the cursor
 
