@@ -24,6 +24,7 @@ from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
 from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.log_view import LineView
+from relaybox.tui.queue_pane import QueuePane
 from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, ViewState
 
 from .conftest import EngineFactory, RunningEngine
@@ -144,6 +145,73 @@ async def test_retry_from_the_inspector_shows_the_new_attempt(
         await pilot.press("escape")
         assert not isinstance(app.screen, InspectorScreen)
     await sink.wait_for(1)
+
+
+def screen_lines(app: RelayboxApp) -> list[str]:
+    """The screen as it was last drawn (cached lines included, not the widgets redrawn)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("width", [80, 99, 100, 101, 129, 130, 131, 200])
+async def test_column_titles_stand_over_their_columns(tmp_path: Path, width: int) -> None:
+    """At every width, on either side of where columns are dropped, each title starts where
+    its values do, and the titles name the columns the rows show."""
+    values = {
+        "Queue ID": "0SEEDED000001",
+        "Age": "2h",
+        "Sender": "scanner@",
+        "Recipients": "accounts@",
+        "Size": "297B",
+        "State": "deferred",
+        "Att": "1 ",
+        "Next": "in 25m",
+        "Last reply": "451 4.7.1",
+    }
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(width, 24)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and view.ids[0] in view.rows, pilot)
+        await pilot.pause(0.1)
+        lines = screen_lines(app)
+        header = next(li for li in lines if li.startswith("  Queue ID"))
+        row = next(li for li in lines if "0SEEDED000001" in li)
+        shown = []
+        for title, value in values.items():
+            at = header.find(title)
+            if at < 0:  # ("1 " is in many a reply)
+                assert title == "Att" or value not in row, (title, header, row)
+                continue
+            shown.append(title)
+            assert row[at:].startswith(value) and row[at - 1] == " ", (title, header, row)
+        assert shown[:4] == ["Queue ID", "Age", "Sender", "Recipients"], header
+        wide = view.scrollable_content_region.width >= 100
+        assert ("Size" in shown) == ("Att" in shown) == wide
+
+
+async def test_queue_reloads_change_the_title_without_a_relayout(tmp_path: Path) -> None:
+    """A reload (once a second under load) repaints the title line, never lays the screen
+    out again (Static.update does, at a cost that grows with the screen)."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
+        await pilot.pause(0.3)
+        screen = app.screen
+        layouts = 0
+        original = screen._refresh_layout
+
+        def counting(*args: Any, **kwargs: Any) -> None:
+            nonlocal layouts
+            layouts += 1
+            original(*args, **kwargs)
+
+        screen._refresh_layout = counting  # type: ignore[method-assign]
+        for sort in ("sender", "size", "state"):  # the same rows: the same scroll size
+            view.set_state(ViewState(view.state.text, view.state.view, sort))
+            await until(lambda: not view._loading and not view._fresh_view, pilot)
+            await pilot.pause(0.1)
+        assert "Queue · " in app.query_one(QueuePane).title
+        assert layouts == 0
 
 
 def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:

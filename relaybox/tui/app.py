@@ -40,7 +40,8 @@ from . import format as fmt
 from .inspector import InspectorScreen
 from .link import EngineLink, ListenerInfo
 from .log_view import LogView
-from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState, header_text
+from .queue_pane import QueuePane
+from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 from .themes import DEFAULT_THEME, load_themes, theme_dirs
 from .widgets import TextLine
 
@@ -193,18 +194,6 @@ class StatusBar(Horizontal):
         yield Sparkline([0.0], id="rate-out")
 
 
-class QueuePane(Vertical):
-    """The Queue pane: column titles, the live list, a filter line."""
-
-    DEFAULT_CSS = """
-    QueuePane #queue-header { height: 1; background: $panel; color: $text-muted; }
-    QueuePane #queue-title { height: 1; padding: 0 1; }
-    QueuePane QueueView { height: 1fr; }
-    QueuePane Input { display: none; }
-    QueuePane Input.shown { display: block; }
-    """
-
-
 class LogPane(Vertical):
     """The Log pane: the engine's events as they happen."""
 
@@ -302,11 +291,7 @@ class RelayboxApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         with ContentSwitcher(initial="queue"):
-            with QueuePane(id="queue"):
-                yield Static("", id="queue-title")
-                yield Static("", id="queue-header")
-                yield QueueView(lambda: self.link.admin, clock=self.clock, id="queue-view")
-                yield Input(placeholder="filter: text, or @domain; Enter applies, Esc clears")
+            yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
             with LogPane(id="log"):
                 yield Static("Log · / filters · End follows", id="log-title")
                 yield LogView(id="log-view")
@@ -329,7 +314,6 @@ class RelayboxApp(App[int]):
             self.notify(problem, title="theme not loaded", severity="warning")
         self.queue_view.focus()
         self.queue_view.reload()
-        self._update_queue_title()
         self._pump()
         self._load_listeners()
         self.set_interval(0.5, self._overview_tick)
@@ -518,7 +502,6 @@ class RelayboxApp(App[int]):
         else:
             state = self.queue_view.state
             self.queue_view.set_state(ViewState(text, state.view, state.sort, state.descending))
-            self._update_queue_title()
 
     def _focus_pane(self) -> None:
         if self.query_one(ContentSwitcher).current == "log":
@@ -550,46 +533,20 @@ class RelayboxApp(App[int]):
         self.queue_view.set_state(
             ViewState(s.text, (s.view + 1) % len(STATE_VIEWS), s.sort, s.descending)
         )
-        self._update_queue_title()
 
     def action_next_sort(self) -> None:
         s = self.queue_view.state
         keys = [key for key, _ in COLUMNS]
         nxt = keys[(keys.index(s.sort) + 1) % len(keys)] if s.sort in keys else "arrived"
         self.queue_view.set_state(ViewState(s.text, s.view, nxt, s.descending))
-        self._update_queue_title()
 
     def action_reverse_sort(self) -> None:
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, s.view, s.sort, not s.descending))
-        self._update_queue_title()
 
     def set_sort(self, key: str) -> None:
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, s.view, key, s.descending))
-        self._update_queue_title()
-
-    def _update_queue_title(self, total: int | None = None, partial: bool = False) -> None:
-        view = self.queue_view
-        count = len(view.ids) if total is None else total
-        selected = f" · {len(view.selected)} selected" if view.selected else ""
-        counted = (
-            f"{count}+ messages (counting…)"
-            if partial
-            else (f"{count} message{'' if count == 1 else 's'}")
-        )
-        self.query_one("#queue-title", Static).update(
-            f"Queue · {counted} · {view.state.describe()}{selected}"
-        )
-        width = self.query_one("#queue-header", Static).size.width or self.size.width
-        self.query_one("#queue-header", Static).update(header_text(width, view.state))
-
-    def on_resize(self) -> None:
-        self._update_queue_title()
-
-    @on(QueueView.Loaded)
-    def _queue_loaded(self, event: QueueView.Loaded) -> None:
-        self._update_queue_title(event.total, event.partial)
 
     @on(QueueView.Opened)
     def _open_message(self, event: QueueView.Opened) -> None:
@@ -714,4 +671,3 @@ class RelayboxApp(App[int]):
     def _set_view(self, index: int) -> None:
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, index, s.sort, s.descending))
-        self._update_queue_title()

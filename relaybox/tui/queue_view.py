@@ -81,8 +81,14 @@ class ViewState:
         return f"{words} · filter {self.text!r}" if self.text.strip() else words
 
 
+MARK = 2
+"""Cells before the first column: the selection mark (`● `)."""
+
+
 def _layout(width: int) -> list[tuple[str, int]]:
-    """Column widths for a terminal `width` wide (narrow terminals drop the less useful)."""
+    """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
+    less useful columns). The column titles and the rows are both laid out by this, from the
+    same width."""
     fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 7}
     if width < 100:
         keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
@@ -90,7 +96,7 @@ def _layout(width: int) -> list[tuple[str, int]]:
         keep = ["id", "arrived", "sender", "recipients", "size", "state", "attempts", "last_reply"]
     else:
         keep = [key for key, _ in COLUMNS]
-    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + 2
+    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + MARK
     free = max(30, width - used)
     flexible = {"sender": 0.3, "recipients": 0.35, "last_reply": 0.35}
     widths = []
@@ -98,7 +104,7 @@ def _layout(width: int) -> list[tuple[str, int]]:
         w = fixed.get(key) or max(8, int(free * flexible[key]))
         widths.append((key, w))
     # The last column takes what is left.
-    total = sum(w for _, w in widths) + len(widths) - 1 + 2
+    total = sum(w for _, w in widths) + len(widths) - 1 + MARK
     if widths and total != width:
         key, w = widths[-1]
         widths[-1] = (key, max(8, w + width - total))
@@ -106,18 +112,18 @@ def _layout(width: int) -> list[tuple[str, int]]:
 
 
 def header_text(width: int, state: ViewState) -> str:
-    """The column titles line, the sort column marked."""
+    """The column titles over rows `width` cells wide, the sort column marked."""
     cells = []
     for key, w in _layout(width):
         title = dict(COLUMNS)[key]
         if key == state.sort and len(title) + 1 < w:
             title += "▼" if state.descending else "▲"
         cells.append(fmt.clip(title, w))
-    return "  " + " ".join(cells)
+    return " " * MARK + " ".join(cells)
 
 
 def row_text(row: MessageRow, width: int, now: float) -> str:
-    """One message as one line of the queue."""
+    """One message as a line `width` cells wide, less the mark that goes before it."""
     values = {
         "id": row.queue_id,
         "arrived": fmt.age(now - row.arrived_at),
@@ -156,6 +162,9 @@ class QueueView(StripView, can_focus=True):
     DEFAULT_CSS = """
     QueueView {
         background: $surface;
+        /* The rows' width, and so the columns, do not change when the scroll bar comes. */
+        scrollbar-gutter: stable;
+        scrollbar-size-vertical: 1;
         & > .queueview--cursor { background: $block-cursor-blurred-background; }
         &:focus > .queueview--cursor {
             background: $block-cursor-background;
@@ -180,15 +189,12 @@ class QueueView(StripView, can_focus=True):
             super().__init__()
             self.queue_id = queue_id
 
-    class Loaded(Message):
-        """A reload finished (the pane updates its title and counts)."""
+    class Changed(Message):
+        """What the pane's title or column titles say changed: the count, the selection, the
+        view or sort, the width (see `title_text` and `header_text`)."""
 
-        def __init__(self, total: int, seconds: float, partial: bool = False) -> None:
-            super().__init__()
-            self.total = total
-            self.seconds = seconds
-            self.partial = partial
-            """Only the first screenful is in; the count follows."""
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, QueueView.Changed)
 
     def __init__(
         self,
@@ -205,6 +211,8 @@ class QueueView(StripView, can_focus=True):
         self.ids: list[int] = []
         self.rows: LRUCache[int, MessageRow] = LRUCache(_ROW_CACHE)
         self.selected: set[int] = set()
+        self.counting = False
+        """Only the first screenful is in; the count follows."""
         self._dirty = True
         self._fresh_view = True
         self._started = False
@@ -246,6 +254,7 @@ class QueueView(StripView, can_focus=True):
         self.cursor = 0
         self.selected.clear()
         self.scroll_to(y=0, animate=False, immediate=True)
+        self.post_message(self.Changed())
         self.reload()
 
     def reload(self) -> None:
@@ -273,9 +282,8 @@ class QueueView(StripView, can_focus=True):
                     limit=height + _WINDOW_MARGIN,
                 )
                 self._apply([r.id for r in page.rows], {r.id: r for r in page.rows}, 0)
-                self.post_message(
-                    self.Loaded(len(page.rows), 0.0, partial=page.next_after is not None)
-                )
+                self.counting = page.next_after is not None
+                self.post_message(self.Changed())
             ids = await self.admin.message_ids(
                 state.filter(), sort=sort, descending=state.descending
             )
@@ -300,7 +308,26 @@ class QueueView(StripView, can_focus=True):
         self._load_seconds = took if took > self._load_seconds else (self._load_seconds + took) / 2
         self._loading = False
         self._apply(ids, fresh, cursor)
-        self.post_message(self.Loaded(len(ids), self._load_seconds))
+        self.counting = False
+        self.post_message(self.Changed())
+
+    def title_text(self) -> str:
+        """The pane's title: how many messages, which, in what order, how many selected."""
+        count = len(self.ids)
+        counted = (
+            f"{count}+ messages (counting…)"
+            if self.counting
+            else f"{count} message{'' if count == 1 else 's'}"
+        )
+        selected = f" · {len(self.selected)} selected" if self.selected else ""
+        return f"Queue · {counted} · {self.state.describe()}{selected}"
+
+    def header_text(self) -> str:
+        """The column titles, laid out as the rows are (from the same width)."""
+        return header_text(self.scrollable_content_region.width, self.state)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Changed())
 
     def _window(self, ids: list[int], cursor: int) -> list[int]:
         height = max(1, self.scrollable_content_region.height)
@@ -397,8 +424,8 @@ class QueueView(StripView, can_focus=True):
             style = style + self.get_component_rich_style("queueview--selected")
         if index == self.cursor:
             style = style + self.get_component_rich_style("queueview--cursor")
-        mark = "● " if is_selected else "  "
-        text = mark + row_text(row, max(20, width - 2), self.clock())
+        mark = "● " if is_selected else " " * MARK
+        text = mark + row_text(row, width, self.clock())
         strip = Strip([Segment(text, style)]).apply_meta({"row": index})
         return strip.crop_extend(0, width, style)
 
