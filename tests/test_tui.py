@@ -214,6 +214,33 @@ async def test_queue_reloads_change_the_title_without_a_relayout(tmp_path: Path)
         assert layouts == 0
 
 
+async def test_the_selection_shown_follows_space_escape_and_actions(tmp_path: Path) -> None:
+    """The marks and the "N selected" of the title, as drawn on the screen, after each key."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        pane = app.query_one(QueuePane)
+        await until(lambda: len(view.ids) == 6 and view.ids[1] in view.rows, pilot)
+
+        def marked() -> list[str]:
+            return [li.split()[1] for li in screen_lines(app) if li.startswith("● ")]
+
+        await pilot.press("space", "space")  # the two deferred messages
+        await pilot.pause(0.1)
+        assert marked() == ["0SEEDED000001", "0SEEDED000002"]
+        assert "· 2 selected" in pane.title
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert marked() == [] and "selected" not in pane.title
+        await pilot.press("up", "space")
+        await pilot.pause(0.1)
+        assert marked() == ["0SEEDED000002"] and "· 1 selected" in pane.title
+        await pilot.press("h")  # hold the selection; the selection is spent
+        await until(lambda: "held" in str(view.rows.get(view.ids[1])), pilot)
+        await pilot.pause(0.2)
+        assert marked() == [] and "selected" not in pane.title
+
+
 def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:
     """A column the spool cannot order by would sort by something else under its title."""
     assert {key for key, _ in COLUMNS} == set(SORT_COLUMNS)

@@ -521,8 +521,7 @@ class RelayboxApp(App[int]):
         view = self.queue_view
         if self.query_one(ContentSwitcher).current == "queue":
             if view.selected:
-                view.selected.clear()
-                view.refresh()
+                view.clear_selection()
             elif view.state.text:
                 box.value = ""
                 box.remove_class("shown")
@@ -556,11 +555,13 @@ class RelayboxApp(App[int]):
 
     def action_act(self, action: str) -> None:
         """An action on the selected messages, or the one under the cursor."""
-        ids = self.queue_view.chosen()
+        view = self.queue_view
+        ids = view.chosen()
         if not ids:
             self.notify("No message here to act on.", severity="warning")
             return
-        self.act_on(action, ids)
+        # An action on the selection spends it.
+        self.act_on(action, ids, (lambda _: view.clear_selection()) if view.selected else None)
 
     def action_act_all(self, action: str) -> None:
         """An action on every message the current view and filter show."""
@@ -575,8 +576,14 @@ class RelayboxApp(App[int]):
             lambda: self._run(action, flt, f"{count} shown"),
         )
 
-    def act_on(self, action: str, queue_ids: list[str]) -> None:
-        """`action` on these messages (asks first for delete and bounce)."""
+    def act_on(
+        self,
+        action: str,
+        queue_ids: list[str],
+        done: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        """`action` on these messages (asks first for delete and bounce); `done` is called
+        with the queue IDs it changed once it has run (not when the admin says no)."""
         flt = MessageFilter(states=(), queue_ids=tuple(queue_ids))
         label = queue_ids[0] if len(queue_ids) == 1 else f"{len(queue_ids)} messages"
         if action in _CONFIRM:
@@ -587,10 +594,10 @@ class RelayboxApp(App[int]):
             )
             self._confirm_then(
                 f"{action.capitalize()} {label}? {consequence}",
-                lambda: self._run(action, flt, label),
+                lambda: self._run(action, flt, label, done),
             )
         else:
-            self._run(action, flt, label)
+            self._run(action, flt, label, done)
 
     def _confirm_then(self, question: str, then: Callable[[], object]) -> None:
         def answered(yes: bool | None) -> None:
@@ -600,7 +607,14 @@ class RelayboxApp(App[int]):
         self.push_screen(ConfirmScreen(question), answered)
 
     @work(group="actions", exit_on_error=False)
-    async def _run(self, action: str, flt: MessageFilter, label: str) -> None:
+    async def _run(
+        self,
+        action: str,
+        flt: MessageFilter,
+        label: str,
+        done: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        touched: list[str] = []
         try:
             if action == "bounce":
                 touched = await self.link.admin.bounce(flt, "from the relaybox UI")
@@ -608,14 +622,15 @@ class RelayboxApp(App[int]):
                 touched = await getattr(self.link.admin, action)(flt)
         except Exception as exc:
             self.notify(f"{action} failed: {exc}", severity="error")
-            return
-        word = _ACTION_WORDS[action]
-        n = len(touched)
-        if n:
-            self.notify(f"{n} message{'s' if n != 1 else ''} {word}")
         else:
-            self.notify(f"{label}: nothing to {action}", severity="warning")
-        self.queue_view.selected.clear()
+            word = _ACTION_WORDS[action]
+            n = len(touched)
+            if n:
+                self.notify(f"{n} message{'s' if n != 1 else ''} {word}")
+            else:
+                self.notify(f"{label}: nothing to {action}", severity="warning")
+        if done is not None:
+            done(touched)
         self.queue_view.reload()
 
     # ------------------------------------------------------------------ quitting, help

@@ -478,6 +478,14 @@ class QueueView(StripView, can_focus=True):
         self.selected ^= {current}
         self.refresh_line(self.cursor)
         self.cursor += 1
+        self.post_message(self.Changed())
+
+    def clear_selection(self) -> None:
+        """Unselect every row (Escape, or the selection was acted on)."""
+        if self.selected:
+            self.selected.clear()
+            self.refresh()  # every mark on screen goes
+            self.post_message(self.Changed())
 
     def key_enter(self) -> None:
         row = self.current_row()
