@@ -32,7 +32,7 @@ from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
 from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
-from .test_spool import sort_key
+from .test_spool import new_message, sort_key
 from .tui_seed import seeded_app
 
 SIZE = (120, 30)
@@ -206,9 +206,9 @@ async def test_queue_reloads_change_the_title_without_a_relayout(tmp_path: Path)
             original(*args, **kwargs)
 
         screen._refresh_layout = counting  # type: ignore[method-assign]
-        for sort in ("sender", "size", "state"):  # the same rows: the same scroll size
-            view.set_state(ViewState(view.state.text, view.state.view, sort))
-            await until(lambda: not view._loading and not view._fresh_view, pilot)
+        for _ in range(3):
+            view.reload()
+            await until(lambda: not view._loading, pilot)
             await pilot.pause(0.1)
         assert "Queue · " in app.query_one(QueuePane).title
         assert layouts == 0
@@ -239,6 +239,86 @@ async def test_the_selection_shown_follows_space_escape_and_actions(tmp_path: Pa
         await until(lambda: "held" in str(view.rows.get(view.ids[1])), pilot)
         await pilot.pause(0.2)
         assert marked() == [] and "selected" not in pane.title
+
+
+class GatedAdmin:
+    """The engine's admin layer with the queue's id listing and row reads held at a gate:
+    the moments a big queue takes to load, made as long as a test needs."""
+
+    def __init__(self, admin: Any, *held: str) -> None:
+        self._admin = admin
+        self.held = set(held)
+        """The calls held at the gate (message_ids, rows_by_id)."""
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+        """Set when a call is held at the gate."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._admin, name)
+
+    async def _wait(self, name: str) -> None:
+        if name in self.held and not self.gate.is_set():
+            self.waiting.set()
+            await asyncio.wait_for(self.gate.wait(), 20)
+
+    async def message_ids(self, *args: Any, **kwargs: Any) -> list[int]:
+        await self._wait("message_ids")
+        return await self._admin.message_ids(*args, **kwargs)  # type: ignore[no-any-return]
+
+    async def rows_by_id(self, *args: Any, **kwargs: Any) -> dict[int, MessageRow]:
+        await self._wait("rows_by_id")
+        return await self._admin.rows_by_id(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+async def test_a_new_view_is_acted_on_and_counted_as_it_is_not_as_the_old_one(
+    start_engine: EngineFactory,
+) -> None:
+    """Right after a new filter: no action reaches the old view's rows; "all N" counts the
+    whole new view, not its first screenful; the cursor stays where it is moved while the
+    rest of the view loads."""
+    run = await start_engine()
+    spool = run.engine.spool
+    assert spool is not None and run.engine.admin is not None
+    for i in range(200):
+        await spool.store_message(
+            new_message(sender=f"u{i}@d{i % 2}.example", recipients=("r@example.org",))
+        )
+    first = (await run.engine.admin.list(MessageFilter(states=()), limit=1)).rows[0]
+    assert first.sender == "u0@d0.example"
+    app = app_for(run)
+    async with app.run_test(size=(120, 20)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 200 and view.current_row() == first, pilot)
+        gated = GatedAdmin(run.engine.admin, "message_ids")
+        app.link.admin = gated  # type: ignore[misc]
+        # A filter and an action in the same instant: the old view's row is not acted on.
+        app._apply_filter("d1.example")
+        app.action_act("delete")
+        assert not isinstance(app.screen, ConfirmScreen), app.screen.question  # type: ignore[attr-defined]
+        await until(lambda: view.ids and view.counting, pilot)  # the first screenful
+        shown = len(view.ids)
+        assert shown < 100
+        await pilot.press("H")
+        question = await until(
+            lambda: app.screen.question if isinstance(app.screen, ConfirmScreen) else None, pilot
+        )
+        assert "all 100 messages" in question, question
+        await pilot.press("n")
+        gated.gate.set()
+        await until(lambda: not view.counting and len(view.ids) == 100 and not view._loading, pilot)
+        # The rows around the cursor loading under a moving cursor.
+        gated.held = {"rows_by_id"}
+        gated.gate.clear()
+        gated.waiting.clear()
+        view.reload()
+        await until(gated.waiting.is_set, pilot)
+        await pilot.press("down", "down", "down")
+        wanted = view.current_id()
+        assert view.cursor == 3
+        gated.gate.set()
+        await until(lambda: not view._loading, pilot)
+        await pilot.pause(0.1)
+        assert view.cursor == 3 and view.current_id() == wanted
 
 
 def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:

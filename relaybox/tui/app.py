@@ -564,15 +564,23 @@ class RelayboxApp(App[int]):
         self.act_on(action, ids, (lambda _: view.clear_selection()) if view.selected else None)
 
     def action_act_all(self, action: str) -> None:
-        """An action on every message the current view and filter show."""
-        flt = self.queue_view.state.filter()
-        count = len(self.queue_view.ids)
+        """An action on every message the current view and filter show (asks first)."""
+        self._act_all(action, self.queue_view.state)
+
+    @work(group="actions", exit_on_error=False)
+    async def _act_all(self, action: str, state: ViewState) -> None:
+        # Counted by the engine: the view may hold only its first screenful yet.
+        flt = state.filter()
+        try:
+            count = await self.link.admin.count(flt)
+        except Exception as exc:
+            self.notify(f"Cannot count the messages shown: {exc}", severity="error")
+            return
         if not count:
             self.notify("The view is empty: nothing to act on.", severity="warning")
             return
-        what = self.queue_view.state.describe()
         self._confirm_then(
-            f"{action.capitalize()} all {count} messages shown ({what})?",
+            f"{action.capitalize()} all {count} messages shown ({state.describe()})?",
             lambda: self._run(action, flt, f"{count} shown"),
         )
 

@@ -8,6 +8,8 @@ the engine's reader threads (or in the attached engine), never on the event loop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,11 +250,16 @@ class QueueView(StripView, can_focus=True):
             self.reload()  # ages and "next attempt" move on even when nothing happens
 
     def set_state(self, state: ViewState) -> None:
-        """Show another filter, view or sort (the cursor goes to the top)."""
+        """Show another filter, view or sort, from its top.
+
+        The old view's rows go at once: until the new view's first screenful comes, there is
+        nothing under the cursor for a key to act on.
+        """
         self.state = state
         self._fresh_view = True
-        self.cursor = 0
         self.selected.clear()
+        self.counting = True
+        self._apply([], {})
         self.scroll_to(y=0, animate=False, immediate=True)
         self.post_message(self.Changed())
         self.reload()
@@ -268,48 +275,57 @@ class QueueView(StripView, can_focus=True):
     async def _load(self) -> None:
         started = time.monotonic()
         state = self.state
+        flt = state.filter()
         try:
-            sort = state.sort
             if self._fresh_view:
                 # A new filter, view or sort: its first screenful comes from one keyset page
-                # (milliseconds on any queue), shown while every id is counted in order.
-                self._fresh_view = False
+                # (milliseconds on any queue) and is shown before every id is listed in order.
                 height = max(1, self.scrollable_content_region.height)
                 page = await self.admin.list(
-                    state.filter(),
-                    sort=sort,
-                    descending=state.descending,
-                    limit=height + _WINDOW_MARGIN,
+                    flt, sort=state.sort, descending=state.descending, limit=height + _WINDOW_MARGIN
                 )
-                self._apply([r.id for r in page.rows], {r.id: r for r in page.rows}, 0)
+                self._fresh_view = False  # (a load cancelled before this point starts over)
                 self.counting = page.next_after is not None
+                self._apply([r.id for r in page.rows], {r.id: r for r in page.rows})
                 self.post_message(self.Changed())
-            ids = await self.admin.message_ids(
-                state.filter(), sort=sort, descending=state.descending
-            )
-            current = self.current_id()
-            cursor = self.cursor
-            if current is not None and (cursor >= len(ids) or ids[cursor] != current):
-                try:
-                    cursor = ids.index(current)
-                except ValueError:
-                    cursor = min(cursor, max(0, len(ids) - 1))
-            window = self._window(ids, cursor)
+                if not self.counting:  # the whole view was one page
+                    self._loaded(started)
+                    return
+                # Listing every id of a big queue holds the GIL for a while, in bursts: let
+                # the first screenful reach the terminal first.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wait_for_refresh(), 0.5)
+            ids = await self.admin.message_ids(flt, sort=state.sort, descending=state.descending)
+            window = self._window(ids, self._cursor_in(ids))
             fresh = await self.admin.rows_by_id(window) if window else {}
         except Exception as exc:  # the engine went away, a query failed: say so, keep going
             self._loading = False
+            self._last_load = time.monotonic()
             self.notify(f"Cannot read the queue: {exc}", severity="error", timeout=5)
             return
-        finally:
-            self._last_load = time.monotonic()
+        # The rows came while the cursor may have moved: it stays on the row it is on now.
+        self.counting = False
+        self._apply(ids, fresh)
+        self._loaded(started)
+        self.post_message(self.Changed())
+
+    def _loaded(self, started: float) -> None:
+        now = time.monotonic()
         # The cost of a reload, remembered slowly falling: one slow load (the engine busy
         # starting) does not hold back updates for long.
-        took = time.monotonic() - started
+        took = now - started
         self._load_seconds = took if took > self._load_seconds else (self._load_seconds + took) / 2
+        self._last_load = now
         self._loading = False
-        self._apply(ids, fresh, cursor)
-        self.counting = False
-        self.post_message(self.Changed())
+
+    def _cursor_in(self, ids: list[int]) -> int:
+        """Where the cursor goes in `ids`: on the row it is on, else where it is (clamped)."""
+        current = self.current_id()
+        cursor = self.cursor
+        if current is not None and not (cursor < len(ids) and ids[cursor] == current):
+            with contextlib.suppress(ValueError):
+                return ids.index(current)
+        return max(0, min(cursor, len(ids) - 1))
 
     def title_text(self) -> str:
         """The pane's title: how many messages, which, in what order, how many selected."""
@@ -337,7 +353,8 @@ class QueueView(StripView, can_focus=True):
         start = max(0, top - _WINDOW_MARGIN)
         return ids[start : top + height + _WINDOW_MARGIN]
 
-    def _apply(self, ids: list[int], fresh: dict[int, MessageRow], cursor: int) -> None:
+    def _apply(self, ids: list[int], fresh: dict[int, MessageRow]) -> None:
+        cursor = self._cursor_in(ids)
         changed_order = ids != self.ids
         self.ids = ids
         changed: list[int] = []
@@ -349,7 +366,7 @@ class QueueView(StripView, can_focus=True):
         self.selected &= set(ids) if changed_order else self.selected
         width = max(self.virtual_size.width, self.scrollable_content_region.width)
         self.set_virtual_size(width, len(ids))
-        self.set_reactive(QueueView.cursor, max(0, min(cursor, len(ids) - 1)))
+        self.set_reactive(QueueView.cursor, cursor)
         if changed_order:
             self.forget_lines()
             self.refresh()
