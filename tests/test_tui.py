@@ -59,6 +59,24 @@ def app_for(run: RunningEngine) -> RelayboxApp:
     return RelayboxApp(InProcessLink(run.engine))
 
 
+async def deferring(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
+) -> tuple[RunningEngine, str]:
+    """An engine relaying to a sink that defers busy@example.org, and one message to it."""
+    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    return run, await send(run, "a@example.com", ["busy@example.org"])
+
+
+async def open_inspector(app: RelayboxApp, pilot: Any) -> InspectorScreen:
+    """Enter on the row under the cursor; the inspector once it is up."""
+    await pilot.press("enter")
+    screen: InspectorScreen = await until(
+        lambda: app.screen if isinstance(app.screen, InspectorScreen) else None, pilot
+    )
+    return screen
+
+
 async def test_mail_sent_over_smtp_appears_in_the_queue(start_engine: EngineFactory) -> None:
     run = await start_engine()  # make_config holds everything: mail stays in the queue
     app = app_for(run)
@@ -75,9 +93,7 @@ async def test_mail_sent_over_smtp_appears_in_the_queue(start_engine: EngineFact
 async def test_hold_release_and_delete_change_the_spool(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
 ) -> None:
-    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
-    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
     admin = run.engine.admin
     assert admin is not None
 
@@ -127,10 +143,7 @@ async def test_retry_from_the_inspector_shows_the_new_attempt(
     app = app_for(run)
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "deferred" in _lines(app), pilot)
-        await pilot.press("enter")
-        inspector = await until(
-            lambda: app.screen if isinstance(app.screen, InspectorScreen) else None, pilot
-        )
+        inspector = await open_inspector(app, pilot)
         view = inspector.query_one(LineView)
         await until(lambda: any("Delivery attempt 1" in t for _, t in view.lines), pilot)
         assert any(t.lstrip().startswith(queue_id) or queue_id in t for _, t in view.lines)
@@ -350,6 +363,29 @@ async def test_every_column_sorts_the_queue_by_its_values(tmp_path: Path, descen
             assert keys == sorted(keys, reverse=descending), (key, [r.queue_id for r in rows])
 
 
+async def test_the_inspector_shows_what_its_own_actions_did(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
+) -> None:
+    """h, l and d in the inspector: the page says held, then not held, then gone."""
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "deferred" in _lines(app), pilot)
+        inspector = await open_inspector(app, pilot)
+        view = inspector.query_one(LineView)
+
+        def head() -> str:
+            return view.lines[0][1] if view.lines else ""
+
+        await until(lambda: head() == f"Message {queue_id}  (deferred)", pilot)
+        await pilot.press("h")
+        await until(lambda: head() == f"Message {queue_id}  (held)", pilot)
+        await pilot.press("l")
+        await until(lambda: "(held)" not in head(), pilot)
+        await pilot.press("d", "y")
+        await until(lambda: head() == f"Message {queue_id} is no longer in the spool.", pilot)
+
+
 async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFactory) -> None:
     run = await start_engine()
     app = app_for(run)
@@ -496,9 +532,7 @@ def test_relaybox_in_a_terminal_opens_the_queue_and_quits_after_asking(
 async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
 ) -> None:
-    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
-    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
     app = app_for(run)
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "deferred" in _lines(app), pilot)

@@ -22,15 +22,13 @@ from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Spark
 
 from ..control import EventsDropped
 from ..events import (
+    MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
     Event,
     MessageAccepted,
-    MessageBounced,
-    MessageDeferred,
     MessageDelivered,
-    MessageHeld,
     MessageRejected,
     SessionClosed,
     SessionOpened,
@@ -61,10 +59,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
     SessionClosed,
     MessageAccepted,
     MessageRejected,
-    MessageDelivered,
-    MessageDeferred,
-    MessageBounced,
-    MessageHeld,
+    *MESSAGE_CHANGES,
     AttemptStarted,
     AttemptFinished,
     DestinationSuspended,
@@ -347,16 +342,7 @@ class RelayboxApp(App[int]):
         if isinstance(event, EventsDropped):
             self.queue_view.touch()
             return
-        if isinstance(
-            event,
-            MessageAccepted
-            | MessageDelivered
-            | MessageDeferred
-            | MessageBounced
-            | MessageHeld
-            | AttemptStarted
-            | AttemptFinished,
-        ):
+        if isinstance(event, (*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished)):
             self.queue_view.touch()
             self._overview_dirty = True
         if isinstance(event, MessageAccepted):

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 
 from ..control import AdminClient
 from ..events import (
+    MESSAGE_CHANGES,
     AttemptLine,
     Event,
     MessageBounced,
@@ -133,7 +134,7 @@ class InspectorScreen(Screen[None]):
         self,
         link: EngineLink,
         queue_id: str,
-        act: Callable[[str, list[str]], object],
+        act: Callable[[str, list[str], Callable[[list[str]], object]], object],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -203,7 +204,8 @@ class InspectorScreen(Screen[None]):
                 self.view.add("head", "Retry: live attempt")
                 self.view.follow = True
                 self.view.scroll_end(animate=False, immediate=True)
-        self._act(action, [self.queue_id])
+        # The page is re-read once the action has run, whatever the engine publishes.
+        self._act(action, [self.queue_id], lambda _: self.reload())
 
     @work(exclusive=True, group="inspector-watch", exit_on_error=False)
     async def _watch(self) -> None:
@@ -224,7 +226,5 @@ class InspectorScreen(Screen[None]):
         """Called by the app for engine events while this screen is open."""
         if self.watching:
             return  # the watch worker re-reads the page when the attempt is recorded
-        if getattr(event, "queue_id", None) == self.queue_id and isinstance(
-            event, MessageDelivered | MessageDeferred | MessageBounced | MessageHeld
-        ):
+        if getattr(event, "queue_id", None) == self.queue_id and isinstance(event, MESSAGE_CHANGES):
             self.reload()

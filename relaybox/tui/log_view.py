@@ -23,9 +23,11 @@ from ..events import (
     MessageAccepted,
     MessageBounced,
     MessageDeferred,
+    MessageDeleted,
     MessageDelivered,
     MessageHeld,
     MessageRejected,
+    MessageReleased,
     SessionClosed,
     SessionOpened,
 )
@@ -159,10 +161,12 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
         to = ", ".join(event.recipients)
         return ("bad", f"{at} {event.queue_id}: bounced {to}: {event.reply}")
     if isinstance(event, MessageHeld):
-        return (
-            "warn",
-            f"{at} {event.queue_id}: held {', '.join(event.recipients)}: {event.reason}",
-        )
+        whom = f" {', '.join(event.recipients)}" if event.recipients else ""
+        return ("warn", f"{at} {event.queue_id}: held{whom}: {event.reason}")
+    if isinstance(event, MessageReleased):
+        return ("plain", f"{at} {event.queue_id}: released by an admin")
+    if isinstance(event, MessageDeleted):
+        return ("warn", f"{at} {event.queue_id}: deleted by an admin")
     if isinstance(event, MessageRejected):
         who = event.recipient or event.sender or ""
         return ("warn", f"{at} rejected {event.stage} {who} from {event.client_ip}: {event.reply}")
