@@ -10,14 +10,15 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.widgets import Static
 
-from relaybox.control import ControlClient
+from relaybox.control import ControlClient, EventsDropped
+from relaybox.events import Event
 from relaybox.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
@@ -53,6 +54,11 @@ def _lines(app: RelayboxApp) -> str:
     view = app.queue_view
     height = view.scrollable_content_region.height
     return "\n".join(view.render_line(y).text for y in range(height))
+
+
+def notes(app: RelayboxApp) -> list[str]:
+    """The notifications on screen now."""
+    return [n.message for n in app._notifications]
 
 
 def app_for(run: RunningEngine) -> RelayboxApp:
@@ -134,30 +140,61 @@ async def test_a_filter_finds_messages_by_recipient_domain(start_engine: EngineF
         await until(lambda: org in _lines(app), pilot)
 
 
-async def test_retry_from_the_inspector_shows_the_new_attempt(
+class SlowToSubscribe(InProcessLink):
+    """An engine whose subscriptions take half a second to open (a busy admin socket): an
+    attempt may be over before a subscription asked for at the same time is in place."""
+
+    async def subscribe(
+        self, types: Sequence[type[Event]] | None = None
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        await asyncio.sleep(0.5)
+        return await super().subscribe(types)
+
+
+async def test_retry_from_the_inspector_streams_the_attempt_live_then_shows_it_recorded(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
 ) -> None:
+    """The second of two messages, retried from its inspector: its lines appear while the
+    next hop still holds its reply to DATA, and the recorded attempt and state follow, even
+    though the subscription is slow to open."""
     sink = await smtp_sink(data_reply="451 4.3.0 try again later")
     run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    await send(run, "other@example.com", ["b@example.org"])
     queue_id = await send(run, "a@example.com", ["b@example.org"])
-    app = app_for(run)
+    app = RelayboxApp(SlowToSubscribe(run.engine))
     async with app.run_test(size=SIZE) as pilot:
-        await until(lambda: "deferred" in _lines(app), pilot)
+        await until(lambda: _lines(app).count("deferred") == 2, pilot)
+        await pilot.press("down")
         inspector = await open_inspector(app, pilot)
+        assert inspector.queue_id == queue_id
         view = inspector.query_one(LineView)
         await until(lambda: any("Delivery attempt 1" in t for _, t in view.lines), pilot)
-        assert any(t.lstrip().startswith(queue_id) or queue_id in t for _, t in view.lines)
-        sink.behaviour.data_reply = None  # the next hop takes it now
+        assert view.lines[0] == ("head", f"Message {queue_id}  (deferred)")
+        stall = asyncio.Event()
+        sink.in_data.clear()
+        sink.behaviour.data_reply = None  # the next hop takes it now, once `stall` is set
+        sink.behaviour.stall = stall
         await pilot.press("r")
+        await until(lambda: sink.in_data.is_set(), pilot)
+
+        def live() -> list[str]:
+            texts = [t for _, t in view.lines]
+            at = texts.index("Retry: live attempt") if "Retry: live attempt" in texts else None
+            return [] if at is None else texts[at:]
+
+        # The reply to DATA is held: what is shown of this attempt came as it happened.
+        await until(lambda: any("C: MAIL FROM:<a@example.com>" in t for t in live()), pilot)
+        assert not any("Delivery attempt 2" in t for _, t in view.lines)
+        stall.set()
         await until(lambda: any("Delivery attempt 2" in t for _, t in view.lines), pilot)
         texts = [t for _, t in view.lines]
         assert any("S: 250 2.0.0 Ok: queued at the sink" in t for t in texts)
-        assert any("C: MAIL FROM:<a@example.com>" in t for t in texts)
+        assert view.lines[0] == ("head", f"Message {queue_id}  (delivered)")
         title = inspector.query_one("#inspector-title")
         await until(lambda: "delivered" in str(title.render()), pilot)
         await pilot.press("escape")
         assert not isinstance(app.screen, InspectorScreen)
-    await sink.wait_for(1)
+    assert [m.sender for m in await sink.wait_for(1)] == ["a@example.com"]
 
 
 def screen_lines(app: RelayboxApp) -> list[str]:
@@ -366,7 +403,8 @@ async def test_every_column_sorts_the_queue_by_its_values(tmp_path: Path, descen
 async def test_the_inspector_shows_what_its_own_actions_did(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
 ) -> None:
-    """h, l and d in the inspector: the page says held, then not held, then gone."""
+    """h, l and d in the inspector: the page says held, then not held, then gone (and r on
+    a held message waits for no attempt)."""
     run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
     app = app_for(run)
     async with app.run_test(size=SIZE) as pilot:
@@ -380,6 +418,10 @@ async def test_the_inspector_shows_what_its_own_actions_did(
         await until(lambda: head() == f"Message {queue_id}  (deferred)", pilot)
         await pilot.press("h")
         await until(lambda: head() == f"Message {queue_id}  (held)", pilot)
+        await pilot.press("r")  # nothing to retry: no attempt to wait for
+        await until(lambda: any("nothing to retry" in n for n in notes(app)), pilot)
+        await until(lambda: not inspector.watching, pilot)
+        assert head() == f"Message {queue_id}  (held)"
         await pilot.press("l")
         await until(lambda: "(held)" not in head(), pilot)
         await pilot.press("d", "y")

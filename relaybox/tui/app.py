@@ -328,8 +328,12 @@ class RelayboxApp(App[int]):
     async def _pump(self) -> None:
         """Every engine event, to the panes that show it."""
         try:
-            async for event in self.link.events(UI_EVENTS):
-                self.on_engine_event(event)
+            stream = await self.link.subscribe(UI_EVENTS)
+            try:
+                async for event in stream:
+                    self.on_engine_event(event)
+            finally:
+                await stream.aclose()
         except Exception as exc:
             self.notify(f"Lost the engine's events: {exc}", severity="error", timeout=10)
         if self.link.attached:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
 from ..control import AdminClient
 from ..events import (
@@ -140,7 +141,6 @@ class InspectorScreen(Screen[None]):
     ) -> None:
         super().__init__()
         self.link = link
-        self.admin: AdminClient = link.admin
         self.queue_id = queue_id
         self._act = act
         self.clock = clock
@@ -153,6 +153,11 @@ class InspectorScreen(Screen[None]):
         yield Static(f"Message {self.queue_id}", id="inspector-title")
         yield LineView(id="inspector-lines")
         yield Footer()
+
+    @property
+    def admin(self) -> AdminClient:
+        """The engine's admin layer (the link's current one: it may reconnect)."""
+        return self.link.admin
 
     @property
     def view(self) -> LineView:
@@ -197,30 +202,51 @@ class InspectorScreen(Screen[None]):
 
     def action_act(self, action: str) -> None:
         if action == "retry":
-            self.watching = True
-            self._watch()
+            self._retry()
+        else:
+            # The page is re-read once the action has run, whatever the engine publishes.
+            self._act(action, [self.queue_id], lambda _: self.reload())
+
+    @work(exclusive=True, group="inspector-watch", exit_on_error=False)
+    async def _retry(self) -> None:
+        """Retry now and show the attempt's lines as they happen, then the page as recorded.
+
+        The subscription is open before the retry is asked for, so an attempt over before
+        the first line is drawn is still seen whole; and the page is re-read from the spool
+        however the watch ends (the outcome published, nothing to retry, the engine gone).
+        """
+        worker = get_current_worker()
+        self.watching = True
+        try:
+            stream = await self.link.subscribe(_WATCHED)
+        except Exception as exc:
+            self.watching = False
+            self.notify(f"Cannot watch the attempt: {exc}", severity="error")
+            return
+        try:
             if not self.raw:
                 self.view.add("head", "")
                 self.view.add("head", "Retry: live attempt")
                 self.view.follow = True
                 self.view.scroll_end(animate=False, immediate=True)
-        # The page is re-read once the action has run, whatever the engine publishes.
-        self._act(action, [self.queue_id], lambda _: self.reload())
 
-    @work(exclusive=True, group="inspector-watch", exit_on_error=False)
-    async def _watch(self) -> None:
-        """The live lines of this message's next attempt, until its outcome is recorded."""
-        async for event in self.link.events(_WATCHED):
-            if getattr(event, "queue_id", None) != self.queue_id:
-                continue
-            if isinstance(event, AttemptLine):
+            def retried(touched: list[str]) -> None:
+                if not touched:  # (held, or finished): no attempt is coming to wait for
+                    worker.cancel()
+
+            self._act("retry", [self.queue_id], retried)
+            async for event in stream:
+                if getattr(event, "queue_id", None) != self.queue_id:
+                    continue
+                if not isinstance(event, AttemptLine):
+                    break  # the outcome is recorded
                 if not self.raw:
                     kind, prefix = _PREFIX.get(event.direction, ("note", "-- "))
                     self.view.add(kind, f"  {fmt.clock(event.at)} {prefix}{event.text}")
-                continue
+        finally:
             self.watching = False
+            await stream.aclose()
             self.reload()
-            return
 
     def on_engine_event(self, event: Event) -> None:
         """Called by the app for engine events while this screen is open."""
