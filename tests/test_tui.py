@@ -428,6 +428,38 @@ async def test_the_inspector_shows_what_its_own_actions_did(
         await until(lambda: head() == f"Message {queue_id} is no longer in the spool.", pilot)
 
 
+async def test_keys_and_commands_take_the_screen_they_are_given_on(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
+) -> None:
+    """The palette's message actions in the inspector act on its message (not the queue's
+    selection), `/` there opens no filter of a pane out of sight, and Escape clears the
+    Log pane's filter as it does the queue's."""
+    run, first = await deferring(start_engine, smtp_sink, tmp_path)
+    second = await send(run, "a@example.com", ["busy@example.org"])
+    admin = run.engine.admin
+    assert admin is not None
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: _lines(app).count("deferred") == 2, pilot)
+        await pilot.press("space")  # the first selected, the cursor on the second
+        inspector = await open_inspector(app, pilot)
+        assert inspector.queue_id == second
+        await pilot.press("slash")
+        assert app.screen is inspector and isinstance(app.focused, LineView)
+        assert not app.query_one("#queue Input").has_class("shown")
+        commands = {c.title: c for c in app.get_system_commands(inspector)}
+        assert "Hold all shown" not in commands and "Sort by Sender" not in commands
+        commands["Hold this message"].callback()
+        await until(lambda: "(held)" in inspector.query_one(LineView).lines[0][1], pilot)
+        states = {q: (await admin.show(q)).row.state for q in (first, second)}  # type: ignore[union-attr]
+        assert states == {first: "deferred", second: "held"}
+        await pilot.press("escape", "4", "slash", *"nothing like it", "enter")
+        await until(lambda: app.log_view.filter_text == "nothing like it", pilot)
+        await pilot.press("escape")
+        assert app.log_view.filter_text == ""
+        assert not app.query_one("#log Input").has_class("shown")
+
+
 async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFactory) -> None:
     run = await start_engine()
     app = app_for(run)

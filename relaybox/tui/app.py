@@ -274,11 +274,12 @@ class RelayboxApp(App[int]):
             )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The Queue pane's keys act only while it is showing (and no dialog is up)."""
-        if action in self._QUEUE_ACTIONS:
+        """The Queue pane's keys act only while it is showing, and `/` only on the panes'
+        screen (no dialog or inspector up: the filter line is not on those)."""
+        if action in self._QUEUE_ACTIONS or action == "filter":
             if self.screen is not self.screen_stack[0]:
                 return False
-            return self.query_one(ContentSwitcher).current == "queue"
+            return action == "filter" or self.query_one(ContentSwitcher).current == "queue"
         return True
 
     # ------------------------------------------------------------------ layout
@@ -500,22 +501,17 @@ class RelayboxApp(App[int]):
             self.queue_view.focus()
 
     def action_clear(self) -> None:
-        """Escape: close the filter line, else clear the selection, else the filter."""
+        """Escape: close the filter line, else clear the selection, else the pane's filter."""
         box = self._pane_input()
-        if box.has_focus:
+        view = self.queue_view
+        on_queue = self.query_one(ContentSwitcher).current == "queue"
+        if not box.has_focus and on_queue and view.selected:
+            view.clear_selection()
+        elif box.has_focus or (view.state.text if on_queue else self.log_view.filter_text):
             box.value = ""
             box.remove_class("shown")
             self._apply_filter("")
             self._focus_pane()
-            return
-        view = self.queue_view
-        if self.query_one(ContentSwitcher).current == "queue":
-            if view.selected:
-                view.clear_selection()
-            elif view.state.text:
-                box.value = ""
-                box.remove_class("shown")
-                self._apply_filter("")
 
     def action_next_view(self) -> None:
         s = self.queue_view.state
@@ -534,6 +530,7 @@ class RelayboxApp(App[int]):
         self.queue_view.set_state(ViewState(s.text, s.view, s.sort, not s.descending))
 
     def set_sort(self, key: str) -> None:
+        self.action_show_pane("queue")
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, s.view, key, s.descending))
 
@@ -657,17 +654,23 @@ class RelayboxApp(App[int]):
         yield SystemCommand(
             "Log pane", "Show the live log (4)", lambda: self.action_show_pane("log")
         )
-        for action in _ACTION_WORDS:
-            yield SystemCommand(
-                f"{action.capitalize()} message",
-                f"{action.capitalize()} the selected messages, or the one under the cursor",
-                lambda a=action: self.action_act(a),
-            )
-            yield SystemCommand(
-                f"{action.capitalize()} all shown",
-                f"{action.capitalize()} every message the current view and filter show",
-                lambda a=action: self.action_act_all(a),
-            )
+        # Actions on messages take the screen's: the inspector's message, or the queue's
+        # selection or cursor (not from the Log pane, where neither is in sight).
+        if isinstance(screen, InspectorScreen):
+            yield from screen.commands()
+            return
+        if self.query_one(ContentSwitcher).current == "queue":
+            for action in _ACTION_WORDS:
+                yield SystemCommand(
+                    f"{action.capitalize()} message",
+                    f"{action.capitalize()} the selected messages, or the one under the cursor",
+                    lambda a=action: self.action_act(a),
+                )
+                yield SystemCommand(
+                    f"{action.capitalize()} all shown",
+                    f"{action.capitalize()} every message the current view and filter show",
+                    lambda a=action: self.action_act_all(a),
+                )
         for key, title in COLUMNS:
             yield SystemCommand(
                 f"Sort by {title}",
@@ -682,5 +685,6 @@ class RelayboxApp(App[int]):
             )
 
     def _set_view(self, index: int) -> None:
+        self.action_show_pane("queue")
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, index, s.sort, s.descending))

@@ -8,15 +8,16 @@ events), then the page is re-read from the spool once the attempt is recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from ..admin import ACTIONS
 from ..control import AdminClient
 from ..events import (
     MESSAGE_CHANGES,
@@ -194,6 +195,18 @@ class InspectorScreen(Screen[None]):
         mode = "raw" if self.raw else "details"
         self.query_one("#inspector-title", Static).update(
             f"Message {self.queue_id} · {state} · {mode} · Esc back"
+        )
+
+    def commands(self) -> Iterable[SystemCommand]:
+        """The command palette's entries for this screen: actions on this message."""
+        for action in ACTIONS:
+            yield SystemCommand(
+                f"{action.capitalize()} this message",
+                f"{action.capitalize()} {self.queue_id}, the message shown",
+                lambda a=action: self.action_act(a),
+            )
+        yield SystemCommand(
+            "Raw message / details", "Switch this page between the two (m)", self.action_toggle_raw
         )
 
     def action_toggle_raw(self) -> None:
