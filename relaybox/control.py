@@ -858,6 +858,11 @@ class ControlClient:
         reader, writer = await asyncio.wait_for(_open(path), timeout)
         return cls(path, reader, writer)
 
+    @property
+    def closed(self) -> str | None:
+        """Why the connection is closed (the engine went away, say); None while it is open."""
+        return self._closed
+
     async def close(self) -> None:
         """Close the connection; requests still waiting fail."""
         self._receiver.cancel()

@@ -554,6 +554,49 @@ async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_runni
     assert relay.terminate() == 0
 
 
+async def test_attached_ui_says_once_that_the_engine_is_gone_and_carries_on_when_it_is_back(
+    tmp_path: Path,
+    start_relay: StartRelay,
+) -> None:
+    """The headless engine stops under an attached UI: the status bar says so and one error
+    notification does, however many reloads fail meanwhile; a new engine on the same state
+    directory is picked up, live."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+    queue_id = await asyncio.to_thread(send_sync, port)
+    client = await ControlClient.connect(tmp_path / "state" / SOCKET_NAME)
+    link = SocketLink(client, relay.proc.pid)
+    app = RelayboxApp(link)
+    errors: list[str] = []
+    notify = app.notify
+
+    def counting(message: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("severity") == "error":
+            errors.append(message)
+        notify(message, *args, **kwargs)
+
+    app.notify = counting  # type: ignore[method-assign]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: queue_id in _lines(app), pilot)
+            await asyncio.to_thread(relay.terminate)
+            await until(lambda: "ENGINE GONE" in app.status_text(), pilot)
+            await pilot.pause(6.5)  # more than one reload tick (5 s) of a still queue
+            assert "ENGINE GONE" in app.status_text()
+            assert len(errors) == 1, errors
+            again = start_relay("--headless", "--config", config, port=port)
+            await until(lambda: f"attached to pid {again.proc.pid}" in app.status_text(), pilot)
+            await until(lambda: "ENGINE GONE" not in app.status_text(), pilot)
+            second = await asyncio.to_thread(send_sync, port)
+            await until(lambda: second in _lines(app), pilot)
+            assert len(errors) == 1, errors
+            await pilot.press("q", "y")
+    finally:
+        await link.close()
+    assert again.terminate() == 0
+
+
 # ---------------------------------------------------------------------- in a real terminal
 
 

@@ -7,6 +7,7 @@ engine events arrive through one subscription and are fanned out to the panes.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Callable, Iterable
@@ -68,6 +69,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
 only while it watches a retry."""
 _RATE_BARS = 30
+_RECONNECT_EVERY = 2.0  # seconds between looks for an engine gone away (attached)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -327,20 +329,56 @@ class RelayboxApp(App[int]):
 
     @work(group="events", exit_on_error=False)
     async def _pump(self) -> None:
-        """Every engine event, to the panes that show it."""
+        """Every engine event, to the panes that show it.
+
+        Attached, an engine that goes away (stopped, restarted) is said once, in the status
+        bar and one notification; it is looked for every few seconds, and the UI carries on
+        live when one serves the state directory again.
+        """
+        while True:
+            problem = await self._follow_events()
+            if not self.link.attached:
+                self.notify(f"Lost the engine's events: {problem}", severity="error", timeout=10)
+                return
+            if not self._engine_gone:
+                self._engine_gone = True
+                self.notify(
+                    f"Lost the engine ({problem}). What is shown is no longer live; "
+                    "relaybox reconnects when the engine is back.",
+                    severity="error",
+                    timeout=10,
+                )
+                self._render_status(None)
+            while True:
+                await asyncio.sleep(_RECONNECT_EVERY)
+                if await self.link.reconnect():
+                    break
+
+    async def _follow_events(self) -> str:
+        """Pass on the engine's events until the stream ends; why it ended."""
         try:
             stream = await self.link.subscribe(UI_EVENTS)
-            try:
-                async for event in stream:
-                    self.on_engine_event(event)
-            finally:
-                await stream.aclose()
         except Exception as exc:
-            self.notify(f"Lost the engine's events: {exc}", severity="error", timeout=10)
-        if self.link.attached:
-            self._engine_gone = True
-            self.notify("The engine stopped; what is shown is no longer live.", severity="error")
-            self._render_status(None)
+            return str(exc)
+        if self._engine_gone:
+            self._engine_gone = False
+            self.notify(f"Connected to the engine again ({self.link.describe()}).")
+            self.queue_view.reload()
+            self._load_listeners()
+        try:
+            async for event in stream:
+                self.on_engine_event(event)
+        except Exception as exc:
+            return str(exc)
+        finally:
+            await stream.aclose()
+        return "it closed the connection"
+
+    @on(QueueView.LoadFailed)
+    def _queue_failed(self, event: QueueView.LoadFailed) -> None:
+        # An engine out of reach is said once, by the status bar and _pump, not per pane.
+        if self.link.connected and not self._engine_gone:
+            self.notify(f"Cannot read the queue: {event.error}", severity="error", timeout=5)
 
     def on_engine_event(self, event: Event | EventsDropped) -> None:
         self.log_view.record(event)
@@ -406,7 +444,7 @@ class RelayboxApp(App[int]):
         )
         mode = self.link.describe()
         if self._engine_gone:
-            mode += " · ENGINE STOPPED"
+            mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
         loaded = fmt.age(now - self.link.config_loaded_at)
         first = (
@@ -429,6 +467,12 @@ class RelayboxApp(App[int]):
                 f"{getattr(overview, 'bounced_since', 0)} bounced"
             )
             self._status = second
+        elif self._engine_gone:
+            warning = True
+            second = (
+                "showing what was last read · looking for the engine every "
+                f"{_RECONNECT_EVERY:.0f} s"
+            )
         else:
             second = self._status or "reading the queue…"
         # Only what changed is touched: under load this runs twice a second beside the relay.

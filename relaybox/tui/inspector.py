@@ -184,7 +184,8 @@ class InspectorScreen(Screen[None]):
                 self.detail = await self.admin.show(self.queue_id)
                 lines = detail_lines(self.detail, self.clock()) if self.detail else []
         except Exception as exc:
-            self.notify(f"Cannot read {self.queue_id}: {exc}", severity="error")
+            if self.link.connected:  # (an engine gone is said once, by the status bar)
+                self.notify(f"Cannot read {self.queue_id}: {exc}", severity="error")
             return
         if not lines:
             lines = [("bad", f"Message {self.queue_id} is no longer in the spool.")]

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..control import AdminClient, ControlClient, EventsDropped
+from ..control import AdminClient, ControlClient, ControlError, EventsDropped
 from ..engine import Engine
 from ..events import Event, Subscription
 
@@ -50,8 +50,18 @@ class EngineLink(Protocol):
         """When the engine's config in force was loaded (wall clock)."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """False once the engine is known to be out of reach (its requests fail)."""
+        ...
+
     async def open(self) -> None:
         """Get ready (called once by the app as it starts, on its event loop)."""
+        ...
+
+    async def reconnect(self) -> bool:
+        """Reach the engine again after it went away (attached only): True once connected,
+        False while nothing answers (or in process, where an engine never comes back)."""
         ...
 
     def describe(self) -> str:
@@ -116,8 +126,15 @@ class InProcessLink:
     def config_loaded_at(self) -> float:
         return self.engine.config_loaded_at
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     async def open(self) -> None:
         return None
+
+    async def reconnect(self) -> bool:
+        return False
 
     def describe(self) -> str:
         return f"in-process (pid {os.getpid()})"
@@ -150,8 +167,29 @@ class SocketLink:
     def config_loaded_at(self) -> float:
         return self._config_loaded_at
 
+    @property
+    def connected(self) -> bool:
+        return self.client.closed is None
+
     async def open(self) -> None:
         return None
+
+    async def reconnect(self) -> bool:
+        """Connect to the socket again: the engine restarted, or another one now serves the
+        same state directory (its pid is then the one shown)."""
+        try:
+            client = await ControlClient.connect(self.client.path, timeout=2.0)
+        except (OSError, TimeoutError):
+            return False
+        try:
+            info = await client.request("info")
+        except ControlError:
+            await client.close()
+            return False
+        old, self.client, self.admin = self.client, client, client
+        self.pid = int(info.get("pid", self.pid))
+        await old.close()
+        return True
 
     def describe(self) -> str:
         return f"attached to pid {self.pid}" if self.pid > 0 else "attached"

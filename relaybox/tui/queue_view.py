@@ -198,6 +198,13 @@ class QueueView(StripView, can_focus=True):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, QueueView.Changed)
 
+    class LoadFailed(Message):
+        """The queue could not be read (said once per failure, not at every reload)."""
+
+        def __init__(self, error: str) -> None:
+            super().__init__()
+            self.error = error
+
     def __init__(
         self,
         admin: Callable[[], AdminClient],
@@ -222,6 +229,7 @@ class QueueView(StripView, can_focus=True):
         self._last_load = 0.0
         self._load_seconds = 0.0
         self._missing_requested = False
+        self._failure: str | None = None
 
     @property
     def admin(self) -> AdminClient:
@@ -301,7 +309,9 @@ class QueueView(StripView, can_focus=True):
         except Exception as exc:  # the engine went away, a query failed: say so, keep going
             self._loading = False
             self._last_load = time.monotonic()
-            self.notify(f"Cannot read the queue: {exc}", severity="error", timeout=5)
+            if str(exc) != self._failure:  # once, not at every reload
+                self._failure = str(exc)
+                self.post_message(self.LoadFailed(self._failure))
             return
         # The rows came while the cursor may have moved: it stays on the row it is on now.
         self.counting = False
@@ -317,6 +327,7 @@ class QueueView(StripView, can_focus=True):
         self._load_seconds = took if took > self._load_seconds else (self._load_seconds + took) / 2
         self._last_load = now
         self._loading = False
+        self._failure = None
 
     def _cursor_in(self, ids: list[int]) -> int:
         """Where the cursor goes in `ids`: on the row it is on, else where it is (clamped)."""
