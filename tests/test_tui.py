@@ -473,9 +473,13 @@ async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFacto
         await pilot.press("q", "y")
         await pilot.pause()
     assert app.return_code == 0
-    # The UI quitting does not stop an engine by itself: its owner (the CLI) does.
+    # The UI quitting does not stop an engine by itself: its owner (the CLI) does. The
+    # engine still takes mail after the UI is gone.
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
     assert run.engine.admin is not None
-    assert await run.engine.admin.count(MessageFilter(states=())) == 0
+    assert [r.queue_id for r in await run.engine.admin.list_all(MessageFilter(states=()))] == [
+        queue_id
+    ]
 
 
 async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> None:
@@ -723,17 +727,32 @@ def port_open(port: int) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie (exited, not yet reaped by tmux's dead server) counts as
+    gone, and so does a process reaped at any point of the check: its /proc entry then
+    vanishes before the open (FileNotFoundError), or reads fail (ProcessLookupError) or
+    come back empty."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by tmux's dead server) counts as gone, and so does a
-    # process reaped between the two checks.
-    try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+            text = stat.read()
+    except (ProcessLookupError, FileNotFoundError):
         return False
+    # The state follows the command name in parentheses, which may hold ") " itself.
+    state = text.rpartition(") ")[2][:1]
+    return state not in ("", "Z")
+
+
+def test_pid_alive_tells_running_from_exited_and_reaped() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        wait_until(lambda: not pid_alive(child.pid) or None, "the killed child to be a zombie")
+        assert os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT) is not None  # a zombie
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert not pid_alive(child.pid)  # reaped
 
 
 def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Path) -> None:
