@@ -121,12 +121,12 @@ class Timer:
             await asyncio.wait_for(self.painted.wait(), timeout)
             ms = (time.perf_counter() - started) * 1000
             return ms, ms
-        while view.ids is old_ids:  # the first screenful replaces the ids
+        while view.ids is old_ids or not view.ids:  # the first screenful replaces the ids
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{key}: no new rows within {timeout} s")
             await asyncio.sleep(0.001)
         first = await self._next_paint(started)
-        while view._loading or view._fresh_view:
+        while view._loading or view.counting:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{key}: no reload within {timeout} s")
             await asyncio.sleep(0.001)

@@ -16,7 +16,7 @@ import builtins
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,12 +24,13 @@ from .address import AddressError, parse_rcpt
 from .bounce import dsn_message
 from .config.model import Config, default_config
 from .dsn import ORIGINAL_READ
-from .events import EventBus, MessageBounced
+from .events import Event, EventBus, MessageBounced, MessageDeleted, MessageHeld, MessageReleased
 from .health import check_domains, resolver_for
 from .health.monitor import DomainReport
 from .replies import Reply
 from .routing import destination_for, smarthost_key
 from .spool import (
+    SORT_COLUMNS,
     DeliveryJob,
     MessageDetail,
     MessageFilter,
@@ -65,6 +66,9 @@ MAX_SUPPRESSION_DAYS = 3650
 
 ACTIONS: tuple[str, ...] = ("retry", "hold", "release", "delete", "bounce")
 """The actions on messages, by the name the CLI and the socket use."""
+
+ADMIN_HOLD = "held by an admin"
+"""The reason of the `MessageHeld` events an admin's hold publishes."""
 
 # A recipient in one of these states has not reached its end yet, so "bounce now" can end it.
 _BOUNCEABLE = frozenset({"queued", "deferred", "held"})
@@ -200,16 +204,8 @@ class Admin:
         next_after = None
         if len(rows) == limit:
             last = rows[-1]
-            key = {
-                "arrived": last.arrived_at,
-                "id": last.queue_id,
-                "sender": last.sender,
-                "size": last.size,
-                "state": last.state,
-                "attempts": last.attempts,
-                "next_attempt": last.next_attempt_at,
-            }[sort]
-            next_after = (key, last.id)
+            # MessageRow's fields are named as the spool's columns.
+            next_after = (getattr(last, SORT_COLUMNS[sort]), last.id)
         return Page(tuple(rows), next_after)
 
     async def overview(self, since: float) -> Overview:
@@ -288,7 +284,9 @@ class Admin:
 
     async def hold(self, flt: MessageFilter) -> builtins.list[str]:
         """Keep every queued or deferred recipient until it is released."""
-        return await self.spool.update_recipients(_upper(flt), "hold", self.clock())
+        touched = await self.spool.update_recipients(_upper(flt), "hold", self.clock())
+        self._publish(MessageHeld(queue_id, (), ADMIN_HOLD) for queue_id in touched)
+        return touched
 
     async def release(self, flt: MessageFilter) -> builtins.list[str]:
         """Make every held recipient due now (held by an admin or by a `hold` route).
@@ -297,6 +295,7 @@ class Admin:
         route, or bounce or delete the message, to be rid of it.
         """
         touched = await self.spool.update_recipients(_upper(flt), "release", self.clock())
+        self._publish(MessageReleased(queue_id) for queue_id in touched)
         self._wake(touched)
         return touched
 
@@ -310,7 +309,9 @@ class Admin:
             raise ValueError(
                 "delete removes whole messages; to stop mail to one recipient, bounce it"
             )
-        return await self.spool.update_recipients(_upper(flt), "delete", self.clock())
+        touched = await self.spool.update_recipients(_upper(flt), "delete", self.clock())
+        self._publish(MessageDeleted(queue_id) for queue_id in touched)
+        return touched
 
     async def bounce(self, flt: MessageFilter, reason: str = "") -> builtins.list[str]:
         """Fail every recipient not yet delivered or bounced, now, and tell the sender.
@@ -383,11 +384,14 @@ class Admin:
         if row.sender and not detail.is_bounce:
             dsn.append(await asyncio.to_thread(dsn_message, job, outcomes, "failed", config, now))
         await self.spool.finish_attempt(row.id, outcomes, [], now=now, new_messages=dsn)
-        if self.live is not None:
-            self.live.bus.publish(
-                MessageBounced(row.queue_id, tuple(p.address for p in pending), reply)
-            )
+        self._publish([MessageBounced(row.queue_id, tuple(p.address for p in pending), reply)])
         return row.queue_id
+
+    def _publish(self, events: Iterable[Event]) -> None:
+        """Tell the engine's subscribers (the UI, the socket's) what an action changed."""
+        if self.live is not None:
+            for event in events:
+                self.live.bus.publish(event)
 
     def _wake(self, touched: Sequence[str]) -> None:
         if touched and self.live is not None:

@@ -57,7 +57,14 @@ import math
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -868,6 +875,25 @@ def _addressable(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def _event_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> AsyncGenerator[Event | EventsDropped, None]:
+    """The events on a subscribed connection, until the engine closes it; then it is closed."""
+    try:
+        while line := await reader.readline():
+            event = event_from_json(json.loads(line))
+            if event is not None:
+                yield event
+    finally:
+        await _close(writer)
+
+
 async def _open(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     with _addressable(path) as address:
         return await asyncio.open_unix_connection(address, limit=MAX_LINE * 64)
@@ -902,15 +928,18 @@ class ControlClient:
         reader, writer = await asyncio.wait_for(_open(path), timeout)
         return cls(path, reader, writer)
 
+    @property
+    def closed(self) -> str | None:
+        """Why the connection is closed (the engine went away, say); None while it is open."""
+        return self._closed
+
     async def close(self) -> None:
         """Close the connection; requests still waiting fail."""
         self._receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._receiver
         self._fail_waiting("the connection was closed")
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
+        await _close(self._writer)
 
     async def __aenter__(self) -> ControlClient:
         return self
@@ -978,8 +1007,21 @@ class ControlClient:
         """The engine's events as they happen (only `names`, when given), until it stops.
 
         An `EventsDropped` says events were lost because this reader fell behind by more than
-        `maxsize`: re-read what is shown. Runs on a connection of its own.
+        `maxsize`: re-read what is shown. Runs on a connection of its own, opened when the
+        first event is asked for (see `subscribe` to open it first).
         """
+        stream = await self.subscribe(names, maxsize)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    async def subscribe(
+        self, names: Sequence[str] | None = None, maxsize: int = DEFAULT_EVENT_QUEUE
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        """`events()`, returned once the engine has confirmed the subscription: every event
+        published after this returns is in the stream (close it with `aclose()`)."""
         reader, writer = await _open(self.path)
         try:
             args: dict[str, Any] = {"maxsize": maxsize}
@@ -991,14 +1033,10 @@ class ControlClient:
             if not isinstance(response, dict) or not response.get("ok"):
                 error = response.get("error") if isinstance(response, dict) else None
                 raise ControlError(error or "the engine refused the subscription")
-            while line := await reader.readline():
-                event = event_from_json(json.loads(line))
-                if event is not None:
-                    yield event
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        except BaseException:
+            await _close(writer)
+            raise
+        return _event_stream(reader, writer)
 
     # ------------------------------------------------------------------ AdminClient
 

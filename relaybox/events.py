@@ -26,9 +26,12 @@ __all__ = [
     "MessageAccepted",
     "MessageBounced",
     "MessageDeferred",
+    "MessageDeleted",
     "MessageDelivered",
     "MessageHeld",
     "MessageRejected",
+    "MessageReleased",
+    "MESSAGE_CHANGES",
     "SessionClosed",
     "SessionLine",
     "SessionOpened",
@@ -259,7 +262,8 @@ class MessageBounced(Event):
 
 @dataclass(frozen=True)
 class MessageHeld(Event):
-    """Recipients of a message are held (by a `hold` route) until an admin releases them."""
+    """Recipients of a message are held until an admin releases them: by a `hold` route, or
+    by an admin (then `recipients` is empty: every recipient the hold applied to)."""
 
     queue_id: str
     recipients: tuple[str, ...]
@@ -291,8 +295,34 @@ class DomainsChecked(Event):
 
 
 @dataclass(frozen=True)
+class MessageReleased(Event):
+    """An admin released a message's held recipients: they are due now."""
+
+    queue_id: str
+
+
+@dataclass(frozen=True)
+class MessageDeleted(Event):
+    """An admin deleted a message, with its body and transcripts; nobody was told."""
+
+    queue_id: str
+
+
+@dataclass(frozen=True)
 class DestinationSuspended(Event):
     """An admin held back delivery to a destination until `until` (0 when resumed)."""
 
     destination: str
     until: float
+
+
+MESSAGE_CHANGES: tuple[type[Event], ...] = (
+    MessageDelivered,
+    MessageDeferred,
+    MessageBounced,
+    MessageHeld,
+    MessageReleased,
+    MessageDeleted,
+)
+"""The events after which a message reads differently from the spool (each names it by
+`queue_id`): a screen showing the message re-reads it on these."""

@@ -59,10 +59,12 @@ SORT_COLUMNS: dict[str, str] = {
     "state": "state",
     "attempts": "attempts",
     "next_attempt": "next_attempt_at",
+    "recipients": "first_rcpt",
+    "last_reply": "last_reply",
 }
 
-# The only sortable column that may be NULL; keyset conditions on it need NULL-aware segments.
-_NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at"})
+# The sortable columns that may be NULL; keyset conditions on them need NULL-aware segments.
+_NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at", "last_reply"})
 
 # Message states that can have a recipient due. A held message may too: one recipient held
 # does not hold back the others, and its `next_attempt_at` is that of its queued or deferred
@@ -178,6 +180,12 @@ MIGRATIONS: list[str] = [
         header BLOB NOT NULL,
         PRIMARY KEY (message_id, variant)
     );
+    """,
+    # 2 -> 3: the queue sorts by its Recipients (the first one) and Last reply columns too,
+    # each page an index range like the other sorts.
+    """
+    CREATE INDEX messages_by_state_first_rcpt ON messages (state, first_rcpt, id);
+    CREATE INDEX messages_by_state_last_reply ON messages (state, last_reply, id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

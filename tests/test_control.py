@@ -19,10 +19,16 @@ from typing import Any
 
 import pytest
 
-from relaybox.admin import UNTIL_RESUMED
+from relaybox.admin import ADMIN_HOLD, UNTIL_RESUMED
 from relaybox.config.model import HostPort, RouteConfig
 from relaybox.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
-from relaybox.events import DestinationSuspended, MessageAccepted
+from relaybox.events import (
+    DestinationSuspended,
+    MessageAccepted,
+    MessageDeleted,
+    MessageHeld,
+    MessageReleased,
+)
 from relaybox.spool import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
@@ -186,11 +192,16 @@ async def test_ids_are_paged_after_the_last_id_so_a_deletion_shifts_nothing(
 async def test_hold_release_retry_and_delete_act_on_the_running_engine(
     start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
 ) -> None:
+    """Each action changes the running engine's spool; hold, release and delete are also
+    published, so that every screen on the message (the UI's, another admin's) re-reads it."""
     run, _ = await deferring_engine(start_engine, smtp_sink, tmp_path)
     queue_id = await send(run, SENDER, [BUSY])
     await wait_state(run, queue_id, {"deferred"})
     client = await connect(run)
     only = MessageFilter(queue_ids=(queue_id,))
+    stream = client.events(["MessageHeld", "MessageReleased", "MessageDeleted"])
+    first = asyncio.ensure_future(anext(stream))
+    await wait_subscribed(run)
 
     assert await client.hold(only) == [queue_id]
     await wait_state(run, queue_id, {"held"})
@@ -214,6 +225,12 @@ async def test_hold_release_retry_and_delete_act_on_the_running_engine(
 
     assert await client.delete(MessageFilter(states=(), queue_ids=(queue_id,))) == [queue_id]
     assert await client.show(queue_id) is None
+    held = await asyncio.wait_for(first, 10)
+    released, deleted = [await asyncio.wait_for(anext(stream), 10) for _ in range(2)]
+    assert held == MessageHeld(queue_id, (), ADMIN_HOLD, at=held.at)
+    assert released == MessageReleased(queue_id, at=released.at)
+    assert deleted == MessageDeleted(queue_id, at=deleted.at)
+    await stream.aclose()
     assert await run.engine.admin.count(MessageFilter(states=())) == 0
 
 

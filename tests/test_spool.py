@@ -358,14 +358,16 @@ async def test_keyset_pages_return_every_message_once_in_order(
 async def test_keyset_pages_merge_several_states_and_null_keys(
     spool: Spool, sort: str, descending: bool
 ) -> None:
-    """Messages in three states, a third of them with no next attempt, attempts with ties."""
+    """Messages in three states, some with no next attempt or last reply, keys with ties."""
     await seed_for_paging(spool)
     await set_column(spool, "UPDATE messages SET state = 'deferred' WHERE id % 3 = 1")
     await set_column(spool, "UPDATE messages SET state = 'held' WHERE id % 3 = 2")
     await set_column(
         spool,
         "UPDATE messages SET attempts = id % 4,"
-        " next_attempt_at = CASE WHEN id % 5 < 2 THEN NULL ELSE 1800000000 + id % 9 END",
+        " next_attempt_at = CASE WHEN id % 5 < 2 THEN NULL ELSE 1800000000 + id % 9 END,"
+        " first_rcpt = 'rcpt' || (id % 6) || '@example.org',"
+        " last_reply = CASE WHEN id % 4 = 0 THEN NULL ELSE '451 4.7.1 busy ' || (id % 7) END",
     )
 
     rows = await page_through(Admin(spool), MessageFilter(), sort, descending)

@@ -10,26 +10,31 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.widgets import Static
 
-from relaybox.control import ControlClient
-from relaybox.spool import MessageFilter, MessageRow
+from relaybox.control import ControlClient, EventsDropped
+from relaybox.events import Event
+from relaybox.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
 from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.log_view import LineView
+from relaybox.tui.queue_pane import QueuePane
+from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, ViewState
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
 from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
+from .test_spool import new_message, sort_key
+from .tui_seed import seeded_app
 
 SIZE = (120, 30)
 
@@ -51,8 +56,31 @@ def _lines(app: RelayboxApp) -> str:
     return "\n".join(view.render_line(y).text for y in range(height))
 
 
+def notes(app: RelayboxApp) -> list[str]:
+    """The notifications on screen now."""
+    return [n.message for n in app._notifications]
+
+
 def app_for(run: RunningEngine) -> RelayboxApp:
     return RelayboxApp(InProcessLink(run.engine))
+
+
+async def deferring(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
+) -> tuple[RunningEngine, str]:
+    """An engine relaying to a sink that defers busy@example.org, and one message to it."""
+    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    return run, await send(run, "a@example.com", ["busy@example.org"])
+
+
+async def open_inspector(app: RelayboxApp, pilot: Any) -> InspectorScreen:
+    """Enter on the row under the cursor; the inspector once it is up."""
+    await pilot.press("enter")
+    screen: InspectorScreen = await until(
+        lambda: app.screen if isinstance(app.screen, InspectorScreen) else None, pilot
+    )
+    return screen
 
 
 async def test_mail_sent_over_smtp_appears_in_the_queue(start_engine: EngineFactory) -> None:
@@ -71,9 +99,7 @@ async def test_mail_sent_over_smtp_appears_in_the_queue(start_engine: EngineFact
 async def test_hold_release_and_delete_change_the_spool(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
 ) -> None:
-    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
-    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
     admin = run.engine.admin
     assert admin is not None
 
@@ -114,33 +140,324 @@ async def test_a_filter_finds_messages_by_recipient_domain(start_engine: EngineF
         await until(lambda: org in _lines(app), pilot)
 
 
-async def test_retry_from_the_inspector_shows_the_new_attempt(
+class SlowToSubscribe(InProcessLink):
+    """An engine whose subscriptions take half a second to open (a busy admin socket): an
+    attempt may be over before a subscription asked for at the same time is in place."""
+
+    async def subscribe(
+        self, types: Sequence[type[Event]] | None = None
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        await asyncio.sleep(0.5)
+        return await super().subscribe(types)
+
+
+async def test_retry_from_the_inspector_streams_the_attempt_live_then_shows_it_recorded(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
 ) -> None:
+    """The second of two messages, retried from its inspector: its lines appear while the
+    next hop still holds its reply to DATA, and the recorded attempt and state follow, even
+    though the subscription is slow to open."""
     sink = await smtp_sink(data_reply="451 4.3.0 try again later")
     run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    await send(run, "other@example.com", ["b@example.org"])
     queue_id = await send(run, "a@example.com", ["b@example.org"])
-    app = app_for(run)
+    app = RelayboxApp(SlowToSubscribe(run.engine))
     async with app.run_test(size=SIZE) as pilot:
-        await until(lambda: "deferred" in _lines(app), pilot)
-        await pilot.press("enter")
-        inspector = await until(
-            lambda: app.screen if isinstance(app.screen, InspectorScreen) else None, pilot
-        )
+        await until(lambda: _lines(app).count("deferred") == 2, pilot)
+        await pilot.press("down")
+        inspector = await open_inspector(app, pilot)
+        assert inspector.queue_id == queue_id
         view = inspector.query_one(LineView)
         await until(lambda: any("Delivery attempt 1" in t for _, t in view.lines), pilot)
-        assert any(t.lstrip().startswith(queue_id) or queue_id in t for _, t in view.lines)
-        sink.behaviour.data_reply = None  # the next hop takes it now
+        assert view.lines[0] == ("head", f"Message {queue_id}  (deferred)")
+        stall = asyncio.Event()
+        sink.in_data.clear()
+        sink.behaviour.data_reply = None  # the next hop takes it now, once `stall` is set
+        sink.behaviour.stall = stall
         await pilot.press("r")
+        await until(lambda: sink.in_data.is_set(), pilot)
+
+        def live() -> list[str]:
+            texts = [t for _, t in view.lines]
+            at = texts.index("Retry: live attempt") if "Retry: live attempt" in texts else None
+            return [] if at is None else texts[at:]
+
+        # The reply to DATA is held: what is shown of this attempt came as it happened.
+        await until(lambda: any("C: MAIL FROM:<a@example.com>" in t for t in live()), pilot)
+        assert not any("Delivery attempt 2" in t for _, t in view.lines)
+        stall.set()
         await until(lambda: any("Delivery attempt 2" in t for _, t in view.lines), pilot)
         texts = [t for _, t in view.lines]
         assert any("S: 250 2.0.0 Ok: queued at the sink" in t for t in texts)
-        assert any("C: MAIL FROM:<a@example.com>" in t for t in texts)
+        assert view.lines[0] == ("head", f"Message {queue_id}  (delivered)")
         title = inspector.query_one("#inspector-title")
         await until(lambda: "delivered" in str(title.render()), pilot)
         await pilot.press("escape")
         assert not isinstance(app.screen, InspectorScreen)
-    await sink.wait_for(1)
+    assert [m.sender for m in await sink.wait_for(1)] == ["a@example.com"]
+
+
+def screen_lines(app: RelayboxApp) -> list[str]:
+    """The screen as it was last drawn (cached lines included, not the widgets redrawn)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("width", [80, 99, 100, 101, 129, 130, 131, 200])
+async def test_column_titles_stand_over_their_columns(tmp_path: Path, width: int) -> None:
+    """At every width, on either side of where columns are dropped, each title starts where
+    its values do, and the titles name the columns the rows show."""
+    values = {
+        "Queue ID": "0SEEDED000001",
+        "Age": "2h",
+        "Sender": "scanner@",
+        "Recipients": "accounts@",
+        "Size": "297B",
+        "State": "deferred",
+        "Att": "1 ",
+        "Next": "in 25m",
+        "Last reply": "451 4.7.1",
+    }
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(width, 24)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and view.ids[0] in view.rows, pilot)
+        await pilot.pause(0.1)
+        lines = screen_lines(app)
+        header = next(li for li in lines if li.startswith("  Queue ID"))
+        row = next(li for li in lines if "0SEEDED000001" in li)
+        shown = []
+        for title, value in values.items():
+            at = header.find(title)
+            if at < 0:  # ("1 " is in many a reply)
+                assert title == "Att" or value not in row, (title, header, row)
+                continue
+            shown.append(title)
+            assert row[at:].startswith(value) and row[at - 1] == " ", (title, header, row)
+        assert shown[:4] == ["Queue ID", "Age", "Sender", "Recipients"], header
+        wide = view.scrollable_content_region.width >= 100
+        assert ("Size" in shown) == ("Att" in shown) == wide
+
+
+async def test_queue_reloads_change_the_title_without_a_relayout(tmp_path: Path) -> None:
+    """A reload (once a second under load) repaints the title line, never lays the screen
+    out again (Static.update does, at a cost that grows with the screen)."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
+        await pilot.pause(0.3)
+        screen = app.screen
+        layouts = 0
+        original = screen._refresh_layout
+
+        def counting(*args: Any, **kwargs: Any) -> None:
+            nonlocal layouts
+            layouts += 1
+            original(*args, **kwargs)
+
+        screen._refresh_layout = counting  # type: ignore[method-assign]
+        for _ in range(3):
+            view.reload()
+            await until(lambda: not view._loading, pilot)
+            await pilot.pause(0.1)
+        assert "Queue · " in app.query_one(QueuePane).title
+        assert layouts == 0
+
+
+async def test_the_selection_shown_follows_space_escape_and_actions(tmp_path: Path) -> None:
+    """The marks and the "N selected" of the title, as drawn on the screen, after each key."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        pane = app.query_one(QueuePane)
+        await until(lambda: len(view.ids) == 6 and view.ids[1] in view.rows, pilot)
+
+        def marked() -> list[str]:
+            return [li.split()[1] for li in screen_lines(app) if li.startswith("● ")]
+
+        await pilot.press("space", "space")  # the two deferred messages
+        await pilot.pause(0.1)
+        assert marked() == ["0SEEDED000001", "0SEEDED000002"]
+        assert "· 2 selected" in pane.title
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert marked() == [] and "selected" not in pane.title
+        await pilot.press("up", "space")
+        await pilot.pause(0.1)
+        assert marked() == ["0SEEDED000002"] and "· 1 selected" in pane.title
+        await pilot.press("h")  # hold the selection; the selection is spent
+        await until(lambda: "held" in str(view.rows.get(view.ids[1])), pilot)
+        await pilot.pause(0.2)
+        assert marked() == [] and "selected" not in pane.title
+
+
+class GatedAdmin:
+    """The engine's admin layer with the queue's id listing and row reads held at a gate:
+    the moments a big queue takes to load, made as long as a test needs."""
+
+    def __init__(self, admin: Any, *held: str) -> None:
+        self._admin = admin
+        self.held = set(held)
+        """The calls held at the gate (message_ids, rows_by_id)."""
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+        """Set when a call is held at the gate."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._admin, name)
+
+    async def _wait(self, name: str) -> None:
+        if name in self.held and not self.gate.is_set():
+            self.waiting.set()
+            await asyncio.wait_for(self.gate.wait(), 20)
+
+    async def message_ids(self, *args: Any, **kwargs: Any) -> list[int]:
+        await self._wait("message_ids")
+        return await self._admin.message_ids(*args, **kwargs)  # type: ignore[no-any-return]
+
+    async def rows_by_id(self, *args: Any, **kwargs: Any) -> dict[int, MessageRow]:
+        await self._wait("rows_by_id")
+        return await self._admin.rows_by_id(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+async def test_a_new_view_is_acted_on_and_counted_as_it_is_not_as_the_old_one(
+    start_engine: EngineFactory,
+) -> None:
+    """Right after a new filter: no action reaches the old view's rows; "all N" counts the
+    whole new view, not its first screenful; the cursor stays where it is moved while the
+    rest of the view loads."""
+    run = await start_engine()
+    spool = run.engine.spool
+    assert spool is not None and run.engine.admin is not None
+    for i in range(200):
+        await spool.store_message(
+            new_message(sender=f"u{i}@d{i % 2}.example", recipients=("r@example.org",))
+        )
+    first = (await run.engine.admin.list(MessageFilter(states=()), limit=1)).rows[0]
+    assert first.sender == "u0@d0.example"
+    app = app_for(run)
+    async with app.run_test(size=(120, 20)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 200 and view.current_row() == first, pilot)
+        gated = GatedAdmin(run.engine.admin, "message_ids")
+        app.link.admin = gated  # type: ignore[misc]
+        # A filter and an action in the same instant: the old view's row is not acted on.
+        app._apply_filter("d1.example")
+        app.action_act("delete")
+        assert not isinstance(app.screen, ConfirmScreen), app.screen.question  # type: ignore[attr-defined]
+        await until(lambda: view.ids and view.counting, pilot)  # the first screenful
+        shown = len(view.ids)
+        assert shown < 100
+        await pilot.press("H")
+        question = await until(
+            lambda: app.screen.question if isinstance(app.screen, ConfirmScreen) else None, pilot
+        )
+        assert "all 100 messages" in question, question
+        await pilot.press("n")
+        gated.gate.set()
+        await until(lambda: not view.counting and len(view.ids) == 100 and not view._loading, pilot)
+        # The rows around the cursor loading under a moving cursor.
+        gated.held = {"rows_by_id"}
+        gated.gate.clear()
+        gated.waiting.clear()
+        view.reload()
+        await until(gated.waiting.is_set, pilot)
+        await pilot.press("down", "down", "down")
+        wanted = view.current_id()
+        assert view.cursor == 3
+        gated.gate.set()
+        await until(lambda: not view._loading, pilot)
+        await pilot.pause(0.1)
+        assert view.cursor == 3 and view.current_id() == wanted
+
+
+def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:
+    """A column the spool cannot order by would sort by something else under its title."""
+    assert {key for key, _ in COLUMNS} == set(SORT_COLUMNS)
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+async def test_every_column_sorts_the_queue_by_its_values(tmp_path: Path, descending: bool) -> None:
+    """The seeded messages in every state, sorted by each column: the rows come in the
+    order of that column's values (the first recipient, the last reply included)."""
+    app = seeded_app(tmp_path)
+    everything = [name for name, _ in STATE_VIEWS].index("everything")
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6, pilot)
+        for key, _ in COLUMNS:
+            view.set_state(ViewState("", everything, key, descending))
+            await until(
+                lambda: (
+                    len(view.ids) == 8
+                    and not view._loading
+                    and all(i in view.rows for i in view.ids)
+                ),
+                pilot,
+            )
+            rows = [view.rows[i] for i in view.ids]
+            keys = [sort_key(r, key) for r in rows]
+            assert keys == sorted(keys, reverse=descending), (key, [r.queue_id for r in rows])
+
+
+async def test_the_inspector_shows_what_its_own_actions_did(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Any
+) -> None:
+    """h, l and d in the inspector: the page says held, then not held, then gone (and r on
+    a held message waits for no attempt)."""
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "deferred" in _lines(app), pilot)
+        inspector = await open_inspector(app, pilot)
+        view = inspector.query_one(LineView)
+
+        def head() -> str:
+            return view.lines[0][1] if view.lines else ""
+
+        await until(lambda: head() == f"Message {queue_id}  (deferred)", pilot)
+        await pilot.press("h")
+        await until(lambda: head() == f"Message {queue_id}  (held)", pilot)
+        await pilot.press("r")  # nothing to retry: no attempt to wait for
+        await until(lambda: any("nothing to retry" in n for n in notes(app)), pilot)
+        await until(lambda: not inspector.watching, pilot)
+        assert head() == f"Message {queue_id}  (held)"
+        await pilot.press("l")
+        await until(lambda: "(held)" not in head(), pilot)
+        await pilot.press("d", "y")
+        await until(lambda: head() == f"Message {queue_id} is no longer in the spool.", pilot)
+
+
+async def test_keys_and_commands_take_the_screen_they_are_given_on(
+    start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
+) -> None:
+    """The palette's message actions in the inspector act on its message (not the queue's
+    selection), `/` there opens no filter of a pane out of sight, and Escape clears the
+    Log pane's filter as it does the queue's."""
+    run, first = await deferring(start_engine, smtp_sink, tmp_path)
+    second = await send(run, "a@example.com", ["busy@example.org"])
+    admin = run.engine.admin
+    assert admin is not None
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: _lines(app).count("deferred") == 2, pilot)
+        await pilot.press("space")  # the first selected, the cursor on the second
+        inspector = await open_inspector(app, pilot)
+        assert inspector.queue_id == second
+        await pilot.press("slash")
+        assert app.screen is inspector and isinstance(app.focused, LineView)
+        assert not app.query_one("#queue Input").has_class("shown")
+        commands = {c.title: c for c in app.get_system_commands(inspector)}
+        assert "Hold all shown" not in commands and "Sort by Sender" not in commands
+        commands["Hold this message"].callback()
+        await until(lambda: "(held)" in inspector.query_one(LineView).lines[0][1], pilot)
+        states = {q: (await admin.show(q)).row.state for q in (first, second)}  # type: ignore[union-attr]
+        assert states == {first: "deferred", second: "held"}
+        await pilot.press("escape", "4", "slash", *"nothing like it", "enter")
+        await until(lambda: app.log_view.filter_text == "nothing like it", pilot)
+        await pilot.press("escape")
+        assert app.log_view.filter_text == ""
+        assert not app.query_one("#log Input").has_class("shown")
 
 
 async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFactory) -> None:
@@ -156,9 +473,13 @@ async def test_quitting_asks_first_and_no_keeps_the_ui(start_engine: EngineFacto
         await pilot.press("q", "y")
         await pilot.pause()
     assert app.return_code == 0
-    # The UI quitting does not stop an engine by itself: its owner (the CLI) does.
+    # The UI quitting does not stop an engine by itself: its owner (the CLI) does. The
+    # engine still takes mail after the UI is gone.
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
     assert run.engine.admin is not None
-    assert await run.engine.admin.count(MessageFilter(states=())) == 0
+    assert [r.queue_id for r in await run.engine.admin.list_all(MessageFilter(states=()))] == [
+        queue_id
+    ]
 
 
 async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> None:
@@ -177,6 +498,26 @@ async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> No
         await until(lambda: ids[-1] in _lines(app), pilot)
         assert view.cursor == 59
         await asyncio.sleep(0)
+
+
+async def test_only_visible_log_lines_are_rendered(start_engine: EngineFactory) -> None:
+    """The log and the inspector share the queue's line-API base: a page of 5000 lines
+    costs what the screen shows, before and after scrolling."""
+    run = await start_engine()
+    app = app_for(run)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        view = app.log_view
+        view.set_lines([("plain", f"line {n}") for n in range(5000)])
+        view.scroll_home(animate=False, immediate=True)
+        await pilot.pause(0.2)
+        height = view.scrollable_content_region.height
+        assert view.rendered <= 3 * height
+        before = view.rendered
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert 0 < view.rendered - before <= height + 1
+        assert view.render_line(0).text.startswith("line 1")
 
 
 # ---------------------------------------------------------------------- attached to an engine
@@ -215,6 +556,49 @@ async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_runni
     finally:
         await again.close()
     assert relay.terminate() == 0
+
+
+async def test_attached_ui_says_once_that_the_engine_is_gone_and_carries_on_when_it_is_back(
+    tmp_path: Path,
+    start_relay: StartRelay,
+) -> None:
+    """The headless engine stops under an attached UI: the status bar says so and one error
+    notification does, however many reloads fail meanwhile; a new engine on the same state
+    directory is picked up, live."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    relay = start_relay("--headless", "--config", config, port=port)
+    queue_id = await asyncio.to_thread(send_sync, port)
+    client = await ControlClient.connect(tmp_path / "state" / SOCKET_NAME)
+    link = SocketLink(client, relay.proc.pid)
+    app = RelayboxApp(link)
+    errors: list[str] = []
+    notify = app.notify
+
+    def counting(message: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("severity") == "error":
+            errors.append(message)
+        notify(message, *args, **kwargs)
+
+    app.notify = counting  # type: ignore[method-assign]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: queue_id in _lines(app), pilot)
+            await asyncio.to_thread(relay.terminate)
+            await until(lambda: "ENGINE GONE" in app.status_text(), pilot)
+            await pilot.pause(6.5)  # more than one reload tick (5 s) of a still queue
+            assert "ENGINE GONE" in app.status_text()
+            assert len(errors) == 1, errors
+            again = start_relay("--headless", "--config", config, port=port)
+            await until(lambda: f"attached to pid {again.proc.pid}" in app.status_text(), pilot)
+            await until(lambda: "ENGINE GONE" not in app.status_text(), pilot)
+            second = await asyncio.to_thread(send_sync, port)
+            await until(lambda: second in _lines(app), pilot)
+            assert len(errors) == 1, errors
+            await pilot.press("q", "y")
+    finally:
+        await link.close()
+    assert again.terminate() == 0
 
 
 # ---------------------------------------------------------------------- in a real terminal
@@ -269,9 +653,7 @@ def test_relaybox_in_a_terminal_opens_the_queue_and_quits_after_asking(
 async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
     start_engine: EngineFactory, smtp_sink: Any, tmp_path: Path
 ) -> None:
-    sink = await smtp_sink(rcpt_replies={"busy@example.org": "451 4.2.1 busy"})
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
-    queue_id = await send(run, "a@example.com", ["busy@example.org"])
+    run, queue_id = await deferring(start_engine, smtp_sink, tmp_path)
     app = app_for(run)
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "deferred" in _lines(app), pilot)
@@ -345,17 +727,32 @@ def port_open(port: int) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie (exited, not yet reaped by tmux's dead server) counts as
+    gone, and so does a process reaped at any point of the check: its /proc entry then
+    vanishes before the open (FileNotFoundError), or reads fail (ProcessLookupError) or
+    come back empty."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by tmux's dead server) counts as gone, and so does a
-    # process reaped between the two checks.
-    try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+            text = stat.read()
+    except (ProcessLookupError, FileNotFoundError):
         return False
+    # The state follows the command name in parentheses, which may hold ") " itself.
+    state = text.rpartition(") ")[2][:1]
+    return state not in ("", "Z")
+
+
+def test_pid_alive_tells_running_from_exited_and_reaped() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert pid_alive(child.pid)
+        child.kill()
+        wait_until(lambda: not pid_alive(child.pid) or None, "the killed child to be a zombie")
+        assert os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT) is not None  # a zombie
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert not pid_alive(child.pid)  # reaped
 
 
 def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Path) -> None:

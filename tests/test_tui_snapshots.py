@@ -94,10 +94,10 @@ def test_queue_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) ->
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_queue_pane_everything_sorted_by_sender(
+def test_queue_pane_everything_sorted_by_recipients(
     snap_compare: Any, tmp_path: Path, size: tuple[int, int]
 ) -> None:
-    keys = ["v"] * 6 + ["s", "s", "down", "space"]  # view "everything", sort by sender, select
+    keys = ["v"] * 6 + ["s", "s", "down", "space"]  # view "everything", sort by recipients, select
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then(*keys))
 
 

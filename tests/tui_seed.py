@@ -24,8 +24,8 @@ from relaybox.events import (
 )
 from relaybox.maillog import setup_logging
 from relaybox.spool import AttemptRow, NewMessage, RecipientOutcome, TranscriptLine
-from relaybox.tui.app import RelayboxApp
-from relaybox.tui.link import EngineLink, ListenerInfo
+from relaybox.tui.app import UI_EVENTS, RelayboxApp
+from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
 from .conftest import make_config
 
@@ -248,7 +248,7 @@ class SeededLink:
         self.engine = Engine(self.config, log, clock=lambda: NOW)
         await self.engine.start()
         self.admin = self.engine.admin
-        self._subscription = self.engine.bus.subscribe()
+        self._subscription = self.engine.bus.subscribe(types=UI_EVENTS)
         await seed(self.engine)
 
     def describe(self) -> str:
@@ -260,13 +260,14 @@ class SeededLink:
             ListenerInfo("0.0.0.0:587", "0.0.0.0:587", "submission", "starttls"),
         ]
 
-    async def events(self, types=None):
-        # Subscribed in open(), before seeding, so that the seeded events are all there.
-        assert self._subscription is not None
-        while True:
-            event = await self._subscription.get()
-            if types is None or isinstance(event, tuple(types)):
-                yield event
+    async def subscribe(self, types=None):
+        # The app's own, subscribed in open() before seeding, so that the seeded events are
+        # all there; any other from now on.
+        assert self.engine is not None
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            return stream_of(subscription)
+        return stream_of(self.engine.bus.subscribe(types=types))
 
     async def close(self) -> None:
         if self.engine is not None:

@@ -7,6 +7,7 @@ engine events arrive through one subscription and are fanned out to the panes.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Callable, Iterable
@@ -22,15 +23,13 @@ from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Spark
 
 from ..control import EventsDropped
 from ..events import (
+    MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
     Event,
     MessageAccepted,
-    MessageBounced,
-    MessageDeferred,
     MessageDelivered,
-    MessageHeld,
     MessageRejected,
     SessionClosed,
     SessionOpened,
@@ -40,7 +39,8 @@ from . import format as fmt
 from .inspector import InspectorScreen
 from .link import EngineLink, ListenerInfo
 from .log_view import LogView
-from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState, header_text
+from .queue_pane import QueuePane
+from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 from .themes import DEFAULT_THEME, load_themes, theme_dirs
 from .widgets import TextLine
 
@@ -60,10 +60,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
     SessionClosed,
     MessageAccepted,
     MessageRejected,
-    MessageDelivered,
-    MessageDeferred,
-    MessageBounced,
-    MessageHeld,
+    *MESSAGE_CHANGES,
     AttemptStarted,
     AttemptFinished,
     DestinationSuspended,
@@ -72,6 +69,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
 only while it watches a retry."""
 _RATE_BARS = 30
+_RECONNECT_EVERY = 2.0  # seconds between looks for an engine gone away (attached)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -193,18 +191,6 @@ class StatusBar(Horizontal):
         yield Sparkline([0.0], id="rate-out")
 
 
-class QueuePane(Vertical):
-    """The Queue pane: column titles, the live list, a filter line."""
-
-    DEFAULT_CSS = """
-    QueuePane #queue-header { height: 1; background: $panel; color: $text-muted; }
-    QueuePane #queue-title { height: 1; padding: 0 1; }
-    QueuePane QueueView { height: 1fr; }
-    QueuePane Input { display: none; }
-    QueuePane Input.shown { display: block; }
-    """
-
-
 class LogPane(Vertical):
     """The Log pane: the engine's events as they happen."""
 
@@ -290,11 +276,12 @@ class RelayboxApp(App[int]):
             )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The Queue pane's keys act only while it is showing (and no dialog is up)."""
-        if action in self._QUEUE_ACTIONS:
+        """The Queue pane's keys act only while it is showing, and `/` only on the panes'
+        screen (no dialog or inspector up: the filter line is not on those)."""
+        if action in self._QUEUE_ACTIONS or action == "filter":
             if self.screen is not self.screen_stack[0]:
                 return False
-            return self.query_one(ContentSwitcher).current == "queue"
+            return action == "filter" or self.query_one(ContentSwitcher).current == "queue"
         return True
 
     # ------------------------------------------------------------------ layout
@@ -302,11 +289,7 @@ class RelayboxApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         with ContentSwitcher(initial="queue"):
-            with QueuePane(id="queue"):
-                yield Static("", id="queue-title")
-                yield Static("", id="queue-header")
-                yield QueueView(lambda: self.link.admin, clock=self.clock, id="queue-view")
-                yield Input(placeholder="filter: text, or @domain; Enter applies, Esc clears")
+            yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
             with LogPane(id="log"):
                 yield Static("Log · / filters · End follows", id="log-title")
                 yield LogView(id="log-view")
@@ -329,7 +312,6 @@ class RelayboxApp(App[int]):
             self.notify(problem, title="theme not loaded", severity="warning")
         self.queue_view.focus()
         self.queue_view.reload()
-        self._update_queue_title()
         self._pump()
         self._load_listeners()
         self.set_interval(0.5, self._overview_tick)
@@ -347,32 +329,63 @@ class RelayboxApp(App[int]):
 
     @work(group="events", exit_on_error=False)
     async def _pump(self) -> None:
-        """Every engine event, to the panes that show it."""
+        """Every engine event, to the panes that show it.
+
+        Attached, an engine that goes away (stopped, restarted) is said once, in the status
+        bar and one notification; it is looked for every few seconds, and the UI carries on
+        live when one serves the state directory again.
+        """
+        while True:
+            problem = await self._follow_events()
+            if not self.link.attached:
+                self.notify(f"Lost the engine's events: {problem}", severity="error", timeout=10)
+                return
+            if not self._engine_gone:
+                self._engine_gone = True
+                self.notify(
+                    f"Lost the engine ({problem}). What is shown is no longer live; "
+                    "relaybox reconnects when the engine is back.",
+                    severity="error",
+                    timeout=10,
+                )
+                self._render_status(None)
+            while True:
+                await asyncio.sleep(_RECONNECT_EVERY)
+                if await self.link.reconnect():
+                    break
+
+    async def _follow_events(self) -> str:
+        """Pass on the engine's events until the stream ends; why it ended."""
         try:
-            async for event in self.link.events(UI_EVENTS):
+            stream = await self.link.subscribe(UI_EVENTS)
+        except Exception as exc:
+            return str(exc)
+        if self._engine_gone:
+            self._engine_gone = False
+            self.notify(f"Connected to the engine again ({self.link.describe()}).")
+            self.queue_view.reload()
+            self._load_listeners()
+        try:
+            async for event in stream:
                 self.on_engine_event(event)
         except Exception as exc:
-            self.notify(f"Lost the engine's events: {exc}", severity="error", timeout=10)
-        if self.link.attached:
-            self._engine_gone = True
-            self.notify("The engine stopped; what is shown is no longer live.", severity="error")
-            self._render_status(None)
+            return str(exc)
+        finally:
+            await stream.aclose()
+        return "it closed the connection"
+
+    @on(QueueView.LoadFailed)
+    def _queue_failed(self, event: QueueView.LoadFailed) -> None:
+        # An engine out of reach is said once, by the status bar and _pump, not per pane.
+        if self.link.connected and not self._engine_gone:
+            self.notify(f"Cannot read the queue: {event.error}", severity="error", timeout=5)
 
     def on_engine_event(self, event: Event | EventsDropped) -> None:
         self.log_view.record(event)
         if isinstance(event, EventsDropped):
             self.queue_view.touch()
             return
-        if isinstance(
-            event,
-            MessageAccepted
-            | MessageDelivered
-            | MessageDeferred
-            | MessageBounced
-            | MessageHeld
-            | AttemptStarted
-            | AttemptFinished,
-        ):
+        if isinstance(event, (*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished)):
             self.queue_view.touch()
             self._overview_dirty = True
         if isinstance(event, MessageAccepted):
@@ -431,7 +444,7 @@ class RelayboxApp(App[int]):
         )
         mode = self.link.describe()
         if self._engine_gone:
-            mode += " · ENGINE STOPPED"
+            mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
         loaded = fmt.age(now - self.link.config_loaded_at)
         first = (
@@ -454,6 +467,12 @@ class RelayboxApp(App[int]):
                 f"{getattr(overview, 'bounced_since', 0)} bounced"
             )
             self._status = second
+        elif self._engine_gone:
+            warning = True
+            second = (
+                "showing what was last read · looking for the engine every "
+                f"{_RECONNECT_EVERY:.0f} s"
+            )
         else:
             second = self._status or "reading the queue…"
         # Only what changed is touched: under load this runs twice a second beside the relay.
@@ -518,7 +537,6 @@ class RelayboxApp(App[int]):
         else:
             state = self.queue_view.state
             self.queue_view.set_state(ViewState(text, state.view, state.sort, state.descending))
-            self._update_queue_title()
 
     def _focus_pane(self) -> None:
         if self.query_one(ContentSwitcher).current == "log":
@@ -527,69 +545,38 @@ class RelayboxApp(App[int]):
             self.queue_view.focus()
 
     def action_clear(self) -> None:
-        """Escape: close the filter line, else clear the selection, else the filter."""
+        """Escape: close the filter line, else clear the selection, else the pane's filter."""
         box = self._pane_input()
-        if box.has_focus:
+        view = self.queue_view
+        on_queue = self.query_one(ContentSwitcher).current == "queue"
+        if not box.has_focus and on_queue and view.selected:
+            view.clear_selection()
+        elif box.has_focus or (view.state.text if on_queue else self.log_view.filter_text):
             box.value = ""
             box.remove_class("shown")
             self._apply_filter("")
             self._focus_pane()
-            return
-        view = self.queue_view
-        if self.query_one(ContentSwitcher).current == "queue":
-            if view.selected:
-                view.selected.clear()
-                view.refresh()
-            elif view.state.text:
-                box.value = ""
-                box.remove_class("shown")
-                self._apply_filter("")
 
     def action_next_view(self) -> None:
         s = self.queue_view.state
         self.queue_view.set_state(
             ViewState(s.text, (s.view + 1) % len(STATE_VIEWS), s.sort, s.descending)
         )
-        self._update_queue_title()
 
     def action_next_sort(self) -> None:
         s = self.queue_view.state
         keys = [key for key, _ in COLUMNS]
         nxt = keys[(keys.index(s.sort) + 1) % len(keys)] if s.sort in keys else "arrived"
         self.queue_view.set_state(ViewState(s.text, s.view, nxt, s.descending))
-        self._update_queue_title()
 
     def action_reverse_sort(self) -> None:
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, s.view, s.sort, not s.descending))
-        self._update_queue_title()
 
     def set_sort(self, key: str) -> None:
+        self.action_show_pane("queue")
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, s.view, key, s.descending))
-        self._update_queue_title()
-
-    def _update_queue_title(self, total: int | None = None, partial: bool = False) -> None:
-        view = self.queue_view
-        count = len(view.ids) if total is None else total
-        selected = f" · {len(view.selected)} selected" if view.selected else ""
-        counted = (
-            f"{count}+ messages (counting…)"
-            if partial
-            else (f"{count} message{'' if count == 1 else 's'}")
-        )
-        self.query_one("#queue-title", Static).update(
-            f"Queue · {counted} · {view.state.describe()}{selected}"
-        )
-        width = self.query_one("#queue-header", Static).size.width or self.size.width
-        self.query_one("#queue-header", Static).update(header_text(width, view.state))
-
-    def on_resize(self) -> None:
-        self._update_queue_title()
-
-    @on(QueueView.Loaded)
-    def _queue_loaded(self, event: QueueView.Loaded) -> None:
-        self._update_queue_title(event.total, event.partial)
 
     @on(QueueView.Opened)
     def _open_message(self, event: QueueView.Opened) -> None:
@@ -599,27 +586,43 @@ class RelayboxApp(App[int]):
 
     def action_act(self, action: str) -> None:
         """An action on the selected messages, or the one under the cursor."""
-        ids = self.queue_view.chosen()
+        view = self.queue_view
+        ids = view.chosen()
         if not ids:
             self.notify("No message here to act on.", severity="warning")
             return
-        self.act_on(action, ids)
+        # An action on the selection spends it.
+        self.act_on(action, ids, (lambda _: view.clear_selection()) if view.selected else None)
 
     def action_act_all(self, action: str) -> None:
-        """An action on every message the current view and filter show."""
-        flt = self.queue_view.state.filter()
-        count = len(self.queue_view.ids)
+        """An action on every message the current view and filter show (asks first)."""
+        self._act_all(action, self.queue_view.state)
+
+    @work(group="actions", exit_on_error=False)
+    async def _act_all(self, action: str, state: ViewState) -> None:
+        # Counted by the engine: the view may hold only its first screenful yet.
+        flt = state.filter()
+        try:
+            count = await self.link.admin.count(flt)
+        except Exception as exc:
+            self.notify(f"Cannot count the messages shown: {exc}", severity="error")
+            return
         if not count:
             self.notify("The view is empty: nothing to act on.", severity="warning")
             return
-        what = self.queue_view.state.describe()
         self._confirm_then(
-            f"{action.capitalize()} all {count} messages shown ({what})?",
+            f"{action.capitalize()} all {count} messages shown ({state.describe()})?",
             lambda: self._run(action, flt, f"{count} shown"),
         )
 
-    def act_on(self, action: str, queue_ids: list[str]) -> None:
-        """`action` on these messages (asks first for delete and bounce)."""
+    def act_on(
+        self,
+        action: str,
+        queue_ids: list[str],
+        done: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        """`action` on these messages (asks first for delete and bounce); `done` is called
+        with the queue IDs it changed once it has run (not when the admin says no)."""
         flt = MessageFilter(states=(), queue_ids=tuple(queue_ids))
         label = queue_ids[0] if len(queue_ids) == 1 else f"{len(queue_ids)} messages"
         if action in _CONFIRM:
@@ -630,10 +633,10 @@ class RelayboxApp(App[int]):
             )
             self._confirm_then(
                 f"{action.capitalize()} {label}? {consequence}",
-                lambda: self._run(action, flt, label),
+                lambda: self._run(action, flt, label, done),
             )
         else:
-            self._run(action, flt, label)
+            self._run(action, flt, label, done)
 
     def _confirm_then(self, question: str, then: Callable[[], object]) -> None:
         def answered(yes: bool | None) -> None:
@@ -643,7 +646,14 @@ class RelayboxApp(App[int]):
         self.push_screen(ConfirmScreen(question), answered)
 
     @work(group="actions", exit_on_error=False)
-    async def _run(self, action: str, flt: MessageFilter, label: str) -> None:
+    async def _run(
+        self,
+        action: str,
+        flt: MessageFilter,
+        label: str,
+        done: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        touched: list[str] = []
         try:
             if action == "bounce":
                 touched = await self.link.admin.bounce(flt, "from the relaybox UI")
@@ -651,14 +661,15 @@ class RelayboxApp(App[int]):
                 touched = await getattr(self.link.admin, action)(flt)
         except Exception as exc:
             self.notify(f"{action} failed: {exc}", severity="error")
-            return
-        word = _ACTION_WORDS[action]
-        n = len(touched)
-        if n:
-            self.notify(f"{n} message{'s' if n != 1 else ''} {word}")
         else:
-            self.notify(f"{label}: nothing to {action}", severity="warning")
-        self.queue_view.selected.clear()
+            word = _ACTION_WORDS[action]
+            n = len(touched)
+            if n:
+                self.notify(f"{n} message{'s' if n != 1 else ''} {word}")
+            else:
+                self.notify(f"{label}: nothing to {action}", severity="warning")
+        if done is not None:
+            done(touched)
         self.queue_view.reload()
 
     # ------------------------------------------------------------------ quitting, help
@@ -687,17 +698,23 @@ class RelayboxApp(App[int]):
         yield SystemCommand(
             "Log pane", "Show the live log (4)", lambda: self.action_show_pane("log")
         )
-        for action in _ACTION_WORDS:
-            yield SystemCommand(
-                f"{action.capitalize()} message",
-                f"{action.capitalize()} the selected messages, or the one under the cursor",
-                lambda a=action: self.action_act(a),
-            )
-            yield SystemCommand(
-                f"{action.capitalize()} all shown",
-                f"{action.capitalize()} every message the current view and filter show",
-                lambda a=action: self.action_act_all(a),
-            )
+        # Actions on messages take the screen's: the inspector's message, or the queue's
+        # selection or cursor (not from the Log pane, where neither is in sight).
+        if isinstance(screen, InspectorScreen):
+            yield from screen.commands()
+            return
+        if self.query_one(ContentSwitcher).current == "queue":
+            for action in _ACTION_WORDS:
+                yield SystemCommand(
+                    f"{action.capitalize()} message",
+                    f"{action.capitalize()} the selected messages, or the one under the cursor",
+                    lambda a=action: self.action_act(a),
+                )
+                yield SystemCommand(
+                    f"{action.capitalize()} all shown",
+                    f"{action.capitalize()} every message the current view and filter show",
+                    lambda a=action: self.action_act_all(a),
+                )
         for key, title in COLUMNS:
             yield SystemCommand(
                 f"Sort by {title}",
@@ -712,6 +729,6 @@ class RelayboxApp(App[int]):
             )
 
     def _set_view(self, index: int) -> None:
+        self.action_show_pane("queue")
         s = self.queue_view.state
         self.queue_view.set_state(ViewState(s.text, index, s.sort, s.descending))
-        self._update_queue_title()

@@ -8,16 +8,19 @@ events), then the page is re-read from the spool once the attempt is recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
+from ..admin import ACTIONS
 from ..control import AdminClient
 from ..events import (
+    MESSAGE_CHANGES,
     AttemptLine,
     Event,
     MessageBounced,
@@ -133,13 +136,12 @@ class InspectorScreen(Screen[None]):
         self,
         link: EngineLink,
         queue_id: str,
-        act: Callable[[str, list[str]], object],
+        act: Callable[[str, list[str], Callable[[list[str]], object]], object],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.link = link
-        self.admin: AdminClient = link.admin
         self.queue_id = queue_id
         self._act = act
         self.clock = clock
@@ -152,6 +154,11 @@ class InspectorScreen(Screen[None]):
         yield Static(f"Message {self.queue_id}", id="inspector-title")
         yield LineView(id="inspector-lines")
         yield Footer()
+
+    @property
+    def admin(self) -> AdminClient:
+        """The engine's admin layer (the link's current one: it may reconnect)."""
+        return self.link.admin
 
     @property
     def view(self) -> LineView:
@@ -177,7 +184,8 @@ class InspectorScreen(Screen[None]):
                 self.detail = await self.admin.show(self.queue_id)
                 lines = detail_lines(self.detail, self.clock()) if self.detail else []
         except Exception as exc:
-            self.notify(f"Cannot read {self.queue_id}: {exc}", severity="error")
+            if self.link.connected:  # (an engine gone is said once, by the status bar)
+                self.notify(f"Cannot read {self.queue_id}: {exc}", severity="error")
             return
         if not lines:
             lines = [("bad", f"Message {self.queue_id} is no longer in the spool.")]
@@ -190,41 +198,73 @@ class InspectorScreen(Screen[None]):
             f"Message {self.queue_id} · {state} · {mode} · Esc back"
         )
 
+    def commands(self) -> Iterable[SystemCommand]:
+        """The command palette's entries for this screen: actions on this message."""
+        for action in ACTIONS:
+            yield SystemCommand(
+                f"{action.capitalize()} this message",
+                f"{action.capitalize()} {self.queue_id}, the message shown",
+                lambda a=action: self.action_act(a),
+            )
+        yield SystemCommand(
+            "Raw message / details", "Switch this page between the two (m)", self.action_toggle_raw
+        )
+
     def action_toggle_raw(self) -> None:
         self.raw = not self.raw
         self.reload()
 
     def action_act(self, action: str) -> None:
         if action == "retry":
-            self.watching = True
-            self._watch()
+            self._retry()
+        else:
+            # The page is re-read once the action has run, whatever the engine publishes.
+            self._act(action, [self.queue_id], lambda _: self.reload())
+
+    @work(exclusive=True, group="inspector-watch", exit_on_error=False)
+    async def _retry(self) -> None:
+        """Retry now and show the attempt's lines as they happen, then the page as recorded.
+
+        The subscription is open before the retry is asked for, so an attempt over before
+        the first line is drawn is still seen whole; and the page is re-read from the spool
+        however the watch ends (the outcome published, nothing to retry, the engine gone).
+        """
+        worker = get_current_worker()
+        self.watching = True
+        try:
+            stream = await self.link.subscribe(_WATCHED)
+        except Exception as exc:
+            self.watching = False
+            self.notify(f"Cannot watch the attempt: {exc}", severity="error")
+            return
+        try:
             if not self.raw:
                 self.view.add("head", "")
                 self.view.add("head", "Retry: live attempt")
                 self.view.follow = True
                 self.view.scroll_end(animate=False, immediate=True)
-        self._act(action, [self.queue_id])
 
-    @work(exclusive=True, group="inspector-watch", exit_on_error=False)
-    async def _watch(self) -> None:
-        """The live lines of this message's next attempt, until its outcome is recorded."""
-        async for event in self.link.events(_WATCHED):
-            if getattr(event, "queue_id", None) != self.queue_id:
-                continue
-            if isinstance(event, AttemptLine):
+            def retried(touched: list[str]) -> None:
+                if not touched:  # (held, or finished): no attempt is coming to wait for
+                    worker.cancel()
+
+            self._act("retry", [self.queue_id], retried)
+            async for event in stream:
+                if getattr(event, "queue_id", None) != self.queue_id:
+                    continue
+                if not isinstance(event, AttemptLine):
+                    break  # the outcome is recorded
                 if not self.raw:
                     kind, prefix = _PREFIX.get(event.direction, ("note", "-- "))
                     self.view.add(kind, f"  {fmt.clock(event.at)} {prefix}{event.text}")
-                continue
+        finally:
             self.watching = False
+            await stream.aclose()
             self.reload()
-            return
 
     def on_engine_event(self, event: Event) -> None:
         """Called by the app for engine events while this screen is open."""
         if self.watching:
             return  # the watch worker re-reads the page when the attempt is recorded
-        if getattr(event, "queue_id", None) == self.queue_id and isinstance(
-            event, MessageDelivered | MessageDeferred | MessageBounced | MessageHeld
-        ):
+        if getattr(event, "queue_id", None) == self.queue_id and isinstance(event, MESSAGE_CHANGES):
             self.reload()

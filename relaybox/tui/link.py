@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..control import AdminClient, ControlClient, EventsDropped
+from ..control import AdminClient, ControlClient, ControlError, EventsDropped
 from ..engine import Engine
-from ..events import Event
+from ..events import Event, Subscription
 
-__all__ = ["EngineLink", "InProcessLink", "ListenerInfo", "SocketLink", "listener_infos"]
+__all__ = [
+    "EngineLink",
+    "InProcessLink",
+    "ListenerInfo",
+    "SocketLink",
+    "listener_infos",
+    "stream_of",
+]
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,18 @@ class EngineLink(Protocol):
         """When the engine's config in force was loaded (wall clock)."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """False once the engine is known to be out of reach (its requests fail)."""
+        ...
+
     async def open(self) -> None:
         """Get ready (called once by the app as it starts, on its event loop)."""
+        ...
+
+    async def reconnect(self) -> bool:
+        """Reach the engine again after it went away (attached only): True once connected,
+        False while nothing answers (or in process, where an engine never comes back)."""
         ...
 
     def describe(self) -> str:
@@ -55,10 +72,12 @@ class EngineLink(Protocol):
         """The engine's listeners."""
         ...
 
-    def events(
+    async def subscribe(
         self, types: Sequence[type[Event]] | None = None
-    ) -> AsyncIterator[Event | EventsDropped]:
-        """The engine's events of these classes (None: all) as they happen."""
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        """The engine's events of these classes (None: all) as they happen, returned once the
+        subscription is in place: nothing published after this returns is missed. Close the
+        stream with `aclose()`."""
         ...
 
     async def close(self) -> None:
@@ -73,6 +92,23 @@ def listener_infos(engine_config: object) -> list[ListenerInfo]:
         for address in listener.listen:
             out.append(ListenerInfo(listener.name, str(address), listener.role, listener.tls))
     return out
+
+
+async def stream_of(subscription: Subscription) -> AsyncGenerator[Event | EventsDropped, None]:
+    """A bus subscription's events as a stream (an `EventsDropped` first when some were
+    lost); closing the stream closes the subscription."""
+    try:
+        while True:
+            # One wake-up per burst, not per event: under load the engine publishes
+            # thousands a second, and the UI shares its event loop.
+            batch = [await subscription.get(), *subscription.drain()]
+            lost = subscription.take_dropped()
+            if lost:
+                yield EventsDropped(lost)
+            for event in batch:
+                yield event
+    finally:
+        subscription.close()
 
 
 class InProcessLink:
@@ -90,8 +126,15 @@ class InProcessLink:
     def config_loaded_at(self) -> float:
         return self.engine.config_loaded_at
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     async def open(self) -> None:
         return None
+
+    async def reconnect(self) -> bool:
+        return False
 
     def describe(self) -> str:
         return f"in-process (pid {os.getpid()})"
@@ -99,22 +142,10 @@ class InProcessLink:
     async def listeners(self) -> list[ListenerInfo]:
         return listener_infos(self.engine.config)
 
-    async def events(
+    async def subscribe(
         self, types: Sequence[type[Event]] | None = None
-    ) -> AsyncIterator[Event | EventsDropped]:
-        subscription = self.engine.bus.subscribe(types=types)
-        try:
-            while True:
-                # One wake-up per burst, not per event: under load the engine publishes
-                # thousands a second, and the UI shares its event loop.
-                batch = [await subscription.get(), *subscription.drain()]
-                lost = subscription.take_dropped()
-                if lost:
-                    yield EventsDropped(lost)
-                for event in batch:
-                    yield event
-        finally:
-            subscription.close()
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        return stream_of(self.engine.bus.subscribe(types=types))
 
     async def close(self) -> None:
         return None
@@ -136,8 +167,29 @@ class SocketLink:
     def config_loaded_at(self) -> float:
         return self._config_loaded_at
 
+    @property
+    def connected(self) -> bool:
+        return self.client.closed is None
+
     async def open(self) -> None:
         return None
+
+    async def reconnect(self) -> bool:
+        """Connect to the socket again: the engine restarted, or another one now serves the
+        same state directory (its pid is then the one shown)."""
+        try:
+            client = await ControlClient.connect(self.client.path, timeout=2.0)
+        except (OSError, TimeoutError):
+            return False
+        try:
+            info = await client.request("info")
+        except ControlError:
+            await client.close()
+            return False
+        old, self.client, self.admin = self.client, client, client
+        self.pid = int(info.get("pid", self.pid))
+        await old.close()
+        return True
 
     def describe(self) -> str:
         return f"attached to pid {self.pid}" if self.pid > 0 else "attached"
@@ -148,10 +200,10 @@ class SocketLink:
         self._config_loaded_at = float(info.get("config_loaded_at", self.started_at))
         return [ListenerInfo(**entry) for entry in info.get("listeners", [])]
 
-    def events(
+    async def subscribe(
         self, types: Sequence[type[Event]] | None = None
-    ) -> AsyncIterator[Event | EventsDropped]:
-        return self.client.events(None if types is None else [t.__name__ for t in types])
+    ) -> AsyncGenerator[Event | EventsDropped, None]:
+        return await self.client.subscribe(None if types is None else [t.__name__ for t in types])
 
     async def close(self) -> None:
         await self.client.close()

@@ -10,12 +10,8 @@ import collections
 from collections.abc import Iterable
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.cache import LRUCache
-from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..control import EventsDropped
@@ -27,13 +23,16 @@ from ..events import (
     MessageAccepted,
     MessageBounced,
     MessageDeferred,
+    MessageDeleted,
     MessageDelivered,
     MessageHeld,
     MessageRejected,
+    MessageReleased,
     SessionClosed,
     SessionOpened,
 )
 from . import format as fmt
+from .strip_view import StripView
 from .widgets import printable, shown
 
 __all__ = ["LineView", "LogView", "describe_event"]
@@ -43,7 +42,7 @@ __all__ = ["LineView", "LogView", "describe_event"]
 KINDS = ("client", "server", "note", "good", "warn", "bad", "head", "plain")
 
 
-class LineView(ScrollView, can_focus=True):
+class LineView(StripView, can_focus=True):
     """Lines of (kind, text); `kind` picks the colour, the text carries its own prefix."""
 
     BINDINGS = [
@@ -69,11 +68,10 @@ class LineView(ScrollView, can_focus=True):
     """
 
     def __init__(self, max_lines: int | None = None, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(id=id)
+        super().__init__(1024, id=id)
         self.lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_lines)
         self.follow = True
         """Keep the last line in view as lines arrive (off while the user scrolls up)."""
-        self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._first = 0
         """Absolute number of `lines[0]` (lines dropped off the ring buffer before it)."""
         self._widest = 0
@@ -84,7 +82,7 @@ class LineView(ScrollView, can_focus=True):
         self.lines.extend(lines)
         self._first = 0
         self._widest = max((len(t) for _, t in self.lines), default=0)
-        self._strips.clear()
+        self.forget_lines()
         self._resize()
         self.refresh()
 
@@ -106,33 +104,21 @@ class LineView(ScrollView, can_focus=True):
         # Width only grows (the widest line seen), so a new line costs O(1), not a scan.
         if self.lines:
             self._widest = max(self._widest, len(self.lines[-1][1]))
-        self.virtual_size = Size(self._widest, len(self.lines))
+        self.set_virtual_size(self._widest, len(self.lines))
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips.clear()
+    def line_count(self) -> int:
+        return len(self.lines)
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
+    def line_key(self, index: int, width: int) -> tuple[int, int]:
+        # Lines never change once added: the absolute number names one for good.
+        return (self._first + index, self.virtual_size.width)
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.scrollable_content_region.width
-        base = self.rich_style
-        if index >= len(self.lines):
-            return Strip.blank(width, base)
-        key = (self._first + index, self.virtual_size.width)
-        strip = self._strips.get(key)
-        if strip is None:
-            kind, text = self.lines[index]
-            text = printable(text)
-            style = base
-            if kind != "plain":
-                style = base + self.get_component_rich_style(f"lineview--{kind}")
-            strip = Strip([Segment(text, style)])
-            self._strips[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, base or Style())
+    def draw_line(self, index: int, width: int) -> Strip:
+        kind, text = self.lines[index]
+        style = self.rich_style
+        if kind != "plain":
+            style = style + self.get_component_rich_style(f"lineview--{kind}")
+        return Strip([Segment(printable(text), style)])
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self.follow = False
@@ -175,10 +161,12 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
         to = ", ".join(event.recipients)
         return ("bad", f"{at} {event.queue_id}: bounced {to}: {event.reply}")
     if isinstance(event, MessageHeld):
-        return (
-            "warn",
-            f"{at} {event.queue_id}: held {', '.join(event.recipients)}: {event.reason}",
-        )
+        whom = f" {', '.join(event.recipients)}" if event.recipients else ""
+        return ("warn", f"{at} {event.queue_id}: held{whom}: {event.reason}")
+    if isinstance(event, MessageReleased):
+        return ("plain", f"{at} {event.queue_id}: released by an admin")
+    if isinstance(event, MessageDeleted):
+        return ("warn", f"{at} {event.queue_id}: deleted by an admin")
     if isinstance(event, MessageRejected):
         who = event.recipient or event.sender or ""
         return ("warn", f"{at} rejected {event.stage} {who} from {event.client_ip}: {event.reply}")
@@ -257,7 +245,7 @@ class LogView(LineView):
         self.lines.extend(pending[-maxlen:])
         self._first += dropped
         self._widest = max([self._widest, *(len(t) for _, t in pending)])
-        self.virtual_size = Size(self._widest, len(self.lines))
+        self.set_virtual_size(self._widest, len(self.lines))
         if self.follow and at_end:
             self.scroll_end(animate=False, immediate=True)
         self.refresh()

@@ -8,29 +8,31 @@ the engine's reader threads (or in the attached engine), never on the event loop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events, work
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Region, Size
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..control import AdminClient
 from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
 from . import format as fmt
+from .strip_view import StripView
 from .widgets import printable, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 
-# (sort key, title) in display order; every column sorts.
+# (sort key, title) in display order; every column sorts (the keys are the spool's
+# SORT_COLUMNS, each served by an index).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Queue ID"),
     ("arrived", "Age"),
@@ -42,8 +44,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("next_attempt", "Next"),
     ("last_reply", "Last reply"),
 )
-# Columns the spool can order by; the others sort by the nearest that it can.
-_SORT_OF = {"recipients": "arrived", "last_reply": "arrived"}
 
 STATE_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("unfinished", UNFINISHED_STATES),
@@ -83,8 +83,14 @@ class ViewState:
         return f"{words} · filter {self.text!r}" if self.text.strip() else words
 
 
+MARK = 2
+"""Cells before the first column: the selection mark (`● `)."""
+
+
 def _layout(width: int) -> list[tuple[str, int]]:
-    """Column widths for a terminal `width` wide (narrow terminals drop the less useful)."""
+    """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
+    less useful columns). The column titles and the rows are both laid out by this, from the
+    same width."""
     fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 7}
     if width < 100:
         keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
@@ -92,7 +98,7 @@ def _layout(width: int) -> list[tuple[str, int]]:
         keep = ["id", "arrived", "sender", "recipients", "size", "state", "attempts", "last_reply"]
     else:
         keep = [key for key, _ in COLUMNS]
-    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + 2
+    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + MARK
     free = max(30, width - used)
     flexible = {"sender": 0.3, "recipients": 0.35, "last_reply": 0.35}
     widths = []
@@ -100,7 +106,7 @@ def _layout(width: int) -> list[tuple[str, int]]:
         w = fixed.get(key) or max(8, int(free * flexible[key]))
         widths.append((key, w))
     # The last column takes what is left.
-    total = sum(w for _, w in widths) + len(widths) - 1 + 2
+    total = sum(w for _, w in widths) + len(widths) - 1 + MARK
     if widths and total != width:
         key, w = widths[-1]
         widths[-1] = (key, max(8, w + width - total))
@@ -108,18 +114,18 @@ def _layout(width: int) -> list[tuple[str, int]]:
 
 
 def header_text(width: int, state: ViewState) -> str:
-    """The column titles line, the sort column marked."""
+    """The column titles over rows `width` cells wide, the sort column marked."""
     cells = []
     for key, w in _layout(width):
         title = dict(COLUMNS)[key]
         if key == state.sort and len(title) + 1 < w:
             title += "▼" if state.descending else "▲"
         cells.append(fmt.clip(title, w))
-    return "  " + " ".join(cells)
+    return " " * MARK + " ".join(cells)
 
 
 def row_text(row: MessageRow, width: int, now: float) -> str:
-    """One message as one line of the queue."""
+    """One message as a line `width` cells wide, less the mark that goes before it."""
     values = {
         "id": row.queue_id,
         "arrived": fmt.age(now - row.arrived_at),
@@ -134,7 +140,7 @@ def row_text(row: MessageRow, width: int, now: float) -> str:
     return " ".join(fmt.clip(printable(values[key]), w) for key, w in _layout(width))
 
 
-class QueueView(ScrollView, can_focus=True):
+class QueueView(StripView, can_focus=True):
     """The queue list; `reload()` re-reads it, `touch()` asks for a reload soon."""
 
     BINDINGS = [
@@ -158,6 +164,9 @@ class QueueView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     QueueView {
         background: $surface;
+        /* The rows' width, and so the columns, do not change when the scroll bar comes. */
+        scrollbar-gutter: stable;
+        scrollbar-size-vertical: 1;
         & > .queueview--cursor { background: $block-cursor-blurred-background; }
         &:focus > .queueview--cursor {
             background: $block-cursor-background;
@@ -182,15 +191,19 @@ class QueueView(ScrollView, can_focus=True):
             super().__init__()
             self.queue_id = queue_id
 
-    class Loaded(Message):
-        """A reload finished (the pane updates its title and counts)."""
+    class Changed(Message):
+        """What the pane's title or column titles say changed: the count, the selection, the
+        view or sort, the width (see `title_text` and `header_text`)."""
 
-        def __init__(self, total: int, seconds: float, partial: bool = False) -> None:
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, QueueView.Changed)
+
+    class LoadFailed(Message):
+        """The queue could not be read (said once per failure, not at every reload)."""
+
+        def __init__(self, error: str) -> None:
             super().__init__()
-            self.total = total
-            self.seconds = seconds
-            self.partial = partial
-            """Only the first screenful is in; the count follows."""
+            self.error = error
 
     def __init__(
         self,
@@ -199,7 +212,7 @@ class QueueView(ScrollView, can_focus=True):
         clock: Callable[[], float] = time.time,
         id: str | None = None,  # noqa: A002 (Textual's name for it)
     ) -> None:
-        super().__init__(id=id)
+        super().__init__(512, id=id)
         self._admin = admin
         """The engine's admin layer, asked for when needed (the link opens after compose)."""
         self.clock = clock
@@ -207,7 +220,8 @@ class QueueView(ScrollView, can_focus=True):
         self.ids: list[int] = []
         self.rows: LRUCache[int, MessageRow] = LRUCache(_ROW_CACHE)
         self.selected: set[int] = set()
-        self._strips: LRUCache[tuple[int, bool, bool, int], Strip] = LRUCache(512)
+        self.counting = False
+        """Only the first screenful is in; the count follows."""
         self._dirty = True
         self._fresh_view = True
         self._started = False
@@ -215,8 +229,7 @@ class QueueView(ScrollView, can_focus=True):
         self._last_load = 0.0
         self._load_seconds = 0.0
         self._missing_requested = False
-        self.rendered = 0
-        """Lines rendered since start (tests check that only visible lines are)."""
+        self._failure: str | None = None
 
     @property
     def admin(self) -> AdminClient:
@@ -245,12 +258,18 @@ class QueueView(ScrollView, can_focus=True):
             self.reload()  # ages and "next attempt" move on even when nothing happens
 
     def set_state(self, state: ViewState) -> None:
-        """Show another filter, view or sort (the cursor goes to the top)."""
+        """Show another filter, view or sort, from its top.
+
+        The old view's rows go at once: until the new view's first screenful comes, there is
+        nothing under the cursor for a key to act on.
+        """
         self.state = state
         self._fresh_view = True
-        self.cursor = 0
         self.selected.clear()
+        self.counting = True
+        self._apply([], {})
         self.scroll_to(y=0, animate=False, immediate=True)
+        self.post_message(self.Changed())
         self.reload()
 
     def reload(self) -> None:
@@ -264,48 +283,78 @@ class QueueView(ScrollView, can_focus=True):
     async def _load(self) -> None:
         started = time.monotonic()
         state = self.state
+        flt = state.filter()
         try:
-            sort = _SORT_OF.get(state.sort, state.sort)
             if self._fresh_view:
                 # A new filter, view or sort: its first screenful comes from one keyset page
-                # (milliseconds on any queue), shown while every id is counted in order.
-                self._fresh_view = False
+                # (milliseconds on any queue) and is shown before every id is listed in order.
                 height = max(1, self.scrollable_content_region.height)
                 page = await self.admin.list(
-                    state.filter(),
-                    sort=sort,
-                    descending=state.descending,
-                    limit=height + _WINDOW_MARGIN,
+                    flt, sort=state.sort, descending=state.descending, limit=height + _WINDOW_MARGIN
                 )
-                self._apply([r.id for r in page.rows], {r.id: r for r in page.rows}, 0)
-                self.post_message(
-                    self.Loaded(len(page.rows), 0.0, partial=page.next_after is not None)
-                )
-            ids = await self.admin.message_ids(
-                state.filter(), sort=sort, descending=state.descending
-            )
-            current = self.current_id()
-            cursor = self.cursor
-            if current is not None and (cursor >= len(ids) or ids[cursor] != current):
-                try:
-                    cursor = ids.index(current)
-                except ValueError:
-                    cursor = min(cursor, max(0, len(ids) - 1))
-            window = self._window(ids, cursor)
+                self._fresh_view = False  # (a load cancelled before this point starts over)
+                self.counting = page.next_after is not None
+                self._apply([r.id for r in page.rows], {r.id: r for r in page.rows})
+                self.post_message(self.Changed())
+                if not self.counting:  # the whole view was one page
+                    self._loaded(started)
+                    return
+                # Listing every id of a big queue holds the GIL for a while, in bursts: let
+                # the first screenful reach the terminal first.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wait_for_refresh(), 0.5)
+            ids = await self.admin.message_ids(flt, sort=state.sort, descending=state.descending)
+            window = self._window(ids, self._cursor_in(ids))
             fresh = await self.admin.rows_by_id(window) if window else {}
         except Exception as exc:  # the engine went away, a query failed: say so, keep going
             self._loading = False
-            self.notify(f"Cannot read the queue: {exc}", severity="error", timeout=5)
-            return
-        finally:
             self._last_load = time.monotonic()
+            if str(exc) != self._failure:  # once, not at every reload
+                self._failure = str(exc)
+                self.post_message(self.LoadFailed(self._failure))
+            return
+        # The rows came while the cursor may have moved: it stays on the row it is on now.
+        self.counting = False
+        self._apply(ids, fresh)
+        self._loaded(started)
+        self.post_message(self.Changed())
+
+    def _loaded(self, started: float) -> None:
+        now = time.monotonic()
         # The cost of a reload, remembered slowly falling: one slow load (the engine busy
         # starting) does not hold back updates for long.
-        took = time.monotonic() - started
+        took = now - started
         self._load_seconds = took if took > self._load_seconds else (self._load_seconds + took) / 2
+        self._last_load = now
         self._loading = False
-        self._apply(ids, fresh, cursor)
-        self.post_message(self.Loaded(len(ids), self._load_seconds))
+        self._failure = None
+
+    def _cursor_in(self, ids: list[int]) -> int:
+        """Where the cursor goes in `ids`: on the row it is on, else where it is (clamped)."""
+        current = self.current_id()
+        cursor = self.cursor
+        if current is not None and not (cursor < len(ids) and ids[cursor] == current):
+            with contextlib.suppress(ValueError):
+                return ids.index(current)
+        return max(0, min(cursor, len(ids) - 1))
+
+    def title_text(self) -> str:
+        """The pane's title: how many messages, which, in what order, how many selected."""
+        count = len(self.ids)
+        counted = (
+            f"{count}+ messages (counting…)"
+            if self.counting
+            else f"{count} message{'' if count == 1 else 's'}"
+        )
+        selected = f" · {len(self.selected)} selected" if self.selected else ""
+        return f"Queue · {counted} · {self.state.describe()}{selected}"
+
+    def header_text(self) -> str:
+        """The column titles, laid out as the rows are (from the same width)."""
+        return header_text(self.scrollable_content_region.width, self.state)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Changed())
 
     def _window(self, ids: list[int], cursor: int) -> list[int]:
         height = max(1, self.scrollable_content_region.height)
@@ -315,7 +364,8 @@ class QueueView(ScrollView, can_focus=True):
         start = max(0, top - _WINDOW_MARGIN)
         return ids[start : top + height + _WINDOW_MARGIN]
 
-    def _apply(self, ids: list[int], fresh: dict[int, MessageRow], cursor: int) -> None:
+    def _apply(self, ids: list[int], fresh: dict[int, MessageRow]) -> None:
+        cursor = self._cursor_in(ids)
         changed_order = ids != self.ids
         self.ids = ids
         changed: list[int] = []
@@ -326,11 +376,10 @@ class QueueView(ScrollView, can_focus=True):
                 changed.append(row_id)
         self.selected &= set(ids) if changed_order else self.selected
         width = max(self.virtual_size.width, self.scrollable_content_region.width)
-        if self.virtual_size != (width, len(ids)):
-            self.virtual_size = Size(width, len(ids))
-        self.set_reactive(QueueView.cursor, max(0, min(cursor, len(ids) - 1)))
+        self.set_virtual_size(width, len(ids))
+        self.set_reactive(QueueView.cursor, cursor)
         if changed_order:
-            self._strips.clear()
+            self.forget_lines()
             self.refresh()
         else:
             self._refresh_rows(changed)
@@ -360,57 +409,53 @@ class QueueView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ rendering
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._strips.clear()
-
     def on_focus(self, event: events.Focus) -> None:
-        self._strips.clear()
+        self.forget_lines()  # the cursor's colour depends on the focus
         self.refresh()
 
     def on_blur(self, event: events.Blur) -> None:
-        self._strips.clear()
+        self.forget_lines()
         self.refresh()
 
-    def on_resize(self, event: events.Resize) -> None:
-        self._strips.clear()
+    def line_count(self) -> int:
+        return len(self.ids)
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.scrollable_content_region.width
-        base = self.rich_style
-        if index >= len(self.ids):
-            return Strip.blank(width, base)
-        self.rendered += 1
+    def line_key(self, index: int, width: int) -> tuple[int, bool, bool, int] | None:
         row_id = self.ids[index]
         row = self.rows.get(row_id)
-        is_cursor = index == self.cursor
-        is_selected = row_id in self.selected
+        if row is None:
+            return None  # drawn as "loading" until it comes
+        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
+        return (
+            row_id,
+            index == self.cursor,
+            row_id in self.selected,
+            hash((row, width, now_bucket)),
+        )
+
+    def draw_line(self, index: int, width: int) -> Strip:
+        base = self.rich_style
+        row_id = self.ids[index]
+        row = self.rows.get(row_id)
         if row is None:
             if not self._missing_requested:
                 self._missing_requested = True
                 self._fetch_missing()
             style = base + self.get_component_rich_style("queueview--loading")
             return Strip([Segment("  …".ljust(width), style)]).crop_extend(0, width, style)
-        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
-        key = (row_id, is_cursor, is_selected, hash((row, width, now_bucket)))
-        strip = self._strips.get(key)
-        if strip is None:
-            style = base
-            state_style = f"queueview--{row.state}"
-            if state_style in self.COMPONENT_CLASSES:
-                style = style + self.get_component_rich_style(state_style)
-            if is_selected:
-                style = style + self.get_component_rich_style("queueview--selected")
-            if is_cursor:
-                style = style + self.get_component_rich_style("queueview--cursor")
-            mark = "● " if is_selected else "  "
-            text = mark + row_text(row, max(20, width - 2), self.clock())
-            strip = Strip([Segment(text, style)]).apply_meta({"row": index})
-            strip = strip.crop_extend(0, width, style)
-            self._strips[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, Style())
+        is_selected = row_id in self.selected
+        style = base
+        state_style = f"queueview--{row.state}"
+        if state_style in self.COMPONENT_CLASSES:
+            style = style + self.get_component_rich_style(state_style)
+        if is_selected:
+            style = style + self.get_component_rich_style("queueview--selected")
+        if index == self.cursor:
+            style = style + self.get_component_rich_style("queueview--cursor")
+        mark = "● " if is_selected else " " * MARK
+        text = mark + row_text(row, width, self.clock())
+        strip = Strip([Segment(text, style)]).apply_meta({"row": index})
+        return strip.crop_extend(0, width, style)
 
     # ------------------------------------------------------------------ the cursor
 
@@ -461,6 +506,14 @@ class QueueView(ScrollView, can_focus=True):
         self.selected ^= {current}
         self.refresh_line(self.cursor)
         self.cursor += 1
+        self.post_message(self.Changed())
+
+    def clear_selection(self) -> None:
+        """Unselect every row (Escape, or the selection was acted on)."""
+        if self.selected:
+            self.selected.clear()
+            self.refresh()  # every mark on screen goes
+            self.post_message(self.Changed())
 
     def key_enter(self) -> None:
         row = self.current_row()
