@@ -121,7 +121,8 @@ class Timer:
             await asyncio.wait_for(self.painted.wait(), timeout)
             ms = (time.perf_counter() - started) * 1000
             return ms, ms
-        while view.ids is old_ids or not view.ids:  # the first screenful replaces the ids
+        # The key empties the old view (new ids), then the first screenful comes.
+        while view.ids is old_ids or view._fresh_view:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{key}: no new rows within {timeout} s")
             await asyncio.sleep(0.001)
