@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import io
 import ipaddress
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,17 @@ def simple_message(subject: str = "test", body: str = "Hello.") -> bytes:
         f"From: a@example.com\r\nTo: b@example.org\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject}@example.com>\r\n\r\n{body}\r\n"
     ).encode()
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """Times on screen are local time: pin the zone (snapshot modules use it autouse)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()

@@ -8,9 +8,8 @@ Update after a deliberate change to the UI with `pytest tests/test_tui_snapshots
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,8 @@ SIZES = [(80, 24), (200, 60)]
 
 
 @pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Times on screen are local time: pin the zone."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+def _utc(utc: None) -> None:
+    """Times on screen are local time: pinned to UTC for every test here."""
 
 
 async def settled(pilot: Any) -> None:

@@ -27,6 +27,7 @@ from ..events import (
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
+    DomainsChecked,
     Event,
     MessageAccepted,
     MessageDelivered,
@@ -36,6 +37,7 @@ from ..events import (
 )
 from ..spool import MessageFilter
 from . import format as fmt
+from .domains_view import DomainScreen, DomainsPane
 from .inspector import InspectorScreen
 from .link import EngineLink, ListenerInfo
 from .log_view import LogView
@@ -64,6 +66,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
     AttemptStarted,
     AttemptFinished,
     DestinationSuspended,
+    DomainsChecked,
 )
 """What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
@@ -116,10 +119,10 @@ HELP_TEXT = """\
 
 [b]Everywhere[/b] (when no text box has focus)
   1            Queue pane              4          Log pane
+  5            Domains pane            2 3 6      reserved (later releases)
   /            filter the pane         Escape     back, clear the filter or selection
   ?  F1        this help               Ctrl+P     command palette (every action, themes)
   q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
-  2 3 5 6      reserved: Destinations, Sessions, Domains, Config (later releases)
 
 [b]Queue[/b]
   ↑ ↓  j k     move                    PgUp PgDn  a page
@@ -139,6 +142,11 @@ HELP_TEXT = """\
 
 [b]Log[/b]
   / filters the log; End follows new lines again after scrolling up.
+
+[b]Domains[/b]
+  ↑ ↓  j k     move                    Enter      every finding, with the record to publish
+  c            check every sending domain now (they are also checked every few hours)
+  y            (in a domain) copy the selected finding's record to the clipboard
 """
 
 
@@ -225,6 +233,7 @@ class RelayboxApp(App[int]):
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
         Binding("4", "show_pane('log')", "Log"),
+        Binding("5", "show_pane('domains')", "Domains"),
         Binding("slash", "filter", "Filter"),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -264,6 +273,8 @@ class RelayboxApp(App[int]):
         self._status = ""
         self._engine_gone = False
         self._overview_dirty = False
+        self._domains_dirty = True
+        """New domain findings the Domains pane has not read yet."""
         self._overview_at = 0.0
         themes, self.theme_problems = load_themes(theme_dirs(config_dir))
         for t in themes:
@@ -281,7 +292,8 @@ class RelayboxApp(App[int]):
         if action in self._QUEUE_ACTIONS or action == "filter":
             if self.screen is not self.screen_stack[0]:
                 return False
-            return action == "filter" or self.query_one(ContentSwitcher).current == "queue"
+            current = self.query_one(ContentSwitcher).current
+            return current in ("queue", "log") if action == "filter" else current == "queue"
         return True
 
     # ------------------------------------------------------------------ layout
@@ -294,6 +306,7 @@ class RelayboxApp(App[int]):
                 yield Static("Log · / filters · End follows", id="log-title")
                 yield LogView(id="log-view")
                 yield Input(placeholder="filter the log; Enter applies, Esc clears")
+            yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
         yield Footer()
 
     @property
@@ -392,6 +405,10 @@ class RelayboxApp(App[int]):
             self._count("in")
         elif isinstance(event, MessageDelivered):
             self._count("out")
+        if isinstance(event, DomainsChecked):
+            self._domains_dirty = True
+            if self.query_one(ContentSwitcher).current == "domains":
+                self._show_domains()
         screen = self.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
@@ -501,16 +518,25 @@ class RelayboxApp(App[int]):
     # ------------------------------------------------------------------ panes and filters
 
     def action_show_pane(self, pane: str) -> None:
-        while isinstance(self.screen, InspectorScreen):
+        while isinstance(self.screen, (InspectorScreen, DomainScreen)):
             self.pop_screen()
         self.query_one(ContentSwitcher).current = pane
-        if pane == "queue":
+        if pane == "domains":
+            self.query_one(DomainsPane).table.focus()
+            self._show_domains()
+        elif pane == "queue":
             self.queue_view.focus()
             self.queue_view.touch()
         else:
             self.log_view.focus()
             self.call_after_refresh(self.log_view.flush)  # what came while it was hidden
             self.log_view.scroll_end(animate=False, immediate=True)
+
+    def _show_domains(self) -> None:
+        """Read the findings again when new ones came while the pane was hidden."""
+        if self._domains_dirty:
+            self._domains_dirty = False
+            self.query_one(DomainsPane).reload()
 
     def _pane_input(self) -> Input:
         current = self.query_one(ContentSwitcher).current or "queue"
@@ -546,6 +572,8 @@ class RelayboxApp(App[int]):
 
     def action_clear(self) -> None:
         """Escape: close the filter line, else clear the selection, else the pane's filter."""
+        if self.query_one(ContentSwitcher).current == "domains":
+            return
         box = self._pane_input()
         view = self.queue_view
         on_queue = self.query_one(ContentSwitcher).current == "queue"
@@ -698,6 +726,16 @@ class RelayboxApp(App[int]):
         yield SystemCommand(
             "Log pane", "Show the live log (4)", lambda: self.action_show_pane("log")
         )
+        yield SystemCommand(
+            "Domains pane",
+            "Show the sending domains' SPF, DKIM, DMARC and MX health (5)",
+            lambda: self.action_show_pane("domains"),
+        )
+        yield SystemCommand(
+            "Check domains now",
+            "Check every sending domain's DNS records now",
+            self._check_domains_now,
+        )
         # Actions on messages take the screen's: the inspector's message, or the queue's
         # selection or cursor (not from the Log pane, where neither is in sight).
         if isinstance(screen, InspectorScreen):
@@ -727,6 +765,10 @@ class RelayboxApp(App[int]):
                 f"Show {name} messages",
                 lambda i=index: self._set_view(i),
             )
+
+    def _check_domains_now(self) -> None:
+        self.action_show_pane("domains")
+        self.query_one(DomainsPane).recheck(None)
 
     def _set_view(self, index: int) -> None:
         self.action_show_pane("queue")

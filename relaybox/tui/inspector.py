@@ -7,6 +7,8 @@ events), then the page is re-read from the spool once the attempt is recorded.
 
 from __future__ import annotations
 
+import email.utils
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -30,10 +32,11 @@ from ..events import (
 )
 from ..spool import MessageDetail, TranscriptLine
 from . import format as fmt
+from .domains_view import DomainScreen
 from .link import EngineLink
 from .log_view import LineView
 
-__all__ = ["InspectorScreen", "detail_lines"]
+__all__ = ["InspectorScreen", "auth_domain", "detail_lines"]
 
 _WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
@@ -48,6 +51,31 @@ def _transcript(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
         kind, prefix = _PREFIX.get(line.direction, ("note", "-- "))
         out.append((kind, f"  {fmt.clock(line.at)} {prefix}{line.text}"))
     return out
+
+
+# RFC 7372 §3: 5.7.20-5.7.26 are SPF/DKIM/DMARC/reverse-DNS failures, 5.7.27 a sender domain
+# with a null MX (RFC 7505); receivers also use 5.7.1 (and 4.7.x while they only defer) with
+# words saying so ("unauthenticated", "DMARC policy").
+_AUTH_STATUS = re.compile(r"\b[45]\.7\.(?:2[0-7])\b")
+_AUTH_WORDS = re.compile(
+    r"\b[45]\.7\.1\b.*\b(?:spf|dkim|dmarc|authenticat\w*|ptr|reverse dns)\b", re.I
+)
+
+
+def auth_domain(detail: MessageDetail) -> str | None:
+    """The sending domain whose DNS records a receiver's authentication refusal is about
+    (the From: domain, else the envelope sender's), when a reply to this message is one."""
+    replies = [r.last_reply or "" for r in detail.recipients]
+    replies += [a.reply or "" for a in detail.attempts]
+    if not any(_AUTH_STATUS.search(r) or _AUTH_WORDS.search(r) for r in replies):
+        return None
+    for name, value in detail.headers:
+        if name.lower() == "from":
+            found = email.utils.parseaddr(" ".join(value.split()))[1]
+            if "@" in found:
+                return found.rpartition("@")[2].lower()
+    sender = detail.row.sender
+    return sender.rpartition("@")[2].lower() if "@" in sender else None
 
 
 def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
@@ -76,6 +104,13 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         )
         if rcpt.last_reply:
             out.append(("note", f"      {rcpt.last_reply}"))
+    domain = auth_domain(detail)
+    if domain:
+        out += [
+            ("plain", ""),
+            ("bad", f"  A receiver refused this over {domain}'s sender authentication"),
+            ("bad", f"  (SPF, DKIM or DMARC): press a for {domain}'s DNS findings and the fix."),
+        ]
     out += [
         ("plain", ""),
         ("head", "Received"),
@@ -127,6 +162,7 @@ class InspectorScreen(Screen[None]):
         Binding("l", "act('release')", "Release"),
         Binding("d", "act('delete')", "Delete"),
         Binding("b", "act('bounce')", "Bounce"),
+        Binding("a", "domain_findings", "Domain checks"),
     ]
     DEFAULT_CSS = """
     InspectorScreen #inspector-title { height: 1; background: $panel; padding: 0 1; }
@@ -192,6 +228,7 @@ class InspectorScreen(Screen[None]):
         top = self.view.scroll_offset.y
         self.view.set_lines(lines)
         self.view.scroll_to(y=top, animate=False, immediate=True)
+        self.refresh_bindings()  # `a` shows only for an authentication refusal
         state = self.detail.row.state if self.detail else "gone"
         mode = "raw" if self.raw else "details"
         self.query_one("#inspector-title", Static).update(
@@ -209,6 +246,26 @@ class InspectorScreen(Screen[None]):
         yield SystemCommand(
             "Raw message / details", "Switch this page between the two (m)", self.action_toggle_raw
         )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`a` is offered only for a message refused over sender authentication."""
+        if action == "domain_findings":
+            return self.detail is not None and auth_domain(self.detail) is not None
+        return True
+
+    def action_domain_findings(self) -> None:
+        domain = auth_domain(self.detail) if self.detail else None
+        if domain:
+            self._open_domain(domain)
+
+    @work(group="inspector-domain", exit_on_error=False)
+    async def _open_domain(self, domain: str) -> None:
+        try:
+            report = await self.admin.domain_report()
+        except Exception as exc:
+            self.notify(f"Cannot read the domain checks: {exc}", severity="error")
+            return
+        await self.app.push_screen(DomainScreen(domain, report.of(domain), lambda: self.admin))
 
     def action_toggle_raw(self) -> None:
         self.raw = not self.raw
