@@ -27,6 +27,7 @@ from ..events import (
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
+    DkimKeyChecked,
     DomainsChecked,
     Event,
     MessageAccepted,
@@ -66,6 +67,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
     AttemptStarted,
     AttemptFinished,
     DestinationSuspended,
+    DkimKeyChecked,
     DomainsChecked,
 )
 """What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine

@@ -19,6 +19,8 @@ from ..events import (
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
+    DkimKeyChecked,
+    DomainsChecked,
     Event,
     MessageAccepted,
     MessageBounced,
@@ -179,6 +181,11 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
         if event.until:
             return ("warn", f"{at} {event.destination}: delivery suspended")
         return ("good", f"{at} {event.destination}: delivery resumed")
+    if isinstance(event, DomainsChecked):
+        return ("note", f"{at} domain checks ready: {', '.join(event.domains)} (5 shows them)")
+    if isinstance(event, DkimKeyChecked):
+        kind = "good" if event.status == "ok" else "bad"
+        return (kind, f"{at} DKIM key {event.selector}._domainkey.{event.domain}: {event.detail}")
     if isinstance(event, SessionOpened):
         peer = f"{event.client_ip}:{event.client_port}"
         return ("note", f"{at} connect from {peer} to {event.listener}")
