@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,9 +14,10 @@ from pathlib import Path
 import dkim as dkimpy
 import dns.resolver
 import pytest
+from dkim.canonicalization import CanonicalizationPolicy
 
 from relaybox.config.model import Config, DkimConfig
-from relaybox.dkim import from_domain, read_record, sign, signing_keys
+from relaybox.dkim import from_domain, read_record, relaxed_body, sign, signing_keys
 from relaybox.dkimkeys import DkimKey, dns_record, generate
 from relaybox.events import DkimKeyChecked
 from relaybox.spool import MessageFilter
@@ -130,6 +132,17 @@ def test_from_domain_reads_the_one_from_address() -> None:
     assert from_domain(b"From: a@x.example,\r\n b@y.example\r\n\r\n") is None
     assert from_domain(b"From: a@x.example\r\nFrom: b@x.example\r\n\r\n") is None
     assert from_domain(b"To: b@example.org\r\n\r\nFrom: a@x.example\r\n") is None
+
+
+def test_relaxed_body_is_dkimpys_for_any_body() -> None:
+    """The shortcut for bodies without tabs or runs of spaces gives dkimpy's bytes exactly."""
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    pieces = [b"a", b"b c", b" ", b"  ", b"\t", b"\r\n", b"\r\n\r\n", b"x\ty", b".", b"\xc3\xa4"]
+    rng = random.Random(6376)
+    bodies = [b"", b"\r\n", b"\r\n\r\n", b"a", b"a\r\n", b"a \r\n", b"a\r\n\r\n\r\n", MESSAGE]
+    bodies += [b"".join(rng.choices(pieces, k=rng.randrange(0, 30))) for _ in range(3000)]
+    for body in bodies:
+        assert relaxed_body(body) == policy.canonicalize_body(body), body
 
 
 def test_keys_are_chosen_by_exact_from_domain() -> None:

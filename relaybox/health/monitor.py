@@ -91,9 +91,7 @@ class DomainMonitor:
         async with self._lock:
             config = self._config()
             names = list(domains) if domains else sending_domains(config)
-            if not names:
-                return self.report()
-            findings = await check_domains(config, resolver_for(config), names)
+            findings = await check_domains(config, resolver_for(config), names) if names else []
             now = self.clock()
             by_domain: dict[str, list[Finding]] = {d.lower().rstrip("."): [] for d in names}
             for finding in findings:
@@ -102,7 +100,8 @@ class DomainMonitor:
                 self._log_changes(domain, self._findings.get(domain, []), found)
                 self._findings[domain] = found
                 self._checked_at[domain] = now
-            self.bus.publish(DomainsChecked(tuple(by_domain), now))
+            if by_domain:
+                self.bus.publish(DomainsChecked(tuple(by_domain), now))
         return self.report()
 
     def note_key(self, event: DkimKeyChecked) -> None:
