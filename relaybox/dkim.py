@@ -240,13 +240,14 @@ class PublishedKeys:
         """Seconds before a key found missing or wrong is looked up again: soon, so mail
         held for it goes as soon as the admin has fixed DNS and releases it."""
         self.clock = clock
-        self._cache: dict[tuple[str, str, str], tuple[float, KeyCheck]] = {}
-        self._pending: dict[tuple[str, str, str], asyncio.Future[KeyCheck]] = {}
+        self._cache: dict[tuple[str, str, DkimKey], tuple[float, KeyCheck]] = {}
+        """By domain, selector and the loaded key (a reload that loads another key asks again)."""
+        self._pending: dict[tuple[str, str, DkimKey], asyncio.Future[KeyCheck]] = {}
 
     def cached(self, entry: DkimConfig) -> KeyCheck | None:
         """The last answer for this key if still fresh, without a lookup."""
         assert entry.key is not None
-        found = self._cache.get((entry.domain, entry.selector, entry.key.public_value()))
+        found = self._cache.get((entry.domain, entry.selector, entry.key))
         if found is None:
             return None
         ttl = self.ttl if found[1].status == "ok" else min(self.ttl, self.retry_after)
@@ -261,7 +262,7 @@ class PublishedKeys:
         fresh = self.cached(entry)
         if fresh is not None:
             return fresh
-        cache_key = (entry.domain, entry.selector, entry.key.public_value())
+        cache_key = (entry.domain, entry.selector, entry.key)
         pending = self._pending.get(cache_key)
         if pending is None:
             pending = self._pending[cache_key] = asyncio.ensure_future(self._lookup(entry))

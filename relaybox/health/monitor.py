@@ -19,13 +19,13 @@ from ..dkimkeys import dns_record
 from ..events import DkimKeyChecked, DomainsChecked, EventBus
 from ..maillog import MailLog
 from .checks import check_domains, resolver_for, sending_domains
-from .findings import Finding, worst
+from .findings import Finding, Status, worst
 
 __all__ = ["DomainMonitor", "DomainReport"]
 
 FIRST_CHECK_DELAY = 2.0
 """Seconds after start before the first check, so it does not compete with start-up."""
-_KEY_FINDING = {
+_KEY_FINDING: dict[str, Status] = {
     "ok": "ok",
     "missing": "fail",
     "mismatch": "fail",
@@ -122,7 +122,7 @@ class DomainMonitor:
         finding = Finding(
             event.domain,
             "dkim",
-            status,  # type: ignore[arg-type]
+            status,
             f"Seen by delivery: {event.detail}",
             fix,
             selector=event.selector,
