@@ -18,7 +18,7 @@ import pytest
 from textual.widgets import Static
 
 from relaybox.control import ControlClient, EventsDropped
-from relaybox.events import Event
+from relaybox.events import Event, SessionOpened
 from relaybox.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
@@ -518,6 +518,59 @@ async def test_only_visible_log_lines_are_rendered(start_engine: EngineFactory) 
         await pilot.pause(0.1)
         assert 0 < view.rendered - before <= height + 1
         assert view.render_line(0).text.startswith("line 1")
+
+
+async def test_a_busy_log_updates_once_a_second_and_a_quiet_one_within_a_moment(
+    start_engine: EngineFactory,
+) -> None:
+    """Each log update scrolls the whole pane: while every update brings more than a
+    screenful, they come once a second; a trickle shows within a quarter-second tick."""
+    run = await start_engine()
+    app = app_for(run)
+
+    def burst(tag: str, n: int) -> None:
+        for i in range(n):
+            app.on_engine_event(SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i))
+
+    def shown_text() -> str:
+        view = app.log_view
+        return "\n".join(t for _, t in view.lines)
+
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.pause(0.3)
+        burst("first", 100)  # more than the pane's 20-odd lines
+        await until(lambda: "port" not in shown_text() and ":1099 " in shown_text(), pilot)
+        flushed = time.monotonic()
+        burst("second", 100)
+        await pilot.pause(0.5)
+        if time.monotonic() - flushed < 0.95:  # (a slow machine may take longer to get here)
+            assert ":1099 " in shown_text() and shown_text().count(":1099 ") == 1
+        await until(lambda: shown_text().count(":1099 ") == 2, pilot)
+        await until(lambda: not app.log_view._busy or time.monotonic() - flushed > 3, pilot)
+        await pilot.pause(1.1)  # the busy update's second has passed
+        burst("third", 1)
+        quiet = time.monotonic()
+        await until(lambda: shown_text().count(":1000 ") == 3, pilot)
+        assert time.monotonic() - quiet < 0.9
+
+
+async def test_a_new_theme_redraws_the_rows_in_its_colours(tmp_path: Path) -> None:
+    """The rows' base style is remembered between frames; a theme change must forget it."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) > 2 and view.rows.get(view.ids[1]), pilot)
+        await pilot.pause(0.2)
+        before = view.render_line(1).text
+        old_bg = view.rich_style.bgcolor
+        app.theme = "relaybox-light" if app.theme != "relaybox-light" else "relaybox-dark"
+        await pilot.pause(0.3)
+        assert view.rich_style.bgcolor != old_bg
+        assert view.base_style == view.rich_style
+        line = view.render_line(1)
+        assert line.text == before
+        assert {seg.style.bgcolor for seg in line if seg.style} == {view.rich_style.bgcolor}
 
 
 # ---------------------------------------------------------------------- attached to an engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 __all__ = ["age", "clip", "clock", "recipients", "size", "until"]
@@ -57,4 +58,10 @@ def clip(text: str, width: int) -> str:
 
 def clock(at: float) -> str:
     """`14:03:07.412`, local time, for transcript and log lines."""
-    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    return f"{_hms(int(at))}.{int(at * 1000) % 1000:03d}"
+
+
+@functools.lru_cache(maxsize=8)
+def _hms(second: int) -> str:
+    # The log gives hundreds of events a second the same time of day: work it out once.
+    return time.strftime("%H:%M:%S", time.localtime(second))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,7 +88,8 @@ MARK = 2
 """Cells before the first column: the selection mark (`● `)."""
 
 
-def _layout(width: int) -> list[tuple[str, int]]:
+@functools.lru_cache(maxsize=16)
+def _layout(width: int) -> tuple[tuple[str, int], ...]:
     """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
     less useful columns). The column titles and the rows are both laid out by this, from the
     same width."""
@@ -110,7 +112,7 @@ def _layout(width: int) -> list[tuple[str, int]]:
     if widths and total != width:
         key, w = widths[-1]
         widths[-1] = (key, max(8, w + width - total))
-    return widths
+    return tuple(widths)
 
 
 def header_text(width: int, state: ViewState) -> str:
@@ -434,7 +436,7 @@ class QueueView(StripView, can_focus=True):
         )
 
     def draw_line(self, index: int, width: int) -> Strip:
-        base = self.rich_style
+        base = self.base_style
         row_id = self.ids[index]
         row = self.rows.get(row_id)
         if row is None:
@@ -454,8 +456,8 @@ class QueueView(StripView, can_focus=True):
             style = style + self.get_component_rich_style("queueview--cursor")
         mark = "● " if is_selected else " " * MARK
         text = mark + row_text(row, width, self.clock())
-        strip = Strip([Segment(text, style)]).apply_meta({"row": index})
-        return strip.crop_extend(0, width, style)
+        strip = Strip([Segment(text, style)])
+        return strip if strip.cell_length == width else strip.crop_extend(0, width, style)
 
     # ------------------------------------------------------------------ the cursor
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from rich.style import Style
 from textual import events
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Offset, Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -27,6 +28,9 @@ class StripView(ScrollView):
         self._strips: LRUCache[Hashable, Strip] = LRUCache(cache_size)
         self.rendered = 0
         """Lines rendered since start (tests check that only visible lines are)."""
+        self._base: Style | None = None
+        self._frame: tuple[Offset, int, int] | None = None
+        """While a frame is drawn: the scroll offset, content width and line count."""
 
     def line_count(self) -> int:
         """How many lines there are."""
@@ -45,6 +49,16 @@ class StripView(ScrollView):
     def forget_lines(self) -> None:
         """Drop every cached strip (the next frame draws each visible line again)."""
         self._strips.clear()
+        self._base = None
+
+    @property
+    def base_style(self) -> Style:
+        """The view's own text style, as `rich_style` gives it, remembered until the styles
+        or the cached lines change: `rich_style` walks every ancestor's styles, and asking
+        it per line made it a third of a repaint's cost."""
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
 
     def set_virtual_size(self, width: int, height: int) -> None:
         """The scrollable size, set only when it changes (setting it relays out the view)."""
@@ -58,12 +72,24 @@ class StripView(ScrollView):
     def on_resize(self, event: events.Resize) -> None:
         self.forget_lines()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of the frame shares is worked out once: each of these walks the
+        # widget's styles, and a frame has up to a screenful of lines.
+        self._frame = (self.scroll_offset, self.scrollable_content_region.width, self.line_count())
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        (scroll_x, scroll_y), width, count = self._frame or (
+            self.scroll_offset,
+            self.scrollable_content_region.width,
+            self.line_count(),
+        )
         index = scroll_y + y
-        width = self.scrollable_content_region.width
-        base = self.rich_style
-        if index >= self.line_count():
+        base = self.base_style
+        if index >= count:
             return Strip.blank(width, base)
         self.rendered += 1
         key = self.line_key(index, width)
@@ -72,4 +98,6 @@ class StripView(ScrollView):
             strip = self.draw_line(index, width)
             if key is not None:
                 self._strips[key] = strip
+        if scroll_x == 0 and strip.cell_length == width:
+            return strip  # (most lines: a new strip per line per frame is not free)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
