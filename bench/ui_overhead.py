@@ -5,11 +5,14 @@ Usage (Postfix's smtp-source and smtp-sink installed; tmux installed):
 
     .venv/bin/python bench/ui_overhead.py HARNESS [-n 5000] [--repeat 3] [--size 1024]
 
-HARNESS is ../shared/bench (its relay-bench). Three configurations of the same relay, one
-after the other: `relaybox --headless`; `relaybox` with its UI in tmux at 200x60 on the Queue
-pane; and the same on the Log pane. Each routes `*` to relay-bench's smtp-sink and is driven
-by smtp-source with 20 sessions. Prints the medians and each UI run's ratio to headless.
-Loopback only; every wait is bounded.
+HARNESS is ../shared/bench (its relay-bench). Three configurations of the same relay:
+`relaybox --headless`; `relaybox` with its UI in tmux at 200x60 on the Queue pane; and the
+same on the Log pane. Each routes `*` to relay-bench's smtp-sink and is driven by smtp-source
+with 20 sessions. The configurations take turns, one run each per round, each on a fresh
+relay and spool (`--repeat` rounds): this machine's speed drifts by more than the UI's cost
+over a few minutes, and runs side by side see the same drift. Prints each configuration's
+median, the ratio of medians, and the median of the rounds' own ratios. Loopback only;
+every wait is bounded.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def bench(harness: Path, args: argparse.Namespace, pid: int, label: str, out: Pa
             "--warmup",
             "200",
             "--repeat",
-            str(args.repeat),
+            "1",
             "--relay-pid",
             str(pid),
             "--label",
@@ -158,14 +161,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("harness", type=Path)
     p.add_argument("-n", type=int, default=5000)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--size", type=int, default=1024)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="relaybox-ui-bench-results.") as tmp:
         out = Path(tmp) / "runs.jsonl"
-        run_headless(args.harness, args, out)
-        run_ui(args.harness, args, "queue", out)
-        run_ui(args.harness, args, "log", out)
+        for round_no in range(args.repeat):
+            print(f"\n# round {round_no + 1} of {args.repeat}", flush=True)
+            run_headless(args.harness, args, out)
+            run_ui(args.harness, args, "queue", out)
+            run_ui(args.harness, args, "log", out)
         runs: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
         for line in out.read_text().splitlines():
@@ -176,11 +181,17 @@ def main() -> int:
             if rec.get("relay_cpu_ms_per_msg") is not None:
                 cpu.setdefault(label, []).append(float(rec["relay_cpu_ms_per_msg"]))
     base = statistics.median(runs["headless"])
-    print(f"\ne2e msg/s, {args.size} B x 20 sessions, n={args.n}, medians of {args.repeat}")
+    print(f"\ne2e msg/s, {args.size} B x 20 sessions, n={args.n}, {args.repeat} rounds")
     for label in ("headless", "ui-queue", "ui-log"):
-        med = statistics.median(runs[label])
+        values = runs[label]
+        med = statistics.median(values)
         c = statistics.median(cpu[label]) if cpu.get(label) else float("nan")
-        print(f"  {label:9} {med:8.1f}   {med / base:5.2f}x of headless   cpu {c:.2f} ms/msg")
+        each = ", ".join(f"{v:.0f}" for v in values)
+        line = f"  {label:9} {med:8.1f}   {med / base:5.2f}x of headless   cpu {c:.2f} ms/msg"
+        if label != "headless":
+            paired = statistics.median(v / h for v, h in zip(values, runs["headless"], strict=True))
+            line += f"   rounds' ratios median {paired:.2f}x"
+        print(f"{line}   ({each})")
     return 0
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -367,35 +367,37 @@ class QueueView(StripView, can_focus=True):
         return ids[start : top + height + _WINDOW_MARGIN]
 
     def _apply(self, ids: list[int], fresh: dict[int, MessageRow]) -> None:
+        before = self._screen_keys()
         cursor = self._cursor_in(ids)
         changed_order = ids != self.ids
         self.ids = ids
-        changed: list[int] = []
         for row_id, row in fresh.items():
             if self.rows.get(row_id) != row:
                 self.rows.discard(row_id)  # Textual's LRUCache.set keeps an existing value
                 self.rows[row_id] = row
-                changed.append(row_id)
         self.selected &= set(ids) if changed_order else self.selected
         width = max(self.virtual_size.width, self.scrollable_content_region.width)
         self.set_virtual_size(width, len(ids))
         self.set_reactive(QueueView.cursor, cursor)
-        if changed_order:
-            self.forget_lines()
-            self.refresh()
-        else:
-            self._refresh_rows(changed)
-        self._keep_cursor_visible()
-
-    def _refresh_rows(self, row_ids: list[int]) -> None:
-        if not row_ids:
-            return
-        wanted = set(row_ids)
         top = self.scroll_offset.y
-        height = self.scrollable_content_region.height
-        for index in range(top, min(len(self.ids), top + height)):
-            if self.ids[index] in wanted:
-                self.refresh_line(index)
+        self._keep_cursor_visible()
+        if self.scroll_offset.y == top:  # (a scroll repaints the whole view by itself)
+            # Only the lines that look different now are drawn again: under load a reload
+            # comes every second, and most of a screen (blank lines, rows that stayed put)
+            # has not changed.
+            for y, (old, new) in enumerate(zip(before, self._screen_keys(), strict=False)):
+                if old != new or new is None:
+                    self.refresh_line(top + y)
+
+    def _screen_keys(self) -> list[Hashable | None]:
+        """What each line of the screen shows, as its cache key (None: drawn every time)."""
+        top = self.scroll_offset.y
+        width = self.scrollable_content_region.width
+        count = len(self.ids)
+        return [
+            self.line_key(index, width) if index < count else "blank"
+            for index in range(top, top + self.scrollable_content_region.height)
+        ]
 
     @work(group="queue-rows", exit_on_error=False)
     async def _fetch_missing(self) -> None:
