@@ -34,7 +34,7 @@ from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
 from .test_spool import new_message, sort_key
-from .tui_seed import seeded_app
+from .tui_seed import NOW, seeded_app
 
 SIZE = (120, 30)
 
@@ -498,6 +498,62 @@ async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> No
         await until(lambda: ids[-1] in _lines(app), pilot)
         assert view.cursor == 59
         await asyncio.sleep(0)
+
+
+async def test_a_reload_draws_again_only_the_lines_that_changed(tmp_path: Path) -> None:
+    """Under load the queue reloads every second; lines that look the same (blank ones, rows
+    that stayed put) are not drawn again, a row that changed is."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
+        await pilot.pause(0.3)
+        before = view.rendered
+        view.reload()
+        await until(lambda: not view._loading, pilot)
+        await pilot.pause(0.2)
+        assert view.rendered == before  # nothing changed: nothing drawn
+        index = next(i for i, n in enumerate(view.ids) if view.rows[n].state != "held")
+        row = view.rows[view.ids[index]]
+        await app.link.admin.hold(MessageFilter(queue_ids=(row.queue_id,)))
+        view.reload()
+        await until(lambda: not view._loading and view.rows[view.ids[index]] != row, pilot)
+        await pilot.pause(0.2)
+        assert view.rendered - before == 1  # that row alone
+        assert "held" in view.render_line(index).text
+        # A new message (the newest: last in this order) adds its line; the others stay.
+        before = view.rendered
+        engine = app.link.engine  # type: ignore[attr-defined]
+        await engine.spool.store_message(new_message(arrived_at=NOW - 1))
+        view.reload()
+        await until(lambda: len(view.ids) == 7 and not view._loading, pilot)
+        await pilot.pause(0.2)
+        assert 1 <= view.rendered - before <= 2  # (2: the hold route took it meanwhile)
+
+
+async def test_a_longer_queue_moves_the_scroll_bar_without_drawing_the_rows_again(
+    tmp_path: Path,
+) -> None:
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(120, 10)) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
+        await pilot.pause(0.3)
+        assert view.show_vertical_scrollbar
+        assert view.vertical_scrollbar.window_virtual_size == 6
+        before = view.rendered
+        engine = app.link.engine  # type: ignore[attr-defined]
+        await engine.spool.store_message(new_message(arrived_at=NOW - 1))
+        view.reload()
+        await until(lambda: len(view.ids) == 7 and not view._loading, pilot)
+        await pilot.pause(0.2)
+        assert view.vertical_scrollbar.window_virtual_size == 7
+        assert view.virtual_size.height == 7
+        assert view.rendered == before  # the new row is below the screen
+        await pilot.press("end")
+        await until(lambda: view.cursor == 6, pilot)
+        await pilot.pause(0.2)
+        assert view.scroll_offset.y == view.max_scroll_y > 0
 
 
 async def test_only_visible_log_lines_are_rendered(start_engine: EngineFactory) -> None:

@@ -61,9 +61,29 @@ class StripView(ScrollView):
         return self._base
 
     def set_virtual_size(self, width: int, height: int) -> None:
-        """The scrollable size, set only when it changes (setting it relays out the view)."""
-        if self.virtual_size != (width, height):
-            self.virtual_size = Size(width, height)
+        """The scrollable size, set only when it changes.
+
+        Setting `virtual_size` lays the whole screen out again and repaints the whole view:
+        a queue whose count changes every second under load would pay that each time. The
+        view's own size is fixed by its CSS, so while no scroll bar comes or goes only the
+        scroll bars need to hear of it (as Textual itself does when a layout sets it).
+        """
+        old, new = self.virtual_size, Size(width, height)
+        if old == new:
+            return
+        view = self.scrollable_content_region.size
+        rule_h, rule_w = self.styles.height, self.styles.width
+        if (
+            not self.is_mounted
+            or (rule_h is not None and rule_h.is_auto)  # (then its size follows its content)
+            or (rule_w is not None and rule_w.is_auto)
+            or (old.width > view.width) != (new.width > view.width)
+            or (old.height > view.height) != (new.height > view.height)
+        ):
+            self.virtual_size = new
+            return
+        self.set_reactive(ScrollView.virtual_size, new)
+        self._scroll_update(new)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
