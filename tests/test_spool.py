@@ -246,17 +246,56 @@ async def test_new_spool_is_created_at_the_current_version(spool: Spool) -> None
 
 
 async def test_older_spool_migrates_forward_on_open(db_path: Path) -> None:
-    old = await Spool.open(db_path, migrations=MIGRATIONS[:1])
+    old = await Spool.open(db_path)
     queue_id = await old.store_message(new_message())
     await old.close()
 
-    spool = await Spool.open(db_path, migrations=[*MIGRATIONS[:1], EXTRA_MIGRATION])
+    spool = await Spool.open(db_path, migrations=[*MIGRATIONS, EXTRA_MIGRATION])
     try:
-        assert spool.migrated_from == 1
-        assert await user_version(spool) == 2
+        assert spool.migrated_from == SCHEMA_VERSION
+        assert await user_version(spool) == SCHEMA_VERSION + 1
         notes = await spool._read(lambda c: c.execute("SELECT note FROM messages").fetchall())
         assert notes == [("a;b",)]
         assert await spool.message_data(queue_id) == MESSAGE
+    finally:
+        await spool.close()
+
+
+async def test_a_version_3_spool_gets_every_message_searchable_by_text(db_path: Path) -> None:
+    """Migration 3 -> 4 fills the text filter's column for the messages already there."""
+    old = await Spool.open(db_path, migrations=MIGRATIONS[:3])
+    await old._write(
+        lambda c: [
+            c.execute(
+                "INSERT INTO messages (id, queue_id, arrived_at, sender, size, state, rcpt_count,"
+                " first_rcpt, session_id, listener, client_ip, client_port, helo, body_8bit,"
+                " smtputf8, is_bounce) VALUES (?, ?, 1.0, ?, 10, 'queued', 2, ?, 'S1', 'l',"
+                " '127.0.0.1', 1, 'h', 0, 0, 0)",
+                (n, f"0OLDQUEUEID0{n}", f"app{n}@office.example", f"first{n}@a.example"),
+            )
+            and c.executemany(
+                "INSERT INTO recipients (message_id, idx, address, domain, state, updated_at)"
+                " VALUES (?, ?, ?, ?, 'queued', 1.0)",
+                [
+                    (n, 0, f"first{n}@a.example", "a.example"),
+                    (n, 1, f"second{n}@b.example", "b.example"),
+                ],
+            )
+            for n in (1, 2)
+        ]
+    )
+    await old.close()
+
+    spool = await Spool.open(db_path)
+    try:
+        assert spool.migrated_from == 3
+        for text, want in [
+            ("second2@B.example", {"0OLDQUEUEID02"}),
+            ("app1@", {"0OLDQUEUEID01"}),
+            ("oldqueueid0", {"0OLDQUEUEID01", "0OLDQUEUEID02"}),
+            ("nobody", set()),
+        ]:
+            assert await queue_ids_matching(spool, MessageFilter(text=text)) == want, text
     finally:
         await spool.close()
 
