@@ -476,9 +476,10 @@ class RelayboxApp(App[int]):
             mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
         loaded = fmt.age(now - self.link.config_loaded_at)
+        # Most telling first: a narrow terminal cuts the line's end.
         first = (
-            f"relaybox · {mode} · up {up} · config loaded {loaded} ago · "
-            f"{listeners or 'no listeners'}"
+            f"relaybox · {mode} · {listeners or 'no listeners'} · up {up} · "
+            f"config loaded {loaded} ago"
         )
         warning = False
         if overview is not None:

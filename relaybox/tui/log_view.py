@@ -186,7 +186,7 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
     ),
     SessionClosed: lambda e, at: (
         "note",
-        f"{at} disconnect {e.client_ip} ({e.messages} messages)",
+        f"{at} disconnect {e.client_ip} ({e.messages} message{'' if e.messages == 1 else 's'})",
     ),
     MessageAccepted: _accepted,
     AttemptStarted: lambda e, at: ("note", f"{at} {e.queue_id}: attempt to {e.destination}"),
