@@ -25,7 +25,7 @@ from relaybox.config.model import (
     RouteConfig,
     UserConfig,
 )
-from relaybox.dkimkeys import DkimKey, dns_record, generate
+from relaybox.dkimkeys import DkimKey, dns_record, generate, private_pem
 from relaybox.health import Finding, check_domain, check_domains, resolver_for, sending_domains
 from relaybox.health.pyspf_query import evaluate
 
@@ -378,6 +378,20 @@ async def test_an_ed25519_key_and_an_rsa_key_are_each_checked(
     found = [f for f in await check_domain(D, cfg, resolver_for(cfg)) if f.check == "dkim"]
     assert [(f.selector, f.status) for f in found] == [(SELECTOR, "ok"), ("ed1", "ok")]
     assert "ed25519 key" in found[1].summary
+
+
+async def test_the_key_checked_is_the_one_the_config_loaded_not_the_file_now(
+    dns_server: DNSServerFactory, key: DkimKey, key_path: Path
+) -> None:
+    """Mail is signed with the key read when the config loaded; a key file replaced on disk
+    since signs nothing until a reload, so it must not change what the check says."""
+    server = dns_server(good_zone(D, key))
+    base = config_for([D], key_path, server.address)
+    loaded = dataclasses.replace(base.dkim[0], key=key)
+    key_path.write_bytes(private_pem(OTHER_KEY))  # the file now holds another key
+    cfg = dataclasses.replace(base, dkim=(loaded,))
+    (dkim,) = [f for f in await check_domain(D, cfg, resolver_for(cfg)) if f.check == "dkim"]
+    assert dkim.status == "ok", dkim
 
 
 async def test_a_domain_without_dkim_key_is_warned(

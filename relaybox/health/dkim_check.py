@@ -50,10 +50,14 @@ async def _check_one(domain: str, entry: DkimConfig, resolver: Resolver) -> Find
     def finding(status: Status, summary: str, fix: str | None) -> Finding:
         return Finding(domain, "dkim", status, summary, fix, selector=selector)
 
-    try:
-        key = await asyncio.to_thread(load_private_key, entry.private_key, entry.algorithm)
-    except DkimKeyError as exc:
-        return finding("error", f"could not check: the private key cannot be read: {exc}", None)
+    # The key the config loaded is the one mail is signed with (a file changed on disk since
+    # signs nothing until a reload); read the file only for an entry built without it.
+    key = entry.key
+    if key is None:
+        try:
+            key = await asyncio.to_thread(load_private_key, entry.private_key, entry.algorithm)
+        except DkimKeyError as exc:
+            return finding("error", f"could not check: the private key cannot be read: {exc}", None)
     record = dns_record(domain, selector, key)
     found = await resolver.txt(name)
     if found.kind == "temporary":
