@@ -6,6 +6,7 @@ The screens use only this interface, so they behave, and are tested, the same in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -24,6 +25,10 @@ __all__ = [
     "listener_infos",
     "stream_of",
 ]
+
+
+LINGER = 0.02
+"""Seconds a stream waits after an event for the ones right behind it (see `stream_of`)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,11 @@ async def stream_of(subscription: Subscription) -> AsyncGenerator[Event | Events
     try:
         while True:
             # One wake-up per burst, not per event: under load the engine publishes
-            # thousands a second, and the UI shares its event loop.
-            batch = [await subscription.get(), *subscription.drain()]
+            # thousands a second, and the UI shares its event loop. A burst is what comes
+            # within LINGER of its first event (a delay no one sees, even in a live transcript).
+            first = await subscription.get()
+            await asyncio.sleep(LINGER)
+            batch = [first, *subscription.drain()]
             lost = subscription.take_dropped()
             if lost:
                 yield EventsDropped(lost)
