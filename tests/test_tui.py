@@ -26,7 +26,7 @@ from relaybox.tui.inspector import InspectorScreen
 from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.log_view import LineView
 from relaybox.tui.queue_pane import QueuePane
-from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, ViewState
+from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
@@ -238,14 +238,30 @@ async def test_column_titles_stand_over_their_columns(tmp_path: Path, width: int
         assert ("Size" in shown) == ("Att" in shown) == wide
 
 
+async def seeded_queue_settled(app: RelayboxApp, pilot: Any) -> QueueView:
+    """The seeded app's queue once its six messages are shown and its frames are out."""
+    view = app.queue_view
+    await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
+    await pilot.pause(0.3)
+    return view
+
+
+async def add_the_newest_message(app: RelayboxApp, pilot: Any) -> None:
+    """Spool a seventh message (the newest, last in the default order) and show it."""
+    view = app.queue_view
+    engine = app.link.engine  # type: ignore[attr-defined]
+    await engine.spool.store_message(new_message(arrived_at=NOW - 1))
+    view.reload()
+    await until(lambda: len(view.ids) == 7 and not view._loading, pilot)
+    await pilot.pause(0.2)
+
+
 async def test_queue_reloads_change_the_title_without_a_relayout(tmp_path: Path) -> None:
     """A reload (once a second under load) repaints the title line, never lays the screen
     out again (Static.update does, at a cost that grows with the screen)."""
     app = seeded_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        view = app.queue_view
-        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
-        await pilot.pause(0.3)
+        view = await seeded_queue_settled(app, pilot)
         screen = app.screen
         layouts = 0
         original = screen._refresh_layout
@@ -505,9 +521,7 @@ async def test_a_reload_draws_again_only_the_lines_that_changed(tmp_path: Path) 
     that stayed put) are not drawn again, a row that changed is."""
     app = seeded_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        view = app.queue_view
-        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
-        await pilot.pause(0.3)
+        view = await seeded_queue_settled(app, pilot)
         before = view.rendered
         view.reload()
         await until(lambda: not view._loading, pilot)
@@ -523,11 +537,7 @@ async def test_a_reload_draws_again_only_the_lines_that_changed(tmp_path: Path) 
         assert "held" in view.render_line(index).text
         # A new message (the newest: last in this order) adds its line; the others stay.
         before = view.rendered
-        engine = app.link.engine  # type: ignore[attr-defined]
-        await engine.spool.store_message(new_message(arrived_at=NOW - 1))
-        view.reload()
-        await until(lambda: len(view.ids) == 7 and not view._loading, pilot)
-        await pilot.pause(0.2)
+        await add_the_newest_message(app, pilot)
         assert 1 <= view.rendered - before <= 2  # (2: the hold route took it meanwhile)
 
 
@@ -536,17 +546,11 @@ async def test_a_longer_queue_moves_the_scroll_bar_without_drawing_the_rows_agai
 ) -> None:
     app = seeded_app(tmp_path)
     async with app.run_test(size=(120, 10)) as pilot:
-        view = app.queue_view
-        await until(lambda: len(view.ids) == 6 and not view._loading, pilot)
-        await pilot.pause(0.3)
+        view = await seeded_queue_settled(app, pilot)
         assert view.show_vertical_scrollbar
         assert view.vertical_scrollbar.window_virtual_size == 6
         before = view.rendered
-        engine = app.link.engine  # type: ignore[attr-defined]
-        await engine.spool.store_message(new_message(arrived_at=NOW - 1))
-        view.reload()
-        await until(lambda: len(view.ids) == 7 and not view._loading, pilot)
-        await pilot.pause(0.2)
+        await add_the_newest_message(app, pilot)
         assert view.vertical_scrollbar.window_virtual_size == 7
         assert view.virtual_size.height == 7
         assert view.rendered == before  # the new row is below the screen

@@ -223,9 +223,9 @@ def describe_event(event: Event | EventsDropped) -> tuple[str, str] | None:
 class LogView(LineView):
     """The live event log: a bounded ring buffer with a text filter.
 
-    Events are kept as they come and turned into text only when the log is on screen; lines
-    arriving under load (hundreds a second) are shown twice a second in one update: each
-    update scrolls the whole pane, and a terminal redrawn more often costs the relay throughput.
+    Events are kept as they come and turned into text only when the log is on screen; new
+    lines are shown within a quarter-second, and under load (hundreds a second) once a second
+    in one update (see BUSY_INTERVAL).
     """
 
     FLUSH_INTERVAL = 0.25
