@@ -28,8 +28,8 @@ from pathlib import Path
 
 import aiosmtplib
 
-from relaybox.certificates import generate_self_signed
-from relaybox.passwords import hash_password
+from relaybox.config.passwords import hash_password
+from relaybox.inbound.certificates import generate_self_signed
 
 PASSWORD = "bench-password-not-secret"
 
@@ -146,7 +146,7 @@ allowed_senders = ["example.org"]
         )
         log = open(Path(tmp) / "relaybox.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relaybox.cli", "--headless", "--config", str(config)],
+            [sys.executable, "-m", "relaybox", "--headless", "--config", str(config)],
             stdout=log,
             stderr=log,
         )

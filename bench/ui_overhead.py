@@ -72,7 +72,7 @@ def relay_pid(config: Path, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = subprocess.run(
-            ["pgrep", "-f", f"relaybox.cli.*{config}"], capture_output=True, text=True
+            ["pgrep", "-f", f"relaybox .*{config}"], capture_output=True, text=True
         ).stdout.split()
         if found:
             return int(found[0])
@@ -114,7 +114,7 @@ def run_headless(harness: Path, args: argparse.Namespace, out: Path) -> None:
         config = write_config(Path(tmp))
         with open(Path(tmp) / "log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "relaybox.cli", "--headless", "--config", str(config)],
+                [sys.executable, "-m", "relaybox", "--headless", "--config", str(config)],
                 stdout=log,
                 stderr=log,
             )
@@ -131,7 +131,7 @@ def run_ui(harness: Path, args: argparse.Namespace, pane: str, out: Path) -> Non
     tmux = ["tmux", "-L", session]
     with tempfile.TemporaryDirectory(prefix="relaybox-ui-bench.") as tmp:
         config = write_config(Path(tmp))
-        command = f"{sys.executable} -m relaybox.cli --config {config}"
+        command = f"{sys.executable} -m relaybox --config {config}"
         subprocess.run(
             [*tmux, "new-session", "-d", "-s", session, "-x", "200", "-y", "60", command],
             check=True,

@@ -59,7 +59,7 @@ def dkim_block(tmp: str) -> str:
         [
             sys.executable,
             "-m",
-            "relaybox.cli",
+            "relaybox",
             "dkim",
             "keygen",
             BENCH_SENDER_DOMAIN,
@@ -96,7 +96,7 @@ def run_relaybox(
         )
         log = open(Path(tmp) / "relaybox.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relaybox.cli", "--headless", "--config", str(config)],
+            [sys.executable, "-m", "relaybox", "--headless", "--config", str(config)],
             stdout=log,
             stderr=log,
         )

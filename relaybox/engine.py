@@ -13,21 +13,21 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from .admin import Admin
-from .auth import Authenticator
-from .certificates import ServerCertificate
-from .config.model import Config, SocketAddress
-from .control import ControlServer
-from .delivery import Courier
-from .dns import Resolver
-from .events import DestinationSuspended, EventBus
-from .health.monitor import DomainMonitor, DomainReport
-from .inbound import InboundContext, InboundSMTP, start_listener
-from .maillog import MailLog
-from .routing import load_credentials
-from .scheduler import Scheduler
-from .spool import Spool
-from .statedir import DATABASE_NAME, SOCKET_NAME, StateLock, ensure_state_dir
+from relaybox.admin.control import ControlServer
+from relaybox.admin.service import Admin
+from relaybox.config.model import Config, SocketAddress
+from relaybox.events import DestinationSuspended, EventBus
+from relaybox.health.monitor import DomainMonitor, DomainReport
+from relaybox.inbound.auth import Authenticator
+from relaybox.inbound.certificates import ServerCertificate
+from relaybox.inbound.server import InboundContext, InboundSMTP, start_listener
+from relaybox.maillog import MailLog
+from relaybox.outbound.client import Courier
+from relaybox.outbound.routing import load_credentials
+from relaybox.outbound.scheduler import Scheduler
+from relaybox.queue.spool import Spool
+from relaybox.resolver import Resolver
+from relaybox.statedir import DATABASE_NAME, SOCKET_NAME, StateLock, ensure_state_dir
 
 __all__ = ["Engine"]
 

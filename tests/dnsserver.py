@@ -1,7 +1,7 @@
 """A real DNS server on loopback for tests, answering from a dict of records over UDP and TCP.
 
 mox's `MockResolver` idea (a resolver built from maps) moved onto the wire, so the production
-resolver code in `relaybox.dns` runs unchanged against it: real packets, real truncation and
+resolver code in `relaybox.resolver` runs unchanged against it: real packets, real truncation and
 TCP fallback, real timeouts. It is authoritative for every name it is given and knows nothing
 else; it never recurses and never forwards.
 

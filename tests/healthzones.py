@@ -11,6 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from relaybox.config.keys import DkimKey
 from relaybox.config.model import (
     Config,
     DeliveryConfig,
@@ -20,7 +21,7 @@ from relaybox.config.model import (
     ServerConfig,
     SocketAddress,
 )
-from relaybox.dkimkeys import DkimKey, generate, private_pem
+from relaybox.signing.keys import generate, private_pem
 
 OUTBOUND_IP = "203.0.113.7"
 HELO = "relay.example.org"

@@ -18,7 +18,7 @@ import pytest
 
 T = TypeVar("T")
 
-RELAYBOX = (sys.executable, "-m", "relaybox.cli")
+RELAYBOX = (sys.executable, "-m", "relaybox")
 READY_TIMEOUT = 10.0
 """Seconds a relay has to start listening (and a condition to come true by default)."""
 EXIT_TIMEOUT = 10.0

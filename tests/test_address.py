@@ -1,10 +1,10 @@
-"""Tests for relaybox.address: strict MAIL/RCPT argument parsing (RFC 5321 §4.1.2)."""
+"""Tests for relaybox.message.address: strict MAIL/RCPT argument parsing (RFC 5321 §4.1.2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from relaybox.address import (
+from relaybox.message.address import (
     AddressError,
     MailFrom,
     RcptTo,

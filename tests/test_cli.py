@@ -26,7 +26,7 @@ import platformdirs
 import pytest
 
 from relaybox.config import sample_config_text
-from relaybox.replies import Reply
+from relaybox.message.replies import Reply
 
 from .relayproc import (
     EXIT_TIMEOUT,
@@ -715,7 +715,7 @@ def test_passwd_reads_one_line_from_stdin_and_prints_a_users_block(run_cli: RunC
     assert "s3cret" not in result.stdout + result.stderr
     import tomllib
 
-    from relaybox.passwords import verify_password
+    from relaybox.config.passwords import verify_password
 
     block = tomllib.loads(result.stdout)
     (user,) = block["users"]

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relaybox.certificates import generate_self_signed
 from relaybox.config import (
     DEFAULT_ROUTE,
     AuthConfig,
@@ -42,8 +41,9 @@ from relaybox.config import (
     read_route_password,
     sample_config_text,
 )
-from relaybox.passwords import hash_password
-from relaybox.routing import load_credentials
+from relaybox.config.passwords import hash_password
+from relaybox.inbound.certificates import generate_self_signed
+from relaybox.outbound.routing import load_credentials
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from relaybox.admin import ADMIN_HOLD, UNTIL_RESUMED
+from relaybox.admin.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
+from relaybox.admin.service import ADMIN_HOLD, UNTIL_RESUMED
 from relaybox.config.model import HostPort, RouteConfig
-from relaybox.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
 from relaybox.events import (
     DestinationSuspended,
     MessageAccepted,
@@ -29,7 +29,7 @@ from relaybox.events import (
     MessageHeld,
     MessageReleased,
 )
-from relaybox.spool import MessageFilter
+from relaybox.queue.spool import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
 from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config

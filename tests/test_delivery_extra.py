@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import relaybox.engine as engine_module
-from relaybox.admin import Admin
+from relaybox.admin.service import Admin
 from relaybox.config.model import (
     Config,
     DeliveryConfig,
@@ -38,10 +38,10 @@ from relaybox.config.model import (
     RouteConfig,
     SocketAddress,
 )
-from relaybox.delivery import Courier, Hop, Transaction
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
-from relaybox.spool import MessageDetail, MessageFilter
+from relaybox.outbound.client import Courier, Hop, Transaction
+from relaybox.queue.spool import MessageDetail, MessageFilter
 from relaybox.statedir import DATABASE_NAME
 
 from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config, simple_message

@@ -16,11 +16,12 @@ import dns.resolver
 import pytest
 from dkim.canonicalization import CanonicalizationPolicy
 
+from relaybox.config.keys import DkimKey
 from relaybox.config.model import Config, DkimConfig
-from relaybox.dkim import from_domain, read_record, relaxed_body, sign, signing_keys
-from relaybox.dkimkeys import DkimKey, dns_record, generate
 from relaybox.events import DkimKeyChecked
-from relaybox.spool import MessageFilter
+from relaybox.queue.spool import MessageFilter
+from relaybox.signing.keys import dns_record, generate
+from relaybox.signing.signer import from_domain, read_record, relaxed_body, sign, signing_keys
 
 from .dnsserver import DNSServer
 from .test_delivery import relay_config, send, to_sink, wait_state

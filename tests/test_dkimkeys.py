@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relaybox.config import ConfigError, load_config, load_config_with_warnings
-from relaybox.dkimkeys import dns_record, generate, load_private_key, private_pem, txt_strings
+from relaybox.config.keys import load_private_key
+from relaybox.signing.keys import dns_record, generate, private_pem, txt_strings
 
 from .relayproc import RunCli
 

@@ -1,4 +1,4 @@
-"""The production resolver (`relaybox.dns`) against a real DNS server on loopback."""
+"""The production resolver (`relaybox.resolver`) against a real DNS server on loopback."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import dns.rdatatype
 import dns.resolver
 import pytest
 
-from relaybox.dns import Resolver
+from relaybox.resolver import Resolver
 from tests.dnsserver import DNSServer, DNSServerFactory, Failure
 from tests.dnsserver import dns_server as dns_server  # the fixture, for this module
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from relaybox.dkimkeys import DkimKey, dns_record
+from relaybox.config.keys import DkimKey
+from relaybox.signing.keys import dns_record
 
 from .dnsserver import DNSServer, DNSServerFactory
 from .healthzones import HELO, OUTBOUND_IP, SELECTOR, good_zone, key_file, new_key

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from relaybox.admin.control import ControlClient
 from relaybox.config.model import HealthConfig
-from relaybox.control import ControlClient
 from relaybox.events import DkimKeyChecked, DomainsChecked
 from relaybox.statedir import SOCKET_NAME
 

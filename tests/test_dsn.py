@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from relaybox.bounce import dsn_message
 from relaybox.config.model import Config, ServerConfig
-from relaybox.dsn import (
+from relaybox.dsn.bounce import dsn_message
+from relaybox.dsn.report import (
     MAX_RETURNED_HEADERS,
     ORIGINAL_READ,
     SUBJECTS,
@@ -26,7 +26,7 @@ from relaybox.dsn import (
     find_status,
     is_bounce_candidate,
 )
-from relaybox.spool import DeliveryJob, PendingRecipient, RecipientOutcome
+from relaybox.queue.spool import DeliveryJob, PendingRecipient, RecipientOutcome
 
 ARRIVED = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 +0000
 ATTEMPT = ARRIVED + 600

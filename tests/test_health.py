@@ -18,6 +18,7 @@ import dns.resolver
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from relaybox.config.keys import DkimKey
 from relaybox.config.model import (
     Config,
     DkimConfig,
@@ -25,9 +26,9 @@ from relaybox.config.model import (
     RouteConfig,
     UserConfig,
 )
-from relaybox.dkimkeys import DkimKey, dns_record, generate, private_pem
 from relaybox.health import Finding, check_domain, check_domains, resolver_for, sending_domains
 from relaybox.health.pyspf_query import evaluate
+from relaybox.signing.keys import dns_record, generate, private_pem
 
 from .dnsserver import DNSServer, DNSServerFactory, Failure
 from .healthzones import (

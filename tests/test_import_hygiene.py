@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
 
     def walk(path, prefix):
         for info in pkgutil.iter_modules(path, prefix):
-            if is_tui(info.name):
+            if is_tui(info.name) or info.name == "relaybox.__main__":  # that one runs relaybox
                 continue
             module = importlib.import_module(info.name)
             yield info.name
@@ -73,4 +73,4 @@ def test_import_linter_contract_holds() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kept, 0 broken" in result.stdout
+    assert "2 kept, 0 broken" in result.stdout

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from relaybox.config.model import LimitsConfig
-from relaybox.spool import MessageFilter
+from relaybox.queue.spool import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 
@@ -538,7 +538,7 @@ def test_protocol_sets_everything_aiosmtpd_sets(tmp_path):
     from aiosmtpd.smtp import SMTP
 
     from relaybox.events import EventBus
-    from relaybox.inbound import InboundContext, InboundSMTP
+    from relaybox.inbound.server import InboundContext, InboundSMTP
     from relaybox.maillog import MailLog
 
     async def attrs() -> tuple[set[str], set[str]]:

@@ -10,8 +10,8 @@ import ipaddress
 import pytest
 
 from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress
-from relaybox.policy import Client, check_mail, check_rcpt, client_ip, may_relay
-from relaybox.replies import Reply
+from relaybox.inbound.policy import Client, check_mail, check_rcpt, client_ip, may_relay
+from relaybox.message.replies import Reply
 
 OFFICE = ipaddress.ip_network("192.0.2.0/24")
 RELAY = ListenerConfig(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from relaybox.queueid import new_queue_id
+from relaybox.message.queueid import new_queue_id
 
 ALPHABET = "0123456789BCDFGHJKMNPQRSTVWXYZ"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relaybox.rewrite import rewrite_header_senders
+from relaybox.outbound.rewrite import rewrite_header_senders
 
 MAPPING = {"scanner@printer.local": "scanner@example.org"}
 

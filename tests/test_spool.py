@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from relaybox.admin import Admin
-from relaybox.spool import (
+from relaybox.admin.service import Admin
+from relaybox.queue.spool import (
     MIGRATIONS,
     SCHEMA_VERSION,
     SORT_COLUMNS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relaybox.throttle import ConnectionTable, RateTable
+from relaybox.inbound.throttle import ConnectionTable, RateTable
 
 
 class FakeClock:

@@ -15,11 +15,11 @@ import aiosmtplib
 import pytest
 import trustme
 
-from relaybox.auth import client_network
 from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
+from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
-from relaybox.passwords import hash_password
-from relaybox.spool import MessageFilter
+from relaybox.inbound.auth import client_network
+from relaybox.queue.spool import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relaybox.events import EventBus, SessionLine
-from relaybox.transcript import MAX_LINE_CHARS, MAX_LINES, Transcript, redact_command
+from relaybox.message.transcript import MAX_LINE_CHARS, MAX_LINES, Transcript, redact_command
 
 
 class Clock:

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from textual.widgets import Static
 
-from relaybox.control import ControlClient, EventsDropped
+from relaybox.admin.control import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
-from relaybox.spool import SORT_COLUMNS, MessageFilter, MessageRow
+from relaybox.queue.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
@@ -818,7 +818,7 @@ def test_a_lost_terminal_stops_the_relay_gracefully_and_keeps_the_mail(
         wait_until(lambda: port_open(port) or None, "relaybox to listen")
         queue_id = send_sync(port)
         pids = subprocess.run(
-            ["pgrep", "-f", f"^[^ ]*python[^ ]* -m relaybox.cli --config {config}"],
+            ["pgrep", "-f", f"^[^ ]*python[^ ]* -m relaybox --config {config}"],
             capture_output=True,
             text=True,
         ).stdout.split()

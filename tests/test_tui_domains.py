@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from relaybox.config.keys import load_private_key
 from relaybox.config.model import (
     DeliveryConfig,
     DkimConfig,
@@ -26,7 +27,6 @@ from relaybox.config.model import (
     SocketAddress,
     UserConfig,
 )
-from relaybox.dkimkeys import load_private_key
 from relaybox.tui.domains_view import DomainScreen, DomainsPane
 
 from .conftest import make_config
@@ -168,7 +168,7 @@ async def test_the_table_reads_what_the_check_found(tmp_path: Path, domains_dns)
 async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, domains_dns) -> None:
     """A message bounced with 5.7.26 (DMARC) says so in the inspector, and `a` opens the
     findings of its From: domain; a message refused for another reason offers no `a`."""
-    from relaybox.spool import AttemptRow, MessageFilter, RecipientOutcome
+    from relaybox.queue.spool import AttemptRow, MessageFilter, RecipientOutcome
     from relaybox.tui.inspector import InspectorScreen
 
     from .tui_seed import _msg

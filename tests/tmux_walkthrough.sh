@@ -67,7 +67,7 @@ wait_for() {  # wait_for TEXT: until the screen shows TEXT (10 s at most)
 }
 
 tmux_ new-session -d -s "$session" -x "$width" -y "$height" \
-    "cd '$here' && '$python' -m relaybox.cli --config '$work/relaybox.toml'; echo \"exit status \$?\"; sleep 5"
+    "cd '$here' && '$python' -m relaybox --config '$work/relaybox.toml'; echo \"exit status \$?\"; sleep 5"
 wait_for "Queue ·"
 
 "$python" - "$port" <<'EOF'

@@ -23,7 +23,8 @@ from relaybox.events import (
     SessionOpened,
 )
 from relaybox.maillog import setup_logging
-from relaybox.spool import AttemptRow, NewMessage, RecipientOutcome, TranscriptLine
+from relaybox.message.transcript import TranscriptLine
+from relaybox.queue.spool import AttemptRow, NewMessage, RecipientOutcome
 from relaybox.tui.app import UI_EVENTS, RelayboxApp
 from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
@@ -225,7 +226,7 @@ async def seed(engine: Engine) -> None:
 
 
 def _all():  # every state
-    from relaybox.spool import MessageFilter
+    from relaybox.queue.spool import MessageFilter
 
     return MessageFilter(states=())
 

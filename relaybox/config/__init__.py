@@ -15,7 +15,6 @@ from relaybox.config.load import (
     check_user_name,
     load_config,
     load_config_with_warnings,
-    read_route_password,
 )
 from relaybox.config.model import (
     APP_NAME,
@@ -42,6 +41,7 @@ from relaybox.config.model import (
     default_config_path,
     default_state_dir,
 )
+from relaybox.config.secrets import read_route_password
 
 __all__ = [
     "APP_NAME",

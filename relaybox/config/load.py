@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 import tomlkit
 import tomlkit.exceptions
 
-from relaybox.address import AddressError, parse_rcpt
+from relaybox.config.keys import DkimKeyError, check_selector, load_private_key
 from relaybox.config.model import (
     DEFAULT_LISTENER,
     DEFAULT_ROUTE,
@@ -58,8 +58,9 @@ from relaybox.config.model import (
     default_config,
     default_config_path,
 )
-from relaybox.dkimkeys import DkimKeyError, check_selector, load_private_key
-from relaybox.passwords import check_hash_format
+from relaybox.config.passwords import check_hash_format
+from relaybox.config.secrets import read_password_file
+from relaybox.message.address import AddressError, parse_rcpt
 
 T = TypeVar("T", bound=Hashable)
 
@@ -70,7 +71,6 @@ __all__ = [
     "check_user_name",
     "load_config",
     "load_config_with_warnings",
-    "read_route_password",
 ]
 
 
@@ -1199,7 +1199,7 @@ class _Validator:
         if not usable:
             return
         # Imported here: it pulls in `cryptography`, which configs without TLS never need.
-        from relaybox.certificates import server_context
+        from relaybox.config.keys import server_context
 
         try:
             server_context(certificate, private_key)
@@ -1949,7 +1949,7 @@ class _Validator:
 
     def _password_file(self, key: str, path: Path) -> Path | None:
         try:
-            _first_line(path)
+            read_password_file(path)
         except ValueError as exc:
             self.error(key, str(exc))
             return None
@@ -2184,8 +2184,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_REJECT_TEXT = 400
 """Keeps `550 5.7.1 ` plus the text under RFC 5321's 512-octet reply line (§4.5.3.1.5)."""
 
-_MAX_PASSWORD_FILE = 64 * 1024
-
 
 def _split_host_port(value: str) -> tuple[str, str | None, bool] | None:
     """Split `host:port`, `host`, `[v6]:port` or `[v6]` into the host, the port as written
@@ -2207,70 +2205,6 @@ def _address_problem(address: str) -> str | None:
     except AddressError as exc:
         return f'"{address}" is not a valid address: {_address_reason(exc)}'
     return None
-
-
-def _first_line(path: Path) -> str:
-    """The first line of a password file, without its line ending.
-
-    Raises:
-        ValueError: Why the file cannot be used, in words for the admin; never its content.
-    """
-    try:
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise ValueError(f"{path} is a folder; name the password file inside it")
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not an ordinary file")
-        with path.open("rb") as file:
-            data = file.read(_MAX_PASSWORD_FILE)
-    except FileNotFoundError:
-        raise ValueError(
-            f"the file {path} does not exist; create it with the password on its first "
-            "line, readable by relaybox only (chmod 600)"
-        ) from None
-    except PermissionError:
-        raise ValueError(
-            f"{path} cannot be read (permission denied); let the user relaybox runs as read it"
-        ) from None
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
-    try:
-        password = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"the first line of {path} is not UTF-8 text") from None
-    if not password:
-        raise ValueError(f"the first line of {path} is empty; put the password on it")
-    if any(unicodedata.category(char) == "Cc" for char in password):
-        raise ValueError(
-            f"the first line of {path} holds a control character, which cannot be sent in SMTP AUTH"
-        )
-    return password
-
-
-def read_route_password(route: RouteConfig) -> str | None:
-    """The AUTH password of a smart host route, read now from its file or environment variable.
-
-    Read at each use rather than kept in the config, so that a changed password file takes
-    effect without a reload and the password never sits in a logged or compared object.
-
-    Returns:
-        The password, or None when the route does not log in (no username).
-
-    Raises:
-        ValueError: The password cannot be read any more (file gone, variable unset); the
-            message says why and never contains the password.
-    """
-    if route.username is None:
-        return None
-    if route.password_file is not None:
-        return _first_line(route.password_file)
-    if route.password_env is not None:
-        password = os.environ.get(route.password_env)
-        if not password:
-            raise ValueError(f"the environment variable {route.password_env} is not set or empty")
-        return password
-    raise ValueError("the route has a username but neither password_file nor password_env")
 
 
 def _pattern_covers(earlier: str, later: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Literal
 
 import platformdirs
 
-from ..dkimkeys import DkimKey
+from relaybox.config.keys import DkimKey
 
 __all__ = [
     "APP_NAME",

@@ -4,8 +4,8 @@ publish. `relaybox doctor` prints them; the UI shows them."""
 
 from __future__ import annotations
 
-from .checks import check_domain, check_domains, resolver_for, sending_domains
-from .findings import CHECKS, STATUSES, Finding, worst
+from relaybox.health.checks import check_domain, check_domains, resolver_for, sending_domains
+from relaybox.health.findings import CHECKS, STATUSES, Finding, worst
 
 __all__ = [
     "CHECKS",

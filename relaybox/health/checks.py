@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from ..config.model import Config
-from ..dns import Resolver
-from .dkim_check import check_dkim
-from .dmarc import Alignment, check_dmarc
-from .findings import Finding
-from .mx import check_mx
-from .outbound import internet_route, senders_of
-from .policy_records import check_mta_sts, check_tls_rpt
-from .ptr import check_ptr
-from .spf import check_spf
+from relaybox.config.model import Config
+from relaybox.health.dkim_check import check_dkim
+from relaybox.health.dmarc import Alignment, check_dmarc
+from relaybox.health.findings import Finding
+from relaybox.health.mx import check_mx
+from relaybox.health.outbound import internet_route, senders_of
+from relaybox.health.policy_records import check_mta_sts, check_tls_rpt
+from relaybox.health.ptr import check_ptr
+from relaybox.health.spf import check_spf
+from relaybox.resolver import Resolver
 
 __all__ = ["check_domain", "check_domains", "resolver_for", "sending_domains"]
 

@@ -2,8 +2,8 @@
 SELECTOR._domainkey.DOMAIN exists, parses, is not revoked and is the public half of the
 configured private key.
 
-One finding per configured selector. Signing is `relaybox.dkim`'s job; this only compares what
-is configured with what DNS publishes.
+One finding per configured selector. Signing is `relaybox.signing.signer`'s job; this only
+compares what is configured with what DNS publishes.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import asyncio
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..config.model import DkimConfig
-from ..dkimkeys import DkimKey, DkimKeyError, dns_record, load_private_key, published_key
-from ..dns import Resolver
-from .findings import Finding, Status
-from .tags import TagError, parse_tags
+from relaybox.config.keys import DkimKey, DkimKeyError, load_private_key, published_key
+from relaybox.config.model import DkimConfig
+from relaybox.health.findings import Finding, Status
+from relaybox.resolver import Resolver
+from relaybox.signing.keys import dns_record
+from relaybox.signing.tags import TagError, parse_tags
 
 __all__ = ["check_dkim"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dns import Resolver
-from .findings import Finding, Status, worst, zone_txt
-from .tags import TagError, format_tags, parse_tags
+from relaybox.health.findings import Finding, Status, worst, zone_txt
+from relaybox.resolver import Resolver
+from relaybox.signing.tags import TagError, format_tags, parse_tags
 
 __all__ = ["Alignment", "check_dmarc", "relaxed_aligned"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..dkimkeys import txt_strings
+from relaybox.signing.keys import txt_strings
 
 __all__ = ["CHECKS", "STATUSES", "Check", "Finding", "Status", "worst", "zone_txt"]
 

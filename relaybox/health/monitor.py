@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..config.model import Config
-from ..dkimkeys import dns_record
-from ..events import DkimKeyChecked, DomainsChecked, EventBus
-from ..maillog import MailLog
-from .checks import check_domains, resolver_for, sending_domains
-from .findings import Finding, Status, worst
+from relaybox.config.model import Config
+from relaybox.events import DkimKeyChecked, DomainsChecked, EventBus
+from relaybox.health.checks import check_domains, resolver_for, sending_domains
+from relaybox.health.findings import Finding, Status, worst
+from relaybox.maillog import MailLog
+from relaybox.signing.keys import dns_record
 
 __all__ = ["DomainMonitor", "DomainReport"]
 

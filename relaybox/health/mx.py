@@ -4,8 +4,8 @@ needs MX records or at least an address (RFC 5321 §5.1), and must not publish a
 
 from __future__ import annotations
 
-from ..dns import Resolver
-from .findings import Finding
+from relaybox.health.findings import Finding
+from relaybox.resolver import Resolver
 
 __all__ = ["check_mx"]
 

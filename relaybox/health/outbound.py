@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..config.model import Config, RouteConfig
-from ..dns import Resolver
+from relaybox.config.model import Config, RouteConfig
+from relaybox.resolver import Resolver
 
 __all__ = ["Senders", "internet_route", "senders_of"]
 

@@ -5,9 +5,9 @@ not fetched."""
 
 from __future__ import annotations
 
-from ..dns import Resolver
-from .findings import Check, Finding
-from .tags import TagError, parse_tags
+from relaybox.health.findings import Check, Finding
+from relaybox.resolver import Resolver
+from relaybox.signing.tags import TagError, parse_tags
 
 __all__ = ["check_mta_sts", "check_tls_rpt"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dns.reversename
 
-from ..dns import Resolver
-from .findings import Finding, Status
-from .outbound import Senders
+from relaybox.health.findings import Finding, Status
+from relaybox.health.outbound import Senders
+from relaybox.resolver import Resolver
 
 __all__ = ["check_ptr"]
 

@@ -93,7 +93,7 @@ def evaluate(ip: str, domain: str, helo: str, resolver: dns.resolver.Resolver) -
         ip: the address receivers see the mail come from.
         domain: the envelope sender domain whose SPF record is evaluated.
         helo: the HELO name, for macros that use it.
-        resolver: the configured servers (`relaybox.dns.Resolver.blocking()`).
+        resolver: the configured servers (`relaybox.resolver.Resolver.blocking()`).
 
     Returns:
         (result, explanation): result is one of pass, fail, softfail, neutral, none,

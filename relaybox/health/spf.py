@@ -12,11 +12,10 @@ import asyncio
 
 import dns.resolver
 
-from ..dns import Resolver
-from .findings import Finding, Status, worst, zone_txt
-from .outbound import Senders
-from .pyspf_query import evaluate
-from .spf_record import (
+from relaybox.health.findings import Finding, Status, worst, zone_txt
+from relaybox.health.outbound import Senders
+from relaybox.health.pyspf_query import evaluate
+from relaybox.health.spf_record import (
     MAX_LOOKUPS,
     LookupFailed,
     SpfRecord,
@@ -25,6 +24,7 @@ from .spf_record import (
     is_spf,
     merge,
 )
+from relaybox.resolver import Resolver
 
 __all__ = ["check_spf"]
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..dns import Resolver
+from relaybox.resolver import Resolver
 
 __all__ = [
     "MAX_LOOKUPS",

@@ -21,8 +21,8 @@ from textual.driver import Driver
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Sparkline, Static
 
-from ..control import EventsDropped
-from ..events import (
+from relaybox.admin.control import EventsDropped
+from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
@@ -36,16 +36,16 @@ from ..events import (
     SessionClosed,
     SessionOpened,
 )
-from ..spool import MessageFilter
-from . import format as fmt
-from .domains_view import DomainScreen, DomainsPane
-from .inspector import InspectorScreen
-from .link import EngineLink, ListenerInfo
-from .log_view import LogView
-from .queue_pane import QueuePane
-from .queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
-from .themes import DEFAULT_THEME, load_themes, theme_dirs
-from .widgets import TextLine
+from relaybox.queue.spool import MessageFilter
+from relaybox.tui import format as fmt
+from relaybox.tui.domains_view import DomainScreen, DomainsPane
+from relaybox.tui.inspector import InspectorScreen
+from relaybox.tui.link import EngineLink, ListenerInfo
+from relaybox.tui.log_view import LogView
+from relaybox.tui.queue_pane import QueuePane
+from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.themes import DEFAULT_THEME, load_themes, theme_dirs
+from relaybox.tui.widgets import TextLine
 
 __all__ = ["ConfirmScreen", "RelayboxApp"]
 

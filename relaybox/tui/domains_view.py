@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..control import AdminClient
-from ..health.findings import Finding, worst
-from ..health.monitor import DomainReport
-from . import format as fmt
-from .widgets import TextLine, printable
+from relaybox.admin.control import AdminClient
+from relaybox.health.findings import Finding, worst
+from relaybox.health.monitor import DomainReport
+from relaybox.tui import format as fmt
+from relaybox.tui.widgets import TextLine, printable
 
 __all__ = ["DomainScreen", "DomainsPane", "finding_text", "status_text"]
 

@@ -19,9 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from ..admin import ACTIONS
-from ..control import AdminClient
-from ..events import (
+from relaybox.admin.control import AdminClient
+from relaybox.admin.service import ACTIONS
+from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptLine,
     Event,
@@ -30,11 +30,12 @@ from ..events import (
     MessageDelivered,
     MessageHeld,
 )
-from ..spool import MessageDetail, TranscriptLine
-from . import format as fmt
-from .domains_view import DomainScreen
-from .link import EngineLink
-from .log_view import LineView
+from relaybox.message.transcript import TranscriptLine
+from relaybox.queue.spool import MessageDetail
+from relaybox.tui import format as fmt
+from relaybox.tui.domains_view import DomainScreen
+from relaybox.tui.link import EngineLink
+from relaybox.tui.log_view import LineView
 
 __all__ = ["InspectorScreen", "auth_domain", "detail_lines"]
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..control import AdminClient, ControlClient, ControlError, EventsDropped
-from ..engine import Engine
-from ..events import Event, Subscription
+from relaybox.admin.control import AdminClient, ControlClient, ControlError, EventsDropped
+from relaybox.engine import Engine
+from relaybox.events import Event, Subscription
 
 __all__ = [
     "EngineLink",

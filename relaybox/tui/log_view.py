@@ -16,8 +16,8 @@ from textual import events
 from textual.binding import Binding
 from textual.strip import Strip
 
-from ..control import EventsDropped
-from ..events import (
+from relaybox.admin.control import EventsDropped
+from relaybox.events import (
     AttemptFinished,
     AttemptStarted,
     DestinationSuspended,
@@ -35,9 +35,9 @@ from ..events import (
     SessionClosed,
     SessionOpened,
 )
-from . import format as fmt
-from .strip_view import StripView
-from .widgets import printable, shown
+from relaybox.tui import format as fmt
+from relaybox.tui.strip_view import StripView
+from relaybox.tui.widgets import printable, shown
 
 __all__ = ["LineView", "LogView", "describe_event"]
 

@@ -14,9 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input
 
-from ..control import AdminClient
-from .queue_view import QueueView
-from .widgets import TextLine
+from relaybox.admin.control import AdminClient
+from relaybox.tui.queue_view import QueueView
+from relaybox.tui.widgets import TextLine
 
 __all__ = ["QueuePane"]
 

@@ -24,11 +24,11 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from ..control import AdminClient
-from ..spool import UNFINISHED_STATES, MessageFilter, MessageRow
-from . import format as fmt
-from .strip_view import StripView
-from .widgets import printable, shown
+from relaybox.admin.control import AdminClient
+from relaybox.queue.spool import UNFINISHED_STATES, MessageFilter, MessageRow
+from relaybox.tui import format as fmt
+from relaybox.tui.strip_view import StripView
+from relaybox.tui.widgets import printable, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 

@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import TextIO, cast
 
-from ..config import Config
-from ..control import ControlClient
-from ..engine import Engine
-from ..maillog import setup_logging
-from ..spool import SpoolError
-from ..statedir import SOCKET_NAME, EngineRunning, running_engine_pid
-from .app import RelayboxApp
-from .link import EngineLink, InProcessLink, SocketLink
-from .terminal import SurvivingDriver
+from relaybox.admin.control import ControlClient
+from relaybox.config import Config
+from relaybox.engine import Engine
+from relaybox.maillog import setup_logging
+from relaybox.queue.spool import SpoolError
+from relaybox.statedir import SOCKET_NAME, EngineRunning, running_engine_pid
+from relaybox.tui.app import RelayboxApp
+from relaybox.tui.link import EngineLink, InProcessLink, SocketLink
+from relaybox.tui.terminal import SurvivingDriver
 
 __all__ = ["run_ui"]
 

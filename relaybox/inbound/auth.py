@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .config.model import AuthConfig, UserConfig
-from .passwords import VerifiedCache, verify_password
+from relaybox.config.model import AuthConfig, UserConfig
+from relaybox.config.passwords import VerifiedCache, verify_password
 
 __all__ = ["AuthOutcome", "Authenticator", "FailureTable", "client_network"]
 

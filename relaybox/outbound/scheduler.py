@@ -18,12 +18,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .bounce import dsn_message, enhanced_status
-from .config.model import Config
-from .delivery import Courier, Credentials, Outcome, Transaction
-from .dkim import KeyCheck, PublishedKeys, SigningError, from_domain, sign, signing_keys
-from .dns import Resolver
-from .events import (
+from relaybox.config.model import Config
+from relaybox.dsn.bounce import dsn_message, enhanced_status
+from relaybox.events import (
     AttemptFinished,
     AttemptLine,
     AttemptStarted,
@@ -34,17 +31,27 @@ from .events import (
     MessageDelivered,
     MessageHeld,
 )
-from .maillog import MailLog
-from .replies import Reply
-from .rewrite import rewrite_header_senders
-from .routing import Destination, destination_for, resolve_hops
-from .spool import (
+from relaybox.maillog import MailLog
+from relaybox.message.replies import Reply
+from relaybox.outbound.client import Courier, Credentials, Outcome, Transaction
+from relaybox.outbound.rewrite import rewrite_header_senders
+from relaybox.outbound.routing import Destination, destination_for, resolve_hops
+from relaybox.queue.spool import (
     AttemptRow,
     DeliveryJob,
     NewMessage,
     PendingRecipient,
     RecipientOutcome,
     Spool,
+)
+from relaybox.resolver import Resolver
+from relaybox.signing.signer import (
+    KeyCheck,
+    PublishedKeys,
+    SigningError,
+    from_domain,
+    sign,
+    signing_keys,
 )
 
 __all__ = ["Scheduler"]

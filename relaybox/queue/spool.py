@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from email.policy import compat32
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
-from .queueid import new_queue_id
+from relaybox.message.queueid import new_queue_id
+from relaybox.message.transcript import TranscriptLine
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -37,7 +38,6 @@ __all__ = [
     "Spool",
     "SpoolError",
     "SuppressionRow",
-    "TranscriptLine",
 ]
 
 T = TypeVar("T")
@@ -203,25 +203,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class SpoolError(Exception):
     """The spool cannot be opened or written; callers answer 451 and keep running."""
-
-
-class TranscriptLine(NamedTuple):
-    """One line of an SMTP dialogue (a tuple: sessions make many of these)."""
-
-    at: float
-    direction: str
-    """`C` client, `S` server, `-` a note from relaybox."""
-    text: str
-
-    def encode(self) -> str:
-        # Lines are stored joined by newlines: one inside a line would make it two on decode.
-        text = self.text.replace("\r", "\\r").replace("\n", "\\n")
-        return f"{self.at:.3f} {self.direction} {text}"
-
-    @classmethod
-    def decode(cls, line: str) -> TranscriptLine:
-        at, direction, text = (line.split(" ", 2) + ["", ""])[:3]
-        return cls(float(at), direction, text)
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ bodies: DATA is recorded as its size. AUTH arguments and continuation lines are 
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
-from .events import EventBus, SessionLine
-from .spool import TranscriptLine
+from relaybox.events import EventBus, SessionLine
 
-__all__ = ["Transcript", "redact_command"]
+__all__ = ["Transcript", "TranscriptLine", "redact_command", "tls_summary"]
 
 MAX_LINES = 2000
 MAX_LINE_CHARS = 1000
@@ -33,6 +34,25 @@ def redact_command(line: str) -> str:
         mechanism, _, initial = rest.strip().partition(" ")
         return f"{verb} {mechanism} {_SECRET}" if initial else f"{verb} {mechanism}"
     return line
+
+
+class TranscriptLine(NamedTuple):
+    """One line of an SMTP dialogue (a tuple: sessions make many of these)."""
+
+    at: float
+    direction: str
+    """`C` client, `S` server, `-` a note from relaybox."""
+    text: str
+
+    def encode(self) -> str:
+        # Lines are stored joined by newlines: one inside a line would make it two on decode.
+        text = self.text.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.at:.3f} {self.direction} {text}"
+
+    @classmethod
+    def decode(cls, line: str) -> TranscriptLine:
+        at, direction, text = (line.split(" ", 2) + ["", ""])[:3]
+        return cls(float(at), direction, text)
 
 
 class Transcript:
@@ -80,3 +100,15 @@ class Transcript:
     def note(self, text: str) -> None:
         """Something relaybox observed that is not a protocol line (TLS, DATA size, drop)."""
         self._add("-", text)
+
+
+def tls_summary(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """`TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits)`: what the transcript and the message record."""
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    version = ssl_object.version() or "TLS"
+    if cipher is None:
+        return version
+    name, _, bits = cipher
+    return f"{version} {name} ({bits} bits)"

@@ -20,16 +20,23 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .address import AddressError, parse_rcpt
-from .bounce import dsn_message
-from .config.model import Config, default_config
-from .dsn import ORIGINAL_READ
-from .events import Event, EventBus, MessageBounced, MessageDeleted, MessageHeld, MessageReleased
-from .health import check_domains, resolver_for
-from .health.monitor import DomainReport
-from .replies import Reply
-from .routing import destination_for, smarthost_key
-from .spool import (
+from relaybox.config.model import Config, default_config
+from relaybox.dsn.bounce import dsn_message
+from relaybox.dsn.report import ORIGINAL_READ
+from relaybox.events import (
+    Event,
+    EventBus,
+    MessageBounced,
+    MessageDeleted,
+    MessageHeld,
+    MessageReleased,
+)
+from relaybox.health import check_domains, resolver_for
+from relaybox.health.monitor import DomainReport
+from relaybox.message.address import AddressError, parse_rcpt
+from relaybox.message.replies import Reply
+from relaybox.outbound.routing import destination_for, smarthost_key
+from relaybox.queue.spool import (
     SORT_COLUMNS,
     DeliveryJob,
     MessageDetail,

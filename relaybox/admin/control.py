@@ -69,13 +69,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import events as _events
-from .admin import UNTIL_RESUMED, Admin, Page, every_page
-from .events import Event, EventBus
-from .health.findings import Finding
-from .health.monitor import DomainReport
-from .maillog import MailLog
-from .spool import (
+from relaybox import events as _events
+from relaybox.admin.service import UNTIL_RESUMED, Admin, Page, every_page
+from relaybox.events import Event, EventBus
+from relaybox.health.findings import Finding
+from relaybox.health.monitor import DomainReport
+from relaybox.maillog import MailLog
+from relaybox.message.transcript import TranscriptLine
+from relaybox.queue.spool import (
     ALL_STATES,
     UNFINISHED_STATES,
     AttemptRow,
@@ -86,7 +87,6 @@ from .spool import (
     RecipientRow,
     SpoolError,
     SuppressionRow,
-    TranscriptLine,
 )
 
 __all__ = [

@@ -23,8 +23,7 @@ from typing import Any, Literal
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from .certificates import tls_summary
-from .spool import TranscriptLine
+from relaybox.message.transcript import TranscriptLine, tls_summary
 
 __all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transaction"]
 

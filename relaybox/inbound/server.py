@@ -32,18 +32,18 @@ from aiosmtpd.smtp import (
     syntax,
 )
 
-from .address import AddressError, parse_mail, parse_rcpt
-from .auth import Authenticator
-from .certificates import ServerCertificate, tls_summary
-from .config.model import Config, ListenerConfig, SocketAddress, UserConfig
-from .events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
-from .maillog import MailLog
-from .policy import Client, check_mail, check_rcpt, check_route, client_ip
-from .queueid import new_queue_id
-from .replies import Reply
-from .spool import NewMessage, Spool, SpoolError, TranscriptLine
-from .throttle import ConnectionTable, RateTable
-from .transcript import Transcript
+from relaybox.config.model import Config, ListenerConfig, SocketAddress, UserConfig
+from relaybox.events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
+from relaybox.inbound.auth import Authenticator
+from relaybox.inbound.certificates import ServerCertificate
+from relaybox.inbound.policy import Client, check_mail, check_rcpt, check_route, client_ip
+from relaybox.inbound.throttle import ConnectionTable, RateTable
+from relaybox.maillog import MailLog
+from relaybox.message.address import AddressError, parse_mail, parse_rcpt
+from relaybox.message.queueid import new_queue_id
+from relaybox.message.replies import Reply
+from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
+from relaybox.queue.spool import NewMessage, Spool, SpoolError
 
 __all__ = ["InboundContext", "InboundSMTP", "start_listener"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .config.model import LimitsConfig, ListenerConfig, RouteConfig
-from .replies import Reply
+from relaybox.config.model import LimitsConfig, ListenerConfig, RouteConfig
+from relaybox.message.replies import Reply
 
 __all__ = ["Client", "check_mail", "check_rcpt", "check_route", "client_ip", "may_relay"]
 

@@ -14,10 +14,10 @@ import ipaddress
 import itertools
 from dataclasses import dataclass
 
-from .config.load import read_route_password
-from .config.model import Config, RouteConfig
-from .delivery import Credentials, Hop
-from .dns import Resolver
+from relaybox.config.model import Config, RouteConfig
+from relaybox.config.secrets import read_route_password
+from relaybox.outbound.client import Credentials, Hop
+from relaybox.resolver import Resolver
 
 __all__ = [
     "Destination",

@@ -1,16 +1,17 @@
-"""DKIM keys: generate them, read them, and say what DNS record publishes them.
+"""The key material a config names, read and checked when the config loads: DKIM private keys
+and listeners' TLS certificate pairs, so that a config that loads is one whose keys work.
 
-Keys are made and read with `cryptography` (RSA in PEM, PKCS#1 as `keygen` writes it or
-PKCS#8; ed25519 in PEM or dkimpy's raw base64 form), so that a key that cannot sign is found
-when the config loads, not when the first message is delivered.
+DKIM keys are read with `cryptography` (RSA in PEM, PKCS#1 as `keygen` writes it or PKCS#8;
+ed25519 in PEM or dkimpy's raw base64 form); a key that cannot sign is found now, not when the
+first message is delivered. Making new keys is `relaybox.signing.keys`'s job.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,12 +25,11 @@ __all__ = [
     "check_selector",
     "DkimKey",
     "DkimKeyError",
-    "dns_record",
-    "generate",
     "load_private_key",
     "normalize_algorithm",
     "published_key",
-    "txt_strings",
+    "refuse_passphrase",
+    "server_context",
 ]
 
 Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
@@ -150,38 +150,6 @@ def normalize_algorithm(name: str) -> Algorithm:
     return full
 
 
-def generate(algorithm: Algorithm, bits: int = 2048) -> DkimKey:
-    """A new key (RSA of `bits`, or ed25519)."""
-    if algorithm == "rsa-sha256":
-        if bits < 2048:
-            raise ValueError(f"{bits} bits is too short; DKIM RSA keys should be 2048 or more")
-        if bits > 4096:
-            raise ValueError(
-                f"{bits} bits is more than receivers must handle (RFC 8301: up to 4096)"
-            )
-        return DkimKey(algorithm, rsa.generate_private_key(public_exponent=65537, key_size=bits))
-    return DkimKey(algorithm, ed25519.Ed25519PrivateKey.generate())
-
-
-def private_pem(key: DkimKey) -> bytes:
-    """The private key as PEM: PKCS#1 for RSA (what dkimpy and OpenDKIM read), PKCS#8 for
-    ed25519."""
-    fmt = (
-        serialization.PrivateFormat.TraditionalOpenSSL
-        if isinstance(key.key, rsa.RSAPrivateKey)
-        else serialization.PrivateFormat.PKCS8
-    )
-    return key.key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
-
-
-def write_private_key(key: DkimKey, path: Path) -> None:
-    """Write the key readable by its owner only (0600), never over an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem(key))
-
-
 def load_private_key(path: Path, algorithm: Algorithm) -> DkimKey:
     """Read and check a private key file; raises DkimKeyError saying what is wrong."""
     try:
@@ -230,14 +198,18 @@ def load_private_key(path: Path, algorithm: Algorithm) -> DkimKey:
     return DkimKey(algorithm, key)
 
 
-def txt_strings(value: str, size: int = 255) -> list[str]:
-    """A TXT record's value cut into character-strings of at most `size` octets (RFC 1035)."""
-    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
+def server_context(certificate: Path, private_key: Path) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or later, the system's default ciphers, no client certs.
+
+    Raises ssl.SSLError or OSError when the files are missing, unreadable or do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_NONE  # mail clients do not present certificates
+    context.load_cert_chain(certificate, private_key, password=refuse_passphrase)
+    return context
 
 
-def dns_record(domain: str, selector: str, key: DkimKey) -> str:
-    """The zone-file line that publishes `key`: one TXT record, its value in quoted strings."""
-    k = "rsa" if key.algorithm == "rsa-sha256" else "ed25519"
-    strings = [f"v=DKIM1; k={k}; ", *txt_strings(f"p={key.public_value()}")]
-    quoted = " ".join(f'"{s}"' for s in strings)
-    return f"{selector}._domainkey.{domain.rstrip('.')}. IN TXT {quoted}"
+def refuse_passphrase() -> str:
+    """An encrypted key would make OpenSSL prompt on the terminal and hang the engine."""
+    raise ssl.SSLError("the private key is protected by a passphrase; relaybox needs it without")

@@ -22,10 +22,10 @@ from typing import Any, TextIO, TypeVar
 
 import tomlkit
 
-from . import __version__
-from .admin import ACTIONS, UNTIL_RESUMED, Admin, suppression_days_problem
-from .certificates import generate_self_signed
-from .config import (
+from relaybox import __version__
+from relaybox.admin.control import AdminClient, ControlClient, ControlError
+from relaybox.admin.service import ACTIONS, UNTIL_RESUMED, Admin, suppression_days_problem
+from relaybox.config import (
     Config,
     ConfigError,
     check_config,
@@ -35,26 +35,26 @@ from .config import (
     load_config_with_warnings,
     sample_config_text,
 )
-from .control import AdminClient, ControlClient, ControlError
-from .dkimkeys import check_domain as check_dkim_domain
-from .dkimkeys import check_selector, normalize_algorithm
-from .dkimkeys import dns_record as dkim_dns_record
-from .dkimkeys import generate as generate_dkim_key
-from .dkimkeys import write_private_key as write_dkim_key
-from .engine import Engine
-from .health import Finding, check_domains, resolver_for, sending_domains, worst
-from .maillog import setup_logging
-from .passwords import hash_password
-from .spool import (
+from relaybox.config.keys import check_domain as check_dkim_domain
+from relaybox.config.keys import check_selector, normalize_algorithm
+from relaybox.config.passwords import hash_password
+from relaybox.engine import Engine
+from relaybox.health import Finding, check_domains, resolver_for, sending_domains, worst
+from relaybox.inbound.certificates import generate_self_signed
+from relaybox.maillog import setup_logging
+from relaybox.message.transcript import TranscriptLine
+from relaybox.queue.spool import (
     ALL_STATES,
     UNFINISHED_STATES,
     MessageDetail,
     MessageFilter,
     Spool,
     SpoolError,
-    TranscriptLine,
 )
-from .statedir import (
+from relaybox.signing.keys import dns_record as dkim_dns_record
+from relaybox.signing.keys import generate as generate_dkim_key
+from relaybox.signing.keys import write_private_key as write_dkim_key
+from relaybox.statedir import (
     DATABASE_NAME,
     SOCKET_NAME,
     EngineRunning,
@@ -617,7 +617,7 @@ def _run(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace, config: Config) -> int:
     """The terminal UI: attached to the engine running on this state dir, or over one started
     here, in this event loop (quitting the UI then stops it)."""
-    from .tui.run import run_ui  # Textual loads only for the UI
+    from relaybox.tui.run import run_ui  # Textual loads only for the UI
 
     config_dir = (args.config or default_config_path()).parent
     return run_ui(config, config_dir=config_dir, log_format=args.log_format)
@@ -1060,7 +1060,3 @@ async def _suppress(admin: AdminClient, args: argparse.Namespace) -> int:
         expires = f" expires {_iso(r.expires_at)}" if r.expires_at else ""
         print(f"{r.address}  since {_iso(r.created_at)}{expires}  {r.reason}")
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,24 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ServerCertificate", "generate_self_signed", "server_context", "tls_summary"]
+from relaybox.config.keys import refuse_passphrase, server_context
 
-
-def server_context(certificate: Path, private_key: Path) -> ssl.SSLContext:
-    """A server context: TLS 1.2 or later, the system's default ciphers, no client certs.
-
-    Raises ssl.SSLError or OSError when the files are missing, unreadable or do not match.
-    """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_NONE  # mail clients do not present certificates
-    context.load_cert_chain(certificate, private_key, password=_no_passphrase)
-    return context
-
-
-def _no_passphrase() -> str:
-    """An encrypted key would make OpenSSL prompt on the terminal and hang the engine."""
-    raise ssl.SSLError("the private key is protected by a passphrase; relaybox needs it without")
+__all__ = ["ServerCertificate", "generate_self_signed"]
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -82,20 +67,8 @@ class ServerCertificate:
     def apply_new_pair(self) -> None:
         """Load the files into the live context; new handshakes use them from now on."""
         stamps = (_stamp(self.certificate), _stamp(self.private_key))
-        self.context.load_cert_chain(self.certificate, self.private_key, password=_no_passphrase)
+        self.context.load_cert_chain(self.certificate, self.private_key, password=refuse_passphrase)
         self._stamps = stamps
-
-
-def tls_summary(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-    """`TLSv1.3 TLS_AES_256_GCM_SHA384 (256 bits)`: what the transcript and the message record."""
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    version = ssl_object.version() or "TLS"
-    if cipher is None:
-        return version
-    name, _, bits = cipher
-    return f"{version} {name} ({bits} bits)"
 
 
 def generate_self_signed(

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim import canonicalization
 from dkim.canonicalization import CanonicalizationPolicy
 
-from .config.model import DkimConfig
-from .dkimkeys import DkimKey, DkimKeyError, published_key
-from .dns import Resolver
-from .health.tags import TagError, parse_tags
+from relaybox.config.keys import DkimKey, DkimKeyError, published_key
+from relaybox.config.model import DkimConfig
+from relaybox.resolver import Resolver
+from relaybox.signing.tags import TagError, parse_tags
 
 __all__ = [
     "KeyCheck",

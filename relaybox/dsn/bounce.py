@@ -12,10 +12,10 @@ import datetime
 import email.utils
 from collections.abc import Sequence
 
-from .config.model import Config
-from .dsn import Action, RecipientStatus, build_dsn, find_status
-from .queueid import new_queue_id
-from .spool import DeliveryJob, NewMessage, RecipientOutcome
+from relaybox.config.model import Config
+from relaybox.dsn.report import Action, RecipientStatus, build_dsn, find_status
+from relaybox.message.queueid import new_queue_id
+from relaybox.queue.spool import DeliveryJob, NewMessage, RecipientOutcome
 
 __all__ = ["dsn_message", "enhanced_status"]
 
