@@ -19,6 +19,7 @@ from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserC
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
 from relaybox.inbound.auth import client_network
+from relaybox.message.replies import Reply
 from relaybox.queue.spool import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
@@ -414,6 +415,47 @@ async def test_from_header_must_belong_to_the_user(start_engine, tmp_path, cert_
     assert code == 553 and "ceo@example.com" in text and "alice" in text
     honest = b"From: Alice <alice@example.org>\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
     assert (await client.send_message("alice@example.org", ["b@example.org"], honest))[0] == 250
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        "josé@bücher.example",
+        "josé@xn--bcher-kva.example",
+        "bücher.example",
+        "xn--bcher-kva.example",
+    ],
+)
+async def test_utf8_from_header_is_accepted_for_its_owner(
+    start_engine, tmp_path, cert_files, client_tls, allowed
+):
+    """RFC 6532: a UTF-8 local part and an IDN domain in From: are the user's own, whichever
+    way allowed_senders writes the domain (U-label or A-label)."""
+    jose = UserConfig(name="alice", password_hash=ALICE.password_hash, allowed_senders=(allowed,))
+    run = await start_engine(tls_config(tmp_path, cert_files, users=(jose,)))
+    client = await logged_in(run, client_tls)
+    assert (await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8"))[0] == 250
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 250
+    assert (await client.cmd("DATA"))[0] == 354
+    await client.send(
+        "From: José <josé@bücher.example>\r\nTo: b@example.org\r\nSubject: olá\r\n\r\n"
+        "hi\r\n.\r\n".encode()
+    )
+    code, text = await client.reply()
+    assert code == 250, text
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.smtputf8 and detail.row.sender == "josé@bücher.example"
+    # Someone else's UTF-8 address is still refused.
+    await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send("From: <zoë@bücher.example>\r\n\r\nhi\r\n.\r\n".encode())
+    code, text = await client.reply()
+    if "@" in allowed:
+        assert f"{code} {text}" == Reply.from_not_owned("zoë@bücher.example", "alice")
+    else:
+        assert code == 250, text  # the whole domain is theirs
     await client.close()
 
 
