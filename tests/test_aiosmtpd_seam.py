@@ -23,7 +23,8 @@ from relaybox.inbound.aiosmtpd_seam import (
     PRIVATE_METHODS,
     READER_ATTRIBUTES,
 )
-from relaybox.inbound.server import InboundContext, InboundSMTP
+from relaybox.inbound.context import InboundContext
+from relaybox.inbound.server import InboundSMTP
 from relaybox.maillog import MailLog
 
 from .conftest import make_config

@@ -18,7 +18,7 @@ import trustme
 from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
-from relaybox.inbound.auth import client_network
+from relaybox.inbound.auth import Authenticator, client_network
 from relaybox.message.replies import Reply
 from relaybox.queue.spool import MessageFilter
 
@@ -338,7 +338,7 @@ async def test_bad_login_gets_535(start_engine, tmp_path, cert_files, client_tls
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     code, text = await client.cmd(f"AUTH PLAIN {plain(user, password)}")
-    assert (code, text) == (535, "5.7.8 Authentication credentials invalid")
+    assert f"{code} {text}" == Authenticator.INVALID
     log = run.log_text()
     assert f"auth-failed user={user} client=127.0.0.1" in log
     assert password not in log
@@ -402,8 +402,7 @@ async def test_user_may_not_send_as_others(start_engine, tmp_path, cert_files, c
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await logged_in(run, client_tls)
     code, text = await client.cmd(f"MAIL FROM:<{sender}>")
-    assert code == 553
-    assert text == f"5.7.1 <{sender}>: Sender address rejected: not owned by user alice"
+    assert f"{code} {text}" == Reply.sender_not_owned(sender, "alice")
     await client.close()
 
 
@@ -412,7 +411,7 @@ async def test_from_header_must_belong_to_the_user(start_engine, tmp_path, cert_
     client = await logged_in(run, client_tls)
     forged = b"From: The CEO <ceo@example.com>\r\nTo: b@example.org\r\nSubject: pay\r\n\r\nnow\r\n"
     code, text = await client.send_message("alice@example.org", ["b@example.org"], forged)
-    assert code == 553 and "ceo@example.com" in text and "alice" in text
+    assert f"{code} {text}" == Reply.from_not_owned("ceo@example.com", "alice")
     honest = b"From: Alice <alice@example.org>\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
     assert (await client.send_message("alice@example.org", ["b@example.org"], honest))[0] == 250
     await client.close()
@@ -472,7 +471,7 @@ async def test_user_message_rate_is_limited(start_engine, tmp_path, cert_files, 
     for _ in range(2):
         assert (await client.send_message("alice@example.org", ["b@example.org"], body))[0] == 250
     code, text = await client.cmd("MAIL FROM:<alice@example.org>")
-    assert code == 450 and text.startswith("4.7.1")
+    assert f"{code} {text}" == Reply.USER_RATE_LIMITED
     await client.close()
 
 

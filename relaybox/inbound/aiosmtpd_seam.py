@@ -105,6 +105,7 @@ def init_protocol(
     auth_require_tls: bool,
     offer_auth: bool,
     dispatch: str,
+    proxy_protocol_timeout: float | None = None,
 ) -> None:
     """Set up what `SMTP.__init__` sets up, from the same arguments, without its cost.
 
@@ -126,6 +127,8 @@ def init_protocol(
         offer_auth: Whether any AUTH mechanism is offered.
         dispatch: The name of the protocol's method every command runs through, called as
             `dispatch(verb, function, arg)` (the transcript records commands there).
+        proxy_protocol_timeout: Expect a PROXY protocol header first (aiosmtpd reads it, then
+            calls a `handle_PROXY` hook if the class has one); None: no PROXY header.
     """
     loop = asyncio.get_running_loop()
     asyncio.StreamReaderProtocol.__init__(
@@ -159,7 +162,7 @@ def init_protocol(
     p.transport = None
     p._handler_coroutine = None
     p._auth_require_tls = auth_require_tls
-    p._proxy_timeout = None
+    p._proxy_timeout = proxy_protocol_timeout
     p._authenticator = None
     p._auth_callback = login_always_fail
     p._auth_required = auth_required

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 
 from relaybox.config.model import ListenerConfig, SocketAddress
-from relaybox.inbound.server import InboundContext, InboundSMTP
+from relaybox.inbound.context import InboundContext
+from relaybox.inbound.server import InboundSMTP
 
 __all__ = ["start_listener"]
 

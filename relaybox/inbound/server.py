@@ -7,6 +7,8 @@ that is strict about line endings (`inbound.data_reader`: SMTP smuggling), and a
 every session (`message.transcript`). EHLO, RSET, NOOP, QUIT, STARTTLS and the AUTH exchange
 stay aiosmtpd's; the private aiosmtpd names still used are listed in `inbound.aiosmtpd_seam`.
 Delivery, TLS certificates, AUTH users and binding sockets (`inbound.listeners`) are not here.
+At about 650 lines it is over the usual size because aiosmtpd's protocol is one class holding
+the session's state; the decisions it makes are in the modules named above.
 """
 
 from __future__ import annotations
@@ -14,18 +16,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
 
 from relaybox.config.model import Config, ListenerConfig, UserConfig
-from relaybox.events import EventBus, MessageAccepted, MessageRejected, SessionClosed, SessionOpened
+from relaybox.events import MessageAccepted, MessageRejected, SessionClosed, SessionOpened
 from relaybox.inbound.aiosmtpd_seam import init_protocol, push_back, wide_reader
 from relaybox.inbound.auth import Authenticator
-from relaybox.inbound.certificates import ServerCertificate
+from relaybox.inbound.context import InboundContext, new_session_id
 from relaybox.inbound.data_reader import DataEnd, DataReader
 from relaybox.inbound.policy import (
     Client,
@@ -36,51 +36,19 @@ from relaybox.inbound.policy import (
     client_ip,
 )
 from relaybox.inbound.sasl import Credentials, SaslError, decode_base64, decode_plain
-from relaybox.inbound.throttle import ConnectionTable, RateTable
-from relaybox.maillog import MailLog
 from relaybox.message.address import AddressError, parse_mail, parse_rcpt
 from relaybox.message.headers import addresses, parse_header, split_header
 from relaybox.message.queueid import new_queue_id
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
-from relaybox.queue.spool import NewMessage, Spool, SpoolError
+from relaybox.queue.spool import NewMessage, SpoolError
 
-__all__ = ["InboundContext", "InboundSMTP"]
+__all__ = ["InboundSMTP"]
 
 _READ_CHUNK = 1 << 16
 _MAX_HEADER_CHECKED = 1 << 16
 """The From: check reads this much of a message at most for its header block."""
 _MAX_AUTH_FAILURES_PER_SESSION = 3
-
-
-@dataclass
-class InboundContext:
-    """What the receiving side needs from the engine; one per engine, shared by all sessions."""
-
-    config: Callable[[], Config]
-    """The current config; a session reads it once, when it starts (reloads don't change it)."""
-    spool: Spool
-    bus: EventBus
-    log: MailLog
-    suppression: Callable[[str], str | None]
-    """Why a recipient is suppressed, or None."""
-    free_space_mb: Callable[[], float | None]
-    authenticator: Authenticator | None = None
-    """Checks AUTH logins; None when there are no `[[users]]` (AUTH is then not offered)."""
-    certificates: dict[str, ServerCertificate] = field(default_factory=dict)
-    """Live TLS contexts by listener name, for listeners with TLS."""
-    connections: ConnectionTable = field(default_factory=ConnectionTable)
-    rates: RateTable = field(default_factory=RateTable)
-    sessions: set[InboundSMTP] = field(default_factory=set)
-    accepted: Callable[[], None] = lambda: None
-    """Called after each message is spooled (wakes the delivery scheduler)."""
-    shutting_down: bool = False
-    clock: Callable[[], float] = time.time
-
-
-def _new_session_id() -> str:
-    """`S` plus a queue-ID-style stamp: unique across restarts, so transcripts never collide."""
-    return "S" + new_queue_id()
 
 
 class InboundSMTP(SMTP):
@@ -94,7 +62,7 @@ class InboundSMTP(SMTP):
         self.limits = config.limits
         self.server_config = config.server
         self._init_protocol(config)
-        self.session_id = _new_session_id()
+        self.session_id = new_session_id()
         self.transcript = Transcript(self.session_id, ctx.bus, ctx.clock)
         self.started_at = ctx.clock()
         self.client_ip = ""
@@ -585,7 +553,8 @@ class InboundSMTP(SMTP):
                     break
         if end.rest:
             push_back(reader, end.rest)  # RFC 2920: pipelined commands
-        self.transcript.note(f"<{end.size} bytes of message data>")
+        if not end.close:
+            self.transcript.note(f"<{end.size} bytes of message data>")
         return end
 
     def _received_header(self, queue_id: str, recipients: list[str], smtputf8: bool) -> bytes:
