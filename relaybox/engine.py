@@ -20,7 +20,9 @@ from relaybox.events import DestinationSuspended, EventBus
 from relaybox.health.monitor import DomainMonitor, DomainReport
 from relaybox.inbound.auth import Authenticator
 from relaybox.inbound.certificates import ServerCertificate
-from relaybox.inbound.server import InboundContext, InboundSMTP, start_listener
+from relaybox.inbound.context import InboundContext
+from relaybox.inbound.listeners import start_listener
+from relaybox.inbound.server import InboundSMTP
 from relaybox.maillog import MailLog
 from relaybox.outbound.client import Courier
 from relaybox.outbound.routing import load_credentials

@@ -11,11 +11,17 @@ import socket
 import pytest
 
 from relaybox.config.model import LimitsConfig
+from relaybox.message.replies import Reply
 from relaybox.queue.spool import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 
 QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]{13})")
+
+
+def said(code: int, text: str) -> str:
+    """A reply as the catalogue (`Reply`) spells it: code, space, text."""
+    return f"{code} {text}"
 
 
 async def stored(run, queue_id: str) -> bytes:
@@ -127,8 +133,8 @@ async def test_unknown_network_cannot_relay(start_engine, smtp, tmp_path):
     client = await smtp(run)
     assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
     code, text = await client.cmd("RCPT TO:<b@example.org>")
-    assert (code, text) == (554, "5.7.1 Relay access denied")
-    assert (await client.cmd("DATA"))[0] == 503
+    assert said(code, text) == Reply.RELAY_DENIED
+    assert said(*await client.cmd("DATA")) == Reply.NEED_RCPT
     assert "reject stage=RCPT" in run.log_text()
     assert await queue_ids(run) == []
 
@@ -192,7 +198,7 @@ async def test_recipient_limit_gives_452(start_engine, smtp):
     assert (await client.cmd("RCPT TO:<r1@example.org>"))[0] == 250
     assert (await client.cmd("RCPT TO:<r2@example.org>"))[0] == 250
     code, text = await client.cmd("RCPT TO:<r3@example.org>")
-    assert code == 452 and text.startswith("4.5.3")
+    assert said(code, text) == Reply.TOO_MANY_RECIPIENTS
 
 
 async def test_declared_size_over_limit_gives_552(start_engine, smtp):
@@ -201,7 +207,7 @@ async def test_declared_size_over_limit_gives_552(start_engine, smtp):
     _, ehlo = await client.cmd("EHLO client.example.test")
     assert "SIZE 10000" in ehlo.splitlines()
     code, text = await client.cmd("MAIL FROM:<a@example.com> SIZE=10001")
-    assert code == 552 and text.startswith("5.3.4")
+    assert said(code, text) == Reply.size_exceeded(10_000)
 
 
 async def test_actual_size_over_limit_gives_552_and_nothing_stored(start_engine, smtp):
@@ -209,7 +215,7 @@ async def test_actual_size_over_limit_gives_552_and_nothing_stored(start_engine,
     client = await smtp(run)
     body = simple_message(body="x" * 70 + "\r\n" + ("y" * 70 + "\r\n") * 200)
     code, text = await client.send_message("a@example.com", ["b@example.org"], body)
-    assert code == 552 and text.startswith("5.3.4")
+    assert said(code, text) == Reply.size_exceeded(10_000)
     assert await queue_ids(run) == []
     # The session goes on: the next message is fine.
     code, _ = await client.send_message("a@example.com", ["b@example.org"], simple_message())
@@ -221,7 +227,7 @@ async def test_long_line_is_refused(start_engine, smtp):
     client = await smtp(run)
     body = simple_message(body="z" * 999)
     code, text = await client.send_message("a@example.com", ["b@example.org"], body)
-    assert code == 500 and "longer than 998" in text
+    assert said(code, text) == Reply.line_too_long(998)
     body = simple_message(body="z" * 998)
     assert (await client.send_message("a@example.com", ["b@example.org"], body))[0] == 250
 
@@ -250,7 +256,7 @@ async def test_slow_data_hits_the_deadline(start_engine, smtp):
         await client.send(b"Subject: drip\r\n")
         await asyncio.sleep(0.15)
     code, text = await client.reply()
-    assert code == 421 and text.startswith("4.4.2")
+    assert said(code, text) == Reply.DATA_TIMEOUT
     assert await client.closed()
     assert await queue_ids(run) == []
 
@@ -261,7 +267,7 @@ async def test_connection_limit_per_ip_gives_421(start_engine, smtp):
     await smtp(run)
     third = await smtp(run, greet=False)
     code, text = await third.reply()
-    assert code == 421 and "from your address" in text
+    assert said(code, text) == Reply.TOO_MANY_FROM_IP
     assert await third.closed()
 
 
@@ -269,7 +275,7 @@ async def test_total_connection_limit_gives_421(start_engine, smtp):
     run = await start_engine(limits=LimitsConfig(max_connections=1))
     await smtp(run)
     second = await smtp(run, greet=False)
-    assert (await second.reply())[0] == 421
+    assert said(*await second.reply()) == Reply.TOO_MANY_CONNECTIONS
 
 
 async def test_connection_slot_is_freed_on_disconnect(start_engine, smtp):
@@ -293,14 +299,14 @@ async def test_message_rate_per_ip_gives_450(start_engine, smtp):
             0
         ] == 250
     code, text = await client.cmd("MAIL FROM:<a@example.com>")
-    assert code == 450 and text.startswith("4.7.1")
+    assert said(code, text) == Reply.RATE_LIMITED
 
 
 async def test_low_disk_space_refuses_at_mail(start_engine, smtp):
     run = await start_engine(min_free_space_mb=10**9)  # more than any disk has
     client = await smtp(run)
     code, text = await client.cmd("MAIL FROM:<a@example.com>")
-    assert code == 452 and text.startswith("4.3.1")
+    assert said(code, text) == Reply.INSUFFICIENT_STORAGE
 
 
 async def test_failed_spool_write_gives_451_not_250(start_engine, smtp):
@@ -312,7 +318,7 @@ async def test_failed_spool_write_gives_451_not_250(start_engine, smtp):
     client = await smtp(run)
     big = simple_message(body=("x" * 76 + "\r\n") * 2000)
     code, text = await client.send_message("a@example.com", ["b@example.org"], big)
-    assert code == 451 and text.startswith("4.3.0")
+    assert said(code, text) == Reply.SPOOL_FAILED
     assert "spool-failed" in run.log_text()
     await spool._write(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
     assert (await client.send_message("a@example.com", ["b@example.org"], big))[0] == 250
@@ -323,8 +329,7 @@ async def test_talking_before_greeting_is_dropped(start_engine, tmp_path):
     run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
     client = await SMTPClient.connect(*run.address())
     await client.send("EHLO eager.example\r\n")
-    code, _ = await client.reply()
-    assert code == 554
+    assert said(*await client.reply()) == Reply.PREGREET
     assert await client.closed()
     await client.close()
     polite = await SMTPClient.connect(*run.address())
@@ -419,7 +424,7 @@ async def test_smtp_smuggling_is_refused_and_never_splits(start_engine, smtp, sm
     )
     await client.send(attack)
     code, text = await client.reply()
-    assert code == 554 and f"bare {kind}" in text
+    assert said(code, text) == Reply.bare_line_ending(kind)
     assert 'bare_lf = "normalize"' in text
     assert await client.closed()
     assert await queue_ids(run) == []
@@ -441,6 +446,35 @@ async def test_bare_lf_normalized_when_configured(start_engine, smtp, tmp_path):
     assert len(await queue_ids(run)) == 1
 
 
+async def test_lf_before_dot_crlf_split_across_reads_does_not_end_data(
+    start_engine, smtp, tmp_path
+):
+    """SMTP smuggling through a TCP split: with bare_lf = "normalize", `x<LF>` in one write and
+    `.<CRLF>MAIL FROM:...` in the next must stay message content, as in one write."""
+    listener = relay_listener(bare_lf="normalize")
+    run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
+    client = await smtp(run)
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.org>")
+    assert (await client.cmd("DATA"))[0] == 354
+    smuggled = (
+        b".\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
+        b"Subject: smuggled\r\n\r\nevil\r\n"
+    )
+    await client.send(b"Subject: first\r\n\r\nhello\n")
+    await asyncio.sleep(0.2)  # the server reads the first write on its own
+    await client.send(smuggled + b".\r\n")
+    code, text = await client.reply()
+    assert code == 250, text
+    (queue_id,) = await queue_ids(run)  # one message, not two
+    data = await stored(run, queue_id)
+    assert data.endswith(
+        b"Subject: first\r\n\r\nhello\r\n\r\nMAIL FROM:<admin@example.org>\r\n"
+        b"RCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
+    )
+    assert (await client.cmd("NOOP"))[0] == 250  # nothing else was answered in between
+
+
 async def test_bare_cr_refused_even_when_normalizing(start_engine, smtp, tmp_path):
     listener = relay_listener(bare_lf="normalize")
     run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
@@ -450,7 +484,7 @@ async def test_bare_cr_refused_even_when_normalizing(start_engine, smtp, tmp_pat
     await client.cmd("DATA")
     await client.send(b"Subject: x\r\n\r\nbad\rline\r\n.\r\n")
     code, text = await client.reply()
-    assert code == 554 and "bare CR" in text
+    assert said(code, text) == Reply.bare_line_ending("CR")
 
 
 async def test_nul_in_data_is_refused(start_engine, smtp):
@@ -459,7 +493,7 @@ async def test_nul_in_data_is_refused(start_engine, smtp):
     code, text = await client.send_message(
         "a@example.com", ["b@example.org"], b"Subject: x\r\n\r\nnul\0here\r\n"
     )
-    assert code == 554 and "NUL" in text
+    assert said(code, text) == Reply.NUL_IN_DATA
     assert await queue_ids(run) == []
 
 
@@ -526,39 +560,11 @@ async def test_shutdown_lets_transaction_finish_and_closes_idle(start_engine, sm
     await busy.send(b"Subject: in flight\r\n\r\npart one\r\n")
     stopping = asyncio.create_task(run.engine.stop(grace=5))
     code, text = await idle.reply()
-    assert code == 421
+    assert said(code, text) == Reply.SHUTTING_DOWN
     await busy.send(b"part two\r\n.\r\n")
     code, text = await busy.reply()
     assert code == 250, text
     await asyncio.wait_for(stopping, 10)
-
-
-def test_protocol_sets_everything_aiosmtpd_sets(tmp_path):
-    """We replace aiosmtpd's constructor for speed; it must not miss an attribute."""
-    from aiosmtpd.smtp import SMTP
-
-    from relaybox.events import EventBus
-    from relaybox.inbound.server import InboundContext, InboundSMTP
-    from relaybox.maillog import MailLog
-
-    async def attrs() -> tuple[set[str], set[str]]:
-        base = set(vars(SMTP(handler=None)))
-        config = make_config(tmp_path)
-        log = MailLog()
-        ctx = InboundContext(
-            config=lambda: config,
-            spool=None,  # type: ignore[arg-type]  # the constructor does not touch it
-            bus=EventBus(),
-            log=log,
-            suppression=lambda a: None,
-            free_space_mb=lambda: None,
-        )
-        ours = set(vars(InboundSMTP(ctx, config.listeners[0])))
-        log.close()
-        return base, ours
-
-    base, ours = asyncio.run(attrs())
-    assert base - ours == set()
 
 
 async def test_swaks_can_send(start_engine):

@@ -9,8 +9,20 @@ import ipaddress
 
 import pytest
 
-from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress
-from relaybox.inbound.policy import Client, check_mail, check_rcpt, client_ip, may_relay
+from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress, UserConfig
+from relaybox.inbound.policy import (
+    NO_FROM_ADDRESS,
+    Client,
+    check_from,
+    check_mail,
+    check_rates,
+    check_rcpt,
+    check_sender,
+    client_ip,
+    may_relay,
+    may_send_as,
+)
+from relaybox.inbound.throttle import RateTable
 from relaybox.message.replies import Reply
 
 OFFICE = ipaddress.ip_network("192.0.2.0/24")
@@ -18,7 +30,29 @@ RELAY = ListenerConfig(
     listen=(SocketAddress("0.0.0.0", 25),), role="relay", allowed_networks=(OFFICE,)
 )
 SUBMISSION = ListenerConfig(listen=(SocketAddress("0.0.0.0", 587),), role="submission")
-LIMITS = LimitsConfig(max_recipients=2, max_message_size=1000)
+LIMITS = LimitsConfig(
+    max_recipients=2,
+    max_message_size=1000,
+    max_messages_per_minute_per_ip=3,
+    max_messages_per_minute_per_user=2,
+)
+ALICE = UserConfig(
+    name="alice",
+    password_hash="not used here",
+    allowed_senders=(
+        "example.org",
+        "bob@example.net",
+        "josé@bücher.example",
+        "xn--mnchen-3ya.example",
+    ),
+)
+
+
+class FixedClock:
+    """A clock that stays at one moment (rates are per minute)."""
+
+    def __call__(self) -> float:
+        return 6_000.0
 
 
 def client(ip: str, listener: ListenerConfig = RELAY, auth_user: str | None = None) -> Client:
@@ -116,16 +150,27 @@ def test_suppressed_recipient_is_refused_with_the_reason() -> None:
 
 def mail(
     *,
+    sender: str = "alice@example.org",
     declared_size: int | None = None,
     free_space_mb: float | None = 500.0,
     rate_exceeded: bool = False,
+    user: UserConfig | None = None,
+    rates: RateTable | None = None,
 ) -> str | None:
+    if rates is None:
+        rates = RateTable(clock=FixedClock())
+    if rate_exceeded:
+        for _ in range(LIMITS.max_messages_per_minute_per_ip):
+            rates.hit("192.0.2.7", LIMITS.max_messages_per_minute_per_ip)
     return check_mail(
+        sender=sender,
         declared_size=declared_size,
+        user=user,
         limits=LIMITS,
         free_space_mb=free_space_mb,
         min_free_space_mb=100,
-        rate_exceeded=rate_exceeded,
+        rates=rates,
+        client_ip="192.0.2.7",
     )
 
 
@@ -153,3 +198,61 @@ def test_client_over_its_message_rate_gets_450() -> None:
 
     assert reply == Reply.RATE_LIMITED
     assert reply.startswith("450 4.7.1")
+
+
+def test_user_sending_as_another_is_refused_before_rates_count() -> None:
+    rates = RateTable(clock=FixedClock())
+    for _ in range(5):
+        reply = mail(sender="ceo@example.com", user=ALICE, rates=rates)
+        assert reply == Reply.sender_not_owned("ceo@example.com", "alice")
+    assert rates.count("192.0.2.7") == 0  # a refused MAIL costs no rate
+
+
+def test_user_over_their_message_rate_gets_450() -> None:
+    rates = RateTable(clock=FixedClock())
+    assert mail(user=ALICE, rates=rates) is None
+    assert mail(user=ALICE, rates=rates) is None
+    assert mail(user=ALICE, rates=rates) == Reply.USER_RATE_LIMITED
+
+
+def test_address_rate_is_counted_before_the_users() -> None:
+    rates = RateTable(clock=FixedClock())
+    for _ in range(3):
+        assert check_rates(rates, "192.0.2.7", None, LIMITS) is None
+    assert check_rates(rates, "192.0.2.7", ALICE, LIMITS) == Reply.RATE_LIMITED
+    assert rates.count("user:alice") == 0
+
+
+# ---------------------------------------------------------------------- sender binding
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "alice@example.org",
+        "Bob@Example.NET",
+        "josé@bücher.example",
+        "josé@xn--bcher-kva.example",
+        "anna@münchen.example",
+        "anna@xn--mnchen-3ya.example",
+    ],
+)
+def test_user_may_send_as_allowed_senders_in_either_idn_form(address: str) -> None:
+    assert may_send_as(ALICE, address)
+    assert check_sender(ALICE, address) is None
+    assert check_from(ALICE, [address]) is None
+
+
+@pytest.mark.parametrize(
+    "address", ["ceo@example.com", "a@sub.example.org", "jose@bücher.example", "x@xn--zz.example"]
+)
+def test_user_may_not_send_as_others(address: str) -> None:
+    assert not may_send_as(ALICE, address)
+    assert check_sender(ALICE, address) == Reply.sender_not_owned(address, "alice")
+    assert check_from(ALICE, ["alice@example.org", address]) == Reply.from_not_owned(
+        address, "alice"
+    )
+
+
+def test_message_without_a_from_address_is_refused_for_users() -> None:
+    assert check_from(ALICE, []) == NO_FROM_ADDRESS

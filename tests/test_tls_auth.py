@@ -18,7 +18,8 @@ import trustme
 from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
-from relaybox.inbound.auth import client_network
+from relaybox.inbound.auth import Authenticator, client_network
+from relaybox.message.replies import Reply
 from relaybox.queue.spool import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
@@ -337,7 +338,7 @@ async def test_bad_login_gets_535(start_engine, tmp_path, cert_files, client_tls
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     code, text = await client.cmd(f"AUTH PLAIN {plain(user, password)}")
-    assert (code, text) == (535, "5.7.8 Authentication credentials invalid")
+    assert f"{code} {text}" == Authenticator.INVALID
     log = run.log_text()
     assert f"auth-failed user={user} client=127.0.0.1" in log
     assert password not in log
@@ -401,8 +402,7 @@ async def test_user_may_not_send_as_others(start_engine, tmp_path, cert_files, c
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await logged_in(run, client_tls)
     code, text = await client.cmd(f"MAIL FROM:<{sender}>")
-    assert code == 553
-    assert text == f"5.7.1 <{sender}>: Sender address rejected: not owned by user alice"
+    assert f"{code} {text}" == Reply.sender_not_owned(sender, "alice")
     await client.close()
 
 
@@ -411,9 +411,50 @@ async def test_from_header_must_belong_to_the_user(start_engine, tmp_path, cert_
     client = await logged_in(run, client_tls)
     forged = b"From: The CEO <ceo@example.com>\r\nTo: b@example.org\r\nSubject: pay\r\n\r\nnow\r\n"
     code, text = await client.send_message("alice@example.org", ["b@example.org"], forged)
-    assert code == 553 and "ceo@example.com" in text and "alice" in text
+    assert f"{code} {text}" == Reply.from_not_owned("ceo@example.com", "alice")
     honest = b"From: Alice <alice@example.org>\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhi\r\n"
     assert (await client.send_message("alice@example.org", ["b@example.org"], honest))[0] == 250
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        "josé@bücher.example",
+        "josé@xn--bcher-kva.example",
+        "bücher.example",
+        "xn--bcher-kva.example",
+    ],
+)
+async def test_utf8_from_header_is_accepted_for_its_owner(
+    start_engine, tmp_path, cert_files, client_tls, allowed
+):
+    """RFC 6532: a UTF-8 local part and an IDN domain in From: are the user's own, whichever
+    way allowed_senders writes the domain (U-label or A-label)."""
+    jose = UserConfig(name="alice", password_hash=ALICE.password_hash, allowed_senders=(allowed,))
+    run = await start_engine(tls_config(tmp_path, cert_files, users=(jose,)))
+    client = await logged_in(run, client_tls)
+    assert (await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8"))[0] == 250
+    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 250
+    assert (await client.cmd("DATA"))[0] == 354
+    await client.send(
+        "From: José <josé@bücher.example>\r\nTo: b@example.org\r\nSubject: olá\r\n\r\n"
+        "hi\r\n.\r\n".encode()
+    )
+    code, text = await client.reply()
+    assert code == 250, text
+    detail = await run.engine.admin.show(QUEUED.search(text).group(1))
+    assert detail.smtputf8 and detail.row.sender == "josé@bücher.example"
+    # Someone else's UTF-8 address is still refused.
+    await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8")
+    await client.cmd("RCPT TO:<b@example.org>")
+    await client.cmd("DATA")
+    await client.send("From: <zoë@bücher.example>\r\n\r\nhi\r\n.\r\n".encode())
+    code, text = await client.reply()
+    if "@" in allowed:
+        assert f"{code} {text}" == Reply.from_not_owned("zoë@bücher.example", "alice")
+    else:
+        assert code == 250, text  # the whole domain is theirs
     await client.close()
 
 
@@ -430,7 +471,7 @@ async def test_user_message_rate_is_limited(start_engine, tmp_path, cert_files, 
     for _ in range(2):
         assert (await client.send_message("alice@example.org", ["b@example.org"], body))[0] == 250
     code, text = await client.cmd("MAIL FROM:<alice@example.org>")
-    assert code == 450 and text.startswith("4.7.1")
+    assert f"{code} {text}" == Reply.USER_RATE_LIMITED
     await client.close()
 
 

@@ -4,7 +4,8 @@
 too many checks are already running (so a flood cannot queue up work or stall other sessions),
 and keeps a bounded table of failures per client network: after a few failures each further
 reply is delayed, after more the network is locked out for a while. The protocol side
-(`inbound.py`) decodes the SASL exchange and sends the replies; nothing here sees a socket.
+(`inbound.sasl` decodes the SASL exchange, `inbound.server` sends the replies); nothing here sees
+a socket.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""SMTP policy decisions as pure functions of the session, the envelope and the config.
+"""SMTP policy decisions as functions of the session, the envelope and the config.
 
-The inbound server asks; these functions answer with a reply to send, or None to go on. Nothing
-here does I/O, so every rule is tested without sockets.
+The inbound server asks; these functions answer with a reply to send, or None to go on: relay
+access, MAIL limits, sender binding (MAIL FROM and From: against the user's allowed_senders),
+message rates. Nothing here does I/O (the only state touched is the rate table passed in), so
+every rule is tested without sockets.
 """
 
 from __future__ import annotations
@@ -9,10 +11,24 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from relaybox.config.model import LimitsConfig, ListenerConfig, RouteConfig
+from relaybox.config.model import LimitsConfig, ListenerConfig, RouteConfig, UserConfig
+from relaybox.inbound.throttle import RateTable
 from relaybox.message.replies import Reply
 
-__all__ = ["Client", "check_mail", "check_rcpt", "check_route", "client_ip", "may_relay"]
+__all__ = [
+    "Client",
+    "check_from",
+    "check_mail",
+    "check_rates",
+    "check_rcpt",
+    "check_route",
+    "check_sender",
+    "client_ip",
+    "may_relay",
+    "may_send_as",
+]
+
+NO_FROM_ADDRESS = "553 5.7.1 Message refused: it has no From: header address for the sender check"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -52,19 +68,83 @@ def may_relay(client: Client) -> bool:
 
 def check_mail(
     *,
+    sender: str,
     declared_size: int | None,
+    user: UserConfig | None,
     limits: LimitsConfig,
     free_space_mb: float | None,
     min_free_space_mb: int,
-    rate_exceeded: bool,
+    rates: RateTable,
+    client_ip: str,
 ) -> str | None:
-    """Decide MAIL FROM: disk space, declared size and the client's message rate."""
+    """Decide MAIL FROM: disk space, declared size, sender binding, then message rates.
+
+    Rates are counted last, and only when everything else passed: a refused MAIL costs no rate.
+    """
     if free_space_mb is not None and free_space_mb < min_free_space_mb:
         return Reply.INSUFFICIENT_STORAGE  # RFC 3463 4.3.1: the relay's disk is nearly full
     if declared_size is not None and declared_size > limits.max_message_size:
         return Reply.size_exceeded(limits.max_message_size)  # RFC 1870 §6.1
-    if rate_exceeded:
+    if user is not None and sender:
+        refusal = check_sender(user, sender)
+        if refusal is not None:
+            return refusal
+    return check_rates(rates, client_ip, user, limits)
+
+
+def check_rates(
+    rates: RateTable, client_ip: str, user: UserConfig | None, limits: LimitsConfig
+) -> str | None:
+    """Count one message for the client's address, then for its user; refuse over a limit.
+
+    The user's count is taken only when the address's passed, so one refusal counts nowhere.
+    """
+    if rates.hit(client_ip, limits.max_messages_per_minute_per_ip):
         return Reply.RATE_LIMITED
+    if user is not None:
+        per_user = user.max_messages_per_minute or limits.max_messages_per_minute_per_user
+        if rates.hit("user:" + user.name, per_user):
+            return Reply.USER_RATE_LIMITED
+    return None
+
+
+def may_send_as(user: UserConfig, address: str) -> bool:
+    """`UserConfig.may_send_as`, for an IDN domain written either way (RFC 5890 §2.3.2.1).
+
+    An address from SMTPUTF8 mail has a U-label domain (`bücher.example`), an ASCII one an
+    A-label (`xn--bcher-kva.example`); allowed_senders may hold either, so both are tried.
+    """
+    if user.may_send_as(address):
+        return True
+    local, at, domain = address.rpartition("@")
+    if not at or not domain:
+        return False
+    try:
+        if domain.isascii():
+            other = domain.encode("ascii").decode("idna")
+        else:
+            other = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False  # not a valid IDN: it can only match as written
+    return other != domain and user.may_send_as(f"{local}@{other}")
+
+
+def check_sender(user: UserConfig, sender: str) -> str | None:
+    """An authenticated user's MAIL FROM must be one of theirs (as Postfix's
+    reject_sender_login_mismatch; RFC 4954 §3 leaves sender policy to the server)."""
+    if may_send_as(user, sender):
+        return None
+    return Reply.sender_not_owned(sender, user.name)
+
+
+def check_from(user: UserConfig, from_addresses: list[str]) -> str | None:
+    """Every From: address of an authenticated user's message must be theirs (RFC 5322 §3.6.2),
+    or the login could forge any author."""
+    if not from_addresses:
+        return NO_FROM_ADDRESS
+    for address in from_addresses:
+        if not may_send_as(user, address):
+            return Reply.from_not_owned(address, user.name)
     return None
 
 

@@ -1,0 +1,102 @@
+"""The one parser of a message's header block: find it in raw bytes, parse it, read fields.
+
+Header text is UTF-8 (RFC 6532 §3.2: an SMTPUTF8 message may carry UTF-8 addresses and text in
+its fields), so the block is decoded as UTF-8 and parsed with the stdlib `email` package under an
+SMTPUTF8 policy; `compat32` would turn `josé@bücher.example` into replacement characters. This
+module reads headers; it does not rewrite, sign or store them.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage
+from email.parser import HeaderParser
+from email.policy import SMTPUTF8, EmailPolicy
+
+__all__ = [
+    "MAX_HEADER_BLOCK",
+    "POLICY",
+    "addresses",
+    "fields",
+    "header_end",
+    "header_value",
+    "parse_header",
+    "split_header",
+]
+
+MAX_HEADER_BLOCK = 256 * 1024
+"""Only this much of a message is searched for the end of its header block."""
+
+POLICY: EmailPolicy[EmailMessage] = SMTPUTF8.clone(raise_on_defect=False, linesep="\r\n")
+"""RFC 6532 headers, CRLF line ends; a malformed field is a defect noted on it, never a crash."""
+
+
+def header_end(data: bytes, limit: int = MAX_HEADER_BLOCK) -> int | None:
+    """Where the body starts: the index just past the empty line that ends the header block.
+
+    RFC 5322 §2.1: the header block ends at the first empty line. Only the first `limit` bytes
+    are searched (a header block longer than that is not one a relay should trust).
+
+    Args:
+        data: The message as stored or received, with CRLF line ends.
+        limit: How many bytes to search.
+
+    Returns:
+        The index of the first body byte, or None when no empty line is found within `limit`
+        (a message that is all header, or a header block that is too long).
+    """
+    if data.startswith(b"\r\n"):
+        return 2  # no header fields at all
+    end = data.find(b"\r\n\r\n", 0, limit)
+    return None if end < 0 else end + 4
+
+
+def split_header(data: bytes, limit: int = MAX_HEADER_BLOCK) -> tuple[bytes, bytes]:
+    """`(header block, body)`; a message without an empty line within `limit` is all header.
+
+    The header block keeps its final empty line, so `head + body == data`.
+    """
+    end = header_end(data, limit)
+    if end is None:
+        return data, b""
+    return data[:end], data[end:]
+
+
+def parse_header(head: bytes) -> EmailMessage:
+    """Parse a header block (as `split_header` returns it) into a message without a body.
+
+    Bytes that are not UTF-8 (another charset sent without MIME encoding) become U+FFFD; the
+    fields around them still parse.
+    """
+    text = head.decode("utf-8", "replace")
+    message = HeaderParser(policy=POLICY).parsestr(text, headersonly=True)
+    assert isinstance(message, EmailMessage)  # POLICY's message_factory
+    return message
+
+
+def addresses(message: EmailMessage, name: str) -> list[str]:
+    """The addresses (`local@domain`, display names dropped) of every `name` field, in order.
+
+    For address fields (From:, Sender:, Reply-To:, To:, Cc:); group syntax is flattened and an
+    empty group (`undisclosed-recipients:;`) gives nothing. A value that is not an address
+    (`From: garbage`) comes back as written, so a caller that checks ownership refuses it.
+    """
+    found: list[str] = []
+    for value in message.get_all(name) or []:
+        if not isinstance(value, AddressHeader):
+            continue
+        for address in value.addresses:
+            if address.addr_spec not in ("", "<>"):
+                found.append(address.addr_spec)
+    return found
+
+
+def header_value(message: EmailMessage, name: str) -> str | None:
+    """The first `name` field's value as text (encoded words decoded), or None when absent."""
+    value = message.get(name)
+    return None if value is None else str(value)
+
+
+def fields(message: EmailMessage) -> tuple[tuple[str, str], ...]:
+    """Every field as `(name, value)` in the order written, for showing a message's header."""
+    return tuple((name, str(value)) for name, value in message.items())

@@ -1,0 +1,75 @@
+"""The one header-block parser: UTF-8 fields (RFC 6532), the block's end, addresses and values."""
+
+from __future__ import annotations
+
+from relaybox.message.headers import (
+    addresses,
+    fields,
+    header_end,
+    header_value,
+    parse_header,
+    split_header,
+)
+
+UTF8_MESSAGE = (
+    "From: José <josé@bücher.example>\r\n"
+    "Sender: =?utf-8?q?Secr=C3=A9taire?= <sec@xn--bcher-kva.example>\r\n"
+    "To: undisclosed-recipients:;\r\n"
+    "Subject: Grüße\r\n"
+    " folded\r\n"
+    "\r\n"
+    "From: not a header, body text\r\n"
+).encode()
+
+
+def test_header_end_is_just_past_the_empty_line() -> None:
+    end = header_end(UTF8_MESSAGE)
+    assert end is not None
+    assert UTF8_MESSAGE[end:] == b"From: not a header, body text\r\n"
+
+
+def test_message_without_fields_has_an_empty_header() -> None:
+    assert header_end(b"\r\nbody\r\n\r\nmore\r\n") == 2
+
+
+def test_no_empty_line_within_the_limit_means_all_header() -> None:
+    data = b"Subject: x\r\n" * 10 + b"\r\nbody"
+    assert header_end(data, limit=50) is None
+    assert split_header(data, limit=50) == (data, b"")
+    head, body = split_header(data)
+    assert head + body == data and body == b"body"
+
+
+def test_utf8_addresses_survive_parsing() -> None:
+    head, _ = split_header(UTF8_MESSAGE)
+    message = parse_header(head)
+    assert addresses(message, "From") == ["josé@bücher.example"]
+    assert addresses(message, "Sender") == ["sec@xn--bcher-kva.example"]
+    assert addresses(message, "To") == []
+    assert addresses(message, "Reply-To") == []
+
+
+def test_values_are_decoded_and_unfolded() -> None:
+    message = parse_header(split_header(UTF8_MESSAGE)[0])
+    assert header_value(message, "subject") == "Grüße folded"
+    assert header_value(message, "Sender") == "Secrétaire <sec@xn--bcher-kva.example>"
+    assert header_value(message, "X-Missing") is None
+    assert [name for name, _ in fields(message)] == ["From", "Sender", "To", "Subject"]
+
+
+def test_every_address_of_every_field_in_order() -> None:
+    message = parse_header(
+        b'From: a@example.org, "Last, First" <f@example.net>\r\n'
+        b"From: Group: g@example.com;\r\nFrom: <>\r\n\r\n"
+    )
+    assert addresses(message, "From") == ["a@example.org", "f@example.net", "g@example.com"]
+
+
+def test_a_value_that_is_no_address_is_kept_so_checks_refuse_it() -> None:
+    assert addresses(parse_header(b"From: garbage\r\n\r\n"), "From") == ["garbage"]
+
+
+def test_bytes_of_another_charset_do_not_break_the_other_fields() -> None:
+    message = parse_header(b"Subject: caf\xe9\r\nFrom: a@example.org\r\n\r\n")
+    assert header_value(message, "Subject") == "caf\ufffd"
+    assert addresses(message, "From") == ["a@example.org"]
