@@ -11,7 +11,6 @@ import pytest
 
 from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress, UserConfig
 from relaybox.inbound.policy import (
-    NO_FROM_ADDRESS,
     Client,
     check_from,
     check_mail,
@@ -255,4 +254,4 @@ def test_user_may_not_send_as_others(address: str) -> None:
 
 
 def test_message_without_a_from_address_is_refused_for_users() -> None:
-    assert check_from(ALICE, []) == NO_FROM_ADDRESS
+    assert check_from(ALICE, []) == Reply.NO_FROM_ADDRESS

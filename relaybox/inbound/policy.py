@@ -28,7 +28,6 @@ __all__ = [
     "may_send_as",
 ]
 
-NO_FROM_ADDRESS = "553 5.7.1 Message refused: it has no From: header address for the sender check"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -141,7 +140,7 @@ def check_from(user: UserConfig, from_addresses: list[str]) -> str | None:
     """Every From: address of an authenticated user's message must be theirs (RFC 5322 §3.6.2),
     or the login could forge any author."""
     if not from_addresses:
-        return NO_FROM_ADDRESS
+        return Reply.NO_FROM_ADDRESS
     for address in from_addresses:
         if not may_send_as(user, address):
             return Reply.from_not_owned(address, user.name)

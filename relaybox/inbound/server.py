@@ -139,9 +139,9 @@ class InboundSMTP(SMTP):
                 "tls-failed", client=self.client_ip, session=self.session_id, error=reason
             )
             self.transcript.note(f"TLS handshake failed: {reason}")
-            return "454 4.7.0 TLS not available due to a handshake failure"
+            return Reply.TLS_HANDSHAKE_FAILED
         self.ctx.log.exception("session-error", client=self.client_ip, session=self.session_id)
-        return "451 4.3.0 Internal error; try again later"
+        return Reply.INTERNAL_ERROR
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Push the idle deadline back (aiosmtpd calls this on every command and DATA chunk).
@@ -326,13 +326,13 @@ class InboundSMTP(SMTP):
         assert self.envelope is not None
         if self.envelope.mail_from is not None:
             # RFC 4954 §4: AUTH is not permitted during a mail transaction.
-            await self.push("503 5.5.1 Error: AUTH is not allowed during a mail transaction")
+            await self.push(Reply.AUTH_IN_TRANSACTION)
             return
         await super().smtp_AUTH(arg)
         if self.session is not None and self.session.authenticated:
             return
         if self._auth_failures >= _MAX_AUTH_FAILURES_PER_SESSION:
-            await self._goodbye("421 4.7.0 Too many failed logins; goodbye")
+            await self._goodbye(Reply.TOO_MANY_FAILED_LOGINS)
 
     async def _challenge(self, prompt: str) -> bytes | None:
         """One SASL round trip (RFC 4954 §4); the client's answer never enters the transcript."""
@@ -449,7 +449,7 @@ class InboundSMTP(SMTP):
         self.envelope.mail_from = parsed.sender
         self.envelope.smtp_utf8 = parsed.smtputf8
         self._body_8bit_declared = parsed.body == "8BITMIME"
-        await self.push("250 2.1.0 Ok")
+        await self.push(Reply.MAIL_OK)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -487,7 +487,7 @@ class InboundSMTP(SMTP):
             await self.push(reply)
             return
         self.envelope.rcpt_tos.append(recipient)
-        await self.push("250 2.1.5 Ok")
+        await self.push(Reply.RCPT_OK)
 
     # ------------------------------------------------------------------ DATA
 

@@ -31,6 +31,15 @@ class Reply:
     SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
     RATE_LIMITED = "450 4.7.1 Too many messages from your address; slow down and try again later"
     USER_RATE_LIMITED = "450 4.7.1 Too many messages from your account this minute; try again later"
+    MAIL_OK = "250 2.1.0 Ok"
+    RCPT_OK = "250 2.1.5 Ok"
+    AUTH_IN_TRANSACTION = "503 5.5.1 Error: AUTH is not allowed during a mail transaction"
+    TOO_MANY_FAILED_LOGINS = "421 4.7.0 Too many failed logins; goodbye"
+    TLS_HANDSHAKE_FAILED = "454 4.7.0 TLS not available due to a handshake failure"
+    INTERNAL_ERROR = "451 4.3.0 Internal error; try again later"
+    NO_FROM_ADDRESS = (
+        "553 5.7.1 Message refused: it has no From: header address for the sender check"
+    )
 
     @staticmethod
     def suspended(destination: str, reason: str) -> str:
