@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from relaybox.config.model import LimitsConfig
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 

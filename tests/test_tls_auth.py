@@ -19,7 +19,7 @@ from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserC
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
 from relaybox.inbound.auth import client_network
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from relaybox.admin.control import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
-from relaybox.queue.spool import SORT_COLUMNS, MessageFilter, MessageRow
+from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen

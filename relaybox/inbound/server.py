@@ -43,7 +43,7 @@ from relaybox.message.address import AddressError, parse_mail, parse_rcpt
 from relaybox.message.queueid import new_queue_id
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
-from relaybox.queue.spool import NewMessage, Spool, SpoolError
+from relaybox.queue import NewMessage, Spool, SpoolError
 
 __all__ = ["InboundContext", "InboundSMTP", "start_listener"]
 
