@@ -19,7 +19,21 @@ from relaybox.queue.model import (
     RecipientRow,
 )
 
-__all__ = ["SORT_COLUMNS", "filter_terms", "recipient_terms", "sort_column"]
+__all__ = [
+    "ROW_COLUMNS",
+    "SORT_COLUMNS",
+    "count_by_state",
+    "count_messages",
+    "filter_terms",
+    "list_messages",
+    "message_id_page",
+    "message_ids",
+    "overview",
+    "recipient_terms",
+    "recipients_of",
+    "rows_by_id",
+    "sort_column",
+]
 
 #: What `list_messages` can sort by, and the column behind each name.
 SORT_COLUMNS: dict[str, str] = {

@@ -12,7 +12,15 @@ from pathlib import Path
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue.model import SpoolError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "connect", "migrate"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "connect",
+    "decode_transcript",
+    "encode_transcript",
+    "migrate",
+    "sql_list",
+]
 
 # Each entry upgrades the schema from its index to index + 1; never edit a released entry.
 MIGRATIONS: list[str] = [
