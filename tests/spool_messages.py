@@ -1,5 +1,6 @@
-"""What the queue tests share: a message as the inbound side hands it over, a way to set stored
-columns (through the private `Spool._write`), and the queue IDs a filter lists."""
+"""What the queue and UI tests share: a message as the inbound side hands it over, a way to set
+stored columns (through the private `Spool._write`), the queue IDs a filter lists, and the order
+SQLite lists rows in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from relaybox.admin.service import Admin
-from relaybox.queue import MessageFilter, NewMessage, Spool
+from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow, NewMessage, Spool
 
 MESSAGE = (
     b"Received: from client.example.test ([127.0.0.1]) by relay.example.test\r\n"
@@ -48,3 +49,9 @@ async def set_column(spool: Spool, sql: str) -> None:
 async def queue_ids_matching(spool: Spool, flt: MessageFilter) -> set[str]:
     """The queue IDs of every message `flt` lists, through the admin layer as the UI sees them."""
     return {r.queue_id for r in await Admin(spool).list_all(flt)}
+
+
+def sort_key(row: MessageRow, sort: str) -> tuple[bool, Any, int]:
+    """SQLite's order: NULLs first, then values, ties broken by row id."""
+    value = getattr(row, SORT_COLUMNS[sort])
+    return (value is not None, value, row.id)

@@ -12,14 +12,13 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relaybox.admin.service import Admin
 from relaybox.queue import SORT_COLUMNS, UNFINISHED_STATES, MessageFilter, MessageRow, Spool
 
-from .spool_messages import MESSAGE, new_message, queue_ids_matching, set_column
+from .spool_messages import MESSAGE, new_message, queue_ids_matching, set_column, sort_key
 
 
 @pytest.fixture
@@ -35,12 +34,6 @@ async def spool(db_path: Path) -> AsyncIterator[Spool]:
 
 
 # ---------------------------------------------------------------------- keyset pagination
-
-
-def sort_key(row: MessageRow, sort: str) -> tuple[bool, Any, int]:
-    """SQLite's order: NULLs first, then values, ties broken by row id."""
-    value = getattr(row, SORT_COLUMNS[sort])
-    return (value is not None, value, row.id)
 
 
 async def seed_for_paging(spool: Spool, count: int = 250) -> None:

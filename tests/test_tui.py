@@ -30,10 +30,10 @@ from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
+from .spool_messages import new_message, sort_key
 from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
-from .test_spool import new_message, sort_key
 from .tui_seed import NOW, seeded_app
 
 SIZE = (120, 30)
