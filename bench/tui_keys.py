@@ -39,7 +39,7 @@ from relaybox.config.model import (  # noqa: E402
 )
 from relaybox.engine import Engine  # noqa: E402
 from relaybox.maillog import setup_logging  # noqa: E402
-from relaybox.queue.spool import MessageFilter, NewMessage  # noqa: E402
+from relaybox.queue import MessageFilter, NewMessage  # noqa: E402
 from relaybox.tui.app import RelayboxApp  # noqa: E402
 from relaybox.tui.link import InProcessLink  # noqa: E402
 

@@ -27,7 +27,7 @@ from relaybox.maillog import MailLog
 from relaybox.outbound.client import Courier
 from relaybox.outbound.routing import load_credentials
 from relaybox.outbound.scheduler import Scheduler
-from relaybox.queue.spool import Spool
+from relaybox.queue import Spool
 from relaybox.resolver import Resolver
 from relaybox.statedir import DATABASE_NAME, SOCKET_NAME, StateLock, ensure_state_dir
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .test_delivery import relay_config, send, to_sink, wait_state
 

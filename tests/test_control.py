@@ -29,7 +29,7 @@ from relaybox.events import (
     MessageHeld,
     MessageReleased,
 )
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
 from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config

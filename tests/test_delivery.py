@@ -22,7 +22,7 @@ from relaybox.config.model import (
     RouteConfig,
     SocketAddress,
 )
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .conftest import SMTPClient, make_config, simple_message
 from .smtpsink import Sink

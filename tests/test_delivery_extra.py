@@ -41,7 +41,7 @@ from relaybox.config.model import (
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 from relaybox.outbound.client import Courier, Hop, Transaction
-from relaybox.queue.spool import MessageDetail, MessageFilter
+from relaybox.queue import MessageDetail, MessageFilter
 from relaybox.statedir import DATABASE_NAME
 
 from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config, simple_message

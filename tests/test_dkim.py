@@ -19,7 +19,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from relaybox.config.keys import DkimKey
 from relaybox.config.model import Config, DkimConfig
 from relaybox.events import DkimKeyChecked
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 from relaybox.signing.keys import dns_record, generate
 from relaybox.signing.signer import from_domain, read_record, relaxed_body, sign, signing_keys
 

@@ -26,7 +26,7 @@ from relaybox.dsn.report import (
     find_status,
     is_bounce_candidate,
 )
-from relaybox.queue.spool import DeliveryJob, PendingRecipient, RecipientOutcome
+from relaybox.queue import DeliveryJob, PendingRecipient, RecipientOutcome
 
 ARRIVED = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 +0000
 ATTEMPT = ARRIVED + 600

@@ -12,7 +12,7 @@ import pytest
 
 from relaybox.config.model import LimitsConfig
 from relaybox.message.replies import Reply
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 

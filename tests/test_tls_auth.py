@@ -20,7 +20,7 @@ from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
 from relaybox.inbound.auth import Authenticator, client_network
 from relaybox.message.replies import Reply
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 
 from .conftest import SMTPClient, make_config, relay_listener, simple_message
 

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from relaybox.admin.control import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
-from relaybox.queue.spool import SORT_COLUMNS, MessageFilter, MessageRow
+from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
 from relaybox.tui.inspector import InspectorScreen
@@ -30,10 +30,10 @@ from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
+from .spool_messages import new_message, sort_key
 from .test_cli import send as send_sync
 from .test_cli import write_config
 from .test_delivery import relay_config, send, to_sink
-from .test_spool import new_message, sort_key
 from .tui_seed import NOW, seeded_app
 
 SIZE = (120, 30)

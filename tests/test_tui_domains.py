@@ -168,7 +168,7 @@ async def test_the_table_reads_what_the_check_found(tmp_path: Path, domains_dns)
 async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, domains_dns) -> None:
     """A message bounced with 5.7.26 (DMARC) says so in the inspector, and `a` opens the
     findings of its From: domain; a message refused for another reason offers no `a`."""
-    from relaybox.queue.spool import AttemptRow, MessageFilter, RecipientOutcome
+    from relaybox.queue import AttemptRow, MessageFilter, RecipientOutcome
     from relaybox.tui.inspector import InspectorScreen
 
     from .tui_seed import _msg

@@ -24,7 +24,7 @@ from relaybox.events import (
 )
 from relaybox.maillog import setup_logging
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue.spool import AttemptRow, NewMessage, RecipientOutcome
+from relaybox.queue import AttemptRow, NewMessage, RecipientOutcome
 from relaybox.tui.app import UI_EVENTS, RelayboxApp
 from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
@@ -226,7 +226,7 @@ async def seed(engine: Engine) -> None:
 
 
 def _all():  # every state
-    from relaybox.queue.spool import MessageFilter
+    from relaybox.queue import MessageFilter
 
     return MessageFilter(states=())
 

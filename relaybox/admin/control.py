@@ -76,7 +76,7 @@ from relaybox.health.findings import Finding
 from relaybox.health.monitor import DomainReport
 from relaybox.maillog import MailLog
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue.spool import (
+from relaybox.queue import (
     ALL_STATES,
     UNFINISHED_STATES,
     AttemptRow,

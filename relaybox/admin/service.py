@@ -36,7 +36,7 @@ from relaybox.health.monitor import DomainReport
 from relaybox.message.address import AddressError, parse_rcpt
 from relaybox.message.replies import Reply
 from relaybox.outbound.routing import destination_for, smarthost_key
-from relaybox.queue.spool import (
+from relaybox.queue import (
     SORT_COLUMNS,
     DeliveryJob,
     MessageDetail,

@@ -43,7 +43,7 @@ from relaybox.health import Finding, check_domains, resolver_for, sending_domain
 from relaybox.inbound.certificates import generate_self_signed
 from relaybox.maillog import setup_logging
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue.spool import (
+from relaybox.queue import (
     ALL_STATES,
     UNFINISHED_STATES,
     MessageDetail,

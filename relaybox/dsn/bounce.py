@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from relaybox.config.model import Config
 from relaybox.dsn.report import Action, RecipientStatus, build_dsn, find_status
 from relaybox.message.queueid import new_queue_id
-from relaybox.queue.spool import DeliveryJob, NewMessage, RecipientOutcome
+from relaybox.queue import DeliveryJob, NewMessage, RecipientOutcome
 
 __all__ = ["dsn_message", "enhanced_status"]
 

@@ -18,7 +18,7 @@ from relaybox.inbound.certificates import ServerCertificate
 from relaybox.inbound.throttle import ConnectionTable, RateTable
 from relaybox.maillog import MailLog
 from relaybox.message.queueid import new_queue_id
-from relaybox.queue.spool import Spool
+from relaybox.queue import Spool
 
 if TYPE_CHECKING:
     from relaybox.inbound.server import InboundSMTP

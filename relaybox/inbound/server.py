@@ -41,7 +41,7 @@ from relaybox.message.headers import addresses, parse_header, split_header
 from relaybox.message.queueid import new_queue_id
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
-from relaybox.queue.spool import NewMessage, SpoolError
+from relaybox.queue import NewMessage, SpoolError
 
 __all__ = ["InboundSMTP"]
 

@@ -36,7 +36,7 @@ from relaybox.message.replies import Reply
 from relaybox.outbound.client import Courier, Credentials, Outcome, Transaction
 from relaybox.outbound.rewrite import rewrite_header_senders
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
-from relaybox.queue.spool import (
+from relaybox.queue import (
     AttemptRow,
     DeliveryJob,
     NewMessage,

@@ -36,7 +36,7 @@ from relaybox.events import (
     SessionClosed,
     SessionOpened,
 )
-from relaybox.queue.spool import MessageFilter
+from relaybox.queue import MessageFilter
 from relaybox.tui import format as fmt
 from relaybox.tui.domains_view import DomainScreen, DomainsPane
 from relaybox.tui.inspector import InspectorScreen

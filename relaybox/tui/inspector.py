@@ -31,7 +31,7 @@ from relaybox.events import (
     MessageHeld,
 )
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue.spool import MessageDetail
+from relaybox.queue import MessageDetail
 from relaybox.tui import format as fmt
 from relaybox.tui.domains_view import DomainScreen
 from relaybox.tui.link import EngineLink

@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 
 from relaybox.admin.control import AdminClient
-from relaybox.queue.spool import UNFINISHED_STATES, MessageFilter, MessageRow
+from relaybox.queue import UNFINISHED_STATES, MessageFilter, MessageRow
 from relaybox.tui import format as fmt
 from relaybox.tui.strip_view import StripView
 from relaybox.tui.widgets import printable, shown

@@ -16,7 +16,7 @@ from relaybox.admin.control import ControlClient
 from relaybox.config import Config
 from relaybox.engine import Engine
 from relaybox.maillog import setup_logging
-from relaybox.queue.spool import SpoolError
+from relaybox.queue import SpoolError
 from relaybox.statedir import SOCKET_NAME, EngineRunning, running_engine_pid
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import EngineLink, InProcessLink, SocketLink

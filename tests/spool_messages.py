@@ -1,0 +1,57 @@
+"""What the queue and UI tests share: a message as the inbound side hands it over, a way to set
+stored columns (through the private `Spool._write`), the queue IDs a filter lists, and the order
+SQLite lists rows in."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from relaybox.admin.service import Admin
+from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow, NewMessage, Spool
+
+MESSAGE = (
+    b"Received: from client.example.test ([127.0.0.1]) by relay.example.test\r\n"
+    b"From: Alice <alice@example.com>\r\n"
+    b"To: bob@example.org\r\n"
+    b"Subject: =?utf-8?q?caf=C3=A9?=\r\n"
+    b"Message-ID: <1@example.com>\r\n"
+    b"\r\n"
+    b"Hello,\r\n\xc3\xa9t\xc3\xa9 in 8 bits, a NUL \x00 and a lone dot:\r\n.\r\n"
+)
+
+
+def new_message(**overrides: Any) -> NewMessage:
+    """A message as the inbound side would hand it over; `overrides` replace fields."""
+    base = NewMessage(
+        sender="alice@example.com",
+        recipients=("bob@example.org", "carol@example.net"),
+        data=MESSAGE,
+        session_id="S1",
+        listener="127.0.0.1:2525",
+        client_ip="127.0.0.1",
+        client_port=40000,
+        helo="client.example.test",
+        auth_user=None,
+        tls=None,
+        body_8bit=True,
+        smtputf8=False,
+        arrived_at=1_800_000_000.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+async def set_column(spool: Spool, sql: str) -> None:
+    """Change stored rows the way delivery will (it has no public API yet)."""
+    await spool._write(lambda conn: conn.execute(sql))
+
+
+async def queue_ids_matching(spool: Spool, flt: MessageFilter) -> set[str]:
+    """The queue IDs of every message `flt` lists, through the admin layer as the UI sees them."""
+    return {r.queue_id for r in await Admin(spool).list_all(flt)}
+
+
+def sort_key(row: MessageRow, sort: str) -> tuple[bool, Any, int]:
+    """SQLite's order: NULLs first, then values, ties broken by row id."""
+    value = getattr(row, SORT_COLUMNS[sort])
+    return (value is not None, value, row.id)
