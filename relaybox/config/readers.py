@@ -26,6 +26,7 @@ __all__ = [
     "address_reason",
     "host_name_problem",
     "is_ip_address",
+    "list_of",
     "read_bool",
     "read_choice",
     "read_domain_pattern",
@@ -140,6 +141,19 @@ def read_each(
                 return None
             seen.add(item)
     return out
+
+
+def list_of(
+    parse: Callable[[Report, str, object], T | None], example: str, *, unique: bool = False
+) -> Callable[[Report, str, object], tuple[T, ...] | None]:
+    """A reader of a list setting whose items `parse` reads, as `key[i]`; `example` shows
+    how the list is written, `unique` refuses an item listed twice."""
+
+    def read_items(report: Report, key: str, value: object) -> tuple[T, ...] | None:
+        items = read_list(report, key, value, example)
+        return None if items is None else read_each(report, key, items, parse, unique=unique)
+
+    return read_items
 
 
 def read_socket_address(report: Report, key: str, value: object) -> SocketAddress | None:

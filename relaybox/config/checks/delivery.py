@@ -12,8 +12,7 @@ from relaybox.config.positions import join_key
 from relaybox.config.problems import Report
 from relaybox.config.readers import (
     address_reason,
-    read_each,
-    read_list,
+    list_of,
     read_port,
     read_str,
     split_host_port,
@@ -29,15 +28,19 @@ _DNS_PORT = 53
 
 def read_dns(report: Report, table: dict[str, Any]) -> DnsConfig | None:
     """The `[dns]` table."""
-    config: DnsConfig | None = read_table(
-        report, "dns", DnsConfig, table, {"resolvers": _resolvers}
-    )
+    resolvers = list_of(_resolver, example_of(DnsConfig, "resolvers"), unique=True)
+    config: DnsConfig | None = read_table(report, "dns", DnsConfig, table, {"resolvers": resolvers})
     return config
 
 
 def read_delivery(report: Report, table: dict[str, Any]) -> DeliveryConfig | None:
     """The `[delivery]` table, with the settings that must agree with each other."""
-    readers = {"outbound_ips": _outbound_ips, "bounce_sender": then(read_str, _bounce_sender)}
+    readers = {
+        "outbound_ips": list_of(
+            _outbound_ip, example_of(DeliveryConfig, "outbound_ips"), unique=True
+        ),
+        "bounce_sender": then(read_str, _bounce_sender),
+    }
     delivery: DeliveryConfig | None = read_table(report, "delivery", DeliveryConfig, table, readers)
     if delivery is None:
         return None
@@ -88,13 +91,6 @@ def delivery_warnings(report: Report, delivery: DeliveryConfig) -> None:
         )
 
 
-def _resolvers(report: Report, key: str, value: object) -> tuple[SocketAddress, ...] | None:
-    items = read_list(report, key, value, example_of(DnsConfig, "resolvers"))
-    if items is None:
-        return None
-    return read_each(report, key, items, _resolver, unique=True)
-
-
 def _resolver(report: Report, key: str, value: object) -> SocketAddress | None:
     """`address`, `address:port`, `[v6]` or `[v6]:port`; the port is 53 when not written."""
     if not isinstance(value, str):
@@ -126,13 +122,6 @@ def _resolver(report: Report, key: str, value: object) -> SocketAddress | None:
         report.error(key, f'"{value}": square brackets are only for IPv6 addresses; write "{host}"')
         return None
     return SocketAddress(str(address), port)
-
-
-def _outbound_ips(report: Report, key: str, value: object) -> tuple[IPAddress, ...] | None:
-    items = read_list(report, key, value, example_of(DeliveryConfig, "outbound_ips"))
-    if items is None:
-        return None
-    return read_each(report, key, items, _outbound_ip, unique=True)
 
 
 def _outbound_ip(report: Report, key: str, value: object) -> IPAddress | None:

@@ -8,9 +8,9 @@ import ipaddress
 from typing import Any
 
 from relaybox.config.checks.tls import check_tls_pair
-from relaybox.config.model import DEFAULT_LISTENER, ListenerConfig, Network, SocketAddress
+from relaybox.config.model import DEFAULT_LISTENER, ListenerConfig, SocketAddress
 from relaybox.config.problems import Report
-from relaybox.config.readers import read_each, read_list, read_network, read_socket_address
+from relaybox.config.readers import list_of, read_each, read_list, read_network, read_socket_address
 from relaybox.config.rules import example_of
 from relaybox.config.tables import blocks_of, read_table
 
@@ -39,7 +39,10 @@ def read_listeners(report: Report, data: dict[str, Any]) -> tuple[ListenerConfig
     )
     if blocks is None:
         return (DEFAULT_LISTENER,)
-    readers = {"listen": _listen, "allowed_networks": _networks}
+    readers = {
+        "listen": _listen,
+        "allowed_networks": list_of(read_network, example_of(ListenerConfig, "allowed_networks")),
+    }
     built: list[tuple[int, ListenerConfig]] = []
     for index, block in enumerate(blocks):
         prefix = f"listeners[{index}]"
@@ -63,13 +66,6 @@ def _listen(report: Report, key: str, value: object) -> tuple[SocketAddress, ...
         )
         return None
     return read_each(report, key, items, read_socket_address)
-
-
-def _networks(report: Report, key: str, value: object) -> tuple[Network, ...] | None:
-    items = read_list(report, key, value, example_of(ListenerConfig, "allowed_networks"))
-    if items is None:
-        return None
-    return read_each(report, key, items, read_network)
 
 
 def _duplicate_addresses(report: Report, listeners: list[tuple[int, ListenerConfig]]) -> None:

@@ -21,6 +21,7 @@ from relaybox.config.readers import (
     address_problem,
     host_name_problem,
     is_ip_address,
+    list_of,
     read_domain_pattern,
     read_each,
     read_list,
@@ -67,7 +68,7 @@ def read_routes(report: Report, data: dict[str, Any]) -> list[RouteBlock] | None
     readers = {
         "domains": _domains,
         "sender_domains": _sender_domains,
-        "hosts": _hosts,
+        "hosts": list_of(_host_port, example_of(RouteConfig, "hosts")),
         "rewrite_senders": _rewrite_senders,
         "username": then(read_str, _route_username),
         "password_env": _password_env,
@@ -183,8 +184,8 @@ def _domain_patterns(
             'or ["*"] for every domain',
         )
         return None
-    patterns = [read_domain_pattern(report, f"{key}[{i}]", item) for i, item in enumerate(items)]
-    if any(pattern is None for pattern in patterns):
+    patterns = read_each(report, key, items, read_domain_pattern)
+    if patterns is None:
         return None
     if "*" in patterns and len(patterns) > 1:
         report.error(
@@ -193,14 +194,7 @@ def _domain_patterns(
             'write ["*"] alone, or list the domains without "*"',
         )
         return None
-    return tuple(pattern for pattern in patterns if pattern is not None)
-
-
-def _hosts(report: Report, key: str, value: object) -> tuple[HostPort, ...] | None:
-    items = read_list(report, key, value, example_of(RouteConfig, "hosts"))
-    if items is None:
-        return None
-    return read_each(report, key, items, _host_port)
+    return patterns
 
 
 def _host_port(report: Report, key: str, value: object) -> HostPort | None:

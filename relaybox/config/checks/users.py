@@ -15,7 +15,7 @@ from relaybox.config.readers import (
     address_problem,
     host_name_problem,
     is_ip_address,
-    read_list,
+    list_of,
     read_str,
 )
 from relaybox.config.rules import example_of
@@ -39,7 +39,7 @@ def read_users(report: Report, data: dict[str, Any]) -> tuple[UserConfig, ...]:
     readers = {
         "name": then(read_str, _user_name),
         "password_hash": _password_hash_text,
-        "allowed_senders": _senders,
+        "allowed_senders": list_of(_sender, example_of(UserConfig, "allowed_senders")),
     }
     built: list[tuple[int, UserConfig]] = []
     for index, block in enumerate(blocks):
@@ -185,16 +185,6 @@ def _password_hash(report: Report, prefix: str, block: dict[str, Any]) -> bool:
         report.error(key, problem.replace("relaybox passwd USER", command))
         return False
     return True
-
-
-def _senders(report: Report, key: str, value: object) -> tuple[str, ...] | None:
-    items = read_list(report, key, value, example_of(UserConfig, "allowed_senders"))
-    if items is None:
-        return None
-    senders = [_sender(report, f"{key}[{i}]", item) for i, item in enumerate(items)]
-    if any(sender is None for sender in senders):
-        return None
-    return tuple(sender for sender in senders if sender is not None)
 
 
 def _sender(report: Report, key: str, value: object) -> str | None:
