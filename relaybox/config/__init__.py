@@ -8,14 +8,8 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from relaybox.config.load import (
-    ConfigError,
-    Problem,
-    check_config,
-    check_user_name,
-    load_config,
-    load_config_with_warnings,
-)
+from relaybox.config.checks.users import check_user_name
+from relaybox.config.load import check_config, load_config, load_config_with_warnings
 from relaybox.config.model import (
     APP_NAME,
     DEFAULT_LISTENER,
@@ -41,6 +35,7 @@ from relaybox.config.model import (
     default_config_path,
     default_state_dir,
 )
+from relaybox.config.problems import ConfigError, Problem
 from relaybox.config.secrets import read_route_password
 
 __all__ = [

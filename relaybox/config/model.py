@@ -1,8 +1,9 @@
 """The typed, immutable configuration of a relaybox engine.
 
-Only shapes, defaults and pure lookups (`UserConfig.may_send_as`, `Config.find_user`,
-`Config.route_for`) live here; reading TOML and validating values is `config.load`'s job.
-Every object is frozen so a reload can swap one reference while running sessions keep theirs.
+Shapes, defaults, the rules each setting carries (`Annotated[int, Range(...)]`, applied by
+`config.tables`) and pure lookups (`UserConfig.may_send_as`, `Config.route_for`) live here;
+reading TOML and checking values is `config.load`'s job. Every object is frozen so a reload can
+swap one reference while running sessions keep theirs.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import ipaddress
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
 
 from relaybox.config.keys import DkimKey
+from relaybox.config.rules import Example, Range
 
 __all__ = [
     "APP_NAME",
@@ -55,6 +57,12 @@ DkimKeyCheck = Literal["warn", "hold", "off"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_DAY = 86400
+_POSITIVE = Range(0, low_inclusive=False)
+_TIMEOUT = Range(0, 3600, low_inclusive=False, unit="seconds")
+_BACKOFF = Range(0, _DAY, low_inclusive=False, unit="seconds")
+_DOMAINS = Example('["example.org", "*.example.org"]')
+
 
 def default_config_path() -> Path:
     """Where `relaybox init` writes and every command looks when `--config` is not given."""
@@ -78,7 +86,9 @@ class SocketAddress:
     The host is always an IP address literal, IPv6 without brackets."""
 
     host: str
+    """An IP address literal (`127.0.0.1`, `::1`); `0.0.0.0` or `::` binds every address."""
     port: int
+    """The TCP or UDP port; 0 for a listener means any free port."""
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -90,7 +100,9 @@ class HostPort:
     the port to connect to."""
 
     host: str
+    """A lower-cased DNS name, or an IP address literal."""
     port: int
+    """The port to connect to: 587 for submission, 465 for implicit TLS, 25 between servers."""
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -105,7 +117,7 @@ class ServerConfig:
     goes to `postmaster@` this name (see `Config.qualify`)."""
     state_dir: Path = field(default_factory=default_state_dir)
     """Spool, database, lock and admin socket; created with mode 0700."""
-    min_free_space_mb: int = 100
+    min_free_space_mb: Annotated[int, Range(0, unit="MB")] = 100
     """Below this much free disk in state_dir, new mail is refused with 452 4.3.1 at MAIL."""
 
 
@@ -113,25 +125,25 @@ class ServerConfig:
 class LimitsConfig:
     """The `[limits]` table: what a client may cost the relay."""
 
-    max_message_size: int = 10_240_000
+    max_message_size: Annotated[int, Range(1024, 2**31, unit="bytes")] = 10_240_000
     """Largest message in bytes (advertised as SIZE; 552 when exceeded). Postfix's default."""
-    max_recipients: int = 1000
+    max_recipients: Annotated[int, _POSITIVE] = 1000
     """Recipients per message; the next RCPT gets 452 4.5.3 (RFC 5321 §4.5.3.1.10)."""
-    max_line_length: int = 998
+    max_line_length: Annotated[int, Range(78, 100_000, unit="characters")] = 998
     """Longest text line in DATA, without CRLF (RFC 5322 §2.1.1); longer lines get 500 5.5.2."""
-    max_command_length: int = 512
+    max_command_length: Annotated[int, Range(512, 4096, unit="characters")] = 512
     """Longest command line including CRLF (RFC 5321 §4.5.3.1.4), plus room for extensions."""
-    idle_timeout: float = 300.0
+    idle_timeout: Annotated[float, _TIMEOUT] = 300.0
     """Seconds a client may stay silent between commands (RFC 5321 §4.5.3.2.7)."""
-    data_timeout: float = 600.0
+    data_timeout: Annotated[float, _TIMEOUT] = 600.0
     """Total seconds allowed for one DATA transfer, so a slow sender cannot hold a slot forever."""
-    max_connections: int = 200
+    max_connections: Annotated[int, _POSITIVE] = 200
     """Concurrent SMTP connections over all listeners; more get 421 4.7.0."""
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: Annotated[int, _POSITIVE] = 50
     """Concurrent connections from one client IP (IPv6 counted per address); more get 421."""
-    max_messages_per_minute_per_ip: int = 0
+    max_messages_per_minute_per_ip: Annotated[int, Range(0)] = 0
     """Messages one client IP may send per minute (0 = no limit); beyond, 450 4.7.1 at MAIL."""
-    max_messages_per_minute_per_user: int = 100
+    max_messages_per_minute_per_user: Annotated[int, Range(0)] = 100
     """Messages one authenticated user may send per minute (0 = no limit); beyond, 450 4.7.1.
 
     `UserConfig.max_messages_per_minute` overrides it for one user."""
@@ -141,17 +153,17 @@ class LimitsConfig:
 class AuthConfig:
     """The `[auth]` table: how password checks are paced and brute force is slowed down."""
 
-    failures_before_delay: int = 3
+    failures_before_delay: Annotated[int, Range(1)] = 3
     """Failed logins from one client IP (IPv6 counted per /64) within failure_window after
     which every further reply to that IP is delayed."""
-    failures_before_lockout: int = 10
+    failures_before_lockout: Annotated[int, Range(1)] = 10
     """Failed logins from one IP within failure_window after which AUTH from that IP is
     refused for lockout_seconds; always more than failures_before_delay."""
-    failure_window: float = 900.0
+    failure_window: Annotated[float, Range(1, 86400, unit="seconds")] = 900.0
     """Seconds over which failed logins are counted."""
-    lockout_seconds: float = 900.0
+    lockout_seconds: Annotated[float, Range(1, 86400, unit="seconds")] = 900.0
     """Seconds AUTH stays refused for an IP that reached failures_before_lockout."""
-    max_verifications_in_flight: int = 8
+    max_verifications_in_flight: Annotated[int, Range(1, 256)] = 8
     """Password checks running at once over all sessions (each is slow by design); AUTH
     beyond this gets 454 4.7.0 at once rather than waiting."""
 
@@ -160,10 +172,10 @@ class AuthConfig:
 class DnsConfig:
     """The `[dns]` table: where delivery and the domain checks look names up."""
 
-    resolvers: tuple[SocketAddress, ...] = ()
+    resolvers: Annotated[tuple[SocketAddress, ...], Example('["127.0.0.1", "[::1]:5353"]')] = ()
     """DNS servers to ask, in order (written `"127.0.0.1"` for port 53, `"127.0.0.1:5353"`,
     `"[::1]:53"`); empty means the system's resolvers from /etc/resolv.conf."""
-    timeout: float = 5.0
+    timeout: Annotated[float, Range(0.1, 60, unit="seconds")] = 5.0
     """Seconds to wait for the answer to one query; a query that runs out counts as a
     temporary DNS failure (the message is retried later, never bounced for it)."""
 
@@ -173,51 +185,53 @@ class DeliveryConfig:
     """The `[delivery]` table: how mail leaves the relay, how failures are retried, how long
     messages are kept. Durations are in seconds."""
 
-    mx_port: int = 25
+    mx_port: Annotated[int, Range(1, 65535)] = 25
     """The SMTP port of MX hosts; only a lab setup delivering to a test server changes it."""
-    outbound_ips: tuple[IPAddress, ...] = ()
+    outbound_ips: Annotated[tuple[IPAddress, ...], Example('["203.0.113.7"]')] = ()
     """The public addresses receiving servers see this relay send from, for the SPF and PTR
     checks of `relaybox doctor`; empty means those checks cannot be made."""
-    max_connections: int = 50
+    max_connections: Annotated[int, Range(1, 10_000)] = 50
     """Outbound SMTP connections open at once, over all destinations."""
-    max_connections_per_destination: int = 10
+    max_connections_per_destination: Annotated[int, Range(1, 1000)] = 10
     """Outbound connections open at once to one destination (an MX domain or a smart host);
     `RouteConfig.max_connections` overrides it for one route."""
-    connection_cache_idle: float = 10.0
+    connection_cache_idle: Annotated[float, Range(0, 300, unit="seconds")] = 10.0
     """Seconds an idle outbound connection is kept open for the next message to the same
     destination (RSET between messages); 0 closes every connection after its messages."""
-    connect_timeout: float = 30.0
+    connect_timeout: Annotated[float, Range(0, 600, low_inclusive=False, unit="seconds")] = 30.0
     """Seconds to wait for a TCP connection and the server's greeting (Postfix's
     smtp_connect_timeout is 30 s)."""
-    command_timeout: float = 300.0
+    command_timeout: Annotated[float, _TIMEOUT] = 300.0
     """Seconds to wait for the reply to one SMTP command (RFC 5321 §4.5.3.2 suggests 5 minutes
     for MAIL, RCPT and the greeting)."""
-    data_timeout: float = 600.0
+    data_timeout: Annotated[float, _TIMEOUT] = 600.0
     """Seconds to wait while sending a message's content and for the reply to its final dot
     (RFC 5321 §4.5.3.2.5-6 suggest 3 and 10 minutes)."""
-    min_backoff: float = 300.0
+    min_backoff: Annotated[float, _BACKOFF] = 300.0
     """Seconds before the first retry of a deferred recipient (Postfix's minimal_backoff_time);
     each further failure doubles the wait, up to max_backoff."""
-    max_backoff: float = 4000.0
+    max_backoff: Annotated[float, _BACKOFF] = 4000.0
     """Longest wait between two retries (Postfix's maximal_backoff_time); never less than
     min_backoff."""
-    queue_lifetime: float = 432_000.0
+    queue_lifetime: Annotated[float, Range(0, 30 * _DAY, low_inclusive=False, unit="seconds")] = (
+        432_000.0
+    )
     """Seconds a recipient may stay deferred before it is bounced with the last reply
     (5 days, as Postfix's maximal_queue_lifetime)."""
-    delay_warning: float = 0.0
+    delay_warning: Annotated[float, Range(0, 30 * _DAY, unit="seconds")] = 0.0
     """Seconds after which the sender gets a "delayed" DSN for a still-deferred recipient
     (RFC 3464 Action: delayed); 0 never sends one. Less than queue_lifetime."""
     soft_bounce: bool = False
     """Turn every permanent (5xx) failure into a deferral, so nothing bounces while an admin
     investigates (Postfix's soft_bounce); off again, the deferred mail bounces on its next try."""
-    retention: float = 604_800.0
+    retention: Annotated[float, Range(0, 366 * _DAY, unit="seconds")] = 604_800.0
     """Seconds a delivered or bounced message (body and transcripts) is kept for viewing
     before it is purged (7 days); 0 purges it within seconds of finishing."""
     suppress_hard_bounces: bool = True
     """Add a recipient to the suppression list when the next hop's reply to its own RCPT says
     it does not exist (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10); later mail to it is refused at RCPT.
     DNS failures, a refused sender and relaybox's own refusals never add one."""
-    suppression_days: float = 30.0
+    suppression_days: Annotated[float, Range(0, 3650, low_inclusive=False, unit="days")] = 30.0
     """Days a suppression list entry lasts before mail to that recipient is tried again."""
     dkim_key_check: DkimKeyCheck = "warn"
     """Before a signed message's first attempt, look up its selector's key in DNS (cached
@@ -256,9 +270,9 @@ class UiConfig:
     theme: str = "relaybox-dark"
     """Theme name: one of `themes/*.toml` (relaybox-dark, relaybox-light), a file in the config
     folder's `themes/`, or one of Textual's built-in themes."""
-    deferred_warning: int = 100
+    deferred_warning: Annotated[int, Range(0, 10_000_000, unit="messages")] = 100
     """The status bar turns to the warning colour above this many deferred messages."""
-    oldest_deferred_warning: float = 14_400.0
+    oldest_deferred_warning: Annotated[float, Range(0, 366 * _DAY, unit="seconds")] = 14_400.0
     """...or when the oldest deferred message has waited longer than this (seconds)."""
 
 
@@ -266,7 +280,7 @@ class UiConfig:
 class HealthConfig:
     """The `[health]` table: how often the running engine checks its sending domains."""
 
-    check_interval: float = 21_600.0
+    check_interval: Annotated[float, Range(0, 2_678_400, unit="seconds")] = 21_600.0
     """Seconds between checks of every sending domain's SPF, DKIM, DMARC, MX and reverse DNS
     records (the Domains pane and the log show what changed); 0 checks only at start and
     when asked (the Domains pane's re-check, `relaybox doctor`)."""
@@ -301,7 +315,7 @@ class DkimConfig:
 class ListenerConfig:
     """One `[[listeners]]` entry: where relaybox accepts SMTP and under what policy."""
 
-    listen: tuple[SocketAddress, ...]
+    listen: Annotated[tuple[SocketAddress, ...], Example('["127.0.0.1:2525"]')]
     """Addresses to bind."""
     role: Role = "relay"
     """`relay`: clients in allowed_networks may relay; `submission`: AUTH required."""
@@ -311,11 +325,11 @@ class ListenerConfig:
     """PEM certificate (chain) offered by TLS; required when tls is not `none`."""
     private_key: Path | None = None
     """PEM private key of `certificate`, without a passphrase; may be the same file."""
-    allowed_networks: tuple[Network, ...] = ()
+    allowed_networks: Annotated[tuple[Network, ...], Example('["192.168.1.0/24"]')] = ()
     """Client networks that may relay through a `relay` listener; everyone else gets 554 5.7.1."""
     bare_lf: BareLfPolicy = "reject"
     """`reject` bare LF/CR in DATA (SMTP smuggling defence) or `normalize` them to CRLF."""
-    greet_pause: float = 0.0
+    greet_pause: Annotated[float, Range(0, 300, unit="seconds")] = 0.0
     """Seconds to wait before the greeting; a client that talks first is dropped (0 = off)."""
     allow_ip_literals: bool = False
     """Accept `user@[192.0.2.1]` addresses."""
@@ -330,16 +344,18 @@ class ListenerConfig:
 class UserConfig:
     """One `[[users]]` entry: a login for `submission` listeners and whom it may send as."""
 
-    name: str
+    name: Annotated[str, Example('"alice"')]
     """The AUTH login name; case-sensitive. A name that is an address (`alice@example.org`)
     may always send as itself."""
-    password_hash: str = field(repr=False)
+    password_hash: Annotated[
+        str, Example('"$scrypt$..." (run relaybox passwd NAME and paste what it prints)')
+    ] = field(repr=False)
     """What `relaybox passwd NAME` prints (scrypt, per-user salt); never a plain password.
     Left out of repr() so a logged config does not hand out hashes to crack."""
-    allowed_senders: tuple[str, ...] = ()
+    allowed_senders: Annotated[tuple[str, ...], Example('["example.org", "bob@example.net"]')] = ()
     """Domains (`example.org`: that exact domain, not its subdomains) and addresses
     (`bob@example.net`) this user may use in MAIL FROM and From:, lower-cased."""
-    max_messages_per_minute: int | None = None
+    max_messages_per_minute: Annotated[int | None, Range(1)] = None
     """This user's own limit, instead of `[limits] max_messages_per_minute_per_user`."""
 
     def may_send_as(self, address: str) -> bool:
@@ -375,19 +391,19 @@ class RouteConfig:
     Postfix's `.example.com`), or `*` alone (every domain).
     """
 
-    domains: tuple[str, ...]
+    domains: Annotated[tuple[str, ...], _DOMAINS]
     """Recipient domain patterns this route takes; at least one. `*` is never combined with
     other patterns."""
-    transport: Transport
+    transport: Annotated[Transport, Example('"mx" (or "smarthost", "reject", "hold", "capture")')]
     """`mx`: look up the domain's MX hosts and deliver there; `smarthost`: hand the mail to
     `hosts`; `reject`: refuse the recipient at RCPT with 550 5.7.1 `reject_text`; `hold`:
     accept and keep the message until an admin releases it; `capture`: accept, keep it for
     viewing and mark it delivered without sending it anywhere (a test sandbox)."""
-    sender_domains: tuple[str, ...] = ()
+    sender_domains: Annotated[tuple[str, ...], _DOMAINS] = ()
     """When not empty, the route applies only when the envelope sender's domain matches one
     of these patterns too (a sender-dependent relay host, as Postfix's
     sender_dependent_relayhost_maps); the null sender `<>` matches only `*`."""
-    hosts: tuple[HostPort, ...] = ()
+    hosts: Annotated[tuple[HostPort, ...], Example('["smtp.example.net:587"]')] = ()
     """`smarthost` only, and required there: the upstreams, tried in order (the next when one
     cannot be reached or defers), or in turn with round_robin."""
     tls: RouteTls = "opportunistic"
@@ -412,13 +428,16 @@ class RouteConfig:
     instead of the system's store (for an upstream with a private CA)."""
     reject_text: str = "Relaying to this domain is not allowed"
     """`reject` only: the text of the `550 5.7.1` reply to RCPT."""
-    max_messages_per_minute: int = 0
+    max_messages_per_minute: Annotated[int, Range(0, 100_000)] = 0
     """Messages per minute sent to one destination of this route, for providers that
     throttle (0 = no limit); further messages wait, they do not fail."""
-    max_connections: int | None = None
+    max_connections: Annotated[int | None, Range(1, 1000)] = None
     """Connections at once to one destination of this route, instead of
     `[delivery] max_connections_per_destination`."""
-    rewrite_senders: tuple[tuple[str, str], ...] = ()
+    rewrite_senders: Annotated[
+        tuple[tuple[str, str], ...],
+        Example('{ "scanner@printer.local" = "scanner@example.org" }'),
+    ] = ()
     """Sender rewriting for mail leaving through this route, as Postfix's canonical maps:
     `(from, to)` pairs, where `from` is a lower-cased address or `@domain` (every address at
     that domain) and `to` an address. Applied to the envelope sender and the From: header;
@@ -490,6 +509,8 @@ DEFAULT_LISTENER = ListenerConfig(
         ipaddress.ip_network("::1/128"),
     ),
 )
+"""The listener of a config without `[[listeners]]`: port 2525 on loopback, relaying for
+programs on this machine only."""
 
 
 @dataclass(frozen=True)
@@ -497,11 +518,16 @@ class Config:
     """The whole configuration; one immutable object swapped atomically on reload."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    """The `[server]` table: host name, state folder, free space floor."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """The `[limits]` table: what one client or message may cost the relay."""
     log: LogConfig = field(default_factory=LogConfig)
+    """The `[log]` table: format, level and optional file of the log."""
     auth: AuthConfig = field(default_factory=AuthConfig)
     """The `[auth]` table: pacing of password checks and the brute-force defence."""
     listeners: tuple[ListenerConfig, ...] = (DEFAULT_LISTENER,)
+    """The `[[listeners]]` blocks: where SMTP is accepted; `(DEFAULT_LISTENER,)` when the
+    file has none."""
     users: tuple[UserConfig, ...] = ()
     """The `[[users]]` blocks: who may log in on submission listeners; names are unique."""
     dns: DnsConfig = field(default_factory=DnsConfig)
