@@ -3,8 +3,9 @@ records what happened: delivered, deferred with a backoff, or bounced with a DSN
 
 It reads the spool for work (so a restart resumes exactly where it stopped), keeps only the ids
 in flight in memory, limits connections in total and per destination, paces destinations that
-throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, SMTP is
-`client`'s, retry or bounce is `retry`'s (a pure function), DSN wording is `dsn`'s.
+throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, the bytes sent
+(rewrite, DKIM) `content`'s, SMTP `client`'s, retry or bounce `retry`'s (a pure function), DSN
+wording `dsn`'s.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,8 +34,8 @@ from relaybox.events import (
 from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
 from relaybox.outbound.client import Courier, Credentials, Outcome, Transaction
+from relaybox.outbound.content import prepare
 from relaybox.outbound.retry import decide
-from relaybox.outbound.rewrite import rewrite_header_senders
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
 from relaybox.queue.spool import (
     AttemptRow,
@@ -46,14 +46,7 @@ from relaybox.queue.spool import (
     Spool,
 )
 from relaybox.resolver import Resolver
-from relaybox.signing.signer import (
-    KeyCheck,
-    PublishedKeys,
-    SigningError,
-    from_domain,
-    sign,
-    signing_keys,
-)
+from relaybox.signing.signer import KeyCheck, PublishedKeys
 
 __all__ = ["Scheduler"]
 
@@ -392,7 +385,17 @@ class Scheduler:
             per_destination = self._per_destination[destination.key] = _Gate(limit)
         # The bare postmaster is sent on as postmaster@hostname (see Config.qualify).
         addresses = tuple(config.qualify(r.address) for r in recipients)
-        content = await self._content(job, destination, signed, config)
+        content = await prepare(
+            job.data,
+            route,
+            config,
+            signed,
+            published_keys=self.published_keys,
+            on_key_checked=self._note_key,
+            log=self.log,
+            queue_id=job.queue_id,
+            now=self.clock(),
+        )
         if isinstance(content, str):
             return [
                 RecipientOutcome(r.idx, "held", content, None, destination.key, False)
@@ -498,43 +501,6 @@ class Scheduler:
         return outcomes, rows
 
     # ------------------------------------------------------------------ content
-
-    async def _content(
-        self, job: DeliveryJob, destination: Destination, signed: dict[str, bytes], config: Config
-    ) -> bytes | str:
-        """The bytes sent to this destination: From:/Sender: rewritten for the route, then
-        signed; or, when `dkim_key_check = "hold"` finds the key unpublished, why it is held.
-
-        The signature is made once per message and rewrite (its `variant`) and kept in
-        `signed`, which the attempt's record stores, so every retry sends the same one.
-        """
-        data = job.data
-        route = destination.route
-        variant = ""
-        if route.rewrite_senders:
-            data = await asyncio.to_thread(rewrite_header_senders, data, route.rewrite_sender)
-            if data is not job.data:
-                # Routes may rewrite one message differently: one signature per result.
-                variant = hashlib.sha256(data[: data.find(b"\r\n\r\n")]).hexdigest()[:32]
-        if variant in signed:
-            return signed[variant] + data
-        entries = signing_keys(config.dkim, from_domain(data))
-        if not entries:
-            return data
-        check = config.delivery.dkim_key_check
-        if check != "off":
-            for entry in entries:
-                found = self.published_keys.cached(entry) or await self.published_keys.check(entry)
-                self._note_key(found)
-                if check == "hold" and found.status not in ("ok", "error"):
-                    return f"held: DKIM key not usable: {found.detail}; release after fixing DNS"
-        try:
-            header = await asyncio.to_thread(sign, data, entries, now=self.clock())
-        except SigningError as exc:
-            self.log.warning("dkim-not-signed", queue_id=job.queue_id, reason=str(exc))
-            header = b""
-        signed[variant] = header
-        return header + data
 
     def _note_key(self, found: KeyCheck) -> None:
         """Log and publish a selector's DNS status when it changes (not once per message)."""
