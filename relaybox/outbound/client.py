@@ -10,7 +10,6 @@ line, AUTH secrets replaced by `<secret>`. Nothing here touches the spool or dec
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 import socket
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse
 
 from relaybox.message.transcript import TranscriptLine, tls_summary
+from relaybox.outbound.smtp_wire import RecordingSMTP, authenticate, reply_text
 
 __all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transaction"]
 
@@ -34,7 +33,6 @@ TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
 # credential must not bounce the queue (Postfix's smtp_sasl_auth_soft_bounce).
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
-_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -111,10 +109,6 @@ class _HopFailed(Exception):
         self.auth = auth
 
 
-def _reply(response: SMTPResponse) -> str:
-    return f"{response.code} {response.message}".replace("\n", " ")
-
-
 def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred", "bounced"]:
     if 200 <= code < 300:
         return "delivered"
@@ -123,110 +117,16 @@ def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred",
     return "deferred"
 
 
-class _RecordingSMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client, writing every command and reply into the current attempt."""
-
-    def __init__(self, *, on_line: Callable[[TranscriptLine], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.on_line = on_line
-        self._secret_replies = False
-        self.created_at = time.monotonic()
-        self.idle_since = time.monotonic()
-
-    def note(self, direction: str, text: str) -> None:
-        self.on_line(TranscriptLine(time.time(), direction, text))
-
-    async def execute_command(self, *args: bytes, timeout: Any = ...) -> SMTPResponse:
-        verb = args[0].upper() if args else b""
-        if verb == b"AUTH":
-            shown = b" ".join(args[:2]).decode("ascii", "replace") + (
-                " <secret>" if len(args) > 2 else ""
-            )
-            self._secret_replies = True
-        elif self._secret_replies:
-            shown = "<secret>"  # an AUTH continuation line (RFC 4954 §4)
-        else:
-            shown = b" ".join(args).decode("utf-8", "replace")
-        self.note("C", shown)
-        try:
-            if timeout is ...:
-                response = await super().execute_command(*args)
-            else:
-                response = await super().execute_command(*args, timeout=timeout)
-        except aiosmtplib.SMTPException as exc:
-            self.note("-", f"{type(exc).__name__}: {exc}")
-            raise
-        if response.code != 334:
-            self._secret_replies = False
-        for line in (response.message or "").split("\n") or [""]:
-            self.note("S", f"{response.code} {line}".rstrip())
-        return response
-
-    # MAIL, RCPT and DATA without aiosmtplib's per-call address parsing and whole-message
-    # regexes: the spool holds validated addresses (CR, LF, NUL refused, and checked again
-    # by `deliver` and by aiosmtplib's protocol) and CRLF-clean messages, and these three run
-    # once per message on the hot path.
-
-    async def mail_from(self, sender: str, options: list[str], encoding: str) -> SMTPResponse:
-        """MAIL FROM:<sender>; raises SMTPSenderRefused unless 250."""
-        args = [b"MAIL", b"FROM:<" + sender.encode(encoding) + b">"]
-        args.extend(option.encode("ascii") for option in options)
-        response = await self.execute_command(*args)
-        if response.code != 250:
-            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
-        return response
-
-    async def rcpt_to(self, recipient: str, encoding: str) -> SMTPResponse:
-        """RCPT TO:<recipient>; raises SMTPRecipientRefused unless 250 or 251."""
-        response = await self.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
-        if response.code not in (250, 251):
-            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
-        return response
-
-    async def send_data(self, message: bytes, timeout: float) -> SMTPResponse:
-        """DATA, the dot-stuffed message and its end; raises SMTPDataError unless 354/250."""
-        start = await self.execute_command(b"DATA", timeout=timeout)
-        if start.code != 354:
-            # End the transaction, or the next message on this cached connection would be
-            # refused as a nested MAIL (and bounced).
-            with contextlib.suppress(aiosmtplib.SMTPException):
-                await self.rset()
-            raise aiosmtplib.SMTPDataError(start.code, start.message)
-        if message.count(b"\n") != message.count(b"\r\n") or b"\r" in message.replace(b"\r\n", b""):
-            message = _LINE_ENDING.sub(b"\r\n", message)  # RFC 5321 §2.3.8: CRLF only
-        if not message.endswith(b"\r\n"):
-            message += b"\r\n"
-        # RFC 5321 §4.5.2: a line that starts with a period gets one more.
-        stuffed = message.replace(b"\r\n.", b"\r\n..")
-        if stuffed.startswith(b"."):
-            stuffed = b"." + stuffed
-        self.note("-", f"<{len(message)} bytes of message data>")
-        protocol = self.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        try:
-            protocol.write(stuffed + b".\r\n")
-            response = await protocol.read_response(timeout=timeout)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-            self.note("-", f"{type(exc).__name__}: {exc}")
-            self.close()
-            raise
-        self.note("S", _reply(response))
-        if response.code != 250:
-            raise aiosmtplib.SMTPDataError(response.code, response.message)
-        return response
-
-
 @dataclass
 class _Idle:
-    smtp: _RecordingSMTP
+    smtp: RecordingSMTP
     since: float
 
 
 async def _quit_all(entries: Sequence[_Idle]) -> None:
     """QUIT each connection (at most 2 s each, all at once), then close it."""
 
-    async def quit_one(smtp: _RecordingSMTP) -> None:
+    async def quit_one(smtp: RecordingSMTP) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(smtp.quit(), 2)
         smtp.close()
@@ -274,7 +174,7 @@ class Courier:
 
     # ------------------------------------------------------------------ connection cache
 
-    def _take_idle(self, key: tuple[Any, ...]) -> _RecordingSMTP | None:
+    def _take_idle(self, key: tuple[Any, ...]) -> RecordingSMTP | None:
         pool = self._idle.get(key)
         now = time.monotonic()
         while pool:
@@ -284,7 +184,7 @@ class Courier:
             entry.smtp.close()
         return None
 
-    def _put_idle(self, key: tuple[Any, ...], smtp: _RecordingSMTP) -> None:
+    def _put_idle(self, key: tuple[Any, ...], smtp: RecordingSMTP) -> None:
         if self.cache_idle <= 0 or not smtp.is_connected or self._closed:
             smtp.close()
             return
@@ -443,7 +343,7 @@ class Courier:
         ca_file: str | None,
         record: Callable[[TranscriptLine], None],
         plaintext_retry: bool = False,
-    ) -> _RecordingSMTP:
+    ) -> RecordingSMTP:
         implicit = tls == "implicit"
         common: dict[str, Any] = {
             "on_line": record,
@@ -457,7 +357,7 @@ class Courier:
                 # TLS from the first byte (RFC 8314 §3), verified against the host name, on a
                 # socket to the address routing resolved.
                 sock = await self._open_socket(hop)
-                smtp = _RecordingSMTP(
+                smtp = RecordingSMTP(
                     hostname=hop.host,
                     use_tls=True,
                     tls_context=self._context(True, ca_file),
@@ -465,7 +365,7 @@ class Courier:
                     **common,
                 )
             else:
-                smtp = _RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
+                smtp = RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
             greeting = await smtp.connect(timeout=self.connect_timeout)
         except aiosmtplib.SMTPConnectResponseError as exc:
             record(TranscriptLine(time.time(), "S", f"{exc.code} {exc.message}"))
@@ -476,7 +376,7 @@ class Courier:
             raise _HopFailed(
                 f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
             ) from None
-        smtp.note("S", _reply(greeting))
+        smtp.note("S", reply_text(greeting))
         try:
             await self._ehlo(smtp)
             if tls in ("opportunistic", "required", "verify") and not plaintext_retry:
@@ -535,7 +435,7 @@ class Courier:
             raise
         return sock
 
-    async def _ehlo(self, smtp: _RecordingSMTP) -> None:
+    async def _ehlo(self, smtp: RecordingSMTP) -> None:
         try:
             await smtp.ehlo(hostname=self.helo_name)
         except aiosmtplib.SMTPHeloError as exc:
@@ -545,7 +445,7 @@ class Courier:
                 raise _HopFailed(f"{exc.code} {exc.message}") from None
 
     async def _login(
-        self, smtp: _RecordingSMTP, hop: Hop, tls: TlsPolicy, credentials: Credentials
+        self, smtp: RecordingSMTP, hop: Hop, tls: TlsPolicy, credentials: Credentials
     ) -> None:
         encrypted = smtp.get_transport_info("sslcontext") is not None
         if not encrypted and tls != "none":
@@ -553,36 +453,20 @@ class Courier:
                 f"454 4.7.0 Not sending the password to {hop.host} without TLS "
                 f"(it did not offer STARTTLS; route tls = {tls!r})"
             )
-        methods = smtp.supported_auth_methods
-        try:
-            if "plain" in methods or not methods:
-                blob = base64.b64encode(
-                    b"\0" + credentials.username.encode() + b"\0" + credentials.password.encode()
-                )
-                response = await smtp.execute_command(b"AUTH", b"PLAIN", blob)
-            elif "login" in methods:
-                response = await smtp.execute_command(b"AUTH", b"LOGIN")
-                if response.code == 334:
-                    response = await smtp.execute_command(
-                        base64.b64encode(credentials.username.encode())
-                    )
-                if response.code == 334:
-                    response = await smtp.execute_command(
-                        base64.b64encode(credentials.password.encode())
-                    )
-            else:
-                raise _HopFailed(
-                    f"454 4.7.0 {hop.host} offers no AUTH mechanism relaybox speaks "
-                    f"({', '.join(methods)})"
-                )
-        except aiosmtplib.SMTPResponseException as exc:
-            response = SMTPResponse(exc.code, exc.message)
+        response = await authenticate(smtp, credentials.username, credentials.password)
+        if response is None:
+            raise _HopFailed(
+                f"454 4.7.0 {hop.host} offers no AUTH mechanism relaybox speaks "
+                f"({', '.join(smtp.supported_auth_methods)})"
+            )
         if response.code != 235:
             # Soft: one expired credential must not bounce the queue (Postfix's
             # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
-            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}", auth=True)
+            raise _HopFailed(
+                f"454 4.7.0 AUTH failed at {hop.host}: {reply_text(response)}", auth=True
+            )
 
-    async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
+    async def _transaction(self, smtp: RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
         addresses = (message.sender, *message.recipients)
         utf8 = message.smtputf8 or not all(address.isascii() for address in addresses)
@@ -630,7 +514,7 @@ class Courier:
             try:
                 response = await smtp.rcpt_to(recipient, encoding)
                 accepted.append(recipient)
-                outcomes[recipient] = Outcome("delivered", _reply(response))
+                outcomes[recipient] = Outcome("delivered", reply_text(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
                 if exc.code in _AUTH_FAILURE_CODES:
                     # About the session, not this recipient: no DATA for anyone, all deferred.
@@ -654,5 +538,5 @@ class Courier:
                 outcomes[recipient] = Outcome(_state_for(exc.code, self.soft_bounce), reply)
             return outcomes
         for recipient in accepted:
-            outcomes[recipient] = Outcome("delivered", _reply(response))
+            outcomes[recipient] = Outcome("delivered", reply_text(response))
         return outcomes
