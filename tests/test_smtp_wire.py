@@ -13,7 +13,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from relaybox.message.transcript import TranscriptLine
-from relaybox.outbound.client import Courier, Credentials, Hop, Result, Transaction
+from relaybox.outbound.client import Courier, Result, Transaction
+from relaybox.outbound.handshake import Credentials, Hop
 
 from .conftest import simple_message
 

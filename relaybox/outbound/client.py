@@ -1,10 +1,10 @@
-"""The sending side: one SMTP transaction per next hop, with TLS policy, AUTH and a transcript.
+"""The courier: sends one message to one destination's next hops, one SMTP transaction each.
 
 `Courier.deliver` takes an ordered list of next hops (resolved by `routing`), tries them in turn
 until one gives per-recipient answers, and reports for every recipient whether it was delivered,
 deferred (try again later) or bounced (permanent), as chasquid's courier does. Connections are
-kept for reuse (RSET between messages) for a short idle time. Every exchange is recorded line by
-line, AUTH secrets replaced by `<secret>`. Nothing here touches the spool or decides retries.
+kept for reuse for a short idle time. Connecting, TLS policy and AUTH are `handshake`'s job, the
+commands and their transcript `smtp_wire`'s; nothing here touches the spool or decides retries.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,34 +20,16 @@ from typing import Any, Literal
 import aiosmtplib
 
 from relaybox.message.transcript import TranscriptLine, tls_summary
-from relaybox.outbound.smtp_wire import RecordingSMTP, authenticate, reply_text
+from relaybox.outbound.handshake import Credentials, Handshake, Hop, HopFailed, TlsPolicy
+from relaybox.outbound.smtp_wire import RecordingSMTP, reply_text
 
-__all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transaction"]
-
-TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
+__all__ = ["Courier", "HopAttempt", "Outcome", "Result", "Transaction"]
 
 # RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient",
 # also as replies to MAIL and RCPT (530 5.7.0 Authentication required). They defer: one expired
 # credential must not bounce the queue (Postfix's smtp_sasl_auth_soft_bounce).
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One address to try: the name (for TLS verification and the record) and where it lives."""
-
-    host: str
-    ip: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """AUTH for a smart host; the password never enters a transcript, log or event."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,17 +78,6 @@ class Result:
     attempts: list[HopAttempt]
 
 
-class _HopFailed(Exception):
-    """This hop could not take the message; try the next one (`permanent` if 5xx, `auth`
-    when it was about our credentials)."""
-
-    def __init__(self, reply: str, permanent: bool = False, auth: bool = False) -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.permanent = permanent
-        self.auth = auth
-
-
 def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred", "bounced"]:
     if 200 <= code < 300:
         return "delivered"
@@ -147,30 +116,14 @@ class Courier:
         cache_idle: float,
         soft_bounce: bool = False,
     ) -> None:
-        self.helo_name = helo_name
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
         self.data_timeout = data_timeout
         self.cache_idle = cache_idle
         self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
         self._closed = False
-        self._unverified = ssl.create_default_context()
-        self._unverified.check_hostname = False
-        self._unverified.verify_mode = ssl.CERT_NONE
-        self._verified: dict[str | None, ssl.SSLContext] = {}
-
-    # ------------------------------------------------------------------ TLS contexts
-
-    def _context(self, verify: bool, ca_file: str | None) -> ssl.SSLContext:
-        if not verify:
-            return self._unverified
-        context = self._verified.get(ca_file)
-        if context is None:
-            context = ssl.create_default_context(cafile=ca_file)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            self._verified[ca_file] = context
-        return context
+        self._handshake = Handshake(
+            helo_name=helo_name, connect_timeout=connect_timeout, command_timeout=command_timeout
+        )
 
     # ------------------------------------------------------------------ connection cache
 
@@ -245,7 +198,7 @@ class Courier:
             # this is the last guard for addresses from anywhere else.
             reply = "553 5.1.3 Address contains CR, LF or NUL; not sent"
             return Result({r: Outcome("bounced", reply) for r in message.recipients}, attempts)
-        last_failure: _HopFailed | None = None
+        last_failure: HopFailed | None = None
         for hop in hops:
             attempt = HopAttempt(hop, time.time())
             attempts.append(attempt)
@@ -259,7 +212,7 @@ class Courier:
                 outcomes = await self._try_hop(
                     hop, message, tls, credentials, ca_file, attempt, record
                 )
-            except _HopFailed as failure:
+            except HopFailed as failure:
                 attempt.finished_at = time.time()
                 attempt.outcome = "bounced" if failure.permanent else "deferred"
                 attempt.reply = failure.reply
@@ -273,7 +226,7 @@ class Courier:
             attempt.reply = next(iter(outcomes.values())).reply if outcomes else None
             return Result(outcomes, attempts)
         if last_failure is None:
-            last_failure = _HopFailed("451 4.4.4 No next hop to try (no usable MX or address)")
+            last_failure = HopFailed("451 4.4.4 No next hop to try (no usable MX or address)")
         # Every hop refused; a 5xx from all of them is permanent, anything else is deferred.
         permanent = all(a.outcome == "bounced" for a in attempts) and bool(attempts)
         state: Literal["deferred", "bounced"] = (
@@ -305,12 +258,12 @@ class Courier:
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 smtp.close()
                 smtp = None
-            except _HopFailed:
+            except HopFailed:
                 smtp.close()
                 raise
             except (aiosmtplib.SMTPException, OSError) as exc:
                 smtp.close()
-                raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+                raise HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
             except BaseException:
                 # A bug, or the attempt cancelled: the connection is in an unknown state
                 # mid-transaction; close it, never leave it open or give it to the next message.
@@ -319,152 +272,21 @@ class Courier:
             else:
                 self._put_idle(key, smtp)
                 return outcomes
-        smtp = await self._connect(hop, tls, credentials, ca_file, record)
+        smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
         attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
         try:
             outcomes = await self._transaction(smtp, message)
-        except _HopFailed:
+        except HopFailed:
             smtp.close()
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
+            raise HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
         except BaseException:
             smtp.close()  # as above
             raise
         self._put_idle(key, smtp)
         return outcomes
-
-    async def _connect(
-        self,
-        hop: Hop,
-        tls: TlsPolicy,
-        credentials: Credentials | None,
-        ca_file: str | None,
-        record: Callable[[TranscriptLine], None],
-        plaintext_retry: bool = False,
-    ) -> RecordingSMTP:
-        implicit = tls == "implicit"
-        common: dict[str, Any] = {
-            "on_line": record,
-            "local_hostname": self.helo_name,
-            "timeout": self.command_timeout,
-            "start_tls": False,
-        }
-        record(TranscriptLine(time.time(), "-", f"connecting to {hop.host} [{hop.ip}]:{hop.port}"))
-        try:
-            if implicit:
-                # TLS from the first byte (RFC 8314 §3), verified against the host name, on a
-                # socket to the address routing resolved.
-                sock = await self._open_socket(hop)
-                smtp = RecordingSMTP(
-                    hostname=hop.host,
-                    use_tls=True,
-                    tls_context=self._context(True, ca_file),
-                    sock=sock,
-                    **common,
-                )
-            else:
-                smtp = RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
-            greeting = await smtp.connect(timeout=self.connect_timeout)
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            record(TranscriptLine(time.time(), "S", f"{exc.code} {exc.message}"))
-            raise _HopFailed(
-                f"{exc.code} {exc.message}".strip(), permanent=exc.code >= 500
-            ) from None
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            raise _HopFailed(
-                f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
-            ) from None
-        smtp.note("S", reply_text(greeting))
-        try:
-            await self._ehlo(smtp)
-            if tls in ("opportunistic", "required", "verify") and not plaintext_retry:
-                if smtp.supports_extension("starttls"):
-                    try:
-                        await smtp.starttls(
-                            server_hostname=hop.host,
-                            tls_context=self._context(tls == "verify", ca_file),
-                        )
-                    except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        smtp.close()
-                        if tls == "opportunistic":
-                            smtp.note("-", f"STARTTLS failed ({exc}); trying again without TLS")
-                            return await self._connect(
-                                hop, tls, credentials, ca_file, record, plaintext_retry=True
-                            )
-                        raise _HopFailed(
-                            f"454 4.7.5 TLS with {hop.host} failed and policy {tls!r} requires "
-                            f"it: {exc}"
-                        ) from None
-                    smtp.note(
-                        "-",
-                        f"TLS established: {tls_summary(smtp.get_transport_info('ssl_object'))}",
-                    )
-                    await self._ehlo(smtp)
-                elif tls != "opportunistic":
-                    raise _HopFailed(
-                        f"454 4.7.4 {hop.host} does not offer STARTTLS and policy {tls!r} "
-                        "requires TLS"
-                    )
-            if credentials is not None:
-                await self._login(smtp, hop, tls, credentials)
-        except _HopFailed:
-            smtp.close()
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise _HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
-
-    async def _open_socket(self, hop: Hop) -> socket.socket:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in hop.ip else socket.AF_INET, socket.SOCK_STREAM
-        )
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().sock_connect(sock, (hop.ip, hop.port)),
-                self.connect_timeout,
-            )
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    async def _ehlo(self, smtp: RecordingSMTP) -> None:
-        try:
-            await smtp.ehlo(hostname=self.helo_name)
-        except aiosmtplib.SMTPHeloError as exc:
-            if exc.code >= 500:
-                await smtp.helo(hostname=self.helo_name)  # RFC 5321 §4.1.4: fall back to HELO
-            else:
-                raise _HopFailed(f"{exc.code} {exc.message}") from None
-
-    async def _login(
-        self, smtp: RecordingSMTP, hop: Hop, tls: TlsPolicy, credentials: Credentials
-    ) -> None:
-        encrypted = smtp.get_transport_info("sslcontext") is not None
-        if not encrypted and tls != "none":
-            raise _HopFailed(
-                f"454 4.7.0 Not sending the password to {hop.host} without TLS "
-                f"(it did not offer STARTTLS; route tls = {tls!r})"
-            )
-        response = await authenticate(smtp, credentials.username, credentials.password)
-        if response is None:
-            raise _HopFailed(
-                f"454 4.7.0 {hop.host} offers no AUTH mechanism relaybox speaks "
-                f"({', '.join(smtp.supported_auth_methods)})"
-            )
-        if response.code != 235:
-            # Soft: one expired credential must not bounce the queue (Postfix's
-            # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
-            raise _HopFailed(
-                f"454 4.7.0 AUTH failed at {hop.host}: {reply_text(response)}", auth=True
-            )
 
     async def _transaction(self, smtp: RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
@@ -502,12 +324,12 @@ class Courier:
             with contextlib.suppress(aiosmtplib.SMTPException):
                 await smtp.rset()
             if exc.code in _AUTH_FAILURE_CODES:
-                raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
+                raise HopFailed(f"{exc.code} {exc.message}", auth=True) from None
             if exc.code >= 500:
                 reply = f"{exc.code} {exc.message}"
                 state = _state_for(exc.code, self.soft_bounce)
                 return {r: Outcome(state, reply) for r in message.recipients}
-            raise _HopFailed(f"{exc.code} {exc.message}") from None
+            raise HopFailed(f"{exc.code} {exc.message}") from None
         outcomes: dict[str, Outcome] = {}
         accepted: list[str] = []
         for recipient in message.recipients:
@@ -520,7 +342,7 @@ class Courier:
                     # About the session, not this recipient: no DATA for anyone, all deferred.
                     with contextlib.suppress(aiosmtplib.SMTPException):
                         await smtp.rset()
-                    raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
+                    raise HopFailed(f"{exc.code} {exc.message}", auth=True) from None
                 outcomes[recipient] = Outcome(
                     _state_for(exc.code, self.soft_bounce),
                     f"{exc.code} {exc.message}",

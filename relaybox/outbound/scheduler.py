@@ -33,8 +33,9 @@ from relaybox.events import (
 )
 from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
-from relaybox.outbound.client import Courier, Credentials, Outcome, Transaction
+from relaybox.outbound.client import Courier, Outcome, Transaction
 from relaybox.outbound.content import prepare
+from relaybox.outbound.handshake import Credentials
 from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
 from relaybox.queue.spool import (
