@@ -20,7 +20,14 @@ from typing import Any, Literal
 import aiosmtplib
 
 from relaybox.message.transcript import TranscriptLine, tls_summary
-from relaybox.outbound.handshake import Credentials, Handshake, Hop, HopFailed, TlsPolicy
+from relaybox.outbound.handshake import (
+    Credentials,
+    Handshake,
+    Hop,
+    HopFailed,
+    TlsPolicy,
+    closing_on_failure,
+)
 from relaybox.outbound.smtp_wire import RecordingSMTP, reply_text
 
 __all__ = ["Courier", "HopAttempt", "Outcome", "Result", "Transaction"]
@@ -245,6 +252,7 @@ class Courier:
         record: Callable[[TranscriptLine], None],
     ) -> dict[str, Outcome]:
         key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
+        lost = f"451 4.4.2 Connection to {hop.host} lost"
         smtp = self._take_idle(key)
         if smtp is not None:
             # A cached connection ended its last transaction cleanly, so it needs no RSET
@@ -253,38 +261,21 @@ class Courier:
             smtp.on_line = record
             smtp.note("-", f"reusing the connection to {hop.host} [{hop.ip}]:{hop.port}")
             attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
-            try:
-                outcomes = await self._transaction(smtp, message)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-                smtp.close()
-                smtp = None
-            except HopFailed:
-                smtp.close()
-                raise
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                smtp.close()
-                raise HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
-            except BaseException:
-                # A bug, or the attempt cancelled: the connection is in an unknown state
-                # mid-transaction; close it, never leave it open or give it to the next message.
-                smtp.close()
-                raise
-            else:
+            with closing_on_failure(smtp, lost):
+                try:
+                    outcomes = await self._transaction(smtp, message)
+                except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                    smtp.close()
+                    outcomes = None  # the server closed it meanwhile: a fresh one takes over
+            if outcomes is not None:
                 self._put_idle(key, smtp)
                 return outcomes
         smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
         attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
-        try:
+        # On any failure mid-transaction the connection is in an unknown state: it is closed,
+        # never left open or given to the next message.
+        with closing_on_failure(smtp, lost):
             outcomes = await self._transaction(smtp, message)
-        except HopFailed:
-            smtp.close()
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
-        except BaseException:
-            smtp.close()  # as above
-            raise
         self._put_idle(key, smtp)
         return outcomes
 

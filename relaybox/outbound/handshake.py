@@ -9,10 +9,11 @@ courier tries the next hop. It sends no mail and keeps no connection: that is `c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ import aiosmtplib
 from relaybox.message.transcript import TranscriptLine, tls_summary
 from relaybox.outbound.smtp_wire import RecordingSMTP, authenticate, reply_text
 
-__all__ = ["Credentials", "Handshake", "Hop", "HopFailed", "TlsPolicy"]
+__all__ = ["Credentials", "Handshake", "Hop", "HopFailed", "TlsPolicy", "closing_on_failure"]
 
 TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
 """A route's `tls`: none; STARTTLS when offered (unverified, plaintext if it fails); STARTTLS
@@ -56,6 +57,24 @@ class HopFailed(Exception):
         self.auth = auth
 
 
+@contextlib.contextmanager
+def closing_on_failure(smtp: RecordingSMTP, failure: str) -> Iterator[None]:
+    """Close `smtp` when the block fails, whatever the failure: a connection left mid-command
+    must never be used again. An SMTP or socket error becomes `HopFailed("<failure>: <error>")`;
+    a `HopFailed`, a bug or a cancellation goes on as it is."""
+    try:
+        yield
+    except HopFailed:
+        smtp.close()
+        raise
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        smtp.close()
+        raise HopFailed(f"{failure}: {exc}") from None
+    except BaseException:
+        smtp.close()
+        raise
+
+
 class Handshake:
     """Opens connections for one courier; holds the TLS contexts, made once and reused."""
 
@@ -85,24 +104,18 @@ class Handshake:
         credentials: Credentials | None,
         ca_file: str | None,
         record: Callable[[TranscriptLine], None],
+        *,
+        plaintext_retry: bool = False,
     ) -> RecordingSMTP:
         """A connection to `hop` past EHLO, TLS and AUTH, recording into `record`.
+
+        `plaintext_retry` is for this method's own second try under `opportunistic`, after
+        STARTTLS failed: connect again and stay in plain text.
 
         Raises:
             HopFailed: The hop cannot be used now (unreachable, refused us, TLS that the
                 policy requires failed, AUTH refused); `permanent` for a 5xx greeting.
         """
-        return await self._connect(hop, tls, credentials, ca_file, record)
-
-    async def _connect(
-        self,
-        hop: Hop,
-        tls: TlsPolicy,
-        credentials: Credentials | None,
-        ca_file: str | None,
-        record: Callable[[TranscriptLine], None],
-        plaintext_retry: bool = False,
-    ) -> RecordingSMTP:
         implicit = tls == "implicit"
         common: dict[str, Any] = {
             "on_line": record,
@@ -136,7 +149,7 @@ class Handshake:
                 f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
             ) from None
         smtp.note("S", reply_text(greeting))
-        try:
+        with closing_on_failure(smtp, f"451 4.4.2 {hop.host} [{hop.ip}]"):
             await self._ehlo(smtp)
             if tls in ("opportunistic", "required", "verify") and not plaintext_retry:
                 if smtp.supports_extension("starttls"):
@@ -149,7 +162,7 @@ class Handshake:
                         smtp.close()
                         if tls == "opportunistic":
                             smtp.note("-", f"STARTTLS failed ({exc}); trying again without TLS")
-                            return await self._connect(
+                            return await self.open(
                                 hop, tls, credentials, ca_file, record, plaintext_retry=True
                             )
                         raise HopFailed(
@@ -168,15 +181,6 @@ class Handshake:
                     )
             if credentials is not None:
                 await self._login(smtp, hop, tls, credentials)
-        except HopFailed:
-            smtp.close()
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
-        except BaseException:
-            smtp.close()
-            raise
         return smtp
 
     async def _open_socket(self, hop: Hop) -> socket.socket:
