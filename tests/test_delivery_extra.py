@@ -40,7 +40,8 @@ from relaybox.config.model import (
 )
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
-from relaybox.outbound.client import Courier, Hop, Transaction
+from relaybox.outbound.client import Courier, Transaction
+from relaybox.outbound.handshake import Hop
 from relaybox.queue import MessageDetail, MessageFilter
 from relaybox.statedir import DATABASE_NAME
 

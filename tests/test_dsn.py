@@ -7,6 +7,7 @@ defect, and every part is checked to carry none.
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import re
@@ -270,6 +271,32 @@ def test_8bit_headers_are_quoted_printable_and_the_report_stays_7bit() -> None:
     assert returned.get_content_type() == "text/rfc822-headers"
     assert returned["Content-Transfer-Encoding"] == "quoted-printable"
     assert returned.get_payload(decode=True) == original.split(b"\r\n\r\n")[0] + b"\r\n"
+
+
+def raw_part(data: bytes, index: int) -> tuple[bytes, bytes]:
+    """The header block and the still-encoded body of the report's part ``index``, as sent."""
+    boundary = parse(data).get_boundary()
+    assert boundary is not None
+    part = data.split(b"\r\n--" + boundary.encode() + b"\r\n")[index + 1]
+    part = part.split(b"\r\n--" + boundary.encode())[0]
+    head, _, body = part.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_quoted_printable_part_decodes_back_to_the_original_with_crlf() -> None:
+    """RFC 2045 §6.7: encoded lines of at most 76 octets end in CRLF, and decoding gives back
+    every byte of the original header block, its CRLF line ends included (not bare LF)."""
+    long_subject = "Subject: " + "Grüße aus Köln, " * 8 + "ende  "
+    original = (
+        f"From: Jörg <j@example.com>\r\n{long_subject}\r\n=?x?= tab\there\r\n\r\nBody\r\n"
+    ).encode()
+    head, body = raw_part(dsn(original_message=original), 2)
+    assert b"Content-Transfer-Encoding: quoted-printable" in head
+    lines = body.split(b"\r\n")
+    assert b"\n" not in body.replace(b"\r\n", b"")
+    assert max(len(line) for line in lines) <= 76
+    assert any(line.endswith(b"=") for line in lines)  # the long subject was soft-broken
+    assert binascii.a2b_qp(body) == original.split(b"\r\n\r\n")[0] + b"\r\n"
 
 
 def test_8bit_message_with_body_is_base64_message_global_and_the_report_stays_7bit() -> None:

@@ -29,6 +29,7 @@ written the same way (``\\x{E9}``), since DSN fields are ASCII text (RFC 3464 §
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import textwrap
@@ -372,26 +373,14 @@ def _text_body(text: str) -> tuple[bytes, str, str]:
 def _quoted_printable(data: bytes) -> bytes:
     """Quoted-printable (RFC 2045 §6.7) with CRLF hard breaks and lines of at most 76 octets.
 
-    The stdlib encoders either take LF line ends or split text on characters that are not line
-    breaks in mail (``str.splitlines`` breaks at U+0085, a byte inside UTF-8 sequences).
+    Each CRLF line is encoded on its own by `binascii.b2a_qp` in binary mode, so a lone CR or
+    LF inside a line is escaped rather than taken for a line break; its soft breaks ("=" LF)
+    become "=" CRLF, the only LF in its output.
     """
-    out: list[str] = []
-    for line in data.split(b"\r\n"):
-        tokens = [
-            chr(byte)
-            # Rule 2 and 3: printable ASCII but "=" literally; SP/TAB only inside a line.
-            if (33 <= byte <= 126 and byte != 61) or (byte in (9, 32) and i < len(line) - 1)
-            else f"={byte:02X}"
-            for i, byte in enumerate(line)
-        ]
-        current = ""
-        for token in tokens:
-            if len(current) + len(token) > 75:  # rule 5: 76 with the soft break "="
-                out.append(current + "=")
-                current = ""
-            current += token
-        out.append(current)
-    return "\r\n".join(out).encode("ascii")
+    return b"\r\n".join(
+        binascii.b2a_qp(line, istext=False).replace(b"=\n", b"=\r\n")
+        for line in data.split(b"\r\n")
+    )
 
 
 def _seven_bit_clean(data: bytes) -> bool:

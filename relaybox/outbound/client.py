@@ -1,57 +1,42 @@
-"""The sending side: one SMTP transaction per next hop, with TLS policy, AUTH and a transcript.
+"""The courier: sends one message to one destination's next hops, one SMTP transaction each.
 
 `Courier.deliver` takes an ordered list of next hops (resolved by `routing`), tries them in turn
 until one gives per-recipient answers, and reports for every recipient whether it was delivered,
 deferred (try again later) or bounced (permanent), as chasquid's courier does. Connections are
-kept for reuse (RSET between messages) for a short idle time. Every exchange is recorded line by
-line, AUTH secrets replaced by `<secret>`. Nothing here touches the spool or decides retries.
+kept for reuse for a short idle time. Connecting, TLS policy and AUTH are `handshake`'s job, the
+commands and their transcript `smtp_wire`'s; nothing here touches the spool or decides retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
-import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse
 
 from relaybox.message.transcript import TranscriptLine, tls_summary
+from relaybox.outbound.handshake import (
+    Credentials,
+    Handshake,
+    Hop,
+    HopFailed,
+    TlsPolicy,
+    closing_on_failure,
+)
+from relaybox.outbound.smtp_wire import RecordingSMTP, reply_text
 
-__all__ = ["Courier", "Credentials", "Hop", "HopAttempt", "Outcome", "Transaction"]
-
-TlsPolicy = Literal["none", "opportunistic", "required", "verify", "implicit"]
+__all__ = ["Courier", "HopAttempt", "Outcome", "Result", "Transaction"]
 
 # RFC 4954 §6 and common practice: codes that mean "your credentials", never "this recipient",
 # also as replies to MAIL and RCPT (530 5.7.0 Authentication required). They defer: one expired
 # credential must not bounce the queue (Postfix's smtp_sasl_auth_soft_bounce).
 _AUTH_FAILURE_CODES = {530, 534, 535, 538, 454}
 _UNSAFE = re.compile(r"[\r\n\0]")
-_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One address to try: the name (for TLS verification and the record) and where it lives."""
-
-    host: str
-    ip: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """AUTH for a smart host; the password never enters a transcript, log or event."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,21 +85,6 @@ class Result:
     attempts: list[HopAttempt]
 
 
-class _HopFailed(Exception):
-    """This hop could not take the message; try the next one (`permanent` if 5xx, `auth`
-    when it was about our credentials)."""
-
-    def __init__(self, reply: str, permanent: bool = False, auth: bool = False) -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.permanent = permanent
-        self.auth = auth
-
-
-def _reply(response: SMTPResponse) -> str:
-    return f"{response.code} {response.message}".replace("\n", " ")
-
-
 def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred", "bounced"]:
     if 200 <= code < 300:
         return "delivered"
@@ -123,110 +93,16 @@ def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred",
     return "deferred"
 
 
-class _RecordingSMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client, writing every command and reply into the current attempt."""
-
-    def __init__(self, *, on_line: Callable[[TranscriptLine], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.on_line = on_line
-        self._secret_replies = False
-        self.created_at = time.monotonic()
-        self.idle_since = time.monotonic()
-
-    def note(self, direction: str, text: str) -> None:
-        self.on_line(TranscriptLine(time.time(), direction, text))
-
-    async def execute_command(self, *args: bytes, timeout: Any = ...) -> SMTPResponse:
-        verb = args[0].upper() if args else b""
-        if verb == b"AUTH":
-            shown = b" ".join(args[:2]).decode("ascii", "replace") + (
-                " <secret>" if len(args) > 2 else ""
-            )
-            self._secret_replies = True
-        elif self._secret_replies:
-            shown = "<secret>"  # an AUTH continuation line (RFC 4954 §4)
-        else:
-            shown = b" ".join(args).decode("utf-8", "replace")
-        self.note("C", shown)
-        try:
-            if timeout is ...:
-                response = await super().execute_command(*args)
-            else:
-                response = await super().execute_command(*args, timeout=timeout)
-        except aiosmtplib.SMTPException as exc:
-            self.note("-", f"{type(exc).__name__}: {exc}")
-            raise
-        if response.code != 334:
-            self._secret_replies = False
-        for line in (response.message or "").split("\n") or [""]:
-            self.note("S", f"{response.code} {line}".rstrip())
-        return response
-
-    # MAIL, RCPT and DATA without aiosmtplib's per-call address parsing and whole-message
-    # regexes: the spool holds validated addresses (CR, LF, NUL refused, and checked again
-    # by `deliver` and by aiosmtplib's protocol) and CRLF-clean messages, and these three run
-    # once per message on the hot path.
-
-    async def mail_from(self, sender: str, options: list[str], encoding: str) -> SMTPResponse:
-        """MAIL FROM:<sender>; raises SMTPSenderRefused unless 250."""
-        args = [b"MAIL", b"FROM:<" + sender.encode(encoding) + b">"]
-        args.extend(option.encode("ascii") for option in options)
-        response = await self.execute_command(*args)
-        if response.code != 250:
-            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
-        return response
-
-    async def rcpt_to(self, recipient: str, encoding: str) -> SMTPResponse:
-        """RCPT TO:<recipient>; raises SMTPRecipientRefused unless 250 or 251."""
-        response = await self.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
-        if response.code not in (250, 251):
-            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
-        return response
-
-    async def send_data(self, message: bytes, timeout: float) -> SMTPResponse:
-        """DATA, the dot-stuffed message and its end; raises SMTPDataError unless 354/250."""
-        start = await self.execute_command(b"DATA", timeout=timeout)
-        if start.code != 354:
-            # End the transaction, or the next message on this cached connection would be
-            # refused as a nested MAIL (and bounced).
-            with contextlib.suppress(aiosmtplib.SMTPException):
-                await self.rset()
-            raise aiosmtplib.SMTPDataError(start.code, start.message)
-        if message.count(b"\n") != message.count(b"\r\n") or b"\r" in message.replace(b"\r\n", b""):
-            message = _LINE_ENDING.sub(b"\r\n", message)  # RFC 5321 §2.3.8: CRLF only
-        if not message.endswith(b"\r\n"):
-            message += b"\r\n"
-        # RFC 5321 §4.5.2: a line that starts with a period gets one more.
-        stuffed = message.replace(b"\r\n.", b"\r\n..")
-        if stuffed.startswith(b"."):
-            stuffed = b"." + stuffed
-        self.note("-", f"<{len(message)} bytes of message data>")
-        protocol = self.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        try:
-            protocol.write(stuffed + b".\r\n")
-            response = await protocol.read_response(timeout=timeout)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-            self.note("-", f"{type(exc).__name__}: {exc}")
-            self.close()
-            raise
-        self.note("S", _reply(response))
-        if response.code != 250:
-            raise aiosmtplib.SMTPDataError(response.code, response.message)
-        return response
-
-
 @dataclass
 class _Idle:
-    smtp: _RecordingSMTP
+    smtp: RecordingSMTP
     since: float
 
 
 async def _quit_all(entries: Sequence[_Idle]) -> None:
     """QUIT each connection (at most 2 s each, all at once), then close it."""
 
-    async def quit_one(smtp: _RecordingSMTP) -> None:
+    async def quit_one(smtp: RecordingSMTP) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(smtp.quit(), 2)
         smtp.close()
@@ -247,34 +123,18 @@ class Courier:
         cache_idle: float,
         soft_bounce: bool = False,
     ) -> None:
-        self.helo_name = helo_name
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
         self.data_timeout = data_timeout
         self.cache_idle = cache_idle
         self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
         self._closed = False
-        self._unverified = ssl.create_default_context()
-        self._unverified.check_hostname = False
-        self._unverified.verify_mode = ssl.CERT_NONE
-        self._verified: dict[str | None, ssl.SSLContext] = {}
-
-    # ------------------------------------------------------------------ TLS contexts
-
-    def _context(self, verify: bool, ca_file: str | None) -> ssl.SSLContext:
-        if not verify:
-            return self._unverified
-        context = self._verified.get(ca_file)
-        if context is None:
-            context = ssl.create_default_context(cafile=ca_file)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            self._verified[ca_file] = context
-        return context
+        self._handshake = Handshake(
+            helo_name=helo_name, connect_timeout=connect_timeout, command_timeout=command_timeout
+        )
 
     # ------------------------------------------------------------------ connection cache
 
-    def _take_idle(self, key: tuple[Any, ...]) -> _RecordingSMTP | None:
+    def _take_idle(self, key: tuple[Any, ...]) -> RecordingSMTP | None:
         pool = self._idle.get(key)
         now = time.monotonic()
         while pool:
@@ -284,7 +144,7 @@ class Courier:
             entry.smtp.close()
         return None
 
-    def _put_idle(self, key: tuple[Any, ...], smtp: _RecordingSMTP) -> None:
+    def _put_idle(self, key: tuple[Any, ...], smtp: RecordingSMTP) -> None:
         if self.cache_idle <= 0 or not smtp.is_connected or self._closed:
             smtp.close()
             return
@@ -345,7 +205,7 @@ class Courier:
             # this is the last guard for addresses from anywhere else.
             reply = "553 5.1.3 Address contains CR, LF or NUL; not sent"
             return Result({r: Outcome("bounced", reply) for r in message.recipients}, attempts)
-        last_failure: _HopFailed | None = None
+        last_failure: HopFailed | None = None
         for hop in hops:
             attempt = HopAttempt(hop, time.time())
             attempts.append(attempt)
@@ -359,7 +219,7 @@ class Courier:
                 outcomes = await self._try_hop(
                     hop, message, tls, credentials, ca_file, attempt, record
                 )
-            except _HopFailed as failure:
+            except HopFailed as failure:
                 attempt.finished_at = time.time()
                 attempt.outcome = "bounced" if failure.permanent else "deferred"
                 attempt.reply = failure.reply
@@ -373,7 +233,7 @@ class Courier:
             attempt.reply = next(iter(outcomes.values())).reply if outcomes else None
             return Result(outcomes, attempts)
         if last_failure is None:
-            last_failure = _HopFailed("451 4.4.4 No next hop to try (no usable MX or address)")
+            last_failure = HopFailed("451 4.4.4 No next hop to try (no usable MX or address)")
         # Every hop refused; a 5xx from all of them is permanent, anything else is deferred.
         permanent = all(a.outcome == "bounced" for a in attempts) and bool(attempts)
         state: Literal["deferred", "bounced"] = (
@@ -392,6 +252,7 @@ class Courier:
         record: Callable[[TranscriptLine], None],
     ) -> dict[str, Outcome]:
         key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
+        lost = f"451 4.4.2 Connection to {hop.host} lost"
         smtp = self._take_idle(key)
         if smtp is not None:
             # A cached connection ended its last transaction cleanly, so it needs no RSET
@@ -400,189 +261,25 @@ class Courier:
             smtp.on_line = record
             smtp.note("-", f"reusing the connection to {hop.host} [{hop.ip}]:{hop.port}")
             attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
-            try:
-                outcomes = await self._transaction(smtp, message)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-                smtp.close()
-                smtp = None
-            except _HopFailed:
-                smtp.close()
-                raise
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                smtp.close()
-                raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
-            except BaseException:
-                # A bug, or the attempt cancelled: the connection is in an unknown state
-                # mid-transaction; close it, never leave it open or give it to the next message.
-                smtp.close()
-                raise
-            else:
+            with closing_on_failure(smtp, lost):
+                try:
+                    outcomes = await self._transaction(smtp, message)
+                except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                    smtp.close()
+                    outcomes = None  # the server closed it meanwhile: a fresh one takes over
+            if outcomes is not None:
                 self._put_idle(key, smtp)
                 return outcomes
-        smtp = await self._connect(hop, tls, credentials, ca_file, record)
+        smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
         attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
-        try:
+        # On any failure mid-transaction the connection is in an unknown state: it is closed,
+        # never left open or given to the next message.
+        with closing_on_failure(smtp, lost):
             outcomes = await self._transaction(smtp, message)
-        except _HopFailed:
-            smtp.close()
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise _HopFailed(f"451 4.4.2 Connection to {hop.host} lost: {exc}") from None
-        except BaseException:
-            smtp.close()  # as above
-            raise
         self._put_idle(key, smtp)
         return outcomes
 
-    async def _connect(
-        self,
-        hop: Hop,
-        tls: TlsPolicy,
-        credentials: Credentials | None,
-        ca_file: str | None,
-        record: Callable[[TranscriptLine], None],
-        plaintext_retry: bool = False,
-    ) -> _RecordingSMTP:
-        implicit = tls == "implicit"
-        common: dict[str, Any] = {
-            "on_line": record,
-            "local_hostname": self.helo_name,
-            "timeout": self.command_timeout,
-            "start_tls": False,
-        }
-        record(TranscriptLine(time.time(), "-", f"connecting to {hop.host} [{hop.ip}]:{hop.port}"))
-        try:
-            if implicit:
-                # TLS from the first byte (RFC 8314 §3), verified against the host name, on a
-                # socket to the address routing resolved.
-                sock = await self._open_socket(hop)
-                smtp = _RecordingSMTP(
-                    hostname=hop.host,
-                    use_tls=True,
-                    tls_context=self._context(True, ca_file),
-                    sock=sock,
-                    **common,
-                )
-            else:
-                smtp = _RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
-            greeting = await smtp.connect(timeout=self.connect_timeout)
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            record(TranscriptLine(time.time(), "S", f"{exc.code} {exc.message}"))
-            raise _HopFailed(
-                f"{exc.code} {exc.message}".strip(), permanent=exc.code >= 500
-            ) from None
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            raise _HopFailed(
-                f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
-            ) from None
-        smtp.note("S", _reply(greeting))
-        try:
-            await self._ehlo(smtp)
-            if tls in ("opportunistic", "required", "verify") and not plaintext_retry:
-                if smtp.supports_extension("starttls"):
-                    try:
-                        await smtp.starttls(
-                            server_hostname=hop.host,
-                            tls_context=self._context(tls == "verify", ca_file),
-                        )
-                    except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                        smtp.close()
-                        if tls == "opportunistic":
-                            smtp.note("-", f"STARTTLS failed ({exc}); trying again without TLS")
-                            return await self._connect(
-                                hop, tls, credentials, ca_file, record, plaintext_retry=True
-                            )
-                        raise _HopFailed(
-                            f"454 4.7.5 TLS with {hop.host} failed and policy {tls!r} requires "
-                            f"it: {exc}"
-                        ) from None
-                    smtp.note(
-                        "-",
-                        f"TLS established: {tls_summary(smtp.get_transport_info('ssl_object'))}",
-                    )
-                    await self._ehlo(smtp)
-                elif tls != "opportunistic":
-                    raise _HopFailed(
-                        f"454 4.7.4 {hop.host} does not offer STARTTLS and policy {tls!r} "
-                        "requires TLS"
-                    )
-            if credentials is not None:
-                await self._login(smtp, hop, tls, credentials)
-        except _HopFailed:
-            smtp.close()
-            raise
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise _HopFailed(f"451 4.4.2 {hop.host} [{hop.ip}]: {exc}") from None
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
-
-    async def _open_socket(self, hop: Hop) -> socket.socket:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in hop.ip else socket.AF_INET, socket.SOCK_STREAM
-        )
-        sock.setblocking(False)
-        try:
-            await asyncio.wait_for(
-                asyncio.get_running_loop().sock_connect(sock, (hop.ip, hop.port)),
-                self.connect_timeout,
-            )
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    async def _ehlo(self, smtp: _RecordingSMTP) -> None:
-        try:
-            await smtp.ehlo(hostname=self.helo_name)
-        except aiosmtplib.SMTPHeloError as exc:
-            if exc.code >= 500:
-                await smtp.helo(hostname=self.helo_name)  # RFC 5321 §4.1.4: fall back to HELO
-            else:
-                raise _HopFailed(f"{exc.code} {exc.message}") from None
-
-    async def _login(
-        self, smtp: _RecordingSMTP, hop: Hop, tls: TlsPolicy, credentials: Credentials
-    ) -> None:
-        encrypted = smtp.get_transport_info("sslcontext") is not None
-        if not encrypted and tls != "none":
-            raise _HopFailed(
-                f"454 4.7.0 Not sending the password to {hop.host} without TLS "
-                f"(it did not offer STARTTLS; route tls = {tls!r})"
-            )
-        methods = smtp.supported_auth_methods
-        try:
-            if "plain" in methods or not methods:
-                blob = base64.b64encode(
-                    b"\0" + credentials.username.encode() + b"\0" + credentials.password.encode()
-                )
-                response = await smtp.execute_command(b"AUTH", b"PLAIN", blob)
-            elif "login" in methods:
-                response = await smtp.execute_command(b"AUTH", b"LOGIN")
-                if response.code == 334:
-                    response = await smtp.execute_command(
-                        base64.b64encode(credentials.username.encode())
-                    )
-                if response.code == 334:
-                    response = await smtp.execute_command(
-                        base64.b64encode(credentials.password.encode())
-                    )
-            else:
-                raise _HopFailed(
-                    f"454 4.7.0 {hop.host} offers no AUTH mechanism relaybox speaks "
-                    f"({', '.join(methods)})"
-                )
-        except aiosmtplib.SMTPResponseException as exc:
-            response = SMTPResponse(exc.code, exc.message)
-        if response.code != 235:
-            # Soft: one expired credential must not bounce the queue (Postfix's
-            # smtp_sasl_auth_soft_bounce); the scheduler logs it loudly.
-            raise _HopFailed(f"454 4.7.0 AUTH failed at {hop.host}: {_reply(response)}", auth=True)
-
-    async def _transaction(self, smtp: _RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
+    async def _transaction(self, smtp: RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""
         addresses = (message.sender, *message.recipients)
         utf8 = message.smtputf8 or not all(address.isascii() for address in addresses)
@@ -618,25 +315,25 @@ class Courier:
             with contextlib.suppress(aiosmtplib.SMTPException):
                 await smtp.rset()
             if exc.code in _AUTH_FAILURE_CODES:
-                raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
+                raise HopFailed(f"{exc.code} {exc.message}", auth=True) from None
             if exc.code >= 500:
                 reply = f"{exc.code} {exc.message}"
                 state = _state_for(exc.code, self.soft_bounce)
                 return {r: Outcome(state, reply) for r in message.recipients}
-            raise _HopFailed(f"{exc.code} {exc.message}") from None
+            raise HopFailed(f"{exc.code} {exc.message}") from None
         outcomes: dict[str, Outcome] = {}
         accepted: list[str] = []
         for recipient in message.recipients:
             try:
                 response = await smtp.rcpt_to(recipient, encoding)
                 accepted.append(recipient)
-                outcomes[recipient] = Outcome("delivered", _reply(response))
+                outcomes[recipient] = Outcome("delivered", reply_text(response))
             except aiosmtplib.SMTPRecipientRefused as exc:
                 if exc.code in _AUTH_FAILURE_CODES:
                     # About the session, not this recipient: no DATA for anyone, all deferred.
                     with contextlib.suppress(aiosmtplib.SMTPException):
                         await smtp.rset()
-                    raise _HopFailed(f"{exc.code} {exc.message}", auth=True) from None
+                    raise HopFailed(f"{exc.code} {exc.message}", auth=True) from None
                 outcomes[recipient] = Outcome(
                     _state_for(exc.code, self.soft_bounce),
                     f"{exc.code} {exc.message}",
@@ -654,5 +351,5 @@ class Courier:
                 outcomes[recipient] = Outcome(_state_for(exc.code, self.soft_bounce), reply)
             return outcomes
         for recipient in accepted:
-            outcomes[recipient] = Outcome("delivered", _reply(response))
+            outcomes[recipient] = Outcome("delivered", reply_text(response))
         return outcomes

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from relaybox.config.model import Config, RouteConfig
 from relaybox.config.secrets import read_route_password
-from relaybox.outbound.client import Credentials, Hop
+from relaybox.outbound.handshake import Credentials, Hop
 from relaybox.resolver import Resolver
 
 __all__ = [

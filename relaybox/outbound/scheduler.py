@@ -3,8 +3,9 @@ records what happened: delivered, deferred with a backoff, or bounced with a DSN
 
 It reads the spool for work (so a restart resumes exactly where it stopped), keeps only the ids
 in flight in memory, limits connections in total and per destination, paces destinations that
-throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, SMTP is
-`delivery`'s, DSN wording is `dsn`'s; this module decides retry or bounce.
+throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, the bytes sent
+(rewrite, DKIM) `content`'s, SMTP `client`'s, retry or bounce `retry`'s (a pure function), DSN
+wording `dsn`'s.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from relaybox.config.model import Config
-from relaybox.dsn.bounce import dsn_message, enhanced_status
+from relaybox.dsn.bounce import dsn_message
 from relaybox.events import (
     AttemptFinished,
     AttemptLine,
@@ -33,8 +33,10 @@ from relaybox.events import (
 )
 from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
-from relaybox.outbound.client import Courier, Credentials, Outcome, Transaction
-from relaybox.outbound.rewrite import rewrite_header_senders
+from relaybox.outbound.client import Courier, Outcome, Transaction
+from relaybox.outbound.content import prepare
+from relaybox.outbound.handshake import Credentials
+from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
 from relaybox.queue import (
     AttemptRow,
@@ -45,27 +47,14 @@ from relaybox.queue import (
     Spool,
 )
 from relaybox.resolver import Resolver
-from relaybox.signing.signer import (
-    KeyCheck,
-    PublishedKeys,
-    SigningError,
-    from_domain,
-    sign,
-    signing_keys,
-)
+from relaybox.signing.signer import KeyCheck, PublishedKeys
 
 __all__ = ["Scheduler"]
 
 IDLE_POLL = 5.0
+"""Longest sleep between looks at the queue when nothing woke the scheduler."""
 WAKE_COALESCE = 0.01
 """Seconds to gather wake-ups before looking at the queue (a message waits at most this)."""
-"""Longest sleep between looks at the queue when nothing woke the scheduler."""
-
-
-# RFC 3463 §3.2 (and RFC 7505 for X.1.10): in the reply to a recipient's own RCPT, these say
-# its mailbox or domain does not exist, so later mail to it is refused at once. Only there: a
-# DNS failure, a refused MAIL FROM or relaybox's own 553 say nothing about the mailbox.
-_HARD_RECIPIENT_STATUSES = {"5.1.1", "5.1.2", "5.1.10", "5.1.3", "5.1.6"}
 
 
 @dataclass
@@ -135,9 +124,9 @@ class Scheduler:
     ) -> None:
         self._config = config
         self._on_suppressed = on_suppressed
+        """Told of the suppression entries each attempt added, once they are committed."""
         self._on_key_checked = on_key_checked
         """Told when a signing key's DNS status changes (the domain monitor shows it)."""
-        """Told of the suppression entries each attempt added, once they are committed."""
         self.spool = spool
         self.resolver = resolver
         self.courier = courier
@@ -154,8 +143,9 @@ class Scheduler:
         self._jobs: set[asyncio.Task[None]] = set()
         self._connections = asyncio.Semaphore(config().delivery.max_connections)
         self._per_destination: dict[str, _Gate] = {}
+        """Connection limits by destination key; `forget_idle` drops those nobody uses."""
         self._pace: dict[str, _Pace] = {}
-        """Both by destination key; `forget_idle` drops what nobody uses."""
+        """Message starts by destination key, for paced routes; `forget_idle` drops idle ones."""
         self.suspended: dict[str, tuple[float, str]] = {}
         """Destinations an admin suspended: until when, and why."""
         self.published_keys = PublishedKeys(resolver, clock=clock)
@@ -396,7 +386,17 @@ class Scheduler:
             per_destination = self._per_destination[destination.key] = _Gate(limit)
         # The bare postmaster is sent on as postmaster@hostname (see Config.qualify).
         addresses = tuple(config.qualify(r.address) for r in recipients)
-        content = await self._content(job, destination, signed, config)
+        content = await prepare(
+            job.data,
+            route,
+            config,
+            signed,
+            published_keys=self.published_keys,
+            on_key_checked=self._note_key,
+            log=self.log,
+            queue_id=job.queue_id,
+            now=self.clock(),
+        )
         if isinstance(content, str):
             return [
                 RecipientOutcome(r.idx, "held", content, None, destination.key, False)
@@ -503,43 +503,6 @@ class Scheduler:
 
     # ------------------------------------------------------------------ content
 
-    async def _content(
-        self, job: DeliveryJob, destination: Destination, signed: dict[str, bytes], config: Config
-    ) -> bytes | str:
-        """The bytes sent to this destination: From:/Sender: rewritten for the route, then
-        signed; or, when `dkim_key_check = "hold"` finds the key unpublished, why it is held.
-
-        The signature is made once per message and rewrite (its `variant`) and kept in
-        `signed`, which the attempt's record stores, so every retry sends the same one.
-        """
-        data = job.data
-        route = destination.route
-        variant = ""
-        if route.rewrite_senders:
-            data = await asyncio.to_thread(rewrite_header_senders, data, route.rewrite_sender)
-            if data is not job.data:
-                # Routes may rewrite one message differently: one signature per result.
-                variant = hashlib.sha256(data[: data.find(b"\r\n\r\n")]).hexdigest()[:32]
-        if variant in signed:
-            return signed[variant] + data
-        entries = signing_keys(config.dkim, from_domain(data))
-        if not entries:
-            return data
-        check = config.delivery.dkim_key_check
-        if check != "off":
-            for entry in entries:
-                found = self.published_keys.cached(entry) or await self.published_keys.check(entry)
-                self._note_key(found)
-                if check == "hold" and found.status not in ("ok", "error"):
-                    return f"held: DKIM key not usable: {found.detail}; release after fixing DNS"
-        try:
-            header = await asyncio.to_thread(sign, data, entries, now=self.clock())
-        except SigningError as exc:
-            self.log.warning("dkim-not-signed", queue_id=job.queue_id, reason=str(exc))
-            header = b""
-        signed[variant] = header
-        return header + data
-
     def _note_key(self, found: KeyCheck) -> None:
         """Log and publish a selector's DNS status when it changes (not once per message)."""
         key = (found.domain, found.selector)
@@ -569,79 +532,36 @@ class Scheduler:
         started: float,
         signatures: dict[str, bytes] | None = None,
     ) -> None:
-        delivery = config.delivery
         now = self.clock()
         by_idx = {r.idx: r for r in job.recipients}
-        final: list[RecipientOutcome] = []
-        for outcome in outcomes:
-            rcpt = by_idx[outcome.idx]
-            if outcome.state == "deferred":
-                if now - job.arrived_at >= delivery.queue_lifetime:
-                    # RFC 5321 §4.5.4.1: give up after the queue lifetime, with the last reply.
-                    outcome = RecipientOutcome(
-                        outcome.idx,
-                        "bounced",
-                        f"{outcome.reply} (gave up: in the queue longer than "
-                        f"{delivery.queue_lifetime / 86400:g} days, status 5.4.7)",
-                        None,
-                        outcome.destination,
-                        outcome.attempted,
-                    )
-                elif outcome.next_attempt_at is None:
-                    failures = rcpt.attempts + (1 if outcome.attempted else 0)
-                    outcome = RecipientOutcome(
-                        outcome.idx,
-                        "deferred",
-                        outcome.reply,
-                        now + delivery.backoff(failures),
-                        outcome.destination,
-                        outcome.attempted,
-                    )
-            final.append(outcome)
-        bounced = [o for o in final if o.state == "bounced"]
-        deferred = [o for o in final if o.state == "deferred"]
+        decision = decide(job, outcomes, config.delivery, now)
+        bounced, deferred, held = decision.bounced, decision.deferred, decision.held
         new_messages: list[NewMessage] = []
         # A DSN quotes the original's headers: milliseconds, off the loop that serves SMTP.
-        if bounced and job.sender and not job.is_bounce:
+        if decision.failure_dsn:
             new_messages.append(
-                await asyncio.to_thread(dsn_message, job, bounced, "failed", config, now)
+                await asyncio.to_thread(dsn_message, job, list(bounced), "failed", config, now)
             )
-        elif bounced:
+        elif decision.bounce_dropped:
             # RFC 5321 §6.1 / RFC 3464 §2: never bounce a bounce; log it and let it go.
             self.log.warning(
                 "bounce-dropped",
                 queue_id=job.queue_id,
                 note="a message with the null sender failed; no DSN is sent for it",
             )
-        warned = False
-        if (
-            deferred
-            and delivery.delay_warning > 0
-            and job.warned_at is None
-            and job.sender
-            and not job.is_bounce
-            and now - job.arrived_at >= delivery.delay_warning
-        ):
+        if decision.delay_dsn:
             new_messages.append(
-                await asyncio.to_thread(dsn_message, job, deferred, "delayed", config, now)
+                await asyncio.to_thread(dsn_message, job, list(deferred), "delayed", config, now)
             )
-            warned = True
-        suppress = []
-        if delivery.suppress_hard_bounces:
-            expires = now + delivery.suppression_days * 86400
-            for outcome in bounced:
-                status = enhanced_status(outcome.reply, "5.0.0")
-                if status in _HARD_RECIPIENT_STATUSES and outcome.rcpt_reply:
-                    address = by_idx[outcome.idx].address
-                    suppress.append((address, outcome.reply[:300], expires))
+        suppress = list(decision.suppress)
         recorded = await self.spool.finish_attempt(
             job.message_id,
-            final,
+            list(decision.outcomes),
             attempts,
             now=now,
             new_messages=new_messages,
             suppress=suppress,
-            warned=warned,
+            warned=decision.delay_dsn,
             signatures=signatures,
         )
         if not recorded:
@@ -668,12 +588,11 @@ class Scheduler:
                 )
             )
         if deferred:
-            next_at = min(o.next_attempt_at or now for o in final if o.state == "deferred")
+            next_at = decision.next_attempt_at or now
             self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply))
-        held = [o for o in final if o.state == "held"]
         if held:
             self.bus.publish(
                 MessageHeld(job.queue_id, tuple(by_idx[o.idx].address for o in held), held[0].reply)
             )
-        if not bounced and not deferred and all(o.state == "delivered" for o in final):
+        if decision.delivered:
             self.bus.publish(MessageDelivered(job.queue_id))
