@@ -21,12 +21,14 @@ from relaybox.admin.control import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
 from relaybox.queue.spool import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
-from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
-from relaybox.tui.inspector import InspectorScreen
+from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import InProcessLink, SocketLink
-from relaybox.tui.log_view import LineView
-from relaybox.tui.queue_pane import QueuePane
-from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.panes.queue import QueuePane
+from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.screens.confirm import ConfirmScreen
+from relaybox.tui.screens.help import HelpScreen
+from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.widgets.line_view import LineView
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
@@ -590,7 +592,9 @@ async def test_a_busy_log_updates_once_a_second_and_a_quiet_one_within_a_moment(
 
     def burst(tag: str, n: int) -> None:
         for i in range(n):
-            app.on_engine_event(SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i))
+            app.bridge.on_engine_event(
+                SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i)
+            )
 
     def shown_text() -> str:
         view = app.log_view
@@ -887,8 +891,8 @@ def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Pa
 def test_control_characters_from_mail_never_reach_the_terminal() -> None:
     """A header or a remote reply carrying ESC sequences (clear screen, set the clipboard)
     is drawn as escapes."""
-    from relaybox.tui.queue_view import row_text
-    from relaybox.tui.widgets import printable
+    from relaybox.tui.format import printable
+    from relaybox.tui.panes.queue_view import row_text
 
     assert printable("a\x1b]52;c;x\x07b\r\x9b2J") == "a\\x1b]52;c;x\\x07b\\x0d\\x9b2J"
     row = MessageRow(

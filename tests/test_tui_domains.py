@@ -27,7 +27,8 @@ from relaybox.config.model import (
     SocketAddress,
     UserConfig,
 )
-from relaybox.tui.domains_view import DomainScreen, DomainsPane
+from relaybox.tui.panes.domains import DomainsPane
+from relaybox.tui.screens.domain import DomainScreen
 
 from .conftest import make_config
 from .dnsserver import DNSServer
@@ -169,7 +170,7 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
     """A message bounced with 5.7.26 (DMARC) says so in the inspector, and `a` opens the
     findings of its From: domain; a message refused for another reason offers no `a`."""
     from relaybox.queue.spool import AttemptRow, MessageFilter, RecipientOutcome
-    from relaybox.tui.inspector import InspectorScreen
+    from relaybox.tui.screens.inspector import InspectorScreen
 
     from .tui_seed import _msg
 

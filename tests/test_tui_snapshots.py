@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from relaybox.tui.inspector import InspectorScreen
-from relaybox.tui.log_view import LineView
+from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.widgets.line_view import LineView
 
 from .tui_seed import seeded_app
 
