@@ -29,6 +29,7 @@ from relaybox.tui.screens.confirm import ConfirmScreen
 from relaybox.tui.screens.help import HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
+from relaybox.tui.widgets.status_bar import Rates
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
@@ -635,6 +636,26 @@ async def test_a_new_theme_redraws_the_rows_in_its_colours(tmp_path: Path) -> No
         line = view.render_line(1)
         assert line.text == before
         assert {seg.style.bgcolor for seg in line if seg.style} == {view.rich_style.bgcolor}
+
+
+def test_the_status_bar_counts_mail_in_ten_second_bars_and_rates_the_last_minute() -> None:
+    """A message counts in the bar still open; a bar closes once its ten seconds are up, and
+    the rate per minute is the last six closed bars (so it falls back once a minute passes)."""
+    now = [1000.0]
+    rates = Rates(lambda: now[0])
+    for _ in range(6):
+        rates.count("in")
+    rates.count("out")
+    rates.roll()
+    assert rates.per_minute("in") == 0.0  # its bar is still open
+    now[0] = 1010.0
+    rates.roll()
+    assert list(rates.bars["in"])[-2:] == [0.0, 6.0] and list(rates.bars["out"])[-1] == 1.0
+    assert rates.per_minute("in") == 6.0 and rates.per_minute("out") == 1.0
+    now[0] = 1070.0  # six more bars, all empty
+    rates.roll()
+    assert list(rates.bars["in"])[-7:] == [6.0] + [0.0] * 6
+    assert rates.per_minute("in") == 0.0 and len(rates.bars["in"]) == 30
 
 
 # ---------------------------------------------------------------------- attached to an engine

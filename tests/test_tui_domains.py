@@ -209,7 +209,9 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
             ],
             now=NOW,
         )
-        app.push_screen(InspectorScreen(app.link, "0SEEDED000009", app.act_on, clock=app.clock))
+        app.push_screen(
+            InspectorScreen(app.link, "0SEEDED000009", app.mail.act_on, clock=app.clock)
+        )
         await pilot.pause(0.5)
         screen = app.screen
         assert isinstance(screen, InspectorScreen)
@@ -222,7 +224,9 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
         await pilot.press("escape")
         await pilot.pause(0.1)
         # A message deferred for an ordinary reason: no authentication words, no `a`.
-        app.push_screen(InspectorScreen(app.link, "0SEEDED000001", app.act_on, clock=app.clock))
+        app.push_screen(
+            InspectorScreen(app.link, "0SEEDED000001", app.mail.act_on, clock=app.clock)
+        )
         await pilot.pause(0.5)
         assert isinstance(app.screen, InspectorScreen)
         await pilot.press("a")

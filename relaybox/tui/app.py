@@ -260,7 +260,9 @@ class RelayboxApp(App[int]):
 
     @on(QueueView.Opened)
     def _open_message(self, event: QueueView.Opened) -> None:
-        self.push_screen(InspectorScreen(self.link, event.queue_id, self.act_on, clock=self.clock))
+        self.push_screen(
+            InspectorScreen(self.link, event.queue_id, self.mail.act_on, clock=self.clock)
+        )
 
     # ------------------------------------------------------------------ actions on mail
 
@@ -271,15 +273,6 @@ class RelayboxApp(App[int]):
     def action_act_all(self, action: str) -> None:
         """An action on every message the current view and filter show (asks first)."""
         self.mail.on_all_shown(action)
-
-    def act_on(
-        self,
-        action: str,
-        queue_ids: list[str],
-        done: Callable[[list[str]], object] | None = None,
-    ) -> None:
-        """`action` on these messages; see `MailActions.act_on`."""
-        self.mail.act_on(action, queue_ids, done)
 
     # ------------------------------------------------------------------ quitting, help
 
