@@ -21,12 +21,15 @@ from relaybox.admin.control import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
 from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
-from relaybox.tui.app import ConfirmScreen, HelpScreen, RelayboxApp
-from relaybox.tui.inspector import InspectorScreen
+from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import InProcessLink, SocketLink
-from relaybox.tui.log_view import LineView
-from relaybox.tui.queue_pane import QueuePane
-from relaybox.tui.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.panes.queue import QueuePane
+from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.screens.confirm import ConfirmScreen
+from relaybox.tui.screens.help import HelpScreen
+from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.widgets.line_view import LineView
+from relaybox.tui.widgets.status_bar import Rates
 
 from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
@@ -590,7 +593,9 @@ async def test_a_busy_log_updates_once_a_second_and_a_quiet_one_within_a_moment(
 
     def burst(tag: str, n: int) -> None:
         for i in range(n):
-            app.on_engine_event(SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i))
+            app.bridge.on_engine_event(
+                SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i)
+            )
 
     def shown_text() -> str:
         view = app.log_view
@@ -631,6 +636,26 @@ async def test_a_new_theme_redraws_the_rows_in_its_colours(tmp_path: Path) -> No
         line = view.render_line(1)
         assert line.text == before
         assert {seg.style.bgcolor for seg in line if seg.style} == {view.rich_style.bgcolor}
+
+
+def test_the_status_bar_counts_mail_in_ten_second_bars_and_rates_the_last_minute() -> None:
+    """A message counts in the bar still open; a bar closes once its ten seconds are up, and
+    the rate per minute is the last six closed bars (so it falls back once a minute passes)."""
+    now = [1000.0]
+    rates = Rates(lambda: now[0])
+    for _ in range(6):
+        rates.count("in")
+    rates.count("out")
+    rates.roll()
+    assert rates.per_minute("in") == 0.0  # its bar is still open
+    now[0] = 1010.0
+    rates.roll()
+    assert list(rates.bars["in"])[-2:] == [0.0, 6.0] and list(rates.bars["out"])[-1] == 1.0
+    assert rates.per_minute("in") == 6.0 and rates.per_minute("out") == 1.0
+    now[0] = 1070.0  # six more bars, all empty
+    rates.roll()
+    assert list(rates.bars["in"])[-7:] == [6.0] + [0.0] * 6
+    assert rates.per_minute("in") == 0.0 and len(rates.bars["in"]) == 30
 
 
 # ---------------------------------------------------------------------- attached to an engine
@@ -887,8 +912,8 @@ def test_output_to_a_vanished_terminal_is_dropped_and_reported_once(tmp_path: Pa
 def test_control_characters_from_mail_never_reach_the_terminal() -> None:
     """A header or a remote reply carrying ESC sequences (clear screen, set the clipboard)
     is drawn as escapes."""
-    from relaybox.tui.queue_view import row_text
-    from relaybox.tui.widgets import printable
+    from relaybox.tui.format import printable
+    from relaybox.tui.panes.queue_view import row_text
 
     assert printable("a\x1b]52;c;x\x07b\r\x9b2J") == "a\\x1b]52;c;x\\x07b\\x0d\\x9b2J"
     row = MessageRow(

@@ -27,7 +27,8 @@ from relaybox.config.model import (
     SocketAddress,
     UserConfig,
 )
-from relaybox.tui.domains_view import DomainScreen, DomainsPane
+from relaybox.tui.panes.domains import DomainsPane
+from relaybox.tui.screens.domain import DomainScreen
 
 from .conftest import make_config
 from .dnsserver import DNSServer
@@ -169,7 +170,7 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
     """A message bounced with 5.7.26 (DMARC) says so in the inspector, and `a` opens the
     findings of its From: domain; a message refused for another reason offers no `a`."""
     from relaybox.queue import AttemptRow, MessageFilter, RecipientOutcome
-    from relaybox.tui.inspector import InspectorScreen
+    from relaybox.tui.screens.inspector import InspectorScreen
 
     from .tui_seed import _msg
 
@@ -208,7 +209,9 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
             ],
             now=NOW,
         )
-        app.push_screen(InspectorScreen(app.link, "0SEEDED000009", app.act_on, clock=app.clock))
+        app.push_screen(
+            InspectorScreen(app.link, "0SEEDED000009", app.mail.act_on, clock=app.clock)
+        )
         await pilot.pause(0.5)
         screen = app.screen
         assert isinstance(screen, InspectorScreen)
@@ -221,7 +224,9 @@ async def test_an_authentication_bounce_links_to_its_domain(tmp_path: Path, doma
         await pilot.press("escape")
         await pilot.pause(0.1)
         # A message deferred for an ordinary reason: no authentication words, no `a`.
-        app.push_screen(InspectorScreen(app.link, "0SEEDED000001", app.act_on, clock=app.clock))
+        app.push_screen(
+            InspectorScreen(app.link, "0SEEDED000001", app.mail.act_on, clock=app.clock)
+        )
         await pilot.pause(0.5)
         assert isinstance(app.screen, InspectorScreen)
         await pilot.press("a")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from relaybox.tui.inspector import InspectorScreen
-from relaybox.tui.log_view import LineView
+from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.widgets.line_view import LineView
 
 from .tui_seed import seeded_app
 
@@ -52,6 +52,8 @@ async def settled(pilot: Any) -> None:
 
 
 def then(*keys: str, wait: Callable[[Any], Awaitable[None]] | None = None) -> Any:
+    """A `run_before` that waits for the seeded UI to settle, presses `keys`, then `wait`s."""
+
     async def run_before(pilot: Any) -> None:
         await settled(pilot)
         for key in keys:
@@ -65,6 +67,7 @@ def then(*keys: str, wait: Callable[[Any], Awaitable[None]] | None = None) -> An
 
 
 async def inspector_loaded(pilot: Any) -> None:
+    """Until the inspector shows its message's inbound session, scrolled to its top."""
     deadline = time.monotonic() + 10
     while True:
         screen = pilot.app.screen
@@ -80,6 +83,9 @@ async def inspector_loaded(pilot: Any) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_queue_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """The first screen: the status bar (listeners, counts by state, rates with sparklines
+    only at 200 columns), the Queue pane's unfinished view of six seeded messages with their
+    state colours and column layout, the cursor on the first row, and the footer's keys."""
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then())
 
 
@@ -87,12 +93,16 @@ def test_queue_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) ->
 def test_queue_pane_everything_sorted_by_recipients(
     snap_compare: Any, tmp_path: Path, size: tuple[int, int]
 ) -> None:
+    """The "everything" view (finished messages too), sorted by recipients, the cursor on
+    the second row and that row selected: the selection's colour and the title's count."""
     keys = ["v"] * 6 + ["s", "s", "down", "space"]  # view "everything", sort by recipients, select
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then(*keys))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_inspector(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Enter on the second row: the inspector's top, its envelope and every recipient's
+    state (one delivered, one bounced, one deferred) in their colours."""
     # The second row: the message with three recipients, one delivered, one bounced, one
     # deferred, its inbound session and its attempt.
     run_before = then("down", "enter", wait=inspector_loaded)
@@ -103,6 +113,8 @@ def test_inspector(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> 
 def test_inspector_attempt_transcript(
     snap_compare: Any, tmp_path: Path, size: tuple[int, int]
 ) -> None:
+    """The inspector's end (End): the delivery attempt's transcript, client and server
+    lines in their colours, and the raw message's first part."""
     run_before = then("down", "enter", wait=inspector_loaded)
 
     async def to_the_end(pilot: Any) -> None:
@@ -115,14 +127,19 @@ def test_inspector_attempt_transcript(
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_log_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Key 4: the Log pane's title line and the seeded engine's events as log lines, each
+    kind in its colour, following the tail."""
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("4"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """`?`: the key help as a centred dialog over the queue (clipped, not wrapped, at
+    80x24)."""
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("question_mark"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_quit_question(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """`q` in-process: the quit question saying the relay stops with it, "No" focused."""
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("q"))

@@ -25,7 +25,8 @@ from relaybox.events import (
 from relaybox.maillog import setup_logging
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import AttemptRow, NewMessage, RecipientOutcome
-from relaybox.tui.app import UI_EVENTS, RelayboxApp
+from relaybox.tui.app import RelayboxApp
+from relaybox.tui.bridge import UI_EVENTS
 from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
 from .conftest import make_config

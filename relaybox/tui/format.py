@@ -1,11 +1,12 @@
-"""Short renderings of times, sizes and addresses for narrow columns (pure functions)."""
+"""Short renderings of times, sizes and addresses for narrow columns, and text made safe to
+draw (pure functions)."""
 
 from __future__ import annotations
 
 import functools
 import time
 
-__all__ = ["age", "clip", "clock", "recipients", "size", "until"]
+__all__ = ["age", "clip", "clock", "printable", "recipients", "size", "until"]
 
 
 def age(seconds: float) -> str:
@@ -65,3 +66,14 @@ def clock(at: float) -> str:
 def _hms(second: int) -> str:
     # The log gives hundreds of events a second the same time of day: work it out once.
     return time.strftime("%H:%M:%S", time.localtime(second))
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL[0x09] = "    "
+
+
+def printable(text: str) -> str:
+    """`text` safe to draw: control characters (from mail, from remote servers' replies)
+    shown as escapes, never sent to the admin's terminal, where ESC sequences could clear the
+    screen, set the clipboard or retitle the window."""
+    return text.translate(_CONTROL)

@@ -1,4 +1,5 @@
-"""The Queue pane: its title line, the column titles, the live list and the filter line.
+"""The Queue pane (key 1): its title line, the column titles, the live list and the filter
+line, and the changes of view, sort and filter the app's keys ask of it.
 
 The two lines above the list change often (the count under load, the selection): they are
 `TextLine`s, repainted when their text changes, never a relayout of the screen.
@@ -15,22 +16,14 @@ from textual.containers import Vertical
 from textual.widgets import Input
 
 from relaybox.admin.control import AdminClient
-from relaybox.tui.queue_view import QueueView
-from relaybox.tui.widgets import TextLine
+from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.widgets.text_line import TextLine
 
 __all__ = ["QueuePane"]
 
 
 class QueuePane(Vertical):
     """The Queue pane; the list's `Changed` messages keep the two lines above it right."""
-
-    DEFAULT_CSS = """
-    QueuePane #queue-header { background: $panel; color: $text-muted; }
-    QueuePane #queue-title { padding: 0 1; }
-    QueuePane QueueView { height: 1fr; }
-    QueuePane Input { display: none; }
-    QueuePane Input.shown { display: block; }
-    """
 
     def __init__(
         self,
@@ -68,3 +61,38 @@ class QueuePane(Vertical):
     def header(self) -> str:
         """The column titles as shown."""
         return self.query_one("#queue-header", TextLine).text
+
+    @property
+    def view(self) -> QueueView:
+        """The live list."""
+        return self.query_one(QueueView)
+
+    def set_filter(self, text: str) -> None:
+        """Show only the messages `text` matches (empty: all of the view)."""
+        s = self.view.state
+        self.view.set_state(ViewState(text, s.view, s.sort, s.descending))
+
+    def set_view(self, index: int) -> None:
+        """Show the state view `STATE_VIEWS[index]`."""
+        s = self.view.state
+        self.view.set_state(ViewState(s.text, index, s.sort, s.descending))
+
+    def next_view(self) -> None:
+        """The next state view (unfinished, deferred, held, ...), round to the first."""
+        self.set_view((self.view.state.view + 1) % len(STATE_VIEWS))
+
+    def set_sort(self, key: str) -> None:
+        """Sort by the column `key`, in the order it has now."""
+        s = self.view.state
+        self.view.set_state(ViewState(s.text, s.view, key, s.descending))
+
+    def next_sort(self) -> None:
+        """Sort by the next column."""
+        keys = [key for key, _ in COLUMNS]
+        sort = self.view.state.sort
+        self.set_sort(keys[(keys.index(sort) + 1) % len(keys)] if sort in keys else "arrived")
+
+    def reverse_sort(self) -> None:
+        """Reverse the order."""
+        s = self.view.state
+        self.view.set_state(ViewState(s.text, s.view, s.sort, not s.descending))

@@ -33,9 +33,9 @@ from relaybox.events import (
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
 from relaybox.tui import format as fmt
-from relaybox.tui.domains_view import DomainScreen
 from relaybox.tui.link import EngineLink
-from relaybox.tui.log_view import LineView
+from relaybox.tui.screens.domain import DomainScreen
+from relaybox.tui.widgets.line_view import LineView
 
 __all__ = ["InspectorScreen", "auth_domain", "detail_lines"]
 
@@ -165,9 +165,6 @@ class InspectorScreen(Screen[None]):
         Binding("b", "act('bounce')", "Bounce"),
         Binding("a", "domain_findings", "Domain checks"),
     ]
-    DEFAULT_CSS = """
-    InspectorScreen #inspector-title { height: 1; background: $panel; padding: 0 1; }
-    """
 
     def __init__(
         self,

@@ -1,8 +1,5 @@
-"""Line-API views of text lines: the live event log (a ring buffer) and the inspector's pages.
-
-Only visible lines are rendered, from cached strips; appending a line repaints at most that
-line (and scrolls when the view follows the tail).
-"""
+"""The Log pane (key 4): the engine's events as they happen, one line each, in a bounded ring
+buffer with a text filter. It does not read the queue: the events are all it shows."""
 
 from __future__ import annotations
 
@@ -11,10 +8,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rich.segment import Segment
-from textual import events
-from textual.binding import Binding
-from textual.strip import Strip
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static
 
 from relaybox.admin.control import EventsDropped
 from relaybox.events import (
@@ -36,112 +32,10 @@ from relaybox.events import (
     SessionOpened,
 )
 from relaybox.tui import format as fmt
-from relaybox.tui.strip_view import StripView
-from relaybox.tui.widgets import printable, shown
+from relaybox.tui.widgets.line_view import LineView
+from relaybox.tui.widgets.strip_view import shown
 
-__all__ = ["LineView", "LogView", "describe_event"]
-
-
-# Line kinds and their component class (colour); the prefix keeps them apart without colour.
-KINDS = ("client", "server", "note", "good", "warn", "bad", "head", "plain")
-
-
-class LineView(StripView, can_focus=True):
-    """Lines of (kind, text); `kind` picks the colour, the text carries its own prefix."""
-
-    BINDINGS = [
-        Binding("up,k", "scroll_up", "Up", show=False),
-        Binding("down,j", "scroll_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "scroll_home", "Top", show=False),
-        Binding("end,G", "scroll_end", "Bottom", show=False),
-    ]
-    COMPONENT_CLASSES = {f"lineview--{kind}" for kind in KINDS}
-    DEFAULT_CSS = """
-    LineView {
-        background: $surface;
-        & > .lineview--client { color: $accent; }
-        & > .lineview--server { color: $primary; }
-        & > .lineview--note { color: $text-muted; }
-        & > .lineview--good { color: $success; }
-        & > .lineview--warn { color: $warning; }
-        & > .lineview--bad { color: $error; }
-        & > .lineview--head { text-style: bold; }
-    }
-    """
-
-    def __init__(self, max_lines: int | None = None, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(1024, id=id)
-        self.lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_lines)
-        self.follow = True
-        """Keep the last line in view as lines arrive (off while the user scrolls up)."""
-        self._first = 0
-        """Absolute number of `lines[0]` (lines dropped off the ring buffer before it)."""
-        self._widest = 0
-
-    def set_lines(self, lines: Iterable[tuple[str, str]]) -> None:
-        """Replace everything shown."""
-        self.lines.clear()
-        self.lines.extend(lines)
-        self._first = 0
-        self._widest = max((len(t) for _, t in self.lines), default=0)
-        self.forget_lines()
-        self._resize()
-        self.refresh()
-
-    def add(self, kind: str, text: str) -> None:
-        """Append one line (the oldest falls off a full ring buffer)."""
-        full = self.lines.maxlen is not None and len(self.lines) == self.lines.maxlen
-        at_end = self.scroll_offset.y >= self.max_scroll_y
-        self.lines.append((kind, text))
-        if full:
-            self._first += 1
-            self.refresh()  # every line moved up by one
-        self._resize()
-        if self.follow and at_end:
-            self.scroll_end(animate=False, immediate=True)
-        if not full:
-            self.refresh_line(len(self.lines) - 1)
-
-    def _resize(self) -> None:
-        # Width only grows (the widest line seen), so a new line costs O(1), not a scan.
-        if self.lines:
-            self._widest = max(self._widest, len(self.lines[-1][1]))
-        self.set_virtual_size(self._widest, len(self.lines))
-
-    def line_count(self) -> int:
-        return len(self.lines)
-
-    def line_key(self, index: int, width: int) -> tuple[int, int]:
-        # Lines never change once added: the absolute number names one for good.
-        return (self._first + index, self.virtual_size.width)
-
-    def draw_line(self, index: int, width: int) -> Strip:
-        kind, text = self.lines[index]
-        style = self.base_style
-        if kind != "plain":
-            style = style + self.get_component_rich_style(f"lineview--{kind}")
-        return Strip([Segment(printable(text), style)])
-
-    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        self.follow = False
-
-    def action_scroll_up(self) -> None:
-        self.follow = False
-        super().action_scroll_up()
-
-    def action_page_up(self) -> None:
-        self.follow = False
-        super().action_page_up()
-
-    def action_scroll_home(self) -> None:
-        self.follow = False
-        super().action_scroll_home()
-
-    def action_scroll_end(self) -> None:
-        self.follow = True
-        self.scroll_end(animate=False, immediate=True)
+__all__ = ["LogPane", "LogView", "describe_event"]
 
 
 def _accepted(e: MessageAccepted, at: str) -> tuple[str, str]:
@@ -304,3 +198,12 @@ class LogView(LineView):
         self._stale = False
         self.set_lines(self._lines_of(self.history))
         self.scroll_end(animate=False, immediate=True)
+
+
+class LogPane(Vertical):
+    """The Log pane: its title line, the live log and the filter line."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Log · / filters · End follows", id="log-title")
+        yield LogView(id="log-view")
+        yield Input(placeholder="filter the log; Enter applies, Esc clears")

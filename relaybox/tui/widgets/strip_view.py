@@ -14,10 +14,24 @@ from rich.style import Style
 from textual import events
 from textual.cache import LRUCache
 from textual.geometry import Offset, Region, Size
+from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
-__all__ = ["StripView"]
+__all__ = ["StripView", "shown"]
+
+
+def shown(widget: Widget) -> bool:
+    """Whether the widget is on screen: it and every container up to its screen displayed
+    (a pane that ContentSwitcher hides hides its children without touching their `display`)."""
+    node: Widget | None = widget
+    while node is not None and not isinstance(node, Screen):
+        if not node.display:
+            return False
+        parent = node.parent
+        node = parent if isinstance(parent, Widget) else None
+    return widget.screen.is_current if widget.is_attached else False
 
 
 class StripView(ScrollView):

@@ -27,8 +27,8 @@ from textual.strip import Strip
 from relaybox.admin.control import AdminClient
 from relaybox.queue import UNFINISHED_STATES, MessageFilter, MessageRow
 from relaybox.tui import format as fmt
-from relaybox.tui.strip_view import StripView
-from relaybox.tui.widgets import printable, shown
+from relaybox.tui.format import printable
+from relaybox.tui.widgets.strip_view import StripView, shown
 
 __all__ = ["COLUMNS", "QueueView", "ViewState"]
 
@@ -163,26 +163,6 @@ class QueueView(StripView, can_focus=True):
         "queueview--delivered",
         "queueview--loading",
     }
-    DEFAULT_CSS = """
-    QueueView {
-        background: $surface;
-        /* The rows' width, and so the columns, do not change when the scroll bar comes. */
-        scrollbar-gutter: stable;
-        scrollbar-size-vertical: 1;
-        & > .queueview--cursor { background: $block-cursor-blurred-background; }
-        &:focus > .queueview--cursor {
-            background: $block-cursor-background;
-            color: $block-cursor-foreground;
-            text-style: $block-cursor-text-style;
-        }
-        & > .queueview--selected { background: $accent 30%; }
-        & > .queueview--deferred { color: $warning; }
-        & > .queueview--held { color: $secondary; }
-        & > .queueview--bounced { color: $error; }
-        & > .queueview--delivered { color: $success; }
-        & > .queueview--loading { color: $text-muted; }
-    }
-    """
 
     cursor: reactive[int] = reactive(0, repaint=False)
 

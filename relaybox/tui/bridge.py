@@ -1,0 +1,142 @@
+"""The event bridge: one long-lived worker that follows the engine's event stream and hands
+each event to what shows it, and, attached, finds the engine again when it comes back.
+
+Per event it only notes what changed (a line for the log, "stale" for the queue, the status
+bar and the Domains pane); the panes read the engine on their own timers. It reads nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from relaybox.admin.control import EventsDropped
+from relaybox.events import (
+    MESSAGE_CHANGES,
+    AttemptFinished,
+    AttemptStarted,
+    DestinationSuspended,
+    DkimKeyChecked,
+    DomainsChecked,
+    Event,
+    MessageAccepted,
+    MessageDelivered,
+    MessageRejected,
+    SessionClosed,
+    SessionOpened,
+)
+from relaybox.tui.screens.inspector import InspectorScreen
+
+if TYPE_CHECKING:
+    from relaybox.tui.app import RelayboxApp
+
+__all__ = ["RECONNECT_EVERY", "UI_EVENTS", "EventBridge"]
+
+UI_EVENTS: tuple[type[Event], ...] = (
+    SessionOpened,
+    SessionClosed,
+    MessageAccepted,
+    MessageRejected,
+    *MESSAGE_CHANGES,
+    AttemptStarted,
+    AttemptFinished,
+    DestinationSuspended,
+    DkimKeyChecked,
+    DomainsChecked,
+)
+"""What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
+builds those only while someone takes them, and the inspector asks for AttemptLine itself,
+only while it watches a retry."""
+_QUEUE_EVENTS: frozenset[type[Event]] = frozenset(
+    {*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished}
+)
+"""The events after which the Queue pane and the status bar read the queue again."""
+RECONNECT_EVERY = 2.0
+"""Seconds between looks for an engine gone away (attached)."""
+
+
+class EventBridge:
+    """The engine's events, to the panes of one app; `start()` once they are mounted."""
+
+    def __init__(self, app: RelayboxApp) -> None:
+        self._app = app
+
+    def start(self) -> None:
+        """Find the panes every event goes to (once: a query per event is not free) and
+        start following the engine's events."""
+        app = self._app
+        self._log_view = app.log_view
+        self._queue_view = app.queue_view
+        self._status = app.status_bar
+        self._rates = self._status.rates
+        app.run_worker(self._pump(), group="events", exit_on_error=False)
+
+    async def _pump(self) -> None:
+        """Every engine event, to the panes that show it.
+
+        Attached, an engine that goes away (stopped, restarted) is said once, in the status
+        bar and one notification; it is looked for every few seconds, and the UI carries on
+        live when one serves the state directory again.
+        """
+        app = self._app
+        while True:
+            problem = await self._follow_events()
+            if not app.link.attached:
+                app.notify(f"Lost the engine's events: {problem}", severity="error", timeout=10)
+                return
+            if not self._status.engine_gone:
+                self._status.engine_gone = True
+                app.notify(
+                    f"Lost the engine ({problem}). What is shown is no longer live; "
+                    "relaybox reconnects when the engine is back.",
+                    severity="error",
+                    timeout=10,
+                )
+                self._status.show(None)
+            while True:
+                await asyncio.sleep(RECONNECT_EVERY)
+                if await app.link.reconnect():
+                    break
+
+    async def _follow_events(self) -> str:
+        """Pass on the engine's events until the stream ends; why it ended."""
+        app = self._app
+        try:
+            stream = await app.link.subscribe(UI_EVENTS)
+        except Exception as exc:
+            return str(exc)
+        if self._status.engine_gone:
+            self._status.engine_gone = False
+            app.notify(f"Connected to the engine again ({app.link.describe()}).")
+            self._queue_view.reload()
+            self._status.load_listeners()
+        try:
+            async for event in stream:
+                self.on_engine_event(event)
+        except Exception as exc:
+            return str(exc)
+        finally:
+            await stream.aclose()
+        return "it closed the connection"
+
+    def on_engine_event(self, event: Event | EventsDropped) -> None:
+        """One event, to the panes and the screen that show it."""
+        # Under load this runs a thousand times a second on the relay's own event loop: it
+        # only notes what changed; the panes read the engine on their own timers.
+        self._log_view.record(event)
+        if isinstance(event, EventsDropped):
+            self._queue_view.touch()
+            return
+        kind = type(event)
+        if kind in _QUEUE_EVENTS:
+            self._queue_view.touch()
+            self._status.stale = True
+            if kind is MessageAccepted:
+                self._rates.count("in")
+            elif kind is MessageDelivered:
+                self._rates.count("out")
+        elif kind is DomainsChecked:
+            self._app.domains_checked()
+        screen = self._app.screen
+        if isinstance(screen, InspectorScreen):
+            screen.on_engine_event(event)

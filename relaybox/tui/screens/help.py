@@ -1,0 +1,62 @@
+"""The key help (`?`, F1): every key of every pane and screen on one page; any key closes it.
+
+Keep it in step with the bindings: the bindings are the truth, this is their summary.
+"""
+
+from __future__ import annotations
+
+from textual import events
+from textual.app import ComposeResult
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["HELP_TEXT", "HelpScreen"]
+
+HELP_TEXT = """\
+[b]relaybox keys[/b]  (any key closes this)
+
+[b]Everywhere[/b] (when no text box has focus)
+  1            Queue pane              4          Log pane
+  5            Domains pane            2 3 6      reserved (later releases)
+  /            filter the pane         Escape     back, clear the filter or selection
+  ?  F1        this help               Ctrl+P     command palette (every action, themes)
+  q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
+
+[b]Queue[/b]
+  ↑ ↓  j k     move                    PgUp PgDn  a page
+  Home g  End G   first, last          Enter      open the message
+  Space        select / unselect (actions then take the selection)
+  r  h  l      retry, hold, release the selected messages (or the one under the cursor)
+  d  b         delete, bounce (asks first)
+  R H L D B    the same for every message the view and filter show (asks first)
+  v            next state view (unfinished, deferred, held, queued, delivered, ...)
+  s  S         sort by the next column, reverse the order
+  filter text  matches queue ID, sender, recipient, reply; @example.org is a domain
+
+[b]Message inspector[/b]
+  ↑ ↓ PgUp PgDn Home End   scroll      m          raw message / details
+  r            retry now and watch the attempt live
+  h l d b      hold, release, delete, bounce          Escape     back to the queue
+
+[b]Log[/b]
+  / filters the log; End follows new lines again after scrolling up.
+
+[b]Domains[/b]
+  ↑ ↓  j k     move                    Enter      every finding, with the record to publish
+  c            check every sending domain now (they are also checked every few hours)
+  y            (in a domain) copy the selected finding's record to the clipboard
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, on one screen."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(HELP_TEXT)
+
+    def on_key(self, event: events.Key) -> None:
+        event.stop()
+        self.dismiss()
+
+    def on_click(self) -> None:
+        self.dismiss()
