@@ -41,6 +41,8 @@ from email.message import Message
 from email.utils import format_datetime
 from typing import Literal
 
+from relaybox.message.headers import header_end
+
 __all__ = [
     "MAX_RETURNED_HEADERS",
     "ORIGINAL_READ",
@@ -408,11 +410,11 @@ def _original_part(original: bytes, include_body: bool) -> bytes:
             b"Content-Disposition: attachment; filename=original.u8msg\r\n\r\n" + encoded
         )
 
-    if message.startswith(b"\r\n"):
+    end = header_end(message, len(message))
+    if end == 2:  # no header fields at all
         headers = b""
     else:
-        end = message.find(b"\r\n\r\n")
-        headers = message if end < 0 else message[: end + 2]
+        headers = message if end is None else message[: end - 2]
         if len(headers) > MAX_RETURNED_HEADERS:
             headers = headers[:MAX_RETURNED_HEADERS]
             cut = headers.rfind(b"\r\n")

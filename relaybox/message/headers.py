@@ -98,5 +98,6 @@ def header_value(message: EmailMessage, name: str) -> str | None:
 
 
 def fields(message: EmailMessage) -> tuple[tuple[str, str], ...]:
-    """Every field as `(name, value)` in the order written, for showing a message's header."""
-    return tuple((name, str(value)) for name, value in message.items())
+    """Every field as `(name, value)` in the order and form written (encoded words and folding
+    kept), for showing a message's header as it arrived."""
+    return tuple(message.raw_items())

@@ -14,6 +14,7 @@ from collections.abc import Callable, MutableMapping
 
 from relaybox.config.model import Config, RouteConfig
 from relaybox.maillog import MailLog
+from relaybox.message.headers import split_header
 from relaybox.outbound.rewrite import rewrite_header_senders
 from relaybox.signing.signer import (
     KeyCheck,
@@ -66,9 +67,11 @@ async def prepare(
         data = await asyncio.to_thread(rewrite_header_senders, data, route.rewrite_sender)
         if data is not original:
             # Routes may rewrite one message differently: one signature per result.
-            variant = hashlib.sha256(data[: data.find(b"\r\n\r\n")]).hexdigest()[:32]
+            variant = hashlib.sha256(split_header(data)[0]).hexdigest()[:32]
     if variant in signed:
         return signed[variant] + data
+    if not config.dkim:
+        return data  # nothing to sign with: the From: domain need not be read
     entries = signing_keys(config.dkim, from_domain(data))
     if not entries:
         return data

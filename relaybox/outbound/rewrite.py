@@ -13,11 +13,11 @@ import email.utils
 import re
 from collections.abc import Callable
 
+from relaybox.message.headers import header_end
+
 __all__ = ["rewrite_header_senders"]
 
 _FIELDS = (b"from", b"sender")
-MAX_HEADER_BLOCK = 256 * 1024
-"""Only this much of a message is searched for its header block."""
 
 
 def rewrite_header_senders(data: bytes, rewrite: Callable[[str], str]) -> bytes:
@@ -29,10 +29,11 @@ def rewrite_header_senders(data: bytes, rewrite: Callable[[str], str]) -> bytes:
     only when the original field already held non-ASCII text (the message then needs
     SMTPUTF8 anyway); otherwise the field is left alone.
     """
-    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
-    if end < 0:
+    end = header_end(data)
+    if end is None or end < 4:  # no header block found, or no fields in it
         return data
-    head = data[: end + 2]
+    end -= 2  # keep the fields' last CRLF in `head`; the empty line goes with the body
+    head = data[:end]
     lines = head.split(b"\r\n")
     changed = False
     i = 0
@@ -51,7 +52,7 @@ def rewrite_header_senders(data: bytes, rewrite: Callable[[str], str]) -> bytes:
         i = last + 1
     if not changed:
         return data
-    return b"\r\n".join(lines) + data[end + 2 :]
+    return b"\r\n".join(lines) + data[end:]
 
 
 def _rewrite_field(field: bytes, rewrite: Callable[[str], str]) -> bytes:

@@ -7,10 +7,9 @@ Read-only functions of a reader connection. The header block is parsed here for 
 from __future__ import annotations
 
 import sqlite3
-from email.parser import HeaderParser
-from email.policy import compat32
 from typing import Any
 
+from relaybox.message.headers import fields, parse_header, split_header
 from relaybox.queue.listing import ROW_COLUMNS
 from relaybox.queue.model import AttemptRow, MessageDetail, MessageRow, RecipientRow
 from relaybox.queue.schema import decode_transcript
@@ -48,13 +47,8 @@ def message_detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | N
     ).fetchone()
     headers: tuple[tuple[str, str], ...] = ()
     if head is not None:
-        raw = bytes(head[0])
-        end = raw.find(b"\r\n\r\n")
-        block = raw[: end + 4] if end >= 0 else raw
-        # RFC 6532 §3.2: an SMTPUTF8 message's headers are UTF-8 (BytesHeaderParser would turn
-        # them into U+FFFD); stray 8-bit bytes of other charsets still show as U+FFFD.
-        parsed = HeaderParser(policy=compat32).parsestr(block.decode("utf-8", "replace"))
-        headers = tuple((k, str(v)) for k, v in parsed.items())
+        block, _ = split_header(bytes(head[0]))
+        headers = fields(parse_header(block))
     session = conn.execute(
         "SELECT transcript FROM sessions WHERE session_id = ?", (session_id,)
     ).fetchone()

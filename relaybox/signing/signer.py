@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,13 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from relaybox.config.keys import DkimKey, DkimKeyError, published_key
 from relaybox.config.model import DkimConfig
+from relaybox.message.headers import (
+    MAX_HEADER_BLOCK,
+    addresses,
+    header_end,
+    parse_header,
+    split_header,
+)
 from relaybox.resolver import Resolver
 from relaybox.signing.tags import TagError, parse_tags
 
@@ -49,9 +55,6 @@ _POLICY = CanonicalizationPolicy.from_c_value(_CANONICALIZATION)
 _SIGNED = frozenset(dkim.DKIM.SHOULD)
 _OVERSIGNED = frozenset((b"from",))
 _HEADER_NAME = b"DKIM-Signature"
-MAX_HEADER_BLOCK = 256 * 1024
-"""The header block is parsed whole for signing; a message whose header is bigger than this
-(no blank line within 256 KB) is sent unsigned rather than parsed at any cost."""
 
 
 class SigningError(Exception):
@@ -64,24 +67,14 @@ def from_domain(data: bytes) -> str | None:
     Reads only the header block. With several From: fields or several addresses in one, the
     message is not signed (RFC 5322 allows one From: field; DMARC receivers reject others).
     """
-    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
-    head = data[: end + 2] if end >= 0 else data[:MAX_HEADER_BLOCK]
-    found: list[bytes] = []
-    lines = head.split(b"\r\n")
-    for i, line in enumerate(lines):
-        if line[:5].lower() == b"from:":
-            field = line[5:]
-            for more in lines[i + 1 :]:
-                if not more or more[:1] not in (b" ", b"\t"):
-                    break
-                field += more
-            found.append(field)
+    head, _ = split_header(data)
+    message = parse_header(head[:MAX_HEADER_BLOCK])
+    if len(message.get_all("From") or ()) != 1:
+        return None
+    found = addresses(message, "From")
     if len(found) != 1:
         return None
-    addresses = email.utils.getaddresses([found[0].decode("utf-8", "replace")])
-    if len(addresses) != 1:
-        return None
-    _, at, domain = addresses[0][1].rpartition("@")
+    _, at, domain = found[0].rpartition("@")
     domain = domain.strip().rstrip(".").lower()
     return domain if at and domain else None
 
@@ -104,10 +97,12 @@ def sign(data: bytes, entries: Sequence[DkimConfig], *, now: float | None = None
     """
     if not entries:
         return b""
-    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
-    if end < 0 and len(data) > MAX_HEADER_BLOCK:
+    # The header block is parsed whole; a message whose header is bigger than that (no blank
+    # line within 256 KB) is sent unsigned rather than parsed at any cost.
+    end = header_end(data)
+    if end is None and len(data) > MAX_HEADER_BLOCK:
         raise SigningError("the header is longer than 256 KB")
-    head, body = (data[: end + 4], data[end + 4 :]) if end >= 0 else (data, b"")
+    head, body = (data[:end], data[end:]) if end is not None else (data, b"")
     try:
         # The header block only: dkimpy would otherwise split the whole body into lines.
         message = dkim.DKIM(head)
