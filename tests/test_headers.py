@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from relaybox.message.headers import (
     addresses,
+    field_addresses,
+    field_count,
     fields,
     header_end,
     header_value,
@@ -73,3 +75,21 @@ def test_bytes_of_another_charset_do_not_break_the_other_fields() -> None:
     message = parse_header(b"Subject: caf\xe9\r\nFrom: a@example.org\r\n\r\n")
     assert header_value(message, "Subject") == "caf\ufffd"
     assert addresses(message, "From") == ["a@example.org"]
+
+
+def test_addresses_of_one_field_taken_out_of_a_message() -> None:
+    """A stored header view's From: value reads as the parsed message's would."""
+    assert field_addresses("From", '"José" <josé@bücher.example>') == ["josé@bücher.example"]
+    assert field_addresses("From", "a@example.org,\r\n <b@example.net>") == [
+        "a@example.org",
+        "b@example.net",
+    ]
+    assert field_addresses("Subject", "a@example.org") == []
+
+
+def test_an_address_the_parser_refuses_comes_back_as_written() -> None:
+    """An encoded display name that decodes to CR LF makes the stdlib raise; the From: check
+    must get a value that owns nothing (a refusal), not an exception (a 451 for ever)."""
+    message = parse_header(b"From: =?utf-8?q?a=0D=0Ab?= <a@example.org>\r\n\r\n")
+    assert addresses(message, "From") == ["=?utf-8?q?a=0D=0Ab?= <a@example.org>"]
+    assert field_count(message, "from") == 1

@@ -417,6 +417,19 @@ async def test_from_header_must_belong_to_the_user(start_engine, tmp_path, cert_
     await client.close()
 
 
+async def test_from_header_the_address_parser_refuses_is_refused_not_failed(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    """A display name that decodes to a line break makes the stdlib's parser raise: the
+    message is refused as not the user's (553), not answered 451 for its client to retry."""
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    client = await logged_in(run, client_tls)
+    odd = b"From: =?utf-8?q?a=0D=0Ab?= <alice@example.org>\r\nSubject: x\r\n\r\nhi\r\n"
+    code, text = await client.send_message("alice@example.org", ["b@example.org"], odd)
+    assert code == 553, text
+    await client.close()
+
+
 @pytest.mark.parametrize(
     "allowed",
     [

@@ -17,6 +17,8 @@ __all__ = [
     "MAX_HEADER_BLOCK",
     "POLICY",
     "addresses",
+    "field_addresses",
+    "field_count",
     "fields",
     "header_end",
     "header_value",
@@ -81,14 +83,33 @@ def addresses(message: EmailMessage, name: str) -> list[str]:
     empty group (`undisclosed-recipients:;`) gives nothing. A value that is not an address
     (`From: garbage`) comes back as written, so a caller that checks ownership refuses it.
     """
+    wanted = name.lower()
     found: list[str] = []
-    for value in message.get_all(name) or []:
-        if not isinstance(value, AddressHeader):
-            continue
-        for address in value.addresses:
-            if address.addr_spec not in ("", "<>"):
-                found.append(address.addr_spec)
+    for field, value in message.raw_items():
+        if field.lower() == wanted:
+            found += field_addresses(field, value)
     return found
+
+
+def field_count(message: EmailMessage, name: str) -> int:
+    """How many `name` fields the header has (RFC 5322 §3.6 allows one From:, for instance)."""
+    wanted = name.lower()
+    return sum(1 for field, _ in message.raw_items() if field.lower() == wanted)
+
+
+def field_addresses(name: str, value: str) -> list[str]:
+    """The addresses in one field's value as written (folded or not), as `addresses` reads them.
+
+    A value the address parser refuses outright (an encoded display name that decodes to a
+    line break, say) comes back whole, as written, like any other value that is no address.
+    """
+    try:
+        header = POLICY.header_fetch_parse(name, value)
+    except ValueError:
+        return [" ".join(value.split())]
+    if not isinstance(header, AddressHeader):
+        return []
+    return [a.addr_spec for a in header.addresses if a.addr_spec not in ("", "<>")]
 
 
 def header_value(message: EmailMessage, name: str) -> str | None:

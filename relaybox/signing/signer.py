@@ -29,6 +29,7 @@ from relaybox.config.model import DkimConfig
 from relaybox.message.headers import (
     MAX_HEADER_BLOCK,
     addresses,
+    field_count,
     header_end,
     parse_header,
     split_header,
@@ -69,7 +70,7 @@ def from_domain(data: bytes) -> str | None:
     """
     head, _ = split_header(data)
     message = parse_header(head[:MAX_HEADER_BLOCK])
-    if len(message.get_all("From") or ()) != 1:
+    if field_count(message, "From") != 1:
         return None
     found = addresses(message, "From")
     if len(found) != 1:

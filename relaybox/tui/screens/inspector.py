@@ -7,7 +7,6 @@ events), then the page is re-read from the spool once the attempt is recorded.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +29,7 @@ from relaybox.events import (
     MessageDelivered,
     MessageHeld,
 )
+from relaybox.message.headers import field_addresses
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
 from relaybox.tui import format as fmt
@@ -72,9 +72,9 @@ def auth_domain(detail: MessageDetail) -> str | None:
         return None
     for name, value in detail.headers:
         if name.lower() == "from":
-            found = email.utils.parseaddr(" ".join(value.split()))[1]
-            if "@" in found:
-                return found.rpartition("@")[2].lower()
+            found = field_addresses("From", value)
+            if found and "@" in found[0]:
+                return found[0].rpartition("@")[2].lower()
     sender = detail.row.sender
     return sender.rpartition("@")[2].lower() if "@" in sender else None
 
