@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from relaybox.admin.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
+from relaybox.admin.client import ControlClient, ControlError, EventsDropped
+from relaybox.admin.server import MAX_CLIENTS
 from relaybox.admin.service import ADMIN_HOLD, UNTIL_RESUMED
 from relaybox.config.model import HostPort, RouteConfig
 from relaybox.events import (
@@ -140,10 +141,10 @@ async def test_list_count_and_show_answer_what_the_spool_holds(
     await wait_state(run, second, {"deferred"})
     client = await connect(run)
 
-    page = await client.list(limit=1)
+    page = await client.list_messages(limit=1)
     assert [r.queue_id for r in page.rows] == [first]
     assert page.next_after is not None
-    rest = await client.list(after=page.next_after, limit=1)
+    rest = await client.list_messages(after=page.next_after, limit=1)
     assert [r.queue_id for r in rest.rows] == [second]
     assert [r.queue_id for r in await client.list_all()] == [first, second]
     assert await client.count() == 2

@@ -21,7 +21,7 @@ from textual.driver import Driver
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, ContentSwitcher, Footer, Input, Label, Sparkline, Static
 
-from relaybox.admin.control import EventsDropped
+from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.health.findings import Finding, worst
 from relaybox.health.monitor import DomainReport
 from relaybox.tui import format as fmt

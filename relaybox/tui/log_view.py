@@ -16,7 +16,7 @@ from textual import events
 from textual.binding import Binding
 from textual.strip import Strip
 
-from relaybox.admin.control import EventsDropped
+from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     AttemptFinished,
     AttemptStarted,

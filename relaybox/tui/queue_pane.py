@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.tui.queue_view import QueueView
 from relaybox.tui.widgets import TextLine
 
