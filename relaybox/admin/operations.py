@@ -13,7 +13,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from relaybox.admin.codec import (
@@ -74,9 +74,11 @@ DATA_LIMIT = 512 * 1024
 IDS_PER_REQUEST = 50_000
 """Row ids in one `ids` answer (50,000 ids of JSON stay well under the longest line)."""
 ROWS_PER_REQUEST = 1000
+"""Row ids in one `rows` request."""
 RECIPIENTS_PER_REQUEST = 5000
 """Row ids in one `recipients` request (keeps a request well under the longest line)."""
 DEFAULT_EVENT_QUEUE = 10_000
+"""Events a subscriber may fall behind by before the oldest are dropped, unless it says."""
 MAX_EVENT_QUEUE = 100_000
 
 
@@ -134,20 +136,17 @@ class Operation:
     args: tuple[Arg, ...]
     result: Result
     doc: str
+    """What it does, in a line of the protocol document."""
     run: Runner | None = None
     """What it does, when more than calling `method` (logging an action, say)."""
     batch: int = 0
     """The client sends its `ids` this many at a time and merges the answers (0: at once)."""
     streams: bool = False
     """Whether it turns its connection into a stream of events (`subscribe`)."""
-    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_names", tuple(a.name for a in self.args))
 
     def decode(self, args: dict[str, Any]) -> dict[str, Any]:
         """The `Admin` method's keyword arguments for a request's `args` (raises BadRequest)."""
-        only(args, self.name, *self._names)
+        only(args, self.name, *(a.name for a in self.args))
         return {a.parameter: a.take(args) for a in self.args}
 
     def encode(self, kwargs: dict[str, Any]) -> dict[str, Any]:
