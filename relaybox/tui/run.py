@@ -40,6 +40,7 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
             file=sys.stderr,
         )
         return 1
+    # None: no engine runs here (or it stopped meanwhile), so one starts in this process.
     if attached is not None:
         link: EngineLink = SocketLink(attached.client, attached.pid)
         try:
