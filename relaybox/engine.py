@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from relaybox.admin.control import ControlServer
+from relaybox.admin.server import ControlServer
 from relaybox.admin.service import Admin
 from relaybox.config.model import Config, SocketAddress
 from relaybox.events import DestinationSuspended, EventBus

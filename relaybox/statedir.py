@@ -2,6 +2,7 @@
 
 The lock is an flock on `state_dir/engine.lock` holding the engine's PID, so a second engine can
 name the one already running; the kernel drops the lock when the process dies, even by SIGKILL.
+A CLI command changing the spool with no engine running holds it too, and writes what it is.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ SOCKET_NAME = "admin.sock"
 class EngineRunning(Exception):
     """Another engine holds the state directory."""
 
-    def __init__(self, state_dir: Path, pid: int | None) -> None:
+    def __init__(self, state_dir: Path, pid: int | None, holder: str = "") -> None:
         who = f"pid {pid}" if pid else "another process"
-        super().__init__(
-            f"another relaybox engine ({who}) is already running on {state_dir}; "
-            "stop it first, or give this one its own [server] state_dir"
-        )
+        if holder:
+            message = f"a {holder} ({who}) holds {state_dir}; try again when it is done"
+        else:
+            message = (
+                f"another relaybox engine ({who}) is already running on {state_dir}; "
+                "stop it first, or give this one its own [server] state_dir"
+            )
+        super().__init__(message)
         self.pid = pid
+        self.holder = holder
+        """What holds the lock when it is not an engine ("" for an engine)."""
 
 
 def ensure_state_dir(path: Path) -> Path:
@@ -38,12 +45,17 @@ def ensure_state_dir(path: Path) -> Path:
     return path
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_holder(path: Path) -> tuple[int | None, str]:
+    """The PID in a lock file, and what holds it ("" for an engine)."""
     try:
-        text = path.read_text().strip()
+        pid, _, holder = path.read_text().strip().partition(" ")
     except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        return None, ""
+    return (int(pid) if pid.isdigit() else None), holder
+
+
+def _read_pid(path: Path) -> int | None:
+    return _read_holder(path)[0]
 
 
 def running_engine_pid(state_dir: Path) -> int | None:
@@ -67,9 +79,11 @@ def running_engine_pid(state_dir: Path) -> int | None:
 class StateLock:
     """Exclusive hold on a state directory for the life of one engine."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, holder: str = "") -> None:
+        """The lock of `state_dir`, for an engine or (`holder` says what) something else."""
         self.state_dir = state_dir
         self.path = state_dir / LOCK_NAME
+        self.holder = holder
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -79,9 +93,9 @@ class StateLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise EngineRunning(self.state_dir, _read_pid(self.path)) from None
+            raise EngineRunning(self.state_dir, *_read_holder(self.path)) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {self.holder}".strip().encode() + b"\n")
         self._fd = fd
 
     def release(self) -> None:

@@ -27,7 +27,7 @@ from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 
 from .dnsserver import dns_server as dns_server
-from .relayproc import env, run_cli, start_relay  # noqa: F401 (fixtures)
+from .relayproc import cli, env, run_cli, start_relay  # noqa: F401 (fixtures)
 from .smtpsink import smtp_sink as smtp_sink
 
 LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))

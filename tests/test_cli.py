@@ -1,4 +1,6 @@
-"""The `relaybox` command end to end: each test runs the real program as a subprocess.
+"""The `relaybox` command end to end: `main(argv)` in this process (the `cli` fixture), and the
+real program as a subprocess where a process boundary matters (signals, the state lock, the
+console script, a pipe closed early).
 
 Every relay listens on a free loopback port with its state directory, config and home folders
 under the test's tmp_path, so nothing here reads or writes the real home; clients are smtplib
@@ -7,7 +9,9 @@ on 127.0.0.1. Waits poll a condition with a deadline; every process is killed at
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -25,11 +29,14 @@ from typing import Any
 import platformdirs
 import pytest
 
-from relaybox.config import sample_config_text
+from relaybox.admin.connect import open_offline
+from relaybox.config import load_config_with_warnings, sample_config_text
 from relaybox.message.replies import Reply
+from relaybox.statedir import EngineRunning, StateLock
 
 from .relayproc import (
     EXIT_TIMEOUT,
+    Cli,
     RunCli,
     StartRelay,
     free_port,
@@ -162,24 +169,24 @@ def assert_is_sample_with_starttls(path: Path) -> None:
 
 
 def test_init_writes_the_sample_config_and_never_overwrites_without_force(
-    tmp_path: Path, run_cli: RunCli
+    tmp_path: Path, cli: Cli
 ) -> None:
     path = tmp_path / "etc" / "relaybox.toml"
-    result = run_cli("init", "--config", path)
+    result = cli("init", "--config", path)
     assert result.returncode == 0, result.stderr
     assert_is_sample_with_starttls(path)
 
     path.write_text("# the admin's own settings\n", encoding="utf-8")
-    result = run_cli("init", "--config", path)
+    result = cli("init", "--config", path)
     assert result.returncode != 0
     assert "--force" in result.stderr
     assert path.read_text(encoding="utf-8") == "# the admin's own settings\n"
 
-    result = run_cli("init", "--config", path, "--force")
+    result = cli("init", "--config", path, "--force")
     assert result.returncode == 0, result.stderr
     assert_is_sample_with_starttls(path)
 
-    result = run_cli("check-config", path)
+    result = cli("check-config", path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "ok"
 
@@ -187,22 +194,22 @@ def test_init_writes_the_sample_config_and_never_overwrites_without_force(
 def test_init_without_config_writes_to_the_platformdirs_config_path(
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
     expected = Path(platformdirs.user_config_dir("relaybox")) / "relaybox.toml"
     assert expected.is_relative_to(env["HOME"])
 
-    result = run_cli("init")
+    result = cli("init")
     assert result.returncode == 0, result.stderr
     assert_is_sample_with_starttls(expected)
-    result = run_cli("check-config")
+    result = cli("check-config")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "ok"
 
 
 def test_check_config_prints_every_problem_as_file_line_key_message(
-    tmp_path: Path, run_cli: RunCli
+    tmp_path: Path, cli: Cli
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
@@ -222,7 +229,7 @@ def test_check_config_prints_every_problem_as_file_line_key_message(
         ),
         encoding="utf-8",
     )
-    result = run_cli("check-config", path)
+    result = cli("check-config", path)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert "ok" not in lines
@@ -234,13 +241,13 @@ def test_check_config_prints_every_problem_as_file_line_key_message(
     )
 
 
-def test_check_config_prints_warnings_and_still_says_ok(tmp_path: Path, run_cli: RunCli) -> None:
+def test_check_config_prints_warnings_and_still_says_ok(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "risky.toml"
     path.write_text(
         '[[listeners]]\nlisten = ["0.0.0.0:2525"]\nallowed_networks = ["127.0.0.0/8"]\n',
         encoding="utf-8",
     )
-    result = run_cli("check-config", path)
+    result = cli("check-config", path)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "ok"
@@ -256,14 +263,14 @@ def test_check_config_prints_warnings_and_still_says_ok(tmp_path: Path, run_cli:
 def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_runs(
     tmp_path: Path,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
     relay = start_relay("--headless", "--config", config, port=port)
     queue_id = send(port)
 
-    result = run_cli("queue", "--config", config)
+    result = cli("queue", "--config", config)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("-Queue ID-")
@@ -277,7 +284,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert all(line.startswith(" ") for line in below)
     assert lines[-1].endswith("in 1 Request.")
 
-    result = run_cli("queue", "--json", "--config", config)
+    result = cli("queue", "--json", "--config", config)
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     assert [m["queue_id"] for m in listing] == [queue_id]
@@ -290,7 +297,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
 
     def shown() -> str | None:
         # Bytes, so that a stray CR in the output is not hidden by universal newlines.
-        result = run_cli("show", queue_id, "--config", config, text=False)
+        result = cli("show", queue_id, "--config", config, text=False)
         assert result.returncode == 0, result.stderr
         out: str = result.stdout.decode("utf-8")
         return out if final_reply in out else None
@@ -309,7 +316,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert re.search(rf"C: RCPT TO:<{RECIPIENT}>", transcript)
     assert final_reply in transcript
 
-    result = run_cli("show", queue_id, "--json", "--config", config)
+    result = cli("show", queue_id, "--json", "--config", config)
     assert result.returncode == 0, result.stderr
     detail = json.loads(result.stdout)
     assert detail["queue_id"] == queue_id
@@ -323,7 +330,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in said), said
     assert ("S", Reply.queued(queue_id)) in said
 
-    result = run_cli("show", "NOSUCHID0000", "--config", config)
+    result = cli("show", "NOSUCHID0000", "--config", config)
     assert result.returncode == 1
     assert "NOSUCHID0000" in result.stderr
     assert relay.proc.poll() is None
@@ -373,15 +380,13 @@ def test_output_into_a_pipe_closed_early_ends_quietly(
     assert stderr_path.read_text() == ""
 
 
-def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(
-    tmp_path: Path, run_cli: RunCli
-) -> None:
+def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(tmp_path: Path, cli: Cli) -> None:
     state_dir = tmp_path / "never-used" / "state"
     config = write_config(tmp_path, free_port(), state_dir=state_dir)
-    result = run_cli("queue", "--config", config, umask=0)
+    result = cli("queue", "--config", config, umask=0)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Mail queue is empty\n"
-    result = run_cli("queue", "--json", "--config", config)
+    result = cli("queue", "--json", "--config", config)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
     if state_dir.exists():  # whatever the command created is the relay's user's only
@@ -392,13 +397,13 @@ def test_queue_on_a_fresh_state_dir_says_the_queue_is_empty(
 def test_config_before_the_subcommand_name_is_not_ignored(
     tmp_path: Path,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
     start_relay("--headless", "--config", config, port=port)
     queue_id = send(port)
-    result = run_cli("--config", config, "queue")
+    result = cli("--config", config, "queue")
     assert result.returncode == 0, result.stderr
     assert queue_id in result.stdout
 
@@ -428,6 +433,53 @@ def test_second_engine_refuses_and_names_the_first(
         socket.create_connection(("127.0.0.1", second_port), timeout=2).close()
     assert first.proc.poll() is None
     send(first_port)
+
+
+def test_an_engine_cannot_start_while_an_offline_write_holds_the_spool(
+    tmp_path: Path, run_cli: RunCli, start_relay: StartRelay
+) -> None:
+    """A `queue bounce` with no engine running holds the state directory's lock while it
+    changes the spool: an engine starting meanwhile refuses, naming what holds it."""
+    port = free_port()
+    path = write_config(tmp_path, port)
+    config, _ = load_config_with_warnings(path)
+
+    async def start_engine_during_an_offline_write() -> subprocess.CompletedProcess[str]:
+        offline = await open_offline(config, write=True)
+        try:
+            return await asyncio.to_thread(
+                run_cli, "--headless", "--config", path, timeout=EXIT_TIMEOUT
+            )
+        finally:
+            await offline.close()
+
+    result = asyncio.run(start_engine_during_an_offline_write())
+    assert result.returncode == 1
+    assert f"relaybox command changing the spool (pid {os.getpid()})" in result.stderr
+    assert "try again when it is done" in result.stderr
+    start_relay("--headless", "--config", path, port=port)  # the write is over: it starts
+
+
+def test_an_offline_write_changes_nothing_when_an_engine_holds_the_state_directory(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """An engine that has taken the lock but is not serving its socket yet (starting): a write
+    is refused, before the socket is tried (no engine answers) and after (it started between
+    the command's look for an engine and its opening the spool)."""
+    path = write_config(tmp_path, free_port())
+    config, _ = load_config_with_warnings(path)
+    assert cli("suppress", "add", "kept@example.org", "--config", path).returncode == 0
+    lock = StateLock(config.server.state_dir)
+    lock.acquire()
+    try:
+        result = cli("suppress", "remove", "kept@example.org", "--config", path)
+        assert result.returncode == 1
+        assert "nothing was changed" in result.stderr, result.stderr
+        with pytest.raises(EngineRunning, match=rf"engine \(pid {os.getpid()}\)"):
+            asyncio.run(open_offline(config, write=True))
+    finally:
+        lock.release()
+    assert "kept@example.org" in cli("suppress", "list", "--config", path).stdout
 
 
 def test_state_dir_is_0700_and_spool_and_log_files_are_private(
@@ -476,7 +528,7 @@ def finish_transaction(client: smtplib.SMTP) -> str:
 def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
     tmp_path: Path,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -498,7 +550,7 @@ def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
 
     assert relay.wait_exit() == 0
     assert re.search(r"\bstopped\b", relay.stderr())
-    listing = json.loads(run_cli("queue", "--json", "--config", config).stdout)
+    listing = json.loads(cli("queue", "--json", "--config", config).stdout)
     assert [m["queue_id"] for m in listing] == [queue_id]
 
 
@@ -548,7 +600,7 @@ def test_plain_relaybox_without_a_terminal_says_so_and_runs_headless(
 def test_json_log_format_writes_one_object_per_event(
     tmp_path: Path,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -565,7 +617,7 @@ def test_json_log_format_writes_one_object_per_event(
     entry = wait_until(accepted, "the accepted event in the JSON log")
     assert entry["event"] == "accepted"
     assert entry["queue_id"] == queue_id
-    listing = json.loads(run_cli("queue", "--json", "--config", config).stdout)
+    listing = json.loads(cli("queue", "--json", "--config", config).stdout)
     assert entry["size"] == listing[0]["size"] > 0
 
     assert relay.terminate() == 0
@@ -606,7 +658,7 @@ def test_log_file_is_reopened_on_sigusr1_after_rotation(
 def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     tmp_path: Path,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -614,9 +666,9 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     suppressed = "x@example.org"
     assert rcpt_reply(port, suppressed)[0] == 250
 
-    result = run_cli("suppress", "add", suppressed, "--config", config)
+    result = cli("suppress", "add", suppressed, "--config", config)
     assert result.returncode == 0, result.stderr
-    result = run_cli("suppress", "list", "--config", config)
+    result = cli("suppress", "list", "--config", config)
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == [suppressed]
 
@@ -631,9 +683,9 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
     assert "suppress" in text
     assert rcpt_reply(port, "y@example.org")[0] == 250
 
-    result = run_cli("suppress", "remove", suppressed, "--config", config)
+    result = cli("suppress", "remove", suppressed, "--config", config)
     assert result.returncode == 0, result.stderr
-    result = run_cli("suppress", "list", "--config", config)
+    result = cli("suppress", "list", "--config", config)
     assert suppressed not in result.stdout
     wait_until(
         lambda: rcpt_reply(port, suppressed)[0] == 250,
@@ -645,13 +697,13 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
 
 @pytest.mark.parametrize("days", ["-5", "0", "1e300", "3651", "nan", "soon"])
 def test_suppress_add_refuses_days_that_are_not_a_sane_number(
-    tmp_path: Path, run_cli: RunCli, days: str
+    tmp_path: Path, cli: Cli, days: str
 ) -> None:
     config = write_config(tmp_path, free_port())
-    result = run_cli("suppress", "add", "x@example.org", "--days", days, "--config", config)
+    result = cli("suppress", "add", "x@example.org", "--days", days, "--config", config)
     assert result.returncode == 2
     assert "--days" in result.stderr and "days" in result.stderr.split("--days", 1)[1]
-    result = run_cli("suppress", "list", "--config", config)
+    result = cli("suppress", "list", "--config", config)
     assert result.returncode == 0, result.stderr
     assert "x@example.org" not in result.stdout
 
@@ -663,7 +715,7 @@ def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_
     env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     start_relay: StartRelay,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     try:
         socket.create_connection(("127.0.0.1", 2525), timeout=1).close()
@@ -701,7 +753,7 @@ def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_
 
     assert (state_dir / "spool.db").is_file()
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
-    result = run_cli("queue", "--json")
+    result = cli("queue", "--json")
     assert result.returncode == 0, result.stderr
     assert [m["queue_id"] for m in json.loads(result.stdout)] == [queue_id]
 
@@ -709,8 +761,8 @@ def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_
 # ---------------------------------------------------------------------------- passwd, TLS + AUTH
 
 
-def test_passwd_reads_one_line_from_stdin_and_prints_a_users_block(run_cli: RunCli) -> None:
-    result = run_cli("passwd", "alice", input="s3cret pass\n")
+def test_passwd_reads_one_line_from_stdin_and_prints_a_users_block(cli: Cli) -> None:
+    result = cli("passwd", "alice", input="s3cret pass\n")
     assert result.returncode == 0, result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     import tomllib
@@ -725,21 +777,19 @@ def test_passwd_reads_one_line_from_stdin_and_prints_a_users_block(run_cli: RunC
     assert verify_password("s3cret pass", user["password_hash"])
     assert not verify_password("s3cret pass\n", user["password_hash"])
     # A fresh salt every time: the same password never gives the same hash.
-    again = tomllib.loads(run_cli("passwd", "alice", input="s3cret pass\n").stdout)
+    again = tomllib.loads(cli("passwd", "alice", input="s3cret pass\n").stdout)
     assert again["users"][0]["password_hash"] != user["password_hash"]
 
 
 @pytest.mark.parametrize(("user", "stdin"), [("alice", "\n"), ("bad name", "pw\n")])
-def test_passwd_refuses_an_empty_password_or_a_bad_name(
-    run_cli: RunCli, user: str, stdin: str
-) -> None:
-    result = run_cli("passwd", user, input=stdin)
+def test_passwd_refuses_an_empty_password_or_a_bad_name(cli: Cli, user: str, stdin: str) -> None:
+    result = cli("passwd", user, input=stdin)
     assert result.returncode != 0
     assert "[[users]]" not in result.stdout
 
 
 def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
-    tmp_path: Path, run_cli: RunCli, start_relay: StartRelay
+    tmp_path: Path, cli: Cli, start_relay: StartRelay
 ) -> None:
     """init's self-signed certificate plus a passwd block: STARTTLS and AUTH work at once."""
     import shutil
@@ -747,9 +797,9 @@ def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
     swaks = shutil.which("swaks")
     assert swaks, "swaks is not installed (apt-get install swaks; .ci/run does this)"
     path = tmp_path / "etc" / "relaybox.toml"
-    assert run_cli("init", "--config", path).returncode == 0
+    assert cli("init", "--config", path).returncode == 0
     port = free_port()
-    users = run_cli("passwd", "alice", input="office password\n").stdout
+    users = cli("passwd", "alice", input="office password\n").stdout
     users = users.replace("allowed_senders = []", 'allowed_senders = ["example.org"]')
     text = path.read_text(encoding="utf-8").replace("127.0.0.1:2525", f"127.0.0.1:{port}")
     text = text.replace("[server]\n", f"[server]\nstate_dir = {toml_string(tmp_path / 'st')}\n", 1)
@@ -757,7 +807,7 @@ def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
     # system's resolver: a dead loopback port answers nothing.
     text = text.replace("[dns]\n", '[dns]\nresolvers = ["127.0.0.1:9"]\n', 1)
     path.write_text(text + "\n" + users, encoding="utf-8")
-    assert run_cli("check-config", path).stdout.splitlines()[-1] == "ok"
+    assert cli("check-config", path).stdout.splitlines()[-1] == "ok"
     relay = start_relay("--headless", "--config", path, port=port)
     result = subprocess.run(
         [
@@ -787,7 +837,7 @@ def test_swaks_sends_over_starttls_with_auth_as_the_readme_shows(
     assert "250 2.0.0 Ok: queued as" in result.stdout
     queue_id = QUEUED.search(result.stdout)
     assert queue_id
-    shown = json.loads(run_cli("show", queue_id.group(1), "--json", "--config", path).stdout)
+    shown = json.loads(cli("show", queue_id.group(1), "--json", "--config", path).stdout)
     assert shown["client"]["auth_user"] == "alice"
     assert shown["client"]["tls"].startswith("TLSv1.")
     assert "office password" not in relay.stderr()
@@ -833,15 +883,15 @@ def write_smarthost_config(tmp_path: Path, port: int, smarthost: int) -> Path:
     return path
 
 
-def listing(run_cli: RunCli, config: Path, *extra: str) -> dict[str, dict[str, Any]]:
+def listing(cli: Cli, config: Path, *extra: str) -> dict[str, dict[str, Any]]:
     """`relaybox queue --json` by queue ID."""
-    result = run_cli("queue", "--json", *extra, "--config", config)
+    result = cli("queue", "--json", *extra, "--config", config)
     assert result.returncode == 0, result.stderr
     return {m["queue_id"]: m for m in json.loads(result.stdout)}
 
 
 def test_queue_actions_go_through_the_running_engine(
-    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+    tmp_path: Path, start_relay: StartRelay, cli: Cli, deferring_smarthost: int
 ) -> None:
     port = free_port()
     config = write_smarthost_config(tmp_path, port, deferring_smarthost)
@@ -850,41 +900,41 @@ def test_queue_actions_go_through_the_running_engine(
     net = send(port, recipient="rcpt@example.net", subject="net")
 
     def deferred() -> bool:
-        return all(m["state"] == "deferred" for m in listing(run_cli, config).values())
+        return all(m["state"] == "deferred" for m in listing(cli, config).values())
 
     wait_until(deferred, "both messages to be deferred by the smart host")
 
-    result = run_cli("queue", "hold", "--domain", "example.net", "--config", config)
+    result = cli("queue", "hold", "--domain", "example.net", "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{net}: held\n1 message held\n"
-    states = {q: m["state"] for q, m in listing(run_cli, config).items()}
+    states = {q: m["state"] for q, m in listing(cli, config).items()}
     assert states == {org: "deferred", net: "held"}
 
-    result = run_cli("queue", "release", net, "--config", config)
+    result = cli("queue", "release", net, "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{net}: released\n1 message released\n"
     # Released, it is due at once: the engine tries it again, and the smart host defers it.
     wait_until(
-        lambda: listing(run_cli, config)[net]["attempts"] == 2,
+        lambda: listing(cli, config)[net]["attempts"] == 2,
         "a second attempt after the release",
     )
 
-    result = run_cli("queue", "bounce", org.lower(), "--reason", "cleanup", "--config", config)
+    result = cli("queue", "bounce", org.lower(), "--reason", "cleanup", "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{org}: bounced\n1 message bounced\n"
-    everything = listing(run_cli, config, "--all")
+    everything = listing(cli, config, "--all")
     assert everything[org]["state"] == "bounced"
     assert "cleanup" in everything[org]["recipients"][0]["last_reply"]
     (dsn,) = [m for q, m in everything.items() if q not in (org, net)]
     assert dsn["sender"] == ""
     assert [r["address"] for r in dsn["recipients"]] == [SENDER]
 
-    result = run_cli("queue", "delete", net, "--config", config)
+    result = cli("queue", "delete", net, "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{net}: deleted\n1 message deleted\n"
-    assert net not in listing(run_cli, config, "--all")
+    assert net not in listing(cli, config, "--all")
 
-    result = run_cli("queue", "hold", "NOSUCHID00000", "--config", config)
+    result = cli("queue", "hold", "NOSUCHID00000", "--config", config)
     assert result.returncode == 1
     assert result.stdout == "0 messages held\n"
     assert "NOSUCHID00000: not held" in result.stderr
@@ -897,7 +947,7 @@ def test_queue_actions_go_through_the_running_engine(
 
 
 def test_queue_actions_without_a_running_engine_change_the_spool_directly(
-    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli
+    tmp_path: Path, start_relay: StartRelay, cli: Cli
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
@@ -908,15 +958,15 @@ def test_queue_actions_without_a_running_engine_change_the_spool_directly(
     assert relay.terminate() == 0
     assert not (tmp_path / "state" / "admin.sock").exists()
 
-    result = run_cli("queue", "delete", first, "--config", config)
+    result = cli("queue", "delete", first, "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{first}: deleted\n1 message deleted\n"
-    result = run_cli("queue", "delete", "--domain", "example.net", "--config", config)
+    result = cli("queue", "delete", "--domain", "example.net", "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{net}: deleted\n1 message deleted\n"
-    assert list(listing(run_cli, config, "--all")) == [kept]
+    assert list(listing(cli, config, "--all")) == [kept]
     # Held by its route or still queued (the engine may not have got to it): bounce takes both.
-    result = run_cli("queue", "bounce", "--recipient", "RCPT@example.org", "--config", config)
+    result = cli("queue", "bounce", "--recipient", "RCPT@example.org", "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{kept}: bounced\n")
 
@@ -933,17 +983,17 @@ def test_queue_actions_without_a_running_engine_change_the_spool_directly(
     ],
 )
 def test_queue_action_without_a_clear_selection_is_a_usage_error(
-    tmp_path: Path, run_cli: RunCli, args: tuple[str, ...], error: str
+    tmp_path: Path, cli: Cli, args: tuple[str, ...], error: str
 ) -> None:
     config = write_config(tmp_path, free_port())
-    result = run_cli("queue", *args, "--config", config)
+    result = cli("queue", *args, "--config", config)
     assert result.returncode == 2
     assert error in result.stderr
     assert result.stdout == ""
 
 
 def test_show_prints_every_delivery_attempt_with_its_transcript(
-    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+    tmp_path: Path, start_relay: StartRelay, cli: Cli, deferring_smarthost: int
 ) -> None:
     port = free_port()
     config = write_smarthost_config(tmp_path, port, deferring_smarthost)
@@ -951,7 +1001,7 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
     queue_id = send(port)
 
     def attempts(count: int) -> list[dict[str, Any]] | None:
-        result = run_cli("show", queue_id, "--json", "--config", config)
+        result = cli("show", queue_id, "--json", "--config", config)
         assert result.returncode == 0, result.stderr
         found: list[dict[str, Any]] = json.loads(result.stdout)["attempts"]
         return found if len(found) >= count else None
@@ -965,12 +1015,12 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
     assert ("C", f"RCPT TO:<{RECIPIENT}>") in said
     assert ("S", "451 4.2.1 mailbox busy, try later") in said
 
-    result = run_cli("queue", "retry", queue_id, "--config", config)
+    result = cli("queue", "retry", queue_id, "--config", config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{queue_id}: retried\n1 message retried\n"
     wait_until(lambda: attempts(2), "a second attempt after the retry")
 
-    result = run_cli("show", queue_id, "--config", config)
+    result = cli("show", queue_id, "--config", config)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     first, second = text.split("\nDelivery attempt 1: ")[1].split("\nDelivery attempt 2: ")
@@ -984,19 +1034,19 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
 
 
 def test_suspend_and_resume_a_destination_from_the_command_line(
-    tmp_path: Path, start_relay: StartRelay, run_cli: RunCli, deferring_smarthost: int
+    tmp_path: Path, start_relay: StartRelay, cli: Cli, deferring_smarthost: int
 ) -> None:
     port = free_port()
     config = write_smarthost_config(tmp_path, port, deferring_smarthost)
     start_relay("--headless", "--config", config, port=port)
     destination = f"smarthost:127.0.0.1:{deferring_smarthost}"
 
-    result = run_cli(
+    result = cli(
         "queue", "suspend", "example.org", "--for", "2h", "--reason", "upgrade", "--config", config
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"suspended {destination} until ")
-    result = run_cli("queue", "suspended", "--json", "--config", config)
+    result = cli("queue", "suspended", "--json", "--config", config)
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(result.stdout)
     assert entry["destination"] == destination and entry["reason"] == "upgrade"
@@ -1005,20 +1055,18 @@ def test_suspend_and_resume_a_destination_from_the_command_line(
     wait_until(
         lambda: (
             "suspended by the admin: upgrade"
-            in (listing(run_cli, config).get(queue_id, {}).get("last_reply") or "")
+            in (listing(cli, config).get(queue_id, {}).get("last_reply") or "")
         ),
         "the message to be deferred by the suspension",
     )
-    result = run_cli("queue", "resume", "example.org", "--config", config)
+    result = cli("queue", "resume", "example.org", "--config", config)
     assert result.returncode == 0, result.stderr
-    assert run_cli("queue", "suspended", "--config", config).stdout == (
-        "No destination is suspended\n"
-    )
+    assert cli("queue", "suspended", "--config", config).stdout == ("No destination is suspended\n")
     # Resumed, the mail it deferred goes to the smart host at once (which defers it in turn).
     wait_until(
-        lambda: "mailbox busy" in (listing(run_cli, config)[queue_id]["last_reply"] or ""),
+        lambda: "mailbox busy" in (listing(cli, config)[queue_id]["last_reply"] or ""),
         "an attempt after the resume",
     )
-    result = run_cli("queue", "resume", "example.org", "--config", config)
+    result = cli("queue", "resume", "example.org", "--config", config)
     assert result.returncode == 1
     assert "was not suspended" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import os
 import socket
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from relaybox.admin.control import MAX_CLIENTS, ControlClient, ControlError, EventsDropped
-from relaybox.admin.service import ADMIN_HOLD, UNTIL_RESUMED
+from relaybox.admin.client import AdminClient, ControlClient, ControlError, EventsDropped
+from relaybox.admin.operations import BY_METHOD, OPERATIONS, protocol_markdown
+from relaybox.admin.server import MAX_CLIENTS
+from relaybox.admin.service import ADMIN_HOLD, UNTIL_RESUMED, Admin
 from relaybox.config.model import HostPort, RouteConfig
 from relaybox.events import (
     DestinationSuspended,
@@ -39,6 +42,36 @@ from .test_delivery import relay_config, send, to_sink, wait_state
 BUSY = "busy@example.org"
 """The sinks of these tests answer 451 for this recipient, so its mail stays deferred."""
 SENDER = "a@example.com"
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def test_docs_admin_protocol_md_is_what_the_operations_table_makes() -> None:
+    committed = Path(__file__).parents[1] / "docs" / "admin-protocol.md"
+    assert committed.read_text(encoding="utf-8") == protocol_markdown(), (
+        "regenerate it: python -m relaybox.admin.operations > docs/admin-protocol.md"
+    )
+
+
+def test_every_operation_names_the_admin_method_it_calls_with_all_its_parameters() -> None:
+    for op in OPERATIONS:
+        if not op.method:
+            continue  # info and subscribe are the server's own
+        parameters = list(inspect.signature(getattr(Admin, op.method)).parameters)[1:]
+        assert sorted(parameters) == sorted(a.parameter for a in op.args), op.name
+
+
+def test_admin_and_control_client_have_every_admin_client_method_with_its_signature() -> None:
+    """What the CLI and the UI call is the same in process (Admin) and over the socket: each
+    method is an operation of the table, or made of them (list_all, message_ids)."""
+    methods = [n for n, v in vars(AdminClient).items() if inspect.isfunction(v) and n[0] != "_"]
+    assert "list_messages" in methods and "list" not in methods
+    for name in methods:
+        declared = str(inspect.signature(getattr(AdminClient, name)))
+        assert str(inspect.signature(getattr(Admin, name))) == declared, name
+        assert str(inspect.signature(getattr(ControlClient, name))) == declared, name
+        assert name in BY_METHOD or name in ("list_all", "message_ids"), name
 
 
 def socket_path(run: RunningEngine) -> Path:
@@ -140,10 +173,10 @@ async def test_list_count_and_show_answer_what_the_spool_holds(
     await wait_state(run, second, {"deferred"})
     client = await connect(run)
 
-    page = await client.list(limit=1)
+    page = await client.list_messages(limit=1)
     assert [r.queue_id for r in page.rows] == [first]
     assert page.next_after is not None
-    rest = await client.list(after=page.next_after, limit=1)
+    rest = await client.list_messages(after=page.next_after, limit=1)
     assert [r.queue_id for r in rest.rows] == [second]
     assert [r.queue_id for r in await client.list_all()] == [first, second]
     assert await client.count() == 2

@@ -299,7 +299,7 @@ async def test_a_bounce_is_never_bounced(start_engine, smtp_sink, tmp_path):
     queue_id = await send(run, "", ["gone@example.org"])
     await wait_state(run, queue_id, {"bounced"})
     await asyncio.sleep(0.3)
-    page = await run.engine.admin.list(MessageFilter(states=()))
+    page = await run.engine.admin.list_messages(MessageFilter(states=()))
     assert [r.queue_id for r in page.rows] == [queue_id]  # no DSN was made
     assert "bounce-dropped" in run.log_text()
 

@@ -351,7 +351,7 @@ async def test_finished_mail_is_purged_after_retention_and_unfinished_mail_never
     await wait_state(run, deferred, {"deferred"})
     await wait_state(run, held, {"held"})
     await sink.wait_for(2)  # old-sent and the DSN for old-bounced
-    everything = await admin.list(MessageFilter(states=()))
+    everything = await admin.list_messages(MessageFilter(states=()))
     (dsn,) = [row.queue_id for row in everything.rows if row.sender == ""]
     await wait_state(run, dsn, {"delivered"})
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from relaybox.admin.control import ControlClient
+from relaybox.admin.client import ControlClient
 from relaybox.config.model import HealthConfig
 from relaybox.events import DkimKeyChecked, DomainsChecked
 from relaybox.statedir import SOCKET_NAME

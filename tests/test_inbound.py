@@ -31,7 +31,7 @@ async def stored(run, queue_id: str) -> bytes:
 
 
 async def queue_ids(run) -> list[str]:
-    page = await run.engine.admin.list(MessageFilter(states=()), limit=10_000)
+    page = await run.engine.admin.list_messages(MessageFilter(states=()), limit=10_000)
     return [row.queue_id for row in page.rows]
 
 

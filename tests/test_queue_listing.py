@@ -58,7 +58,9 @@ async def page_through(
     rows: list[MessageRow] = []
     after = None
     for _ in range(10):
-        page = await admin.list(flt, sort=sort, descending=descending, after=after, limit=100)
+        page = await admin.list_messages(
+            flt, sort=sort, descending=descending, after=after, limit=100
+        )
         rows.extend(page.rows)
         if page.next_after is None:
             return rows
@@ -110,9 +112,9 @@ async def test_last_full_page_is_followed_by_an_empty_one(spool: Spool) -> None:
     await seed_for_paging(spool, count=200)
     admin = Admin(spool)
 
-    first = await admin.list(limit=100)
-    second = await admin.list(after=first.next_after, limit=100)
-    third = await admin.list(after=second.next_after, limit=100)
+    first = await admin.list_messages(limit=100)
+    second = await admin.list_messages(after=first.next_after, limit=100)
+    third = await admin.list_messages(after=second.next_after, limit=100)
 
     assert len(first.rows) == len(second.rows) == 100
     assert third.rows == () and third.next_after is None
@@ -280,9 +282,9 @@ async def test_listings_of_a_large_queue_walk_an_index(spool: Spool, db_path: Pa
     for name, flt in filters.items():
         for sort in SORT_COLUMNS:
             for descending in (False, True):
-                first = await admin.list(flt, sort=sort, descending=descending, limit=100)
+                first = await admin.list_messages(flt, sort=sort, descending=descending, limit=100)
                 assert first.next_after is not None, (name, sort)
-                second = await admin.list(
+                second = await admin.list_messages(
                     flt, sort=sort, descending=descending, after=first.next_after, limit=100
                 )
                 assert len(second.rows) == 100

@@ -101,7 +101,7 @@ async def starttls(client: SMTPClient, context: ssl.SSLContext) -> None:
 
 
 async def stored_ids(run) -> list[str]:
-    page = await run.engine.admin.list(MessageFilter(states=()), limit=1000)
+    page = await run.engine.admin.list_messages(MessageFilter(states=()), limit=1000)
     return [r.queue_id for r in page.rows]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from textual.widgets import Static
 
-from relaybox.admin.control import ControlClient, EventsDropped
+from relaybox.admin.client import ControlClient, EventsDropped
 from relaybox.events import Event, SessionOpened
 from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
@@ -352,7 +352,7 @@ async def test_a_new_view_is_acted_on_and_counted_as_it_is_not_as_the_old_one(
         await spool.store_message(
             new_message(sender=f"u{i}@d{i % 2}.example", recipients=("r@example.org",))
         )
-    first = (await run.engine.admin.list(MessageFilter(states=()), limit=1)).rows[0]
+    first = (await run.engine.admin.list_messages(MessageFilter(states=()), limit=1)).rows[0]
     assert first.sender == "u0@d0.example"
     app = app_for(run)
     async with app.run_test(size=(120, 20)) as pilot:

@@ -59,6 +59,7 @@ __all__ = [
     "LiveEngine",
     "MessageFilter",
     "Page",
+    "IdPage",
     "every_page",
     "suppression_days_problem",
     "suspension_reply",
@@ -85,7 +86,7 @@ _BOUNCE_BATCH = 200
 async def every_page(
     list_page: Callable[..., Awaitable[Page]], flt: MessageFilter | None, page_size: int
 ) -> builtins.list[MessageRow]:
-    """Every row `list_page` (an admin layer's `list`) has for `flt`, page after page."""
+    """Every row `list_page` (an admin layer's `list_messages`) has for `flt`, page after page."""
     out: builtins.list[MessageRow] = []
     after: tuple[Any, int] | None = None
     while True:
@@ -163,6 +164,15 @@ class Page:
     """Pass as `after` to get the following page; None when this was the last."""
 
 
+@dataclass(frozen=True)
+class IdPage:
+    """One window of the row ids of a message listing, and the key to ask for the next."""
+
+    ids: tuple[int, ...]
+    next_after: tuple[Any, int] | None
+    """Pass as `after` to get the following page; None when this was the last."""
+
+
 class Admin:
     """Operations on one spool (and on the engine serving it, when there is one)."""
 
@@ -194,7 +204,7 @@ class Admin:
             return self.live.config
         return self._config() if self._config is not None else default_config()
 
-    async def list(
+    async def list_messages(
         self,
         flt: MessageFilter | None = None,
         *,
@@ -235,14 +245,18 @@ class Admin:
         descending: bool = False,
         after: tuple[Any, int] | None = None,
         limit: int = 10_000,
-    ) -> builtins.list[tuple[Any, int]]:
-        """`message_ids` a window at a time: (sort value, row id) pairs after `after`."""
-        return await self.spool.message_id_page(
+    ) -> IdPage:
+        """`message_ids` a window at a time: the row ids after `after`."""
+        keys = await self.spool.message_id_page(
             _upper(flt or MessageFilter()),
             sort=sort,
             descending=descending,
             after=after,
             limit=limit,
+        )
+        return IdPage(
+            tuple(message_id for _, message_id in keys),
+            keys[-1] if len(keys) == limit else None,
         )
 
     async def rows_by_id(self, ids: Sequence[int]) -> dict[int, MessageRow]:
@@ -253,7 +267,7 @@ class Admin:
         self, flt: MessageFilter | None = None, page_size: int = 1000
     ) -> builtins.list[MessageRow]:
         """Every matching message, oldest first (the plain CLI prints them all, as mailq does)."""
-        return await every_page(self.list, flt, page_size)
+        return await every_page(self.list_messages, flt, page_size)
 
     async def count(self, flt: MessageFilter | None = None) -> int:
         """How many messages match."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from relaybox.admin.control import EventsDropped
+from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from relaybox.admin.control import AdminClient, ControlClient, ControlError, EventsDropped
+from relaybox.admin.client import AdminClient, ControlClient, ControlError, EventsDropped
 from relaybox.engine import Engine
 from relaybox.events import Event, Subscription
 
@@ -166,7 +166,7 @@ class SocketLink:
 
     def __init__(self, client: ControlClient, pid: int) -> None:
         self.client = client
-        self.admin: AdminClient = client
+        self.admin: AdminClient = client.admin
         self.pid = pid
         self.started_at = time.time()
         self._config_loaded_at = self.started_at
@@ -194,7 +194,7 @@ class SocketLink:
         except ControlError:
             await client.close()
             return False
-        old, self.client, self.admin = self.client, client, client
+        old, self.client, self.admin = self.client, client, client.admin
         self.pid = int(info.get("pid", self.pid))
         await old.close()
         return True

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import TextIO, cast
 
-from relaybox.admin.control import ControlClient
+from relaybox.admin.connect import EngineUnreachable, attach
 from relaybox.config import Config
 from relaybox.engine import Engine
 from relaybox.maillog import setup_logging
 from relaybox.queue import SpoolError
-from relaybox.statedir import SOCKET_NAME, EngineRunning, running_engine_pid
+from relaybox.statedir import EngineRunning
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import EngineLink, InProcessLink, SocketLink
 from relaybox.tui.terminal import SurvivingDriver
@@ -31,23 +31,18 @@ def run_ui(config: Config, *, config_dir: Path | None, log_format: str | None) -
 
 
 async def _main(config: Config, config_dir: Path | None, log_format: str | None) -> int:
-    state_dir = config.server.state_dir
-    pid = running_engine_pid(state_dir)
-    client: ControlClient | None = None
-    if pid is not None:
-        try:
-            client = await ControlClient.connect(state_dir / SOCKET_NAME)
-        except (OSError, TimeoutError) as exc:
-            if running_engine_pid(state_dir) is not None:
-                print(
-                    f"relaybox: an engine (pid {pid}) runs on {state_dir} but its admin socket "
-                    f"does not answer ({exc}); not starting a second one",
-                    file=sys.stderr,
-                )
-                return 1
-            # It stopped meanwhile: start one here, as if none had been running.
-    if client is not None and pid is not None:
-        link: EngineLink = SocketLink(client, pid)
+    try:
+        attached = await attach(config.server.state_dir)
+    except EngineUnreachable as exc:
+        print(
+            f"relaybox: an engine (pid {exc.pid}) runs on {exc.state_dir} but its admin socket "
+            f"does not answer ({exc.reason}); not starting a second one",
+            file=sys.stderr,
+        )
+        return 1
+    # None: no engine runs here (or it stopped meanwhile), so one starts in this process.
+    if attached is not None:
+        link: EngineLink = SocketLink(attached.client, attached.pid)
         try:
             return await _run_app(link, config, config_dir)
         finally:

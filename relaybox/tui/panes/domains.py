@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.health.findings import worst
 from relaybox.health.monitor import DomainReport
 from relaybox.tui import format as fmt

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from relaybox.admin.control import EventsDropped
+from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     AttemptFinished,
     AttemptStarted,

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 from relaybox.tui.widgets.text_line import TextLine
 

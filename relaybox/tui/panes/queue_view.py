@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.queue import UNFINISHED_STATES, MessageFilter, MessageRow
 from relaybox.tui import format as fmt
 from relaybox.tui.format import printable
@@ -271,7 +271,7 @@ class QueueView(StripView, can_focus=True):
                 # A new filter, view or sort: its first screenful comes from one keyset page
                 # (milliseconds on any queue) and is shown before every id is listed in order.
                 height = max(1, self.scrollable_content_region.height)
-                page = await self.admin.list(
+                page = await self.admin.list_messages(
                     flt, sort=state.sort, descending=state.descending, limit=height + _WINDOW_MARGIN
                 )
                 self._fresh_view = False  # (a load cancelled before this point starts over)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from relaybox.admin.control import AdminClient
+from relaybox.admin.client import AdminClient
 from relaybox.health.findings import Finding
 from relaybox.health.monitor import DomainReport
 from relaybox.tui.format import printable
