@@ -3,7 +3,7 @@
 Every lookup in relaybox goes through `Resolver`: MX with the RFC 5321 §5.1 rules, addresses,
 TXT, PTR and plain queries. It answers with results that say what was found, what does not
 exist and what could not be learned now; it never raises a DNS error, and it decides nothing
-about delivery (that is `delivery.py`'s job, from `MxResult.permanent`).
+about delivery (that is `outbound/client.py`'s job, from `MxResult.permanent`).
 
 Results:
 

@@ -1,6 +1,6 @@
 """relaybox configuration: the frozen model, loading and checking TOML files, and the sample file.
 
-Import from here rather than from the submodules; editing files in place lives in `config.edit`.
+Import from here rather than from the submodules.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each problem names the file, the dotted key and its line, in words an office admin can act on
 (`file:line: key: message`). This module reads the file and runs the checks of
-`config.checks` in order; editing a file while keeping its comments is `config.edit`'s job.
+`config.checks` in order; it never writes the file.
 
 Warnings (dangerous but valid settings) are never raised; `check_config` and
 `load_config_with_warnings` return them as `Problem`s.

@@ -1,6 +1,6 @@
 """Bounce messages as spool entries: the DSN a failed or delayed recipient sends its sender.
 
-`dsn.py` writes the report's bytes; this module wraps them in the `NewMessage` the spool stores
+`report.py` writes the report's bytes; this module wraps them in the `NewMessage` the spool stores
 beside the recipient states that caused it, addressed from the null sender `<>` to the original
 sender. The scheduler (a failure on delivery) and `admin` (an admin's "bounce now") both make
 their DSNs here. It does no I/O and decides nothing about *whether* a DSN is due.

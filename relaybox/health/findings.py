@@ -1,7 +1,7 @@
 """What a domain check found: one `Finding` per thing checked, and the zone-file lines that fix it.
 
-This module only describes results; the checks that make them live beside it (spf.py, dkim.py,
-...), and nothing here looks anything up.
+This module only describes results; the checks that make them live beside it (spf.py,
+dkim_check.py, ...), and nothing here looks anything up.
 """
 
 from __future__ import annotations
