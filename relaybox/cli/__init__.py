@@ -1,0 +1,1 @@
+"""The `relaybox` command: its parser and one module per family of subcommands."""

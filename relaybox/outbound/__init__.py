@@ -1,0 +1,3 @@
+"""The delivering stage (Postfix's qmgr, cleanup and smtp): scheduling, retries, routing, content
+rewriting and signing, the SMTP client.
+"""
