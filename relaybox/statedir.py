@@ -54,12 +54,10 @@ def _read_holder(path: Path) -> tuple[int | None, str]:
     return (int(pid) if pid.isdigit() else None), holder
 
 
-def _read_pid(path: Path) -> int | None:
-    return _read_holder(path)[0]
-
-
 def running_engine_pid(state_dir: Path) -> int | None:
-    """PID of the engine running on `state_dir`, or None when none holds the lock."""
+    """PID of the engine running on `state_dir` (-1 when its lock file does not say), or None
+    when no engine holds the lock: nothing does, or a CLI command writing the spool offline
+    (whose lock says so), which has no socket to talk to."""
     lock_path = state_dir / LOCK_NAME
     try:
         fd = os.open(lock_path, os.O_RDONLY)
@@ -69,7 +67,8 @@ def running_engine_pid(state_dir: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_pid(lock_path) or -1
+            pid, holder = _read_holder(lock_path)
+            return None if holder else (pid or -1)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
