@@ -12,7 +12,9 @@ import time
 
 from relaybox.queue import MessageFilter
 
-from .test_delivery import relay_config, send, to_sink, wait_state
+from .support.configs import relay_config, to_sink
+from .support.engine import wait_state
+from .support.smtp import send
 
 
 async def in_flight(run, smtp_sink, tmp_path, **behaviour):

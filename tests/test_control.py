@@ -35,9 +35,10 @@ from relaybox.events import (
 from relaybox.queue import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
-from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config
 from .smtpsink import SinkFactory
-from .test_delivery import relay_config, send, to_sink, wait_state
+from .support.configs import make_config, relay_config, to_sink
+from .support.engine import EngineFactory, RunningEngine, wait_state
+from .support.smtp import SMTPClient, send
 
 BUSY = "busy@example.org"
 """The sinks of these tests answer 451 for this recipient, so its mail stays deferred."""

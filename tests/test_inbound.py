@@ -14,9 +14,8 @@ from relaybox.config.model import LimitsConfig
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
-from .conftest import SMTPClient, make_config, relay_listener, simple_message
-
-QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]{13})")
+from .support.configs import make_config, relay_listener
+from .support.smtp import QUEUED, SMTPClient, simple_message
 
 
 def said(code: int, text: str) -> str:

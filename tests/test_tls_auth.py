@@ -22,9 +22,9 @@ from relaybox.inbound.auth import Authenticator, client_network
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
-from .conftest import SMTPClient, make_config, relay_listener, simple_message
+from .support.configs import make_config, relay_listener
+from .support.smtp import QUEUED, SMTPClient, simple_message
 
-QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 PASSWORD = "correct horse battery staple"
 HOSTNAME = "relay.example.test"
 

@@ -30,10 +30,13 @@ from relaybox.config.model import (
 from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.screens.domain import DomainScreen
 
-from .conftest import make_config
 from .dnsserver import DNSServer
 from .healthzones import dkim_value
-from .tui_seed import NOW, SeededApp, SeededLink
+from .support.configs import make_config
+from .tui_seed import NOW, SIZES, SeededApp, SeededLink
+
+pytestmark = pytest.mark.usefixtures("utc")
+"""Times on screen are local time: pinned to UTC for every test here."""
 
 TESTS = Path(__file__).parent
 KEY_FILE = Path("data") / "dkim-snapshot.key"
@@ -42,7 +45,6 @@ KEY = load_private_key(TESTS / KEY_FILE, "rsa-sha256")
 HELO = "relay.example.test"
 IP = "203.0.113.7"
 REVERSE = "7.113.0.203.in-addr.arpa"
-SIZES = [(80, 24), (200, 60)]
 
 ZONE: dict[str, Any] = {
     # office.example: signed and published, but SPF lacks the relay's address and DMARC
@@ -62,11 +64,6 @@ ZONE: dict[str, Any] = {
     HELO: {"A": IP},
     REVERSE: {"PTR": f"{HELO}."},
 }
-
-
-@pytest.fixture(autouse=True)
-def _utc(utc: None) -> None:
-    """Times on screen are local time: pinned to UTC for every test here."""
 
 
 @pytest.fixture(autouse=True)

@@ -29,8 +29,10 @@ from relaybox.tui.app import RelayboxApp
 from relaybox.tui.bridge import UI_EVENTS
 from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
-from .conftest import make_config
+from .support.configs import make_config
 
+SIZES = [(80, 24), (200, 60)]
+"""The terminal sizes every snapshot is taken at."""
 NOW = 1_925_035_200.0  # 2031-01-01 12:00:00 UTC
 """The fixed clock of the seeded UI."""
 
