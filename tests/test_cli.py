@@ -43,7 +43,7 @@ from .relayproc import (
     wait_until,
 )
 from .support.configs import HOSTNAME, toml_string, write_config
-from .support.smtp import QUEUED, RECIPIENT, SENDER, send_sync
+from .support.smtp import QUEUED, RECIPIENT, SENDER, said, send_sync
 
 SUPPRESSION_TIMEOUT = 7.0
 """A running engine re-reads the suppression list every 5 s."""
@@ -263,9 +263,9 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert len(received) == 1
     assert f"by {HOSTNAME} (relaybox)" in received[0]
     assert f"id {queue_id}" in received[0]
-    said = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
-    assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in said), said
-    assert ("S", Reply.queued(queue_id)) in said
+    exchanged = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
+    assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in exchanged), exchanged
+    assert ("S", Reply.queued(queue_id)) in exchanged
 
     result = cli("show", "NOSUCHID0000", "--config", config)
     assert result.returncode == 1
@@ -447,7 +447,7 @@ def start_transaction(port: int) -> smtplib.SMTP:
     client.ehlo("busy.example.test")
     assert client.mail(SENDER)[0] == 250
     assert client.rcpt(RECIPIENT)[0] == 250
-    assert client.docmd("DATA")[0] == 354
+    assert said(*client.docmd("DATA")) == Reply.START_DATA
     client.send(b"Subject: in flight\r\nMessage-ID: <in-flight@example.com>\r\n\r\nfirst half\r\n")
     return client
 
@@ -477,7 +477,7 @@ def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
         idle.ehlo("idle.example.test")
         relay.proc.send_signal(signal.SIGTERM)
         # A session with no transaction is told to go; once it is, the engine is stopping.
-        assert idle.getreply()[0] == 421
+        assert said(*idle.getreply()) == Reply.SHUTTING_DOWN
         wait_until(lambda: turned_away(port), "new connections to be turned away after SIGTERM")
         assert relay.proc.poll() is None, "exited with a transaction in flight"
         queue_id = finish_transaction(busy)
@@ -505,7 +505,7 @@ def test_sigusr1_during_the_graceful_stop_does_not_kill_the_relay(
     try:
         idle.ehlo("idle.example.test")
         relay.proc.send_signal(signal.SIGTERM)
-        assert idle.getreply()[0] == 421  # the engine is in its graceful stop
+        assert said(*idle.getreply()) == Reply.SHUTTING_DOWN  # the engine is stopping
         relay.proc.send_signal(signal.SIGUSR1)
         queue_id = finish_transaction(busy)
     finally:
@@ -948,9 +948,9 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
     assert attempt["outcome"] == "deferred"
     assert attempt["port"] == deferring_smarthost
     assert attempt["recipients"] == [RECIPIENT]
-    said = [(line["direction"], line["text"]) for line in attempt["transcript"]]
-    assert ("C", f"RCPT TO:<{RECIPIENT}>") in said
-    assert ("S", "451 4.2.1 mailbox busy, try later") in said
+    exchanged = [(line["direction"], line["text"]) for line in attempt["transcript"]]
+    assert ("C", f"RCPT TO:<{RECIPIENT}>") in exchanged
+    assert ("S", "451 4.2.1 mailbox busy, try later") in exchanged
 
     result = cli("queue", "retry", queue_id, "--config", config)
     assert result.returncode == 0, result.stderr

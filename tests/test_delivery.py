@@ -16,11 +16,12 @@ from relaybox.config.model import (
     HostPort,
     RouteConfig,
 )
+from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
 from .support.configs import relay_config, to_sink
 from .support.engine import wait_state
-from .support.smtp import QUEUED, SMTPClient, send, simple_message
+from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
 
 # ---------------------------------------------------------------------- the happy paths
 
@@ -354,7 +355,8 @@ async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
     client = await SMTPClient.connect(*run.address())
     await client.greet()
     await client.cmd("MAIL FROM:<a@example.com>")
-    assert await client.cmd("RCPT TO:<x@competitor.example>") == (550, "5.7.1 Not here")
+    reply = said(*await client.cmd("RCPT TO:<x@competitor.example>"))
+    assert reply == Reply.rejected_by_route("Not here")
     await client.close()
 
 

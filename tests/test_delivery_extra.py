@@ -35,6 +35,7 @@ from relaybox.config.model import (
 )
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
+from relaybox.message.replies import Reply
 from relaybox.outbound.client import Courier, Transaction
 from relaybox.outbound.handshake import Hop
 from relaybox.queue import MessageFilter
@@ -44,7 +45,7 @@ from .dnsserver import DNSServerFactory
 from .smtpsink import Sink, SinkFactory
 from .support.configs import relay_config, to_sink
 from .support.engine import EngineFactory, RunningEngine, admin_of, wait_state
-from .support.smtp import QUEUED, SMTPClient, send, simple_message
+from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
 
 SESSIONS_WITH_ID = "SELECT COUNT(*) FROM sessions WHERE session_id = ?"
 
@@ -404,7 +405,7 @@ async def rcpt_until(
 async def finish_data(client: SMTPClient, subject: str) -> str:
     """DATA for the transaction open on `client`; returns the queue ID of the 250."""
     code, text = await client.cmd("DATA")
-    assert code == 354, text
+    assert said(code, text) == Reply.START_DATA, text
     await client.send(simple_message(subject) + b".\r\n")
     code, text = await client.reply()
     assert code == 250, text

@@ -15,12 +15,7 @@ from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
 from .support.configs import make_config, relay_listener
-from .support.smtp import QUEUED, SMTPClient, simple_message
-
-
-def said(code: int, text: str) -> str:
-    """A reply as the catalogue (`Reply`) spells it: code, space, text."""
-    return f"{code} {text}"
+from .support.smtp import QUEUED, SMTPClient, said, simple_message
 
 
 async def stored(run, queue_id: str) -> bytes:
@@ -93,9 +88,9 @@ async def test_inbound_transcript_is_stored_with_the_message(start_engine, smtp)
     lines = [(line.direction, line.text) for line in detail.inbound_transcript]
     assert ("C", "EHLO client.example.test") in lines
     assert ("C", "MAIL FROM:<a@example.com>") in lines
-    assert ("S", "250 2.1.5 Ok") in lines
+    assert ("S", Reply.RCPT_OK) in lines
     assert any(d == "-" and "bytes of message data" in t for d, t in lines)
-    assert ("S", f"250 2.0.0 Ok: queued as {queue_id}") in lines
+    assert ("S", Reply.queued(queue_id)) in lines
     # The body is recorded only as its size.
     assert not any("Hello." in t for _, t in lines)
 
@@ -250,7 +245,7 @@ async def test_slow_data_hits_the_deadline(start_engine, smtp):
     client = await smtp(run)
     await client.cmd("MAIL FROM:<a@example.com>")
     await client.cmd("RCPT TO:<b@example.org>")
-    assert (await client.cmd("DATA"))[0] == 354
+    assert said(*await client.cmd("DATA")) == Reply.START_DATA
     for _ in range(3):  # still sending, well within the idle timeout, but slowly
         await client.send(b"Subject: drip\r\n")
         await asyncio.sleep(0.15)
@@ -455,7 +450,7 @@ async def test_lf_before_dot_crlf_split_across_reads_does_not_end_data(
     client = await smtp(run)
     await client.cmd("MAIL FROM:<a@example.com>")
     await client.cmd("RCPT TO:<b@example.org>")
-    assert (await client.cmd("DATA"))[0] == 354
+    assert said(*await client.cmd("DATA")) == Reply.START_DATA
     smuggled = (
         b".\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
         b"Subject: smuggled\r\n\r\nevil\r\n"

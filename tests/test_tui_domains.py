@@ -134,6 +134,8 @@ def size(request: Any) -> tuple[int, int]:
 
 
 async def test_the_table_reads_what_the_check_found(tmp_path: Path, domains_dns) -> None:
+    """Not a picture: the cells of the Domains table hold each check's status, Enter opens the
+    domain with its first failing finding and the record to publish, Escape comes back."""
     app = domains_app(tmp_path, domains_dns)
     async with app.run_test(size=(120, 30)) as pilot:
         await checked(pilot)

@@ -60,3 +60,16 @@ async def wait_state(
                 f"{queue_id} stayed {detail.row.state if detail else 'missing'}, not {states}"
             )
         await asyncio.sleep(0.05)
+
+
+async def wait_attempts(
+    run: RunningEngine, queue_id: str, count: int, timeout: float = 10.0
+) -> MessageDetail:
+    """Poll (bounded) until the message has at least `count` attempts; its detail then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = await admin_of(run).show(queue_id)
+        if detail is not None and len(detail.attempts) >= count:
+            return detail
+        assert time.monotonic() < deadline, f"{queue_id} has fewer than {count} attempts"
+        await asyncio.sleep(0.05)

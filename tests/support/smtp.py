@@ -38,14 +38,10 @@ MESSAGE_TO_SIGN = (
 a 990-character line, a line starting with a dot, empty lines at the end."""
 
 
-def said(code: int, text: str) -> str:
-    """A one-line reply as the catalogue spells it (`Reply.X`), from `SMTPClient`'s pair."""
-    return f"{code} {text}"
-
-
-def code_of(reply: str) -> int:
-    """The reply code of a catalogue entry (`code_of(Reply.START_DATA) == 354`)."""
-    return int(reply[:3])
+def said(code: int, text: str | bytes) -> str:
+    """A one-line reply as the catalogue spells it (`Reply.X`), from the (code, text) pair
+    `SMTPClient` or smtplib returns."""
+    return f"{code} {text.decode() if isinstance(text, bytes) else text}"
 
 
 class SMTPClient:
