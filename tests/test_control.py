@@ -39,7 +39,7 @@ from relaybox.statedir import SOCKET_NAME
 from .smtpsink import SinkFactory
 from .support.configs import make_config, relay_config, to_sink
 from .support.engine import EngineFactory, RunningEngine, wait_state
-from .support.smtp import SMTPClient, send
+from .support.smtp import SMTPClient, said, send
 
 BUSY = "busy@example.org"
 """The sinks of these tests answer 451 for this recipient, so its mail stays deferred."""
@@ -470,7 +470,7 @@ async def rcpt_reply(run: RunningEngine, recipient: str) -> int:
     smtp = await SMTPClient.connect(*run.address())
     try:
         await smtp.greet()
-        assert (await smtp.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+        assert said(*await smtp.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
         return (await smtp.cmd(f"RCPT TO:<{recipient}>"))[0]
     finally:
         await smtp.close()

@@ -88,10 +88,10 @@ class SMTPClient:
     ) -> tuple[int, str]:
         """MAIL, RCPT..., DATA with `body` (already dot-stuffed, ending in CRLF); final reply."""
         code, text = await self.cmd(f"MAIL FROM:<{sender}>")
-        assert code == 250, text
+        assert said(code, text) == Reply.MAIL_OK, text
         for rcpt in recipients:
             code, text = await self.cmd(f"RCPT TO:<{rcpt}>")
-            assert code == 250, text
+            assert said(code, text) == Reply.RCPT_OK, text
         code, text = await self.cmd("DATA")
         assert said(code, text) == Reply.START_DATA, text
         await self.send(body + b".\r\n")
