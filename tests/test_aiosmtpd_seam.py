@@ -27,7 +27,7 @@ from relaybox.inbound.context import InboundContext
 from relaybox.inbound.server import InboundSMTP
 from relaybox.maillog import MailLog
 
-from .conftest import make_config
+from .support.configs import make_config
 
 
 class _Sink:

@@ -42,75 +42,12 @@ from .relayproc import (
     free_port,
     wait_until,
 )
+from .support.configs import HOSTNAME, toml_string, write_config
+from .support.smtp import QUEUED, RECIPIENT, SENDER, said, send_sync
 
 SUPPRESSION_TIMEOUT = 7.0
 """A running engine re-reads the suppression list every 5 s."""
-HOSTNAME = "relay.example.test"
-SENDER = "sender@example.com"
-RECIPIENT = "rcpt@example.org"
-QUEUED = re.compile(r"queued as (\w+)")
-KEEP_MAIL = (
-    "\n# Nothing leaves loopback: mail is held, and DNS goes to a dead loopback port.\n"
-    '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n\n'
-    '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
-)
-
-
 # ---------------------------------------------------------------------------- helpers
-
-
-def toml_string(value: object) -> str:
-    """A TOML basic string (JSON's escapes are TOML's)."""
-    return json.dumps(str(value))
-
-
-def write_config(
-    tmp_path: Path,
-    port: int,
-    *,
-    state_dir: Path | None = None,
-    name: str = "relaybox.toml",
-    log_file: Path | None = None,
-) -> Path:
-    """A config with one loopback relay listener on `port`, its state under tmp_path."""
-    state_dir = state_dir or tmp_path / "state"
-    log = f"[log]\nfile = {toml_string(log_file)}\n\n" if log_file else ""
-    path = tmp_path / name
-    path.write_text(
-        f"[server]\n"
-        f'hostname = "{HOSTNAME}"\n'
-        f"state_dir = {toml_string(state_dir)}\n\n"
-        f"{log}"
-        f"[[listeners]]\n"
-        f'listen = ["127.0.0.1:{port}"]\n'
-        f'allowed_networks = ["127.0.0.0/8"]\n'
-        f"{KEEP_MAIL}",
-        encoding="utf-8",
-    )
-    return path
-
-
-def message(subject: str = "hello", message_id: str = "<hello@example.com>") -> bytes:
-    return (
-        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n"
-        f"Message-ID: {message_id}\r\n\r\nHello from the test.\r\n"
-    ).encode()
-
-
-def send(port: int, *, recipient: str = RECIPIENT, subject: str = "hello") -> str:
-    """Send one message over SMTP; returns the queue ID from the 250 reply to DATA."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-        client.ehlo("client.example.test")
-        code, text = client.mail(SENDER)
-        assert code == 250, text
-        code, text = client.rcpt(recipient)
-        assert code == 250, text
-        code, text = client.data(message(subject))
-    reply = text.decode()
-    assert code == 250, reply
-    found = QUEUED.search(reply)
-    assert found, f"no queue ID in the 250 reply: {reply}"
-    return found.group(1)
 
 
 def rcpt_reply(port: int, recipient: str) -> tuple[int, str]:
@@ -268,7 +205,7 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     port = free_port()
     config = write_config(tmp_path, port)
     relay = start_relay("--headless", "--config", config, port=port)
-    queue_id = send(port)
+    queue_id = send_sync(port)
 
     result = cli("queue", "--config", config)
     assert result.returncode == 0, result.stderr
@@ -326,9 +263,9 @@ def test_accepted_message_is_listed_by_queue_and_shown_by_show_while_the_engine_
     assert len(received) == 1
     assert f"by {HOSTNAME} (relaybox)" in received[0]
     assert f"id {queue_id}" in received[0]
-    said = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
-    assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in said), said
-    assert ("S", Reply.queued(queue_id)) in said
+    exchanged = [(line["direction"], line["text"]) for line in detail["inbound_transcript"]]
+    assert any(d == "C" and t.startswith(f"MAIL FROM:<{SENDER}>") for d, t in exchanged), exchanged
+    assert ("S", Reply.queued(queue_id)) in exchanged
 
     result = cli("show", "NOSUCHID0000", "--config", config)
     assert result.returncode == 1
@@ -402,7 +339,7 @@ def test_config_before_the_subcommand_name_is_not_ignored(
     port = free_port()
     config = write_config(tmp_path, port)
     start_relay("--headless", "--config", config, port=port)
-    queue_id = send(port)
+    queue_id = send_sync(port)
     result = cli("--config", config, "queue")
     assert result.returncode == 0, result.stderr
     assert queue_id in result.stdout
@@ -432,7 +369,7 @@ def test_second_engine_refuses_and_names_the_first(
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", second_port), timeout=2).close()
     assert first.proc.poll() is None
-    send(first_port)
+    send_sync(first_port)
 
 
 def test_an_engine_cannot_start_while_an_offline_write_holds_the_spool(
@@ -491,7 +428,7 @@ def test_state_dir_is_0700_and_spool_and_log_files_are_private(
     config = write_config(tmp_path, port, state_dir=state_dir, log_file=log_file)
     # With umask 0 anything not created private on purpose would be world-readable.
     start_relay("--headless", "--config", config, port=port, umask=0)
-    send(port)
+    send_sync(port)
 
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     files = sorted(p.name for p in state_dir.iterdir())
@@ -510,7 +447,7 @@ def start_transaction(port: int) -> smtplib.SMTP:
     client.ehlo("busy.example.test")
     assert client.mail(SENDER)[0] == 250
     assert client.rcpt(RECIPIENT)[0] == 250
-    assert client.docmd("DATA")[0] == 354
+    assert said(*client.docmd("DATA")) == Reply.START_DATA
     client.send(b"Subject: in flight\r\nMessage-ID: <in-flight@example.com>\r\n\r\nfirst half\r\n")
     return client
 
@@ -540,7 +477,7 @@ def test_sigterm_lets_a_transaction_in_flight_finish_and_turns_new_clients_away(
         idle.ehlo("idle.example.test")
         relay.proc.send_signal(signal.SIGTERM)
         # A session with no transaction is told to go; once it is, the engine is stopping.
-        assert idle.getreply()[0] == 421
+        assert said(*idle.getreply()) == Reply.SHUTTING_DOWN
         wait_until(lambda: turned_away(port), "new connections to be turned away after SIGTERM")
         assert relay.proc.poll() is None, "exited with a transaction in flight"
         queue_id = finish_transaction(busy)
@@ -568,7 +505,7 @@ def test_sigusr1_during_the_graceful_stop_does_not_kill_the_relay(
     try:
         idle.ehlo("idle.example.test")
         relay.proc.send_signal(signal.SIGTERM)
-        assert idle.getreply()[0] == 421  # the engine is in its graceful stop
+        assert said(*idle.getreply()) == Reply.SHUTTING_DOWN  # the engine is stopping
         relay.proc.send_signal(signal.SIGUSR1)
         queue_id = finish_transaction(busy)
     finally:
@@ -583,7 +520,7 @@ def test_plain_relaybox_without_a_terminal_says_so_and_runs_headless(
 ) -> None:
     port = free_port()
     relay = start_relay("--config", write_config(tmp_path, port), port=port)
-    send(port)
+    send_sync(port)
     notices = [line for line in relay.stderr().splitlines() if "no terminal for the UI" in line]
     assert len(notices) == 1, relay.stderr()
     assert "headless" in notices[0]
@@ -605,7 +542,7 @@ def test_json_log_format_writes_one_object_per_event(
     port = free_port()
     config = write_config(tmp_path, port)
     relay = start_relay("--headless", "--log-format", "json", "--config", config, port=port)
-    queue_id = send(port)
+    queue_id = send_sync(port)
 
     def accepted() -> dict[str, Any] | None:
         for line in relay.stderr().splitlines():
@@ -640,13 +577,13 @@ def test_log_file_is_reopened_on_sigusr1_after_rotation(
     relay = start_relay(
         "--headless", "--config", write_config(tmp_path, port, log_file=log_file), port=port
     )
-    before = send(port, subject="before")
+    before = send_sync(port, subject="before")
     wait_until(lambda: before in log_file.read_text(), "the first message in the log file")
 
     log_file.rename(rotated)
     relay.proc.send_signal(signal.SIGUSR1)
     wait_until(log_file.exists, "a fresh log file after SIGUSR1")
-    after = send(port, subject="after")
+    after = send_sync(port, subject="after")
     wait_until(lambda: after in log_file.read_text(), "the second message in the fresh log file")
 
     assert relay.proc.poll() is None
@@ -692,7 +629,7 @@ def test_suppressed_recipient_is_refused_at_rcpt_until_removed(
         "the running engine to accept the recipient again",
         SUPPRESSION_TIMEOUT,
     )
-    send(port, recipient=suppressed)
+    send_sync(port, recipient=suppressed)
 
 
 @pytest.mark.parametrize("days", ["-5", "0", "1e300", "3651", "nan", "soon"])
@@ -749,7 +686,7 @@ def test_without_a_config_file_relaybox_serves_127_0_0_1_2525_with_its_spool_in_
         "sh",
     )
     start_relay("--headless", port=2525, prefix=prefix)
-    queue_id = send(2525)
+    queue_id = send_sync(2525)
 
     assert (state_dir / "spool.db").is_file()
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
@@ -896,8 +833,8 @@ def test_queue_actions_go_through_the_running_engine(
     port = free_port()
     config = write_smarthost_config(tmp_path, port, deferring_smarthost)
     relay = start_relay("--headless", "--config", config, port=port)
-    org = send(port, subject="org")
-    net = send(port, recipient="rcpt@example.net", subject="net")
+    org = send_sync(port, subject="org")
+    net = send_sync(port, recipient="rcpt@example.net", subject="net")
 
     def deferred() -> bool:
         return all(m["state"] == "deferred" for m in listing(cli, config).values())
@@ -952,9 +889,9 @@ def test_queue_actions_without_a_running_engine_change_the_spool_directly(
     port = free_port()
     config = write_config(tmp_path, port)
     relay = start_relay("--headless", "--config", config, port=port)
-    first = send(port, subject="first")
-    net = send(port, recipient="rcpt@example.net", subject="net")
-    kept = send(port, subject="kept")
+    first = send_sync(port, subject="first")
+    net = send_sync(port, recipient="rcpt@example.net", subject="net")
+    kept = send_sync(port, subject="kept")
     assert relay.terminate() == 0
     assert not (tmp_path / "state" / "admin.sock").exists()
 
@@ -998,7 +935,7 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
     port = free_port()
     config = write_smarthost_config(tmp_path, port, deferring_smarthost)
     start_relay("--headless", "--config", config, port=port)
-    queue_id = send(port)
+    queue_id = send_sync(port)
 
     def attempts(count: int) -> list[dict[str, Any]] | None:
         result = cli("show", queue_id, "--json", "--config", config)
@@ -1011,9 +948,9 @@ def test_show_prints_every_delivery_attempt_with_its_transcript(
     assert attempt["outcome"] == "deferred"
     assert attempt["port"] == deferring_smarthost
     assert attempt["recipients"] == [RECIPIENT]
-    said = [(line["direction"], line["text"]) for line in attempt["transcript"]]
-    assert ("C", f"RCPT TO:<{RECIPIENT}>") in said
-    assert ("S", "451 4.2.1 mailbox busy, try later") in said
+    exchanged = [(line["direction"], line["text"]) for line in attempt["transcript"]]
+    assert ("C", f"RCPT TO:<{RECIPIENT}>") in exchanged
+    assert ("S", "451 4.2.1 mailbox busy, try later") in exchanged
 
     result = cli("queue", "retry", queue_id, "--config", config)
     assert result.returncode == 0, result.stderr
@@ -1051,7 +988,7 @@ def test_suspend_and_resume_a_destination_from_the_command_line(
     (entry,) = json.loads(result.stdout)
     assert entry["destination"] == destination and entry["reason"] == "upgrade"
 
-    queue_id = send(port)
+    queue_id = send_sync(port)
     wait_until(
         lambda: (
             "suspended by the admin: upgrade"

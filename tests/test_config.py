@@ -33,7 +33,8 @@ from relaybox.config import (
     sample_config_text,
 )
 from relaybox.config.positions import index_key_lines
-from tests.configfiles import (
+
+from .support.configs import (
     errors_of,
     listener,
     only_error,

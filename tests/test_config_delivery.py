@@ -16,7 +16,8 @@ from relaybox.config import (
     default_config,
     load_config,
 )
-from tests.configfiles import (
+
+from .support.configs import (
     only_error,
     warnings_of,
     write,

@@ -18,7 +18,8 @@ from relaybox.config import (
     default_config,
     load_config,
 )
-from tests.configfiles import (
+
+from .support.configs import (
     errors_of,
     listener,
     make_pair,

@@ -18,7 +18,8 @@ from relaybox.config import (
     load_config,
     sample_config_text,
 )
-from tests.configfiles import (
+
+from .support.configs import (
     CATCH_ALL,
     errors_of,
     make_pair,

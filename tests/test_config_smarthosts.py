@@ -13,7 +13,8 @@ from relaybox.config import (
     read_route_password,
 )
 from relaybox.outbound.routing import load_credentials
-from tests.configfiles import (
+
+from .support.configs import (
     errors_of,
     make_pair,
     only_error,

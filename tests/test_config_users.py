@@ -13,7 +13,8 @@ from relaybox.config import (
     default_config,
     load_config,
 )
-from tests.configfiles import (
+
+from .support.configs import (
     HASH,
     errors_of,
     only_error,

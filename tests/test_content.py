@@ -18,7 +18,7 @@ from relaybox.resolver import Resolver
 from relaybox.signing.keys import dns_record, generate
 from relaybox.signing.signer import KeyCheck, PublishedKeys
 
-from .conftest import make_config
+from .support.configs import make_config
 
 KEY = generate("rsa-sha256", 2048)
 DKIM = DkimConfig("example.org", "s1", Path("/keys/s1"), KEY.algorithm, KEY)

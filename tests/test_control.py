@@ -32,12 +32,14 @@ from relaybox.events import (
     MessageHeld,
     MessageReleased,
 )
+from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 from relaybox.statedir import SOCKET_NAME
 
-from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config
 from .smtpsink import SinkFactory
-from .test_delivery import relay_config, send, to_sink, wait_state
+from .support.configs import make_config, relay_config, to_sink
+from .support.engine import EngineFactory, RunningEngine, wait_state
+from .support.smtp import SMTPClient, said, send
 
 BUSY = "busy@example.org"
 """The sinks of these tests answer 451 for this recipient, so its mail stays deferred."""
@@ -325,7 +327,7 @@ async def test_bounce_now_fails_the_recipients_and_sends_the_sender_a_dsn(
     assert states["ok@example.org"][0] == "delivered"  # a delivered recipient stays so
     state, reply = states[BUSY]
     assert state == "bounced"
-    assert reply.startswith("550 5.0.0 ") and "bounce now" in reply and "spam run" in reply
+    assert reply == Reply.bounced_by_admin("spam run")
     assert detail.recipients[0].attempts == 1  # bouncing is not an attempt
 
     everything = await client.list_all(MessageFilter(states=()))
@@ -468,7 +470,7 @@ async def rcpt_reply(run: RunningEngine, recipient: str) -> int:
     smtp = await SMTPClient.connect(*run.address())
     try:
         await smtp.greet()
-        assert (await smtp.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+        assert said(*await smtp.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
         return (await smtp.cmd(f"RCPT TO:<{recipient}>"))[0]
     finally:
         await smtp.close()

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from .relayproc import RELAYBOX, StartRelay, free_port, wait_until
+from .support.smtp import QUEUED
 
 CLIENTS = 8
 MESSAGES_PER_CLIENT = 50
@@ -28,7 +29,6 @@ KILL_AFTER = 150
 TIMEOUT = 20.0
 SENDER = "sender@example.com"
 RECIPIENT = "rcpt@example.org"
-QUEUED = re.compile(r"queued as (\w+)")
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)\r$", re.MULTILINE | re.IGNORECASE)
 
 

@@ -4,84 +4,24 @@ MX hosts with a real DNS server on loopback."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import email
 import email.policy
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relaybox.config.model import (
-    Config,
-    DeliveryConfig,
-    DnsConfig,
     HostPort,
     RouteConfig,
-    SocketAddress,
 )
+from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
-from .conftest import SMTPClient, make_config, simple_message
-from .smtpsink import Sink
-
-QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
-
-
-def relay_config(
-    tmp_path: Path,
-    routes: tuple[RouteConfig, ...],
-    *,
-    dns: tuple[str, int] | None = None,
-    **delivery: Any,
-) -> Config:
-    config = make_config(tmp_path / "state")
-    delivery.setdefault("connection_cache_idle", 5.0)
-    return dataclasses.replace(
-        config,
-        routes=routes,
-        delivery=DeliveryConfig(**delivery),
-        dns=DnsConfig(resolvers=(SocketAddress(*dns),), timeout=1.0) if dns else config.dns,
-    )
-
-
-def to_sink(sink: Sink, domains: tuple[str, ...] = ("*",), **route: Any) -> RouteConfig:
-    route.setdefault("tls", "none")
-    return RouteConfig(
-        domains=domains,
-        transport="smarthost",
-        hosts=(HostPort("127.0.0.1", sink.port),),
-        **route,
-    )
-
-
-async def send(run, sender: str, recipients: list[str], body: bytes | None = None) -> str:
-    from .conftest import SMTPClient
-
-    client = await SMTPClient.connect(*run.address())
-    try:
-        await client.greet()
-        code, text = await client.send_message(sender, recipients, body or simple_message())
-        assert code == 250, text
-        return QUEUED.search(text).group(1)
-    finally:
-        await client.close()
-
-
-async def wait_state(run, queue_id: str, states: set[str], timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        detail = await run.engine.admin.show(queue_id)
-        if detail is not None and detail.row.state in states:
-            return detail
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{queue_id} stayed {detail.row.state if detail else 'missing'}, not {states}"
-            )
-        await asyncio.sleep(0.05)
-
+from .support.configs import relay_config, to_sink
+from .support.engine import wait_state
+from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
 
 # ---------------------------------------------------------------------- the happy paths
 
@@ -406,8 +346,6 @@ async def test_bare_postmaster_goes_to_postmaster_at_the_relays_hostname(
 
 
 async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
-    from .conftest import SMTPClient
-
     sink = await smtp_sink()
     routes = (
         RouteConfig(domains=("competitor.example",), transport="reject", reject_text="Not here"),
@@ -417,7 +355,8 @@ async def test_reject_route_refuses_at_rcpt(start_engine, smtp_sink, tmp_path):
     client = await SMTPClient.connect(*run.address())
     await client.greet()
     await client.cmd("MAIL FROM:<a@example.com>")
-    assert await client.cmd("RCPT TO:<x@competitor.example>") == (550, "5.7.1 Not here")
+    reply = said(*await client.cmd("RCPT TO:<x@competitor.example>"))
+    assert reply == Reply.rejected_by_route("Not here")
     await client.close()
 
 
@@ -596,8 +535,6 @@ async def test_auth_required_at_rcpt_defers_every_recipient_and_sends_nothing(
 
 
 async def test_8bit_mail_is_not_sent_to_a_hop_without_8bitmime(start_engine, smtp_sink, tmp_path):
-    from .conftest import SMTPClient
-
     sink = await smtp_sink(no_8bitmime=True)
     run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
     client = await SMTPClient.connect(*run.address())
@@ -646,8 +583,6 @@ async def test_a_non_ascii_rewritten_sender_to_a_hop_without_smtputf8_is_deferre
 
 
 async def test_smtputf8_mail_to_a_hop_without_it_bounces(start_engine, smtp_sink, tmp_path):
-    from .conftest import SMTPClient
-
     sink = await smtp_sink(smtputf8=False)
     run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
     client = await SMTPClient.connect(*run.address())

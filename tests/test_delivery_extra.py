@@ -29,91 +29,28 @@ from typing import Any
 import pytest
 
 import relaybox.engine as engine_module
-from relaybox.admin.service import Admin
 from relaybox.config.model import (
     Config,
-    DeliveryConfig,
-    DnsConfig,
-    HostPort,
     RouteConfig,
-    SocketAddress,
 )
 from relaybox.engine import Engine
 from relaybox.maillog import MailLog
+from relaybox.message.replies import Reply
 from relaybox.outbound.client import Courier, Transaction
 from relaybox.outbound.handshake import Hop
-from relaybox.queue import MessageDetail, MessageFilter
+from relaybox.queue import MessageFilter
 from relaybox.statedir import DATABASE_NAME
 
-from .conftest import EngineFactory, RunningEngine, SMTPClient, make_config, simple_message
-from .dnsserver import DNSServer, DNSServerFactory
+from .dnsserver import DNSServerFactory
 from .smtpsink import Sink, SinkFactory
+from .support.configs import relay_config, to_sink
+from .support.engine import EngineFactory, RunningEngine, admin_of, wait_state
+from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
 
-QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 SESSIONS_WITH_ID = "SELECT COUNT(*) FROM sessions WHERE session_id = ?"
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def relay_config(
-    state_dir: Path, routes: tuple[RouteConfig, ...], dns: DNSServer, **delivery: Any
-) -> Config:
-    """A loopback relay whose routes are `routes` and whose only resolver is `dns`."""
-    delivery.setdefault("connection_cache_idle", 5.0)
-    delivery.setdefault("connect_timeout", 5.0)
-    return dataclasses.replace(
-        make_config(state_dir),
-        routes=routes,
-        delivery=DeliveryConfig(**delivery),
-        dns=DnsConfig(resolvers=(SocketAddress(*dns.address),), timeout=1.0),
-    )
-
-
-def to_sink(sink: Sink, domains: tuple[str, ...] = ("*",)) -> RouteConfig:
-    """A smart host route to the sink by IP address (so it needs no DNS)."""
-    return RouteConfig(
-        domains=domains,
-        transport="smarthost",
-        hosts=(HostPort("127.0.0.1", sink.port),),
-        tls="none",
-    )
-
-
-def admin_of(run: RunningEngine) -> Admin:
-    assert run.engine.admin is not None
-    return run.engine.admin
-
-
-async def send(
-    run: RunningEngine, sender: str, recipients: list[str], subject: str = "test"
-) -> str:
-    """One message in its own SMTP session; returns its queue ID."""
-    client = await SMTPClient.connect(*run.address())
-    try:
-        await client.greet()
-        code, text = await client.send_message(sender, recipients, simple_message(subject))
-        assert code == 250, text
-        found = QUEUED.search(text)
-        assert found is not None, text
-        return found.group(1)
-    finally:
-        await client.close()
-
-
-async def wait_state(
-    run: RunningEngine, queue_id: str, states: set[str], timeout: float = 15.0
-) -> MessageDetail:
-    deadline = time.monotonic() + timeout
-    while True:
-        detail = await admin_of(run).show(queue_id)
-        if detail is not None and detail.row.state in states:
-            return detail
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{queue_id} stayed {detail.row.state if detail else 'missing'}, not {states}"
-            )
-        await asyncio.sleep(0.05)
 
 
 async def wait_gone(run: RunningEngine, queue_id: str, timeout: float) -> None:
@@ -250,7 +187,9 @@ async def test_one_attempt_walks_mx_hosts_and_addresses_in_order(
 
         dns = dns_server(zone)
         route = RouteConfig(domains=("*",), transport="mx", tls="opportunistic")
-        run = await start_engine(relay_config(tmp_path / "state", (route,), dns, mx_port=port))
+        run = await start_engine(
+            relay_config(tmp_path, (route,), dns=dns.address, connect_timeout=5.0, mx_port=port)
+        )
         queue_id = await send(run, "a@example.com", ["user@example.org"])
         detail = await wait_state(run, queue_id, {"delivered"})
     finally:
@@ -339,13 +278,16 @@ async def test_finished_mail_is_purged_after_retention_and_unfinished_mail_never
     routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
     state_dir = tmp_path / "state"
     clock = SteppedClock()
-    run = await clocked_engine(relay_config(state_dir, routes, dns, retention=3600.0), clock)
+    run = await clocked_engine(
+        relay_config(tmp_path, routes, dns=dns.address, connect_timeout=5.0, retention=3600.0),
+        clock,
+    )
     admin = admin_of(run)
 
-    old_sent = await send(run, "a@example.com", ["ok@example.org"], "old-sent")
-    old_bounced = await send(run, "a@example.com", ["refused@example.org"], "old-bounced")
-    deferred = await send(run, "a@example.com", ["busy@example.org"], "deferred")
-    held = await send(run, "a@example.com", ["x@held.example"], "held")
+    old_sent = await send(run, "a@example.com", ["ok@example.org"], subject="old-sent")
+    old_bounced = await send(run, "a@example.com", ["refused@example.org"], subject="old-bounced")
+    deferred = await send(run, "a@example.com", ["busy@example.org"], subject="deferred")
+    held = await send(run, "a@example.com", ["x@held.example"], subject="held")
     await wait_state(run, old_sent, {"delivered"})
     await wait_state(run, old_bounced, {"bounced"})
     await wait_state(run, deferred, {"deferred"})
@@ -356,7 +298,7 @@ async def test_finished_mail_is_purged_after_retention_and_unfinished_mail_never
     await wait_state(run, dsn, {"delivered"})
 
     clock.advance(3500)
-    young = await send(run, "a@example.com", ["ok@example.org"], "young")
+    young = await send(run, "a@example.com", ["ok@example.org"], subject="young")
     await wait_state(run, young, {"delivered"})
     details = {}
     for queue_id in (old_sent, old_bounced, dsn, deferred, held, young):
@@ -420,9 +362,13 @@ async def test_retention_zero_purges_finished_mail_within_seconds(
     monkeypatch.setattr(engine_module, "DELIVERY_HOUSEKEEPING_INTERVAL", 0.1)
     sink = await smtp_sink()
     dns = dns_server({})
-    run = await start_engine(relay_config(tmp_path / "state", (to_sink(sink),), dns, retention=0.0))
+    run = await start_engine(
+        relay_config(
+            tmp_path, (to_sink(sink),), dns=dns.address, connect_timeout=5.0, retention=0.0
+        )
+    )
     for n in range(2):
-        queue_id = await send(run, "a@example.com", ["ok@example.org"], f"m{n}")
+        queue_id = await send(run, "a@example.com", ["ok@example.org"], subject=f"m{n}")
         # Not wait_state(delivered): under load, the 0.1 s purge may come before a look.
         await sink.wait_for(n + 1)
         try:
@@ -459,7 +405,7 @@ async def rcpt_until(
 async def finish_data(client: SMTPClient, subject: str) -> str:
     """DATA for the transaction open on `client`; returns the queue ID of the 250."""
     code, text = await client.cmd("DATA")
-    assert code == 354, text
+    assert said(code, text) == Reply.START_DATA, text
     await client.send(simple_message(subject) + b".\r\n")
     code, text = await client.reply()
     assert code == 250, text
@@ -491,16 +437,17 @@ async def test_hard_bounce_suppresses_the_recipient_until_the_entry_expires(
     dns = dns_server({})
     clock = SteppedClock()
     config = relay_config(
-        tmp_path / "state",
+        tmp_path,
         (to_sink(sink),),
-        dns,
+        dns=dns.address,
+        connect_timeout=5.0,
         suppress_hard_bounces=True,
         suppression_days=60 / 86400,
     )
     run = await clocked_engine(config, clock)
     admin = admin_of(run)
 
-    first = await send(run, "a@example.com", ["gone@example.org"], "first")
+    first = await send(run, "a@example.com", ["gone@example.org"], subject="first")
     detail = await wait_state(run, first, {"bounced"})
     assert detail.recipients[0].last_reply == unknown
     (entry,) = await admin.suppress_list()
@@ -652,7 +599,9 @@ async def test_one_group_failing_inside_relaybox_keeps_the_other_groups_outcomes
     monkeypatch.setattr(_CourierFailingFor, "broken_port", bad.port)
     monkeypatch.setattr(engine_module, "Courier", _CourierFailingFor)
     routes = (to_sink(good, ("good.example",)), to_sink(bad, ("bad.example",)))
-    run = await start_engine(relay_config(tmp_path / "state", routes, dns_server({})))
+    run = await start_engine(
+        relay_config(tmp_path, routes, dns=dns_server({}).address, connect_timeout=5.0)
+    )
     queue_id = await send(run, "a@example.com", ["x@good.example", "y@bad.example"])
     detail = await wait_state(run, queue_id, {"deferred"})
     states = {r.address: (r.state, r.last_reply or "") for r in detail.recipients}
@@ -680,7 +629,9 @@ async def test_limits_and_paces_of_idle_destinations_are_forgotten(
     paced = dataclasses.replace(to_sink(sink, ("paced.example",)), max_messages_per_minute=100)
     routes = (paced, to_sink(stalled, ("slow.example",)))
     clock = SteppedClock()
-    run = await clocked_engine(relay_config(tmp_path / "state", routes, dns_server({})), clock)
+    run = await clocked_engine(
+        relay_config(tmp_path, routes, dns=dns_server({}).address, connect_timeout=5.0), clock
+    )
     scheduler = run.engine.scheduler
     assert scheduler is not None
     await wait_state(run, await send(run, "a@example.com", ["x@paced.example"]), {"delivered"})

@@ -24,29 +24,14 @@ from relaybox.signing.keys import dns_record, generate
 from relaybox.signing.signer import from_domain, read_record, relaxed_body, sign, signing_keys
 
 from .dnsserver import DNSServer
-from .test_delivery import relay_config, send, to_sink, wait_state
+from .support.configs import relay_config, to_sink
+from .support.engine import wait_state
+from .support.smtp import MESSAGE_TO_SIGN as MESSAGE
+from .support.smtp import send
 
 RSA = generate("rsa-sha256", 2048)
 ED25519 = generate("ed25519-sha256")
 OTHER_RSA = generate("rsa-sha256", 2048)
-
-MESSAGE = (
-    b"From: Alice Example <alice@example.com>\r\n"
-    b"To: bob@example.org\r\n"
-    b"Subject: a subject that is long enough to be folded by the sender, as mail\r\n"
-    b" clients do\r\n"
-    b"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
-    b"Message-ID: <dkim-test@example.com>\r\n"
-    b"MIME-Version: 1.0\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Transfer-Encoding: 8bit\r\n"
-    b"\r\n"
-    b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln \xe2\x80\x94 8-bit text.\r\n"
-    b"A trailing space \t \r\n" + b"x" * 990 + b"\r\n"
-    b".a line that starts with a dot\r\n"
-    b"\r\n"
-    b"\r\n"
-)
 
 
 def entry(key: DkimKey, selector: str = "s2026", domain: str = "example.com") -> DkimConfig:

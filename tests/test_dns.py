@@ -18,8 +18,8 @@ import dns.resolver
 import pytest
 
 from relaybox.resolver import Resolver
-from tests.dnsserver import DNSServer, DNSServerFactory, Failure
-from tests.dnsserver import dns_server as dns_server  # the fixture, for this module
+
+from .dnsserver import DNSServer, DNSServerFactory, Failure
 
 ZONE: dict[str, Any] = {
     "example.org": {

@@ -7,21 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from relaybox.config.keys import DkimKey
 from relaybox.signing.keys import dns_record
 
 from .dnsserver import DNSServer, DNSServerFactory
-from .healthzones import HELO, OUTBOUND_IP, SELECTOR, good_zone, key_file, new_key
+from .healthzones import HELO, OUTBOUND_IP, SELECTOR, good_zone, key_file
 from .relayproc import RunCli
 
 D = "example.org"
-
-
-@pytest.fixture(scope="module")
-def key() -> DkimKey:
-    return new_key()
 
 
 def write_config(tmp_path: Path, server: DNSServer, key: DkimKey, *, dkim: bool = True) -> Path:

@@ -12,8 +12,9 @@ from relaybox.events import DkimKeyChecked, DomainsChecked
 from relaybox.statedir import SOCKET_NAME
 
 from .healthzones import SELECTOR, config_for, good_zone, key_file, new_key
-from .test_delivery import send, to_sink
-from .test_dkim import MESSAGE
+from .support.configs import make_config, to_sink
+from .support.smtp import MESSAGE_TO_SIGN as MESSAGE
+from .support.smtp import send
 
 KEY = new_key()
 
@@ -26,8 +27,6 @@ def engine_config(tmp_path, dns, *, routes=None, **health):
         state_dir=tmp_path / "state",
         **({"routes": routes} if routes else {}),
     )
-    from .conftest import make_config
-
     listeners = make_config(tmp_path / "state").listeners
     dkim = tuple(dataclasses.replace(e, key=KEY) for e in config.dkim)
     return dataclasses.replace(

@@ -57,11 +57,6 @@ EVERY_FINDING = [
 """The findings of example.org in the good zone, in the order check_domain gives them."""
 
 
-@pytest.fixture(scope="module")
-def key() -> DkimKey:
-    return new_key()
-
-
 @pytest.fixture
 def key_path(tmp_path: Path, key: DkimKey) -> Path:
     return key_file(tmp_path, key)

@@ -7,6 +7,7 @@ imports in a fresh interpreter (this process may have loaded Textual already) an
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -74,3 +75,67 @@ def test_import_linter_contract_holds() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 kept, 0 broken" in result.stdout
+
+
+# ---------------------------------------------------------------------- the tests' own imports
+
+TESTS = Path(__file__).resolve().parent
+
+
+def imports_of_test_modules(source: str, package: str) -> list[str]:
+    """The test modules and conftest files that `source` (a module in `package`, dotted, e.g.
+    "tests.support") imports from: shared helpers belong in tests/support/, fixtures in
+    conftest.py (which pytest loads itself and nothing imports)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.extend(name for name in names if _is_test_module(name))
+    return found
+
+
+def _is_test_module(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return name.startswith("tests.") and (last.startswith("test_") or last == "conftest")
+
+
+def test_no_test_module_imports_another_or_conftest() -> None:
+    offenders = {}
+    for path in sorted(TESTS.rglob("*.py")):
+        package = ".".join(("tests", *path.relative_to(TESTS).parent.parts))
+        found = imports_of_test_modules(path.read_text(encoding="utf-8"), package)
+        if found:
+            offenders[str(path.relative_to(TESTS))] = found
+    assert offenders == {}, "move shared helpers to tests/support/ and fixtures to conftest.py"
+
+
+def test_the_import_check_sees_every_spelling() -> None:
+    """The check above finds each way of spelling such an import (else it could never fail)."""
+    source = textwrap.dedent(
+        """
+        from .test_delivery import send
+        from tests.test_cli import write_config
+        from . import test_dkim
+        from ..conftest import make_config
+        import tests.test_tui
+        from .support.smtp import send
+        from .tui_seed import SIZES
+        """
+    )
+    assert imports_of_test_modules(source, "tests.support") == [
+        "tests.support.test_delivery",
+        "tests.test_cli",
+        "tests.support.test_dkim",
+        "tests.conftest",
+        "tests.test_tui",
+    ]

@@ -14,14 +14,8 @@ from relaybox.config.model import LimitsConfig
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
-from .conftest import SMTPClient, make_config, relay_listener, simple_message
-
-QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]{13})")
-
-
-def said(code: int, text: str) -> str:
-    """A reply as the catalogue (`Reply`) spells it: code, space, text."""
-    return f"{code} {text}"
+from .support.configs import make_config, relay_listener
+from .support.smtp import QUEUED, SMTPClient, said, simple_message
 
 
 async def stored(run, queue_id: str) -> bytes:
@@ -94,9 +88,9 @@ async def test_inbound_transcript_is_stored_with_the_message(start_engine, smtp)
     lines = [(line.direction, line.text) for line in detail.inbound_transcript]
     assert ("C", "EHLO client.example.test") in lines
     assert ("C", "MAIL FROM:<a@example.com>") in lines
-    assert ("S", "250 2.1.5 Ok") in lines
+    assert ("S", Reply.RCPT_OK) in lines
     assert any(d == "-" and "bytes of message data" in t for d, t in lines)
-    assert ("S", f"250 2.0.0 Ok: queued as {queue_id}") in lines
+    assert ("S", Reply.queued(queue_id)) in lines
     # The body is recorded only as its size.
     assert not any("Hello." in t for _, t in lines)
 
@@ -131,7 +125,7 @@ async def test_unknown_network_cannot_relay(start_engine, smtp, tmp_path):
     listener = relay_listener(allowed_networks=(ipaddress.ip_network("192.0.2.0/24"),))
     run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
     client = await smtp(run)
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert said(*await client.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
     code, text = await client.cmd("RCPT TO:<b@example.org>")
     assert said(code, text) == Reply.RELAY_DENIED
     assert said(*await client.cmd("DATA")) == Reply.NEED_RCPT
@@ -163,7 +157,7 @@ async def test_submission_listener_does_not_relay_without_auth(start_engine, smt
 async def test_relay_tricks_are_refused_for_everyone(start_engine, smtp, address):
     run = await start_engine()  # loopback is trusted: the refusal must not depend on that
     client = await smtp(run)
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert said(*await client.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
     code, text = await client.cmd(f"RCPT TO:<{address}>")
     assert code == 553 and text.startswith("5.1.3"), text
 
@@ -172,8 +166,8 @@ async def test_ip_literal_allowed_when_configured(start_engine, smtp, tmp_path):
     listener = relay_listener(allow_ip_literals=True)
     run = await start_engine(make_config(tmp_path / "s", listeners=(listener,)))
     client = await smtp(run)
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
-    assert (await client.cmd("RCPT TO:<user@[192.0.2.1]>"))[0] == 250
+    assert said(*await client.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
+    assert said(*await client.cmd("RCPT TO:<user@[192.0.2.1]>")) == Reply.RCPT_OK
 
 
 async def test_suppressed_recipient_is_refused_with_reason(start_engine, smtp):
@@ -181,11 +175,11 @@ async def test_suppressed_recipient_is_refused_with_reason(start_engine, smtp):
     await run.engine.admin.suppress_add("gone@example.org", "550 5.1.1 user unknown")
     await run.engine.refresh_suppression()
     client = await smtp(run)
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert said(*await client.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
     code, text = await client.cmd("RCPT TO:<Gone@Example.org>")
     assert code == 550
     assert "suppressed" in text and "user unknown" in text
-    assert (await client.cmd("RCPT TO:<other@example.org>"))[0] == 250
+    assert said(*await client.cmd("RCPT TO:<other@example.org>")) == Reply.RCPT_OK
 
 
 # ---------------------------------------------------------------------- limits
@@ -195,8 +189,8 @@ async def test_recipient_limit_gives_452(start_engine, smtp):
     run = await start_engine(limits=LimitsConfig(max_recipients=2))
     client = await smtp(run)
     await client.cmd("MAIL FROM:<a@example.com>")
-    assert (await client.cmd("RCPT TO:<r1@example.org>"))[0] == 250
-    assert (await client.cmd("RCPT TO:<r2@example.org>"))[0] == 250
+    assert said(*await client.cmd("RCPT TO:<r1@example.org>")) == Reply.RCPT_OK
+    assert said(*await client.cmd("RCPT TO:<r2@example.org>")) == Reply.RCPT_OK
     code, text = await client.cmd("RCPT TO:<r3@example.org>")
     assert said(code, text) == Reply.TOO_MANY_RECIPIENTS
 
@@ -251,7 +245,7 @@ async def test_slow_data_hits_the_deadline(start_engine, smtp):
     client = await smtp(run)
     await client.cmd("MAIL FROM:<a@example.com>")
     await client.cmd("RCPT TO:<b@example.org>")
-    assert (await client.cmd("DATA"))[0] == 354
+    assert said(*await client.cmd("DATA")) == Reply.START_DATA
     for _ in range(3):  # still sending, well within the idle timeout, but slowly
         await client.send(b"Subject: drip\r\n")
         await asyncio.sleep(0.15)
@@ -456,7 +450,7 @@ async def test_lf_before_dot_crlf_split_across_reads_does_not_end_data(
     client = await smtp(run)
     await client.cmd("MAIL FROM:<a@example.com>")
     await client.cmd("RCPT TO:<b@example.org>")
-    assert (await client.cmd("DATA"))[0] == 354
+    assert said(*await client.cmd("DATA")) == Reply.START_DATA
     smuggled = (
         b".\r\nMAIL FROM:<admin@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
         b"Subject: smuggled\r\n\r\nevil\r\n"
@@ -527,7 +521,7 @@ async def test_utf8_address_needs_smtputf8(start_engine, smtp):
     assert code == 553 and text.startswith("5.6.7")
     code, _ = await client.cmd("MAIL FROM:<josé@example.com> SMTPUTF8")
     assert code == 250
-    assert (await client.cmd("RCPT TO:<zoë@exämple.org>"))[0] == 250
+    assert said(*await client.cmd("RCPT TO:<zoë@exämple.org>")) == Reply.RCPT_OK
     await client.cmd("DATA")
     await client.send(b"Subject: hi\r\n\r\nhi\r\n.\r\n")
     code, text = await client.reply()

@@ -16,7 +16,7 @@ from relaybox.queue.arrival import insert_message
 from relaybox.queue.outcomes import refresh_message
 from relaybox.queue.schema import MIGRATIONS, connect, migrate
 
-from .spool_messages import new_message
+from .support.spool import new_message
 
 NOW = 1_800_000_100.0
 

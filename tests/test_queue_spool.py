@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,7 @@ from relaybox.admin.service import Admin
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MIGRATIONS, SCHEMA_VERSION, MessageFilter, Spool, SpoolError
 
-from .spool_messages import MESSAGE, new_message, queue_ids_matching
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "spool.sqlite"
-
-
-@pytest.fixture
-async def spool(db_path: Path) -> AsyncIterator[Spool]:
-    opened = await Spool.open(db_path)
-    yield opened
-    await opened.close()
-
+from .support.spool import MESSAGE, new_message, queue_ids_matching
 
 # ---------------------------------------------------------------------- storing and reading
 

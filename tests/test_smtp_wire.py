@@ -16,7 +16,7 @@ from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.client import Courier, Result, Transaction
 from relaybox.outbound.handshake import Credentials, Hop
 
-from .conftest import simple_message
+from .support.smtp import simple_message
 
 # Plain TCP on loopback keeps these tests about AUTH and the transcript; TLS is tested with
 # trustme certificates in test_delivery.py.

@@ -18,13 +18,13 @@ import trustme
 from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
-from relaybox.inbound.auth import Authenticator, client_network
+from relaybox.inbound.auth import client_network
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
-from .conftest import SMTPClient, make_config, relay_listener, simple_message
+from .support.configs import make_config, relay_listener
+from .support.smtp import QUEUED, SMTPClient, said, simple_message
 
-QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 PASSWORD = "correct horse battery staple"
 HOSTNAME = "relay.example.test"
 
@@ -156,12 +156,12 @@ async def test_starttls_resets_the_session(start_engine, tmp_path, cert_files, c
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await SMTPClient.connect(*run.address())
     await client.greet()
-    assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 250
+    assert said(*await client.cmd("MAIL FROM:<a@example.com>")) == Reply.MAIL_OK
     await starttls(client, client_tls)
     # No HELO carried over, and no MAIL either (RFC 3207 §4.2).
     assert (await client.cmd("MAIL FROM:<a@example.com>"))[0] == 503
     await client.cmd("EHLO client.example.test")
-    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
+    assert said(*await client.cmd("RCPT TO:<b@example.org>")) == Reply.NEED_MAIL
     await client.close()
 
 
@@ -182,7 +182,7 @@ async def test_commands_pipelined_behind_starttls_are_discarded(
     # Had the injected commands run, a MAIL would be in progress (and RCPT accepted).
     assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
     await client.cmd("EHLO client.example.test")
-    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 503
+    assert said(*await client.cmd("RCPT TO:<b@example.org>")) == Reply.NEED_MAIL
     code, _ = await client.cmd("NOOP")
     assert code == 250  # and no stray replies for the injected lines came before this
     await client.close()
@@ -306,7 +306,7 @@ async def test_auth_plain_lets_a_user_relay_from_anywhere(
     run = await start_engine(tls_config(tmp_path, cert_files, role="submission", networks=()))
     client = await auth_session(run, client_tls)
     code, text = await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")
-    assert (code, text) == (235, "2.7.0 Authentication successful")
+    assert said(code, text) == Reply.AUTH_SUCCESSFUL
     code, text = await client.send_message("alice@example.org", ["x@example.com"], alice_message())
     assert code == 250
     detail = await run.engine.admin.show(QUEUED.search(text).group(1))
@@ -321,7 +321,7 @@ async def test_auth_login_with_continuations(start_engine, tmp_path, cert_files,
     assert (code, base64.b64decode(text)) == (334, b"Username:")
     code, text = await client.cmd(b64("alice"))
     assert (code, base64.b64decode(text)) == (334, b"Password:")
-    assert (await client.cmd(b64(PASSWORD)))[0] == 235
+    assert said(*await client.cmd(b64(PASSWORD))) == Reply.AUTH_SUCCESSFUL
     await client.close()
 
 
@@ -329,7 +329,7 @@ async def test_auth_plain_without_initial_response(start_engine, tmp_path, cert_
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     assert (await client.cmd("AUTH PLAIN"))[0] == 334
-    assert (await client.cmd(plain("alice", PASSWORD)))[0] == 235
+    assert said(*await client.cmd(plain("alice", PASSWORD))) == Reply.AUTH_SUCCESSFUL
     await client.close()
 
 
@@ -338,7 +338,7 @@ async def test_bad_login_gets_535(start_engine, tmp_path, cert_files, client_tls
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     code, text = await client.cmd(f"AUTH PLAIN {plain(user, password)}")
-    assert f"{code} {text}" == Authenticator.INVALID
+    assert said(code, text) == Reply.AUTH_INVALID
     log = run.log_text()
     assert f"auth-failed user={user} client=127.0.0.1" in log
     assert password not in log
@@ -361,7 +361,8 @@ async def test_auth_refused_during_a_transaction(start_engine, tmp_path, cert_fi
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     await client.cmd("MAIL FROM:<a@example.com>")
-    assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 503
+    reply = said(*await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))
+    assert reply == Reply.AUTH_IN_TRANSACTION
     await client.close()
 
 
@@ -370,10 +371,10 @@ async def test_three_failures_end_the_session(start_engine, tmp_path, cert_files
     run = await start_engine(tls_config(tmp_path, cert_files, auth=auth))
     client = await auth_session(run, client_tls)
     for _ in range(2):
-        assert (await client.cmd(f"AUTH PLAIN {plain('alice', 'nope')}"))[0] == 535
+        assert said(*await client.cmd(f"AUTH PLAIN {plain('alice', 'nope')}")) == Reply.AUTH_INVALID
     await client.send(f"AUTH PLAIN {plain('alice', 'nope')}\r\n")
-    assert (await client.reply())[0] == 535
-    assert (await client.reply())[0] == 421
+    assert said(*await client.reply()) == Reply.AUTH_INVALID
+    assert said(*await client.reply()) == Reply.TOO_MANY_FAILED_LOGINS
     assert await client.closed()
     await client.close()
 
@@ -383,7 +384,9 @@ async def test_three_failures_end_the_session(start_engine, tmp_path, cert_files
 
 async def logged_in(run, client_tls) -> SMTPClient:
     client = await auth_session(run, client_tls)
-    assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 235
+    assert (
+        said(*await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")) == Reply.AUTH_SUCCESSFUL
+    )
     return client
 
 
@@ -393,7 +396,7 @@ async def test_user_may_send_as_allowed_senders(
 ):
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await logged_in(run, client_tls)
-    assert (await client.cmd(f"MAIL FROM:<{sender}>"))[0] == 250
+    assert said(*await client.cmd(f"MAIL FROM:<{sender}>")) == Reply.MAIL_OK
     await client.close()
 
 
@@ -447,9 +450,9 @@ async def test_utf8_from_header_is_accepted_for_its_owner(
     jose = UserConfig(name="alice", password_hash=ALICE.password_hash, allowed_senders=(allowed,))
     run = await start_engine(tls_config(tmp_path, cert_files, users=(jose,)))
     client = await logged_in(run, client_tls)
-    assert (await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8"))[0] == 250
-    assert (await client.cmd("RCPT TO:<b@example.org>"))[0] == 250
-    assert (await client.cmd("DATA"))[0] == 354
+    assert said(*await client.cmd("MAIL FROM:<josé@bücher.example> SMTPUTF8")) == Reply.MAIL_OK
+    assert said(*await client.cmd("RCPT TO:<b@example.org>")) == Reply.RCPT_OK
+    assert said(*await client.cmd("DATA")) == Reply.START_DATA
     await client.send(
         "From: José <josé@bücher.example>\r\nTo: b@example.org\r\nSubject: olá\r\n\r\n"
         "hi\r\n.\r\n".encode()
@@ -506,18 +509,17 @@ async def test_password_guessing_is_braked_while_others_are_served(
     host, port = run.address()
     authenticator = run.engine.authenticator
 
-    async def guess(n: int) -> int:
+    async def guess(n: int) -> str:
         client = await SMTPClient.connect(host, port)
         try:
             await client.greet()
             await starttls(client, client_tls)
             await client.cmd("EHLO guesser.example")
-            code, _ = await client.cmd(f"AUTH PLAIN {plain('alice', f'Zq9-guess-{n}')}")
-            return code
+            return said(*await client.cmd(f"AUTH PLAIN {plain('alice', f'Zq9-guess-{n}')}"))
         finally:
             await client.close()
 
-    async def attack() -> list[int]:
+    async def attack() -> list[str]:
         return [await guess(n) for n in range(12)]  # reconnecting for every guess
 
     async def legitimate() -> float:
@@ -528,17 +530,18 @@ async def test_password_guessing_is_braked_while_others_are_served(
         await client.greet()
         await starttls(client, client_tls)
         await client.cmd("EHLO office-pc.example")
-        assert (await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))[0] == 235
+        reply = said(*await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}"))
+        assert reply == Reply.AUTH_SUCCESSFUL
         code, _ = await client.send_message("alice@example.org", ["b@example.org"], alice_message())
         assert code == 250
         await client.close()
         return time.monotonic() - started
 
-    codes, served_in = await asyncio.wait_for(asyncio.gather(attack(), legitimate()), 60)
+    replies, served_in = await asyncio.wait_for(asyncio.gather(attack(), legitimate()), 60)
     # Passwords were checked only until the lockout; everything after got 454 without a check.
     assert authenticator.verifications <= auth.failures_before_lockout + 1
-    assert codes[:3] == [535, 535, 535]
-    assert codes[-5:] == [454] * 5
+    assert replies[:3] == [Reply.AUTH_INVALID] * 3
+    assert replies[-5:] == [Reply.AUTH_LOCKED_OUT] * 5
     assert served_in < 5.0
     log = run.log_text()
     assert "auth-failed user=alice client=127.0.0.1" in log
@@ -550,15 +553,16 @@ async def test_verifications_in_flight_are_capped(start_engine, tmp_path, cert_f
     auth = AuthConfig(max_verifications_in_flight=2, failures_before_lockout=100)
     run = await start_engine(tls_config(tmp_path, cert_files, auth=auth, users=(slow,)))
 
-    async def one() -> int:
+    async def one() -> str:
         client = await auth_session(run, client_tls)
-        code, _ = await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong')}")
+        reply = said(*await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong')}"))
         await client.close()
-        return code
+        return reply
 
-    codes = await asyncio.gather(*(one() for _ in range(6)))
-    assert codes.count(454) >= 1  # refused at once rather than queued
-    assert run.engine.authenticator.verifications <= 6 - codes.count(454)
+    replies = await asyncio.gather(*(one() for _ in range(6)))
+    busy = replies.count(Reply.AUTH_BUSY)
+    assert busy >= 1  # refused at once rather than queued
+    assert run.engine.authenticator.verifications <= 6 - busy
 
 
 # ---------------------------------------------------------------------- secrets
@@ -570,10 +574,11 @@ async def test_auth_secrets_never_reach_logs_transcripts_or_events(
     run = await start_engine(tls_config(tmp_path, cert_files))
     events = run.engine.bus.subscribe()
     client = await auth_session(run, client_tls)
-    assert (await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong one')}"))[0] == 535
+    reply = said(*await client.cmd(f"AUTH PLAIN {plain('alice', 'wrong one')}"))
+    assert reply == Reply.AUTH_INVALID
     await client.cmd("AUTH LOGIN")
     await client.cmd(b64("alice"))
-    assert (await client.cmd(b64(PASSWORD)))[0] == 235
+    assert said(*await client.cmd(b64(PASSWORD))) == Reply.AUTH_SUCCESSFUL
     code, text = await client.send_message(
         "alice@example.org", ["b@example.org"], b"From: alice@example.org\r\n\r\nhi\r\n"
     )

@@ -31,12 +31,11 @@ from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.status_bar import Rates
 
-from .conftest import EngineFactory, RunningEngine
 from .relayproc import RELAYBOX, RunCli, StartRelay, free_port, wait_until
-from .spool_messages import new_message, sort_key
-from .test_cli import send as send_sync
-from .test_cli import write_config
-from .test_delivery import relay_config, send, to_sink
+from .support.configs import relay_config, to_sink, write_config
+from .support.engine import EngineFactory, RunningEngine
+from .support.smtp import send, send_sync
+from .support.spool import new_message, sort_key
 from .tui_seed import NOW, seeded_app
 
 SIZE = (120, 30)

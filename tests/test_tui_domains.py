@@ -30,10 +30,13 @@ from relaybox.config.model import (
 from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.screens.domain import DomainScreen
 
-from .conftest import make_config
 from .dnsserver import DNSServer
 from .healthzones import dkim_value
-from .tui_seed import NOW, SeededApp, SeededLink
+from .support.configs import make_config
+from .tui_seed import NOW, SIZES, SeededApp, SeededLink
+
+pytestmark = pytest.mark.usefixtures("utc")
+"""Times on screen are local time: pinned to UTC for every test here."""
 
 TESTS = Path(__file__).parent
 KEY_FILE = Path("data") / "dkim-snapshot.key"
@@ -42,7 +45,6 @@ KEY = load_private_key(TESTS / KEY_FILE, "rsa-sha256")
 HELO = "relay.example.test"
 IP = "203.0.113.7"
 REVERSE = "7.113.0.203.in-addr.arpa"
-SIZES = [(80, 24), (200, 60)]
 
 ZONE: dict[str, Any] = {
     # office.example: signed and published, but SPF lacks the relay's address and DMARC
@@ -62,11 +64,6 @@ ZONE: dict[str, Any] = {
     HELO: {"A": IP},
     REVERSE: {"PTR": f"{HELO}."},
 }
-
-
-@pytest.fixture(autouse=True)
-def _utc(utc: None) -> None:
-    """Times on screen are local time: pinned to UTC for every test here."""
 
 
 @pytest.fixture(autouse=True)
@@ -137,6 +134,8 @@ def size(request: Any) -> tuple[int, int]:
 
 
 async def test_the_table_reads_what_the_check_found(tmp_path: Path, domains_dns) -> None:
+    """Not a picture: the cells of the Domains table hold each check's status, Enter opens the
+    domain with its first failing finding and the record to publish, Escape comes back."""
     app = domains_app(tmp_path, domains_dns)
     async with app.run_test(size=(120, 30)) as pilot:
         await checked(pilot)

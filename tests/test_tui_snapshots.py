@@ -18,14 +18,10 @@ import pytest
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
 
-from .tui_seed import seeded_app
+from .tui_seed import SIZES, seeded_app
 
-SIZES = [(80, 24), (200, 60)]
-
-
-@pytest.fixture(autouse=True)
-def _utc(utc: None) -> None:
-    """Times on screen are local time: pinned to UTC for every test here."""
+pytestmark = pytest.mark.usefixtures("utc")
+"""Times on screen are local time: pinned to UTC for every test here."""
 
 
 async def settled(pilot: Any) -> None:

@@ -23,14 +23,17 @@ from relaybox.events import (
     SessionOpened,
 )
 from relaybox.maillog import setup_logging
+from relaybox.message.replies import Reply
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import AttemptRow, NewMessage, RecipientOutcome
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.bridge import UI_EVENTS
 from relaybox.tui.link import EngineLink, ListenerInfo, stream_of
 
-from .conftest import make_config
+from .support.configs import make_config
 
+SIZES = [(80, 24), (200, 60)]
+"""The terminal sizes every snapshot is taken at."""
 NOW = 1_925_035_200.0  # 2031-01-01 12:00:00 UTC
 """The fixed clock of the seeded UI."""
 
@@ -50,12 +53,12 @@ def _msg(n: int, sender: str, rcpts: tuple[str, ...], subject: str, age: float) 
         TranscriptLine(at - 0.04, "C", f"EHLO client{n}.office.example"),
         TranscriptLine(at - 0.04, "S", "250 relay.office.example"),
         TranscriptLine(at - 0.03, "C", f"MAIL FROM:<{sender}>"),
-        TranscriptLine(at - 0.03, "S", "250 2.1.0 Ok"),
+        TranscriptLine(at - 0.03, "S", Reply.MAIL_OK),
         *(TranscriptLine(at - 0.02, "C", f"RCPT TO:<{r}>") for r in rcpts),
         TranscriptLine(at - 0.02, "C", "DATA"),
-        TranscriptLine(at - 0.02, "S", "354 End data with <CR><LF>.<CR><LF>"),
+        TranscriptLine(at - 0.02, "S", Reply.START_DATA),
         TranscriptLine(at - 0.01, "-", f"<{len(body)} bytes of message data>"),
-        TranscriptLine(at, "S", f"250 2.0.0 Ok: queued as 0SEEDED0000{n:02d}"),
+        TranscriptLine(at, "S", Reply.queued(f"0SEEDED0000{n:02d}")),
     )
     return NewMessage(
         sender=sender,
@@ -87,9 +90,9 @@ def _attempt(at: float, rcpts: tuple[str, ...], outcome: str, reply: str) -> Att
         TranscriptLine(at + 0.3, "S", "220 2.0.0 Ready to start TLS"),
         TranscriptLine(at + 0.4, "-", "TLS established: TLSv1.3 TLS_AES_256_GCM_SHA384"),
         TranscriptLine(at + 0.4, "C", "AUTH PLAIN <secret>"),
-        TranscriptLine(at + 0.5, "S", "235 2.7.0 Authentication successful"),
+        TranscriptLine(at + 0.5, "S", Reply.AUTH_SUCCESSFUL),
         TranscriptLine(at + 0.5, "C", "MAIL FROM:<app@office.example> SIZE=420"),
-        TranscriptLine(at + 0.6, "S", "250 2.1.0 Ok"),
+        TranscriptLine(at + 0.6, "S", Reply.MAIL_OK),
         *(TranscriptLine(at + 0.6, "C", f"RCPT TO:<{r}>") for r in rcpts),
         TranscriptLine(at + 0.7, "S", reply),
     )

@@ -345,9 +345,7 @@ class Admin:
         """
         now = self.clock()
         config = self.config()
-        reply = "550 5.0.0 Returned to the sender by the relay's admin (bounce now)"
-        if reason.strip():
-            reply += f": {' '.join(reason.split())}"
+        reply = Reply.bounced_by_admin(reason)
         flt = _upper(flt)
         rows = await self.list_all(flt)
         touched: builtins.list[str] = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from relaybox.config.model import AuthConfig, UserConfig
 from relaybox.config.passwords import VerifiedCache, verify_password
+from relaybox.message.replies import Reply
 
 __all__ = ["AuthOutcome", "Authenticator", "FailureTable", "client_network"]
 
@@ -117,13 +118,10 @@ class AuthOutcome:
 class Authenticator:
     """Checks logins against `[[users]]` for every listener of one engine."""
 
-    SUCCESS = "235 2.7.0 Authentication successful"
-    INVALID = "535 5.7.8 Authentication credentials invalid"
-    LOCKED = (
-        "454 4.7.0 Too many failed logins from your address; "
-        "AUTH is refused for a while, try again later"
-    )
-    BUSY = "454 4.7.0 Temporary authentication failure: too many logins in progress; try again"
+    SUCCESS = Reply.AUTH_SUCCESSFUL
+    INVALID = Reply.AUTH_INVALID
+    LOCKED = Reply.AUTH_LOCKED_OUT
+    BUSY = Reply.AUTH_BUSY
 
     def __init__(
         self,

@@ -170,5 +170,5 @@ def check_route(route: RouteConfig | None) -> str | None:
     if route is None:
         return "550 5.7.1 Relaying to this domain is not allowed: no route matches it"
     if route.transport == "reject":
-        return f"550 5.7.1 {route.reject_text}"
+        return Reply.rejected_by_route(route.reject_text)
     return None

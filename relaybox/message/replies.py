@@ -41,6 +41,15 @@ class Reply:
         "553 5.7.1 Message refused: it has no From: header address for the sender check"
     )
 
+    # RFC 4954 §6 (AUTH), worded as Postfix does
+    AUTH_SUCCESSFUL = "235 2.7.0 Authentication successful"
+    AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+    AUTH_LOCKED_OUT = (
+        "454 4.7.0 Too many failed logins from your address; "
+        "AUTH is refused for a while, try again later"
+    )
+    AUTH_BUSY = "454 4.7.0 Temporary authentication failure: too many logins in progress; try again"
+
     @staticmethod
     def suspended(destination: str, reason: str) -> str:
         """Mail deferred because an admin suspended its destination (`Admin.resume` finds it
@@ -82,6 +91,20 @@ class Reply:
     def from_not_owned(address: str, user: str) -> str:
         """The From: header must be the user's too, or the login could forge any sender."""
         return f"553 5.7.1 <{address}>: From: header address rejected: not owned by user {user}"
+
+    @staticmethod
+    def rejected_by_route(reject_text: str) -> str:
+        """A `transport = "reject"` route's refusal: at RCPT, and at delivery for mail queued
+        before the route said so."""
+        return f"550 5.7.1 {reject_text}"
+
+    @staticmethod
+    def bounced_by_admin(reason: str = "") -> str:
+        """What `Admin.bounce` records for each recipient it returns (the DSN quotes it), with
+        the admin's reason on one line."""
+        reply = "550 5.0.0 Returned to the sender by the relay's admin (bounce now)"
+        reason = " ".join(reason.split())
+        return f"{reply}: {reason}" if reason else reply
 
     @staticmethod
     def suppressed(address: str, reason: str) -> str:

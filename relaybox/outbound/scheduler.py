@@ -301,7 +301,7 @@ class Scheduler:
                 )
             elif destination.route.transport == "reject":
                 outcomes[rcpt.idx] = RecipientOutcome(
-                    rcpt.idx, "bounced", f"550 5.7.1 {destination.route.reject_text}"
+                    rcpt.idx, "bounced", Reply.rejected_by_route(destination.route.reject_text)
                 )
             elif destination.route.transport == "hold":
                 outcomes[rcpt.idx] = RecipientOutcome(
