@@ -12,7 +12,7 @@ import time
 
 from relaybox.queue import MessageFilter
 
-from .test_delivery import relay_config, send, to_sink, wait_state
+from .test_delivery import relay_config, send, to_sink, wait_attempts, wait_state
 
 
 async def in_flight(run, smtp_sink, tmp_path, **behaviour):
@@ -24,16 +24,6 @@ async def in_flight(run, smtp_sink, tmp_path, **behaviour):
     queue_id = await send(engine, "a@example.com", ["b@example.org"])
     await asyncio.wait_for(sink.in_data.wait(), 10)
     return engine, sink, stall, queue_id
-
-
-async def wait_attempts(run, queue_id: str, count: int, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        detail = await run.engine.admin.show(queue_id)
-        if detail is not None and len(detail.attempts) >= count:
-            return detail
-        assert time.monotonic() < deadline, f"{queue_id} has fewer than {count} attempts"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_hold_made_during_an_attempt_that_defers_stands(start_engine, smtp_sink, tmp_path):
