@@ -1,4 +1,4 @@
-"""The relay engine: owns the state directory, the spool, the listeners and the event bus.
+"""The relay engine: owns the state directory, the spool, the listeners, the bus and the clock.
 
 It runs on whatever asyncio loop is current (the headless runner's, or later the TUI's), knows
 nothing of any UI, and is driven by `start()` and `stop()`. Periodic housekeeping that touches the
@@ -43,7 +43,11 @@ PURGE_INTERVAL = 600.0
 
 
 class Engine:
-    """One relay: `await engine.start()`, serve, `await engine.stop()`."""
+    """One relay: `await engine.start()`, serve, `await engine.stop()`.
+
+    `clock` is the one wall clock of the relay (`relaybox.clock`): the engine hands it to the
+    spool, the inbound sessions, delivery, the admin layer and the control socket.
+    """
 
     def __init__(self, config: Config, log: MailLog, clock: Clock = system_clock):
         self._config = config
