@@ -1,4 +1,4 @@
-"""The relay engine: owns the state directory, the spool, the listeners and the event bus.
+"""The relay engine: owns the state directory, the spool, the listeners, the bus and the clock.
 
 It runs on whatever asyncio loop is current (the headless runner's, or later the TUI's), knows
 nothing of any UI, and is driven by `start()` and `stop()`. Periodic housekeeping that touches the
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from relaybox.admin.server import ControlServer
 from relaybox.admin.service import Admin
+from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, SocketAddress
 from relaybox.events import DestinationSuspended, EventBus
 from relaybox.health.monitor import DomainMonitor, DomainReport
@@ -42,9 +43,13 @@ PURGE_INTERVAL = 600.0
 
 
 class Engine:
-    """One relay: `await engine.start()`, serve, `await engine.stop()`."""
+    """One relay: `await engine.start()`, serve, `await engine.stop()`.
 
-    def __init__(self, config: Config, log: MailLog, clock: Callable[[], float] = time.time):
+    `clock` is the one wall clock of the relay (`relaybox.clock`): the engine hands it to the
+    spool, the inbound sessions, delivery, the admin layer and the control socket.
+    """
+
+    def __init__(self, config: Config, log: MailLog, clock: Clock = system_clock):
         self._config = config
         self.config_loaded_at = clock()
         """When the config in force was loaded (wall clock): at start, for now."""
@@ -91,7 +96,7 @@ class Engine:
         await asyncio.to_thread(ensure_state_dir, state_dir)
         self._lock.acquire()
         try:
-            self.spool = await Spool.open(state_dir / DATABASE_NAME)
+            self.spool = await Spool.open(state_dir / DATABASE_NAME, clock=self.clock)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
             self.config_loaded_at = self.clock()
             await self._refresh_free_space()
@@ -119,7 +124,9 @@ class Engine:
                 for server, address in await start_listener(self._ctx, listener):
                     self._servers.append(server)
                     self.bound.append((listener.name, address))
-            self.control = ControlServer(self.admin, self.bus, state_dir / SOCKET_NAME, self.log)
+            self.control = ControlServer(
+                self.admin, self.bus, state_dir / SOCKET_NAME, self.log, self.clock
+            )
             await self.control.start()
         except BaseException:
             await self._close_everything()
@@ -226,7 +233,7 @@ class Engine:
         """Defer mail to `destination` until `until` (the spool already records it)."""
         if self.scheduler is not None:
             self.scheduler.suspended[destination] = (until, reason)
-        self.bus.publish(DestinationSuspended(destination, until))
+        self.bus.publish(DestinationSuspended(destination, until, at=self.clock()))
 
     def domain_report(self) -> DomainReport:
         """The latest findings about the sending domains, without looking anything up."""
@@ -241,7 +248,7 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.suspended.pop(destination, None)
             self.scheduler.wake()
-        self.bus.publish(DestinationSuspended(destination, 0.0))
+        self.bus.publish(DestinationSuspended(destination, 0.0, at=self.clock()))
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -270,6 +277,7 @@ class Engine:
             data_timeout=delivery.data_timeout,
             cache_idle=delivery.connection_cache_idle,
             soft_bounce=delivery.soft_bounce,
+            clock=self.clock,
         )
         credentials = await asyncio.to_thread(
             lambda: {id(route): load_credentials(route) for route in config.routes}

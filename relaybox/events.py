@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -43,8 +42,11 @@ __all__ = [
 class Event:
     """Base of every event."""
 
-    at: float = field(default_factory=time.time, kw_only=True)
-    """Wall-clock time of the fact (seconds since the epoch)."""
+    at: float = field(kw_only=True)
+    """Wall-clock time of the fact (seconds since the epoch), from the publisher's clock.
+
+    Required, never defaulted: a default would read the system clock behind the engine's back
+    (tests move the engine's clock), and the publisher already holds the time it acted at."""
 
 
 @dataclass(frozen=True)

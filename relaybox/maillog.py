@@ -18,6 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from relaybox.clock import Clock, system_clock
+
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "MailLog", "setup_logging"]
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
@@ -71,8 +73,11 @@ class MailLog:
         level: str = "info",
         file: Path | None = None,
         stream: TextIO | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.level = _LEVELS[level]
+        self.clock = clock
+        """What stamps each line: the engine's clock, so a log read beside events agrees."""
         self._format = format_json if fmt == "json" else format_text
         self._stream = stream if stream is not None else sys.stderr
         self._path = file
@@ -90,7 +95,7 @@ class MailLog:
     def event(self, name: str, level: int = INFO, **fields: Any) -> None:
         """Log one event with its fields (None values are left out). Never blocks."""
         if level >= self.level:
-            self._queue.put((time.time(), level, name, fields))
+            self._queue.put((self.clock(), level, name, fields))
 
     def warning(self, name: str, **fields: Any) -> None:
         self.event(name, WARNING, **fields)
@@ -105,12 +110,12 @@ class MailLog:
     def reopen(self) -> None:
         """Reopen the log file (SIGUSR1, after logrotate moved it)."""
         self._reopen.set()
-        self._queue.put((time.time(), -1, "", {}))  # wakes the writer
+        self._queue.put((0.0, -1, "", {}))  # wakes the writer (a control record: no time)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything logged so far is written (tests, shutdown)."""
         done = threading.Event()
-        self._queue.put((time.time(), -1, "", {"_flushed": done}))
+        self._queue.put((0.0, -1, "", {"_flushed": done}))
         done.wait(timeout)
 
     def _write_loop(self) -> None:
@@ -136,7 +141,7 @@ class MailLog:
                 except OSError as exc:
                     # Keep writing to the old file rather than lose the writer thread.
                     fields = {"file": str(self._path), "error": str(exc)}
-                    failed: _Record = (time.time(), ERROR, "log-reopen-failed", fields)
+                    failed: _Record = (self.clock(), ERROR, "log-reopen-failed", fields)
                     lines.append(self._format(failed) + "\n")
                 else:
                     old, self._file = self._file, new

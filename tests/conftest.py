@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.keys import DkimKey
 from relaybox.config.model import Config
 from relaybox.engine import Engine
@@ -31,14 +32,19 @@ from .support.smtp import SMTPClient
 
 @pytest.fixture
 async def start_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
-    """`await start_engine(**config_overrides)` starts a real engine; all are stopped after."""
+    """`await start_engine(**config_overrides)` starts a real engine; all are stopped after.
+
+    `clock=` gives the engine (and its log) a clock, such as a `FakeClock` the test moves.
+    """
     running: list[RunningEngine] = []
 
-    async def start(config: Config | None = None, **kwargs: Any) -> RunningEngine:
+    async def start(
+        config: Config | None = None, *, clock: Clock = system_clock, **kwargs: Any
+    ) -> RunningEngine:
         cfg = config or make_config(tmp_path / f"state{len(running)}", **kwargs)
         stream = io.StringIO()
-        log = MailLog(stream=stream, level="debug")
-        engine = Engine(cfg, log)
+        log = MailLog(stream=stream, level="debug", clock=clock)
+        engine = Engine(cfg, log, clock)
         await engine.start()
         run = RunningEngine(engine, stream, log)
         running.append(run)

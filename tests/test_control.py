@@ -686,7 +686,7 @@ async def test_a_subscriber_that_falls_behind_is_told_how_many_events_it_lost(
     first = asyncio.ensure_future(anext(stream))
     await wait_subscribed(run)
     for n in range(10):  # in one go: the server's queue of 2 overflows
-        run.engine.bus.publish(DestinationSuspended(f"mx:d{n}.example", 0.0))
+        run.engine.bus.publish(DestinationSuspended(f"mx:d{n}.example", 0.0, at=run.engine.clock()))
     got = [await asyncio.wait_for(first, 10)]
     got += [await asyncio.wait_for(anext(stream), 10) for _ in range(2)]
     assert got[0] == EventsDropped(8)

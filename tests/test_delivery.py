@@ -19,8 +19,9 @@ from relaybox.config.model import (
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
+from .support.clock import FakeClock
 from .support.configs import relay_config, to_sink
-from .support.engine import wait_state
+from .support.engine import let_time_pass, wait_attempts, wait_state
 from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
 
 # ---------------------------------------------------------------------- the happy paths
@@ -158,11 +159,12 @@ async def test_a_refused_sender_bounces_without_suppressing_the_recipient(
 
 async def test_greylisted_mail_is_delivered_on_retry(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink(greylist=True)
-    config = relay_config(tmp_path, (to_sink(sink),), min_backoff=1.0, max_backoff=1.0)
-    run = await start_engine(config)
+    clock = FakeClock()
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)), clock=clock)
     queue_id = await send(run, "a@example.com", ["b@example.org"])
     await wait_state(run, queue_id, {"deferred"})
-    detail = await wait_state(run, queue_id, {"delivered"}, timeout=20)
+    let_time_pass(run, clock, 300)  # min_backoff
+    detail = await wait_state(run, queue_id, {"delivered"})
     assert [a.outcome for a in detail.attempts] == ["deferred", "delivered"]
     assert detail.recipients[0].attempts == 2
 
@@ -246,12 +248,13 @@ async def test_a_bounce_is_never_bounced(start_engine, smtp_sink, tmp_path):
 
 async def test_queue_lifetime_turns_deferral_into_bounce(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
-    config = relay_config(
-        tmp_path, (to_sink(sink),), queue_lifetime=1.0, min_backoff=1.0, max_backoff=1.0
-    )
-    run = await start_engine(config)
+    clock = FakeClock()
+    config = relay_config(tmp_path, (to_sink(sink),), queue_lifetime=3600.0)
+    run = await start_engine(config, clock=clock)
     queue_id = await send(run, "a@example.com", ["slow@example.org"])
-    detail = await wait_state(run, queue_id, {"bounced"}, timeout=20)
+    await wait_state(run, queue_id, {"deferred"})
+    let_time_pass(run, clock, 3600)
+    detail = await wait_state(run, queue_id, {"bounced"})
     assert "451 4.3.0 try later" in detail.recipients[0].last_reply
     assert "5.4.7" in detail.recipients[0].last_reply
 
@@ -266,19 +269,27 @@ async def test_soft_bounce_defers_permanent_failures(start_engine, smtp_sink, tm
 
 async def test_delay_warning_is_sent_once(start_engine, smtp_sink, tmp_path):
     sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
+    clock = FakeClock()
     config = relay_config(
-        tmp_path, (to_sink(sink),), delay_warning=0.5, min_backoff=1.0, max_backoff=1.0
+        tmp_path, (to_sink(sink),), delay_warning=600.0, min_backoff=300.0, max_backoff=300.0
     )
-    run = await start_engine(config)
-    await asyncio.sleep(0.6)
+    run = await start_engine(config, clock=clock)
     queue_id = await send(run, "a@example.com", ["slow@example.org"])
-    await wait_state(run, queue_id, {"deferred"})
-    messages = await sink.wait_for(1, timeout=20)
-    await asyncio.sleep(2.5)  # more retries happen; no second warning
-    dsns = [m for m in sink.messages if m.sender == ""]
-    assert len(dsns) == 1
-    assert b"Action: delayed" in dsns[0].data
-    assert messages
+    await wait_attempts(run, queue_id, 1)
+    let_time_pass(run, clock, 300)
+    await wait_attempts(run, queue_id, 2)
+    assert sink.messages == []  # deferred for 5 minutes: too early to warn
+    let_time_pass(run, clock, 300)
+    await wait_attempts(run, queue_id, 3)
+    (warning,) = await sink.wait_for(1)
+    for attempts in (4, 5):  # more retries happen; no second warning
+        let_time_pass(run, clock, 300)
+        await wait_attempts(run, queue_id, attempts)
+    # A warning is spooled in the same commit as the attempt that owes it.
+    spooled = await run.engine.admin.list_messages(MessageFilter(states=()))
+    assert [r.sender for r in spooled.rows].count("") == 1
+    assert warning.sender == ""
+    assert b"Action: delayed" in warning.data
 
 
 # ---------------------------------------------------------------------- routes
@@ -312,10 +323,12 @@ async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
     the first try, is still retried when due and delivered, and the held one stays held."""
     sink = await smtp_sink(greylist=True)
     routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
-    config = relay_config(tmp_path, routes, min_backoff=1.0, max_backoff=1.0)
-    run = await start_engine(config)
+    clock = FakeClock()
+    run = await start_engine(relay_config(tmp_path, routes), clock=clock)
     queue_id = await send(run, "a@example.com", ["x@held.example", "b@example.org"])
-    (got,) = await sink.wait_for(1, timeout=10)
+    await wait_attempts(run, queue_id, 1)
+    let_time_pass(run, clock, 300)  # min_backoff
+    (got,) = await sink.wait_for(1)
     assert got.recipients == ["b@example.org"]
     deadline = time.monotonic() + 10
     while True:

@@ -7,8 +7,8 @@ system's resolver (every config points at a `dns_server`).
 
 Two of these behaviours are slow by design: the engine purges at most every
 `engine.PURGE_INTERVAL` (600 s of its clock) and suppression entries last days. Those tests
-run an engine built with the `clock` the `Engine` constructor takes for this purpose (wall
-time plus an offset the test moves forward), and shorten the housekeeping timers with
+run an engine built with the `clock` the `Engine` constructor takes for this purpose (a
+`FakeClock` the test moves forward), and shorten the housekeeping timers with
 monkeypatch; the engine's own periodic tasks still do the work, on their real code paths.
 """
 
@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import re
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ from relaybox.config.model import (
     Config,
     RouteConfig,
 )
-from relaybox.engine import Engine
-from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
 from relaybox.outbound.client import Courier, Transaction
 from relaybox.outbound.handshake import Hop
@@ -43,6 +40,7 @@ from relaybox.statedir import DATABASE_NAME
 
 from .dnsserver import DNSServerFactory
 from .smtpsink import Sink, SinkFactory
+from .support.clock import FakeClock
 from .support.configs import relay_config, to_sink
 from .support.engine import EngineFactory, RunningEngine, admin_of, wait_state
 from .support.smtp import QUEUED, SMTPClient, said, send, simple_message
@@ -69,42 +67,13 @@ def spool_count(state_dir: Path, sql: str, *params: Any) -> int:
         return int(conn.execute(sql, params).fetchone()[0])
 
 
-class SteppedClock:
-    """Wall-clock time plus an offset the test moves forward: the engine's `clock`."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-ClockedEngineFactory = Callable[[Config, SteppedClock], Awaitable[RunningEngine]]
+ClockedEngineFactory = Callable[[Config, FakeClock], Awaitable[RunningEngine]]
 
 
 @pytest.fixture
-async def clocked_engine() -> AsyncIterator[ClockedEngineFactory]:
-    """`await clocked_engine(config, clock)`: conftest's `start_engine`, but with a clock."""
-    running: list[tuple[RunningEngine, MailLog]] = []
-
-    async def start(config: Config, clock: SteppedClock) -> RunningEngine:
-        stream = io.StringIO()
-        log = MailLog(stream=stream, level="debug")
-        engine = Engine(config, log, clock=clock)
-        await engine.start()
-        run = RunningEngine(engine, stream, log)
-        running.append((run, log))
-        return run
-
-    yield start
-    for run, log in running:
-        try:
-            await asyncio.wait_for(run.engine.stop(grace=1.0), 20)
-        finally:
-            log.close()
+def clocked_engine(start_engine: EngineFactory) -> ClockedEngineFactory:
+    """`await clocked_engine(config, clock)`: conftest's `start_engine` with a clock."""
+    return lambda config, clock: start_engine(config, clock=clock)
 
 
 # ---------------------------------------------------------------------- one attempt, many hops
@@ -277,7 +246,7 @@ async def test_finished_mail_is_purged_after_retention_and_unfinished_mail_never
     dns = dns_server({})
     routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
     state_dir = tmp_path / "state"
-    clock = SteppedClock()
+    clock = FakeClock()
     run = await clocked_engine(
         relay_config(tmp_path, routes, dns=dns.address, connect_timeout=5.0, retention=3600.0),
         clock,
@@ -435,7 +404,7 @@ async def test_hard_bounce_suppresses_the_recipient_until_the_entry_expires(
     unknown = "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown"
     sink = await smtp_sink(rcpt_replies={"gone@example.org": unknown})
     dns = dns_server({})
-    clock = SteppedClock()
+    clock = FakeClock()
     config = relay_config(
         tmp_path,
         (to_sink(sink),),
@@ -628,7 +597,7 @@ async def test_limits_and_paces_of_idle_destinations_are_forgotten(
     sink = await smtp_sink()
     paced = dataclasses.replace(to_sink(sink, ("paced.example",)), max_messages_per_minute=100)
     routes = (paced, to_sink(stalled, ("slow.example",)))
-    clock = SteppedClock()
+    clock = FakeClock()
     run = await clocked_engine(
         relay_config(tmp_path, routes, dns=dns_server({}).address, connect_timeout=5.0), clock
     )

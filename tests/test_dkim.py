@@ -9,6 +9,7 @@ import dataclasses
 import random
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import dkim as dkimpy
@@ -24,6 +25,7 @@ from relaybox.signing.keys import dns_record, generate
 from relaybox.signing.signer import from_domain, read_record, relaxed_body, sign, signing_keys
 
 from .dnsserver import DNSServer
+from .support.clock import FakeClock
 from .support.configs import relay_config, to_sink
 from .support.engine import wait_state
 from .support.smtp import MESSAGE_TO_SIGN as MESSAGE
@@ -143,7 +145,7 @@ def test_rsa_and_ed25519_signatures_verify_with_dkimpy(dns_server) -> None:
     """Dual signing: one signature per selector, each verifies; From is oversigned."""
     keys = [entry(RSA, "rsa"), entry(ED25519, "ed")]
     dns = dns_server(zone_for(*keys))
-    header = sign(MESSAGE, keys)
+    header = sign(MESSAGE, keys, now=time.time())
     assert header.count(b"DKIM-Signature:") == 2
     assert b"s=rsa;" in header and b"s=ed;" in header
     assert b"a=ed25519-sha256" in header and b"c=relaxed/relaxed" in header
@@ -162,7 +164,7 @@ def test_a_changed_message_fails_verification(dns_server) -> None:
     """The check above can fail: one changed body byte, or a From: added, breaks it."""
     keys = [entry(RSA)]
     dns = dns_server(zone_for(*keys))
-    signed = sign(MESSAGE, keys) + MESSAGE
+    signed = sign(MESSAGE, keys, now=time.time()) + MESSAGE
     assert dkimpy_verify(signed.replace(b"8-bit text", b"8-bit test"), dns) == [False]
     added = signed.replace(b"To: bob", b"From: mallory@example.com\r\nTo: bob", 1)
     assert dkimpy_verify(added, dns) == [False]
@@ -171,7 +173,7 @@ def test_a_changed_message_fails_verification(dns_server) -> None:
 def test_rsa_signature_verifies_with_mail_dkim(dns_server) -> None:
     keys = [entry(RSA, "rsa"), entry(ED25519, "ed")]
     dns = dns_server(zone_for(*keys))
-    signed = sign(MESSAGE, keys) + MESSAGE
+    signed = sign(MESSAGE, keys, now=time.time()) + MESSAGE
     lines = mail_dkim_verify(signed, dns)
     assert "rsa-sha256 rsa pass" in lines, lines
     bad = mail_dkim_verify(signed.replace(b"8-bit text", b"8-bit test"), dns)
@@ -223,18 +225,19 @@ async def test_mail_from_other_domains_is_not_signed(start_engine, smtp_sink, dn
 
 async def test_a_retry_sends_the_first_signature(start_engine, smtp_sink, dns_server, tmp_path):
     """Signed once: the signature made for the first attempt (deferred here) is stored and
-    sent on the retry a few seconds later, not made again (its t= would differ)."""
+    sent on the retry a minute later, not made again (its t= would differ)."""
     keys = (entry(RSA),)
     dns = dns_server(zone_for(*keys))
     sink = await smtp_sink(rcpt_replies={"bob@example.org": "451 4.2.1 try later"})
-    run = await start_engine(signing_config(tmp_path, sink, dns, *keys))
+    clock = FakeClock()
+    run = await start_engine(signing_config(tmp_path, sink, dns, *keys), clock=clock)
     queue_id = await send(run, "alice@example.com", ["bob@example.org"], MESSAGE)
     await wait_state(run, queue_id, {"deferred"})
     stored = await run.engine.spool._read(
         lambda c: c.execute("SELECT header FROM signatures").fetchall()
     )
     assert len(stored) == 1
-    await asyncio.sleep(1.1)
+    clock.advance(60)
     sink.behaviour.rcpt_replies.clear()
     await run.engine.admin.retry(MessageFilter(queue_ids=(queue_id,)))
     (got,) = await sink.wait_for(1)
@@ -286,15 +289,16 @@ async def test_hold_mode_holds_mail_until_the_key_is_published(
     keys = (entry(RSA),)
     dns = dns_server({}, negative_ttl=0)  # DNS caches "no such record" for this long
     sink = await smtp_sink()
-    run = await start_engine(signing_config(tmp_path, sink, dns, *keys, dkim_key_check="hold"))
+    clock = FakeClock()
+    config = signing_config(tmp_path, sink, dns, *keys, dkim_key_check="hold")
+    run = await start_engine(config, clock=clock)
     queue_id = await send(run, "alice@example.com", ["bob@example.org"], MESSAGE)
     detail = await wait_state(run, queue_id, {"held"})
     assert "s2026._domainkey.example.com has no TXT record" in detail.recipients[0].last_reply
     assert sink.messages == [] and sink.connections == 0
-    run.engine.scheduler.published_keys.retry_after = 0.2  # 10 s in production
     for name, value in zone_for(*keys).items():
         dns.set_name(name, value)
-    await asyncio.sleep(0.3)
+    clock.advance(run.engine.scheduler.published_keys.retry_after)  # "missing" is stale now
     await run.engine.admin.release(MessageFilter(queue_ids=(queue_id,)))
     (got,) = await sink.wait_for(1)
     assert dkimpy_verify(got.data, dns) == [True]
@@ -326,4 +330,4 @@ def test_keygen_output_verifies(run_cli, dns_server, tmp_path, algorithm) -> Non
     config_path = tmp_path / "relaybox.toml"
     config_path.write_text(block, encoding="utf-8")
     config = load_config(config_path)
-    assert dkimpy_verify(sign(MESSAGE, config.dkim) + MESSAGE, dns) == [True]
+    assert dkimpy_verify(sign(MESSAGE, config.dkim, now=time.time()) + MESSAGE, dns) == [True]

@@ -450,6 +450,7 @@ def test_report_without_recipients_is_refused() -> None:
             arrived_at=ARRIVED,
             recipients=(),
             original_message=ORIGINAL,
+            now=NOW,
         )
 
 

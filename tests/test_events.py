@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import pytest
+
 from relaybox.events import Event, EventBus, SessionClosed, SessionOpened
 
 
@@ -69,7 +71,7 @@ async def test_get_waits_for_the_next_event() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
 
-    event = SessionClosed("S1", "192.0.2.1", 3)
+    event = SessionClosed("S1", "192.0.2.1", 3, at=1_800_000_000.0)
     bus.publish(event)
 
     assert await asyncio.wait_for(waiting, 1) is event
@@ -126,10 +128,13 @@ def test_has_subscribers_follows_subscribe_and_close() -> None:
     assert not bus.has_subscribers
 
 
-def test_event_time_defaults_to_now_and_events_are_frozen() -> None:
-    event = SessionClosed("S1", "192.0.2.1", 0)
+def test_event_time_comes_from_the_publisher_and_events_are_frozen() -> None:
+    """No default time: an event stamped by the system clock would ignore the engine's."""
+    with pytest.raises(TypeError, match="at"):
+        SessionClosed("S1", "192.0.2.1", 0)  # type: ignore[call-arg]
+    event = SessionClosed("S1", "192.0.2.1", 0, at=1_800_000_000.5)
 
-    assert event.at > 1_700_000_000
+    assert event.at == 1_800_000_000.5
     try:
         event.messages = 5  # type: ignore[misc]
     except AttributeError:

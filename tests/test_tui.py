@@ -593,7 +593,9 @@ async def test_a_busy_log_updates_once_a_second_and_a_quiet_one_within_a_moment(
     def burst(tag: str, n: int) -> None:
         for i in range(n):
             app.bridge.on_engine_event(
-                SessionOpened(f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i)
+                SessionOpened(
+                    f"{tag}{i}", "127.0.0.1:25", "127.0.0.1", 1000 + i, at=run.engine.clock()
+                )
             )
 
     def shown_text() -> str:

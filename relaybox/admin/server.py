@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from relaybox.admin.codec import EVENT_TYPES, MAX_LINE, BadRequest, dumps, encod
 from relaybox.admin.operations import BY_NAME, OPS, Operation, Served
 from relaybox.admin.service import Admin
 from relaybox.admin.socketpath import addressable
+from relaybox.clock import Clock, system_clock
 from relaybox.events import Event, EventBus
 from relaybox.maillog import MailLog
 from relaybox.queue import SpoolError
@@ -37,14 +37,16 @@ _EVENTS_ENCODED_INLINE = 64  # a larger batch is encoded in a thread
 class ControlServer:
     """Serves one engine's `Admin` and event bus on a Unix socket (mode 0600)."""
 
-    def __init__(self, admin: Admin, bus: EventBus, path: Path, log: MailLog) -> None:
+    def __init__(
+        self, admin: Admin, bus: EventBus, path: Path, log: MailLog, clock: Clock = system_clock
+    ) -> None:
         self.admin = admin
         self.bus = bus
         self.path = path
         self.log = log
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
-        self.started_at = time.time()
+        self.started_at = clock()
         """When the engine serving this socket started (wall clock), for `info`."""
         self._served = Served(admin, log, self.started_at)
 

@@ -15,11 +15,11 @@ import asyncio
 import builtins
 import dataclasses
 import math
-import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, default_config
 from relaybox.dsn.bounce import dsn_message
 from relaybox.dsn.report import ORIGINAL_READ
@@ -182,7 +182,7 @@ class Admin:
         *,
         config: Callable[[], Config] | None = None,
         live: LiveEngine | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         """The admin layer of `spool`.
 
@@ -305,8 +305,9 @@ class Admin:
 
     async def hold(self, flt: MessageFilter) -> builtins.list[str]:
         """Keep every queued or deferred recipient until it is released."""
-        touched = await self.spool.update_recipients(_upper(flt), "hold", self.clock())
-        self._publish(MessageHeld(queue_id, (), ADMIN_HOLD) for queue_id in touched)
+        now = self.clock()
+        touched = await self.spool.update_recipients(_upper(flt), "hold", now)
+        self._publish(MessageHeld(queue_id, (), ADMIN_HOLD, at=now) for queue_id in touched)
         return touched
 
     async def release(self, flt: MessageFilter) -> builtins.list[str]:
@@ -315,8 +316,9 @@ class Admin:
         A recipient held by a `hold` route is held again by its next attempt: change the
         route, or bounce or delete the message, to be rid of it.
         """
-        touched = await self.spool.update_recipients(_upper(flt), "release", self.clock())
-        self._publish(MessageReleased(queue_id) for queue_id in touched)
+        now = self.clock()
+        touched = await self.spool.update_recipients(_upper(flt), "release", now)
+        self._publish(MessageReleased(queue_id, at=now) for queue_id in touched)
         self._wake(touched)
         return touched
 
@@ -330,8 +332,9 @@ class Admin:
             raise ValueError(
                 "delete removes whole messages; to stop mail to one recipient, bounce it"
             )
-        touched = await self.spool.update_recipients(_upper(flt), "delete", self.clock())
-        self._publish(MessageDeleted(queue_id) for queue_id in touched)
+        now = self.clock()
+        touched = await self.spool.update_recipients(_upper(flt), "delete", now)
+        self._publish(MessageDeleted(queue_id, at=now) for queue_id in touched)
         return touched
 
     async def bounce(self, flt: MessageFilter, reason: str = "") -> builtins.list[str]:
@@ -403,7 +406,8 @@ class Admin:
         if row.sender and not detail.is_bounce:
             dsn.append(await asyncio.to_thread(dsn_message, job, outcomes, "failed", config, now))
         await self.spool.finish_attempt(row.id, outcomes, [], now=now, new_messages=dsn)
-        self._publish([MessageBounced(row.queue_id, tuple(p.address for p in pending), reply)])
+        bounced = tuple(p.address for p in pending)
+        self._publish([MessageBounced(row.queue_id, bounced, reply, at=self.clock())])
         return row.queue_id
 
     def _publish(self, events: Iterable[Event]) -> None:

@@ -33,7 +33,6 @@ import binascii
 import hashlib
 import re
 import textwrap
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,7 +187,7 @@ def build_dsn(
     recipients: Sequence[RecipientStatus],
     original_message: bytes,
     include_body: bool = False,
-    now: float | None = None,
+    now: float,
     message_id: str | None = None,
 ) -> bytes:
     """Build a delivery status notification (``multipart/report``, RFC 6522 and RFC 3464).
@@ -210,7 +209,7 @@ def build_dsn(
         recipients: One entry per recipient to report, in the order to report them.
         original_message: The stored message, headers and body, as received.
         include_body: Return the whole message instead of its headers only.
-        now: Epoch seconds for ``Date`` and the default Message-ID; the current time if None.
+        now: Epoch seconds for ``Date`` and the default Message-ID (the caller's clock).
         message_id: The report's Message-ID with its angle brackets; by default
             ``<queue_id.dsn.MICROSECONDS@reporting_mta>``.
 
@@ -244,9 +243,8 @@ def build_dsn(
         if entry.remote_mta is not None:
             _require(_HOST.fullmatch(entry.remote_mta), "remote_mta")
 
-    when = time.time() if now is None else now
     if message_id is None:
-        message_id = f"<{queue_id}.dsn.{int(when * 1_000_000)}@{reporting_mta}>"
+        message_id = f"<{queue_id}.dsn.{int(now * 1_000_000)}@{reporting_mta}>"
     _require(_MESSAGE_ID.fullmatch(message_id), "message_id")
 
     parts = [
@@ -261,7 +259,7 @@ def build_dsn(
         ("From", f"Mail Delivery System <{bounce_from}>"),
         ("To", f"<{sender}>"),
         ("Subject", _subject(recipients)),
-        ("Date", _date(when)),
+        ("Date", _date(now)),
         ("Message-ID", message_id),
         # RFC 3834 §5: marks the report as automatic, so auto-responders do not answer it.
         ("Auto-Submitted", "auto-replied"),

@@ -10,10 +10,10 @@ loop as async DNS (pyspf in a thread) and never stall the relay.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config
 from relaybox.events import DkimKeyChecked, DomainsChecked, EventBus
 from relaybox.health.checks import check_domains, resolver_for, sending_domains
@@ -66,7 +66,7 @@ class DomainMonitor:
         config: Callable[[], Config],
         bus: EventBus,
         log: MailLog,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self._config = config
         self.bus = bus
@@ -101,7 +101,7 @@ class DomainMonitor:
                 self._findings[domain] = found
                 self._checked_at[domain] = now
             if by_domain:
-                self.bus.publish(DomainsChecked(tuple(by_domain), now))
+                self.bus.publish(DomainsChecked(tuple(by_domain), now, at=now))
         return self.report()
 
     def note_key(self, event: DkimKeyChecked) -> None:
@@ -136,7 +136,8 @@ class DomainMonitor:
                 break
         else:
             found.append(finding)
-        self.bus.publish(DomainsChecked((event.domain,), self.clock()))
+        now = self.clock()
+        self.bus.publish(DomainsChecked((event.domain,), now, at=now))
 
     async def run(self) -> None:
         """Check soon after start, then every `[health] check_interval` (0: only on request;

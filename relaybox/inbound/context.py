@@ -6,11 +6,11 @@ references, not behaviour (the protocol is `inbound.server`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config
 from relaybox.events import EventBus
 from relaybox.inbound.auth import Authenticator
@@ -48,7 +48,7 @@ class InboundContext:
     accepted: Callable[[], None] = lambda: None
     """Called after each message is spooled (wakes the delivery scheduler)."""
     shutting_down: bool = False
-    clock: Callable[[], float] = time.time
+    clock: Clock = system_clock
 
 
 def new_session_id() -> str:

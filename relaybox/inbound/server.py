@@ -202,6 +202,7 @@ class InboundSMTP(SMTP):
                 reply,
                 sender=fields.get("sender"),
                 recipient=fields.get("recipient"),
+                at=self.ctx.clock(),
             )
         )
 
@@ -255,7 +256,13 @@ class InboundSMTP(SMTP):
         self._counted = True
         self.ctx.sessions.add(self)
         self.ctx.bus.publish(
-            SessionOpened(self.session_id, self.listener.name, self.client_ip, self.client_port)
+            SessionOpened(
+                self.session_id,
+                self.listener.name,
+                self.client_ip,
+                self.client_port,
+                at=self.ctx.clock(),
+            )
         )
         self.ctx.log.event(
             "connect",
@@ -306,7 +313,9 @@ class InboundSMTP(SMTP):
                 self.client_ip,
                 self.transcript.lines,
             )
-        ctx.bus.publish(SessionClosed(self.session_id, self.client_ip, self.messages))
+        ctx.bus.publish(
+            SessionClosed(self.session_id, self.client_ip, self.messages, at=ctx.clock())
+        )
         ctx.log.event(
             "disconnect",
             client=f"[{self.client_ip}]:{self.client_port}",
@@ -626,7 +635,13 @@ class InboundSMTP(SMTP):
         )
         self.ctx.bus.publish(
             MessageAccepted(
-                queue_id, self.session_id, sender, tuple(recipients), len(data), self.client_ip
+                queue_id,
+                self.session_id,
+                sender,
+                tuple(recipients),
+                len(data),
+                self.client_ip,
+                at=self.ctx.clock(),
             )
         )
         self.ctx.accepted()

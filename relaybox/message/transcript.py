@@ -9,10 +9,9 @@ bodies: DATA is recorded as its size. AUTH arguments and continuation lines are 
 from __future__ import annotations
 
 import ssl
-import time
-from collections.abc import Callable
 from typing import NamedTuple
 
+from relaybox.clock import Clock, system_clock
 from relaybox.events import EventBus, SessionLine
 
 __all__ = ["Transcript", "TranscriptLine", "redact_command", "tls_summary"]
@@ -62,7 +61,7 @@ class Transcript:
         self,
         session_id: str,
         bus: EventBus | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self.session_id = session_id
         self.lines: list[TranscriptLine] = []

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import aiosmtplib
 
+from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine, tls_summary
 from relaybox.outbound.handshake import (
     Credentials,
@@ -122,14 +123,21 @@ class Courier:
         data_timeout: float,
         cache_idle: float,
         soft_bounce: bool = False,
+        clock: Clock = system_clock,
     ) -> None:
         self.data_timeout = data_timeout
+        self.clock = clock
+        """Wall-clock time for attempts and transcripts (the engine's clock); the connection
+        cache's idle times are intervals and use `time.monotonic`."""
         self.cache_idle = cache_idle
         self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
         self._closed = False
         self._handshake = Handshake(
-            helo_name=helo_name, connect_timeout=connect_timeout, command_timeout=command_timeout
+            helo_name=helo_name,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            clock=clock,
         )
 
     # ------------------------------------------------------------------ connection cache
@@ -207,7 +215,7 @@ class Courier:
             return Result({r: Outcome("bounced", reply) for r in message.recipients}, attempts)
         last_failure: HopFailed | None = None
         for hop in hops:
-            attempt = HopAttempt(hop, time.time())
+            attempt = HopAttempt(hop, self.clock())
             attempts.append(attempt)
 
             def record(line: TranscriptLine, attempt: HopAttempt = attempt) -> None:
@@ -220,14 +228,14 @@ class Courier:
                     hop, message, tls, credentials, ca_file, attempt, record
                 )
             except HopFailed as failure:
-                attempt.finished_at = time.time()
+                attempt.finished_at = self.clock()
                 attempt.outcome = "bounced" if failure.permanent else "deferred"
                 attempt.reply = failure.reply
                 attempt.auth_failed = failure.auth
-                record(TranscriptLine(time.time(), "-", failure.reply))
+                record(TranscriptLine(attempt.finished_at, "-", failure.reply))
                 last_failure = failure
                 continue
-            attempt.finished_at = time.time()
+            attempt.finished_at = self.clock()
             states = {o.state for o in outcomes.values()}
             attempt.outcome = states.pop() if len(states) == 1 else "mixed"
             attempt.reply = next(iter(outcomes.values())).reply if outcomes else None

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiosmtplib
 
+from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine, tls_summary
 from relaybox.outbound.smtp_wire import RecordingSMTP, authenticate, reply_text
 
@@ -78,8 +78,17 @@ def closing_on_failure(smtp: RecordingSMTP, failure: str) -> Iterator[None]:
 class Handshake:
     """Opens connections for one courier; holds the TLS contexts, made once and reused."""
 
-    def __init__(self, *, helo_name: str, connect_timeout: float, command_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        helo_name: str,
+        connect_timeout: float,
+        command_timeout: float,
+        clock: Clock = system_clock,
+    ) -> None:
         self.helo_name = helo_name
+        self.clock = clock
+        """What stamps the transcript lines (the courier's clock)."""
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._unverified = ssl.create_default_context()
@@ -119,11 +128,12 @@ class Handshake:
         implicit = tls == "implicit"
         common: dict[str, Any] = {
             "on_line": record,
+            "clock": self.clock,
             "local_hostname": self.helo_name,
             "timeout": self.command_timeout,
             "start_tls": False,
         }
-        record(TranscriptLine(time.time(), "-", f"connecting to {hop.host} [{hop.ip}]:{hop.port}"))
+        record(TranscriptLine(self.clock(), "-", f"connecting to {hop.host} [{hop.ip}]:{hop.port}"))
         try:
             if implicit:
                 # TLS from the first byte (RFC 8314 §3), verified against the host name, on a
@@ -140,7 +150,7 @@ class Handshake:
                 smtp = RecordingSMTP(hostname=hop.ip, port=hop.port, **common)
             greeting = await smtp.connect(timeout=self.connect_timeout)
         except aiosmtplib.SMTPConnectResponseError as exc:
-            record(TranscriptLine(time.time(), "S", f"{exc.code} {exc.message}"))
+            record(TranscriptLine(self.clock(), "S", f"{exc.code} {exc.message}"))
             raise HopFailed(
                 f"{exc.code} {exc.message}".strip(), permanent=exc.code >= 500
             ) from None

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config
 from relaybox.dsn.bounce import dsn_message
 from relaybox.events import (
@@ -33,9 +33,10 @@ from relaybox.events import (
 )
 from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
+from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.client import Courier, Outcome, Transaction
 from relaybox.outbound.content import prepare
-from relaybox.outbound.handshake import Credentials
+from relaybox.outbound.handshake import Credentials, Hop
 from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
 from relaybox.queue import (
@@ -118,7 +119,7 @@ class Scheduler:
         credentials: dict[int, Credentials | None],
         bus: EventBus,
         log: MailLog,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         on_suppressed: Callable[[Sequence[tuple[str, str, float | None]]], None] | None = None,
         on_key_checked: Callable[[DkimKeyChecked], None] | None = None,
     ) -> None:
@@ -403,7 +404,9 @@ class Scheduler:
                 for r in recipients
             ], []
         async with per_destination, self._connections:
-            self.bus.publish(AttemptStarted(job.queue_id, destination.key, addresses))
+            self.bus.publish(
+                AttemptStarted(job.queue_id, destination.key, addresses, at=self.clock())
+            )
             hops = await resolve_hops(destination, self.resolver, config.delivery.mx_port)
             if hops.failure is not None:
                 state = "bounced" if hops.permanent else "deferred"
@@ -422,7 +425,7 @@ class Scheduler:
                     (),
                 )
                 self.bus.publish(
-                    AttemptFinished(job.queue_id, destination.key, state, hops.failure)
+                    AttemptFinished(job.queue_id, destination.key, state, hops.failure, at=finished)
                 )
                 return [
                     RecipientOutcome(r.idx, state, hops.failure, None, destination.key)  # type: ignore[arg-type]
@@ -430,15 +433,17 @@ class Scheduler:
                 ], [attempt]
             sender = route.rewrite_sender(job.sender)
 
-            def live(hop: object, line: object) -> None:
+            def live(hop: Hop, line: TranscriptLine) -> None:
                 if self.bus.wants(AttemptLine):
+                    # Stamped with the line's own time: no second reading of the clock.
                     self.bus.publish(
                         AttemptLine(
                             job.queue_id,
                             destination.key,
-                            getattr(hop, "host", ""),
-                            getattr(line, "direction", "-"),
-                            getattr(line, "text", ""),
+                            hop.host,
+                            line.direction,  # type: ignore[arg-type]
+                            line.text,
+                            at=line.at,
                         )
                     )
 
@@ -467,7 +472,11 @@ class Scheduler:
             for a in result.attempts
         ]
         for row in rows:
-            self.bus.publish(AttemptFinished(job.queue_id, destination.key, row.outcome, row.reply))
+            self.bus.publish(
+                AttemptFinished(
+                    job.queue_id, destination.key, row.outcome, row.reply, at=row.finished_at
+                )
+            )
         failed_auth = [a for a in result.attempts if a.auth_failed]
         if failed_auth:
             self.log.error(
@@ -516,7 +525,9 @@ class Scheduler:
                 selector=found.selector,
                 note=found.detail,
             )
-        event = DkimKeyChecked(found.domain, found.selector, found.status, found.detail)
+        event = DkimKeyChecked(
+            found.domain, found.selector, found.status, found.detail, at=self.clock()
+        )
         self.bus.publish(event)
         if self._on_key_checked is not None:
             self._on_key_checked(event)
@@ -579,20 +590,24 @@ class Scheduler:
             self.log.event(
                 "dsn", queue_id=msg.queue_id, original=job.queue_id, to=f"<{job.sender}>"
             )
+        at = self.clock()
         if bounced:
             self.bus.publish(
                 MessageBounced(
                     job.queue_id,
                     tuple(by_idx[o.idx].address for o in bounced),
                     bounced[0].reply,
+                    at=at,
                 )
             )
         if deferred:
             next_at = decision.next_attempt_at or now
-            self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply))
+            self.bus.publish(MessageDeferred(job.queue_id, next_at, deferred[0].reply, at=at))
         if held:
             self.bus.publish(
-                MessageHeld(job.queue_id, tuple(by_idx[o.idx].address for o in held), held[0].reply)
+                MessageHeld(
+                    job.queue_id, tuple(by_idx[o.idx].address for o in held), held[0].reply, at=at
+                )
             )
         if decision.delivered:
-            self.bus.publish(MessageDelivered(job.queue_id))
+            self.bus.publish(MessageDelivered(job.queue_id, at=at))

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
+from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine
 
 __all__ = ["RecordingSMTP", "authenticate", "reply_text"]
@@ -45,16 +45,24 @@ def reply_text(response: SMTPResponse) -> str:
 class RecordingSMTP(aiosmtplib.SMTP):
     """aiosmtplib's client, writing every command and reply into the current attempt."""
 
-    def __init__(self, *, on_line: Callable[[TranscriptLine], None], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        on_line: Callable[[TranscriptLine], None],
+        clock: Clock = system_clock,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.on_line = on_line
         """Where each line goes; the courier points it at the attempt using the connection."""
+        self.clock = clock
+        """What stamps each line (the courier's clock)."""
         self._secret_replies = False
         """An AUTH exchange is under way: the lines we send are credentials."""
 
     def note(self, direction: str, text: str) -> None:
         """Record one line: "C" sent, "S" received, "-" relaybox's own remark."""
-        self.on_line(TranscriptLine(time.time(), direction, text))
+        self.on_line(TranscriptLine(self.clock(), direction, text))
 
     async def execute_command(self, *args: bytes, timeout: Any = ...) -> SMTPResponse:
         """Every command aiosmtplib sends, recorded with its reply (AUTH data as `<secret>`)."""

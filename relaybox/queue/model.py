@@ -6,7 +6,6 @@ exact strings stored in SQLite and sent over the admin socket.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -115,7 +114,8 @@ class NewMessage:
     tls: str | None
     body_8bit: bool
     smtputf8: bool
-    arrived_at: float = field(default_factory=time.time)
+    arrived_at: float
+    """When the message arrived, from the receiving side's clock (the engine's)."""
     transcript: tuple[TranscriptLine, ...] = ()
     """The session's dialogue up to this message, stored in the same commit."""
     queue_id: str = field(default_factory=new_queue_id)

@@ -14,11 +14,11 @@ import concurrent.futures
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any, TypeVar
 
+from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import actions, detail, jobs, listing, suppression, suspension
 from relaybox.queue.arrival import insert_message, upsert_session
@@ -50,8 +50,12 @@ class Spool:
     Open with `await Spool.open(path)`; close with `await spool.close()`.
     """
 
-    def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS) -> None:
+    def __init__(
+        self, path: Path, migrations: Sequence[str] = MIGRATIONS, *, clock: Clock = system_clock
+    ) -> None:
         self.path = path
+        self.clock = clock
+        """The time for what the spool stamps by itself (state refreshes, suppressions)."""
         self._migrations = migrations
         self._writer: Writer | None = None
         self._writer_conn: sqlite3.Connection | None = None
@@ -71,19 +75,21 @@ class Spool:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: Path, migrations: Sequence[str] = MIGRATIONS) -> Spool:
+    async def open(
+        cls, path: Path, migrations: Sequence[str] = MIGRATIONS, *, clock: Clock = system_clock
+    ) -> Spool:
         """Open (creating and migrating if needed) and start the writer thread."""
-        spool = cls(path, migrations)
+        spool = cls(path, migrations, clock=clock)
         await asyncio.to_thread(spool._open_sync)
         return spool
 
     @classmethod
-    async def open_for_reading(cls, path: Path) -> Spool:
+    async def open_for_reading(cls, path: Path, *, clock: Clock = system_clock) -> Spool:
         """Open without a writer and without migrating: for `queue` and `show` beside an engine.
 
         Raises SpoolError when there is no spool yet or its schema is not this relaybox's.
         """
-        spool = cls(path)
+        spool = cls(path, clock=clock)
 
         def check() -> None:
             if not path.exists():
@@ -329,11 +335,11 @@ class Spool:
 
     async def refresh_state(self, message_id: int) -> None:
         """Recompute a message's state from its recipients (after an attempt found nothing due)."""
-        await self._write(lambda conn: refresh_message(conn, message_id, time.time()))
+        await self._write(lambda conn: refresh_message(conn, message_id, self.clock()))
 
     async def recover_active(self) -> int:
         """After a crash, messages left `active` go back to what their recipients say."""
-        return await self._write(lambda conn: recover_active(conn, time.time()))
+        return await self._write(lambda conn: recover_active(conn, self.clock()))
 
     async def update_recipients(
         self, flt: MessageFilter, action: str, now: float, reply: str | None = None
@@ -350,8 +356,8 @@ class Spool:
 
     async def purge_finished(self, before: float, now: float | None = None) -> int:
         """Delete delivered and bounced messages finished before `before` (retention), and
-        suppression entries expired by `now` (default: the time now)."""
-        expired_by = time.time() if now is None else now
+        suppression entries expired by `now` (default: the spool's clock now)."""
+        expired_by = self.clock() if now is None else now
         return await self._write(lambda conn: actions.purge_finished(conn, before, expired_by))
 
     # ------------------------------------------------------------------ suspended destinations
@@ -377,14 +383,14 @@ class Spool:
 
     async def suppression_lookup(self, address: str, now: float | None = None) -> str | None:
         """The reason `address` is suppressed, or None (expired entries do not count)."""
-        at = time.time() if now is None else now
+        at = self.clock() if now is None else now
         return await self._read(lambda conn: suppression.lookup(conn, address, at))
 
     async def suppression_add(
         self, address: str, reason: str, expires_at: float | None = None
     ) -> None:
         """Add or replace a suppression entry."""
-        now = time.time()
+        now = self.clock()
         await self._write(lambda conn: suppression.add(conn, address, reason, now, expires_at))
 
     async def suppression_remove(self, address: str) -> bool:

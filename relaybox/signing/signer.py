@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim import canonicalization
 from dkim.canonicalization import CanonicalizationPolicy
 
+from relaybox.clock import Clock, system_clock
 from relaybox.config.keys import DkimKey, DkimKeyError, published_key
 from relaybox.config.model import DkimConfig
 from relaybox.message.headers import (
@@ -87,11 +87,12 @@ def signing_keys(entries: Sequence[DkimConfig], domain: str | None) -> list[Dkim
     return [entry for entry in entries if entry.domain == domain and entry.key is not None]
 
 
-def sign(data: bytes, entries: Sequence[DkimConfig], *, now: float | None = None) -> bytes:
+def sign(data: bytes, entries: Sequence[DkimConfig], *, now: float) -> bytes:
     """The DKIM-Signature fields for a message, one per entry, to put in front of it.
 
     Each signature covers the message as given (not the others' DKIM-Signature fields, which
-    RFC 6376 §5.4 says not to sign). Returns b"" when `entries` is empty.
+    RFC 6376 §5.4 says not to sign). Returns b"" when `entries` is empty. `now` is the
+    signing time (t=, epoch seconds), from the caller's clock.
 
     Raises:
         SigningError: the message has no From: field, or its header cannot be parsed.
@@ -116,7 +117,7 @@ def sign(data: bytes, entries: Sequence[DkimConfig], *, now: float | None = None
     include += [name for name in include if name in _OVERSIGNED]
     headers = _POLICY.canonicalize_headers(message.headers)
     body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
-    stamp = str(int(time.time() if now is None else now)).encode("ascii")
+    stamp = str(int(now)).encode("ascii")
     return b"".join(_signature(entry, headers, include, body_hash, stamp) for entry in entries)
 
 
@@ -227,7 +228,7 @@ class PublishedKeys:
         *,
         ttl: float = 300.0,
         retry_after: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         self.resolver = resolver
         self.ttl = ttl

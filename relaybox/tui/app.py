@@ -8,8 +8,7 @@ either way it sees the engine only through an `EngineLink`. Every query runs in 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from textual import on
@@ -19,6 +18,7 @@ from textual.driver import Driver
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input
 
+from relaybox.clock import Clock, system_clock
 from relaybox.tui.bridge import RECONNECT_EVERY, EventBridge
 from relaybox.tui.commands import MailActions, system_commands
 from relaybox.tui.link import EngineLink
@@ -77,7 +77,7 @@ class RelayboxApp(App[int]):
         *,
         config_dir: Path | None = None,
         theme: str = DEFAULT_THEME,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         deferred_warning: int = 100,
         oldest_deferred_warning: float = 4 * 3600,
         driver_class: type[Driver] | None = None,

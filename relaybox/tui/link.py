@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from relaybox.admin.client import AdminClient, ControlClient, ControlError, EventsDropped
+from relaybox.clock import Clock, system_clock
 from relaybox.engine import Engine
 from relaybox.events import Event, Subscription
 
@@ -124,11 +124,11 @@ class InProcessLink:
 
     attached = False
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock = system_clock) -> None:
         assert engine.admin is not None, "start the engine first"
         self.engine = engine
         self.admin: AdminClient = engine.admin
-        self.started_at = time.time()
+        self.started_at = clock()
 
     @property
     def config_loaded_at(self) -> float:
@@ -164,11 +164,11 @@ class SocketLink:
 
     attached = True
 
-    def __init__(self, client: ControlClient, pid: int) -> None:
+    def __init__(self, client: ControlClient, pid: int, clock: Clock = system_clock) -> None:
         self.client = client
         self.admin: AdminClient = client.admin
         self.pid = pid
-        self.started_at = time.time()
+        self.started_at = clock()
         self._config_loaded_at = self.started_at
 
     @property

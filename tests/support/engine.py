@@ -13,6 +13,8 @@ from relaybox.engine import Engine
 from relaybox.maillog import MailLog
 from relaybox.queue import MessageDetail
 
+from .clock import FakeClock
+
 
 class RunningEngine:
     """An engine started in the test's event loop, with its log captured."""
@@ -73,3 +75,9 @@ async def wait_attempts(
             return detail
         assert time.monotonic() < deadline, f"{queue_id} has fewer than {count} attempts"
         await asyncio.sleep(0.05)
+
+
+def let_time_pass(run: RunningEngine, clock: FakeClock, seconds: float) -> None:
+    """`seconds` pass on the engine's clock, and delivery looks at the queue at once."""
+    clock.advance(seconds)
+    run.engine.wake_delivery()

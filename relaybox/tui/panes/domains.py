@@ -8,7 +8,6 @@ A few dozen domains at most: a DataTable is the right widget here, unlike the qu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
@@ -19,6 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from relaybox.admin.client import AdminClient
+from relaybox.clock import Clock, system_clock
 from relaybox.health.findings import worst
 from relaybox.health.monitor import DomainReport
 from relaybox.tui import format as fmt
@@ -42,7 +42,7 @@ class DomainsPane(Vertical):
         self,
         admin: Callable[[], AdminClient],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         id: str | None = None,  # noqa: A002
     ) -> None:
         super().__init__(id=id)

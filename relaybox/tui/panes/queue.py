@@ -7,7 +7,6 @@ The two lines above the list change often (the count under load, the selection):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from textual import on
@@ -16,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Input
 
 from relaybox.admin.client import AdminClient
+from relaybox.clock import Clock, system_clock
 from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
 from relaybox.tui.widgets.text_line import TextLine
 
@@ -29,7 +29,7 @@ class QueuePane(Vertical):
         self,
         admin: Callable[[], AdminClient],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         id: str | None = None,  # noqa: A002 (Textual's name for it)
     ) -> None:
         super().__init__(id=id)

@@ -25,6 +25,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 
 from relaybox.admin.client import AdminClient
+from relaybox.clock import Clock, system_clock
 from relaybox.queue import UNFINISHED_STATES, MessageFilter, MessageRow
 from relaybox.tui import format as fmt
 from relaybox.tui.format import printable
@@ -191,7 +192,7 @@ class QueueView(StripView, can_focus=True):
         self,
         admin: Callable[[], AdminClient],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         id: str | None = None,  # noqa: A002 (Textual's name for it)
     ) -> None:
         super().__init__(512, id=id)

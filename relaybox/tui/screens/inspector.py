@@ -8,7 +8,6 @@ events), then the page is re-read from the spool once the attempt is recorded.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
 
 from textual import work
@@ -20,6 +19,7 @@ from textual.worker import get_current_worker
 
 from relaybox.admin.client import AdminClient
 from relaybox.admin.service import ACTIONS
+from relaybox.clock import Clock, system_clock
 from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptLine,
@@ -172,7 +172,7 @@ class InspectorScreen(Screen[None]):
         queue_id: str,
         act: Callable[[str, list[str], Callable[[list[str]], object]], object],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         super().__init__()
         self.link = link

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
 
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline
 
+from relaybox.clock import Clock, system_clock
 from relaybox.tui import format as fmt
 from relaybox.tui.link import EngineLink, ListenerInfo
 from relaybox.tui.widgets.text_line import TextLine
@@ -28,7 +28,7 @@ class Rates:
     """Messages in and out, counted per ten-second bucket; the last thirty buckets are the
     sparklines' bars. Counting is an increment: it runs once per message under load."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self.bars: dict[str, collections.deque[float]] = {
             "in": collections.deque([0.0] * _RATE_BARS, maxlen=_RATE_BARS),
@@ -66,7 +66,7 @@ class StatusBar(Horizontal):
         self,
         link: EngineLink,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
         deferred_warning: int = 100,
         oldest_deferred_warning: float = 4 * 3600,
         reconnect_every: float = 2.0,
