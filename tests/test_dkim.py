@@ -305,13 +305,13 @@ async def test_hold_mode_holds_mail_until_the_key_is_published(
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-sha256", "ed25519-sha256"])
-def test_keygen_output_verifies(run_cli, dns_server, tmp_path, algorithm) -> None:
+def test_keygen_output_verifies(cli, dns_server, tmp_path, algorithm) -> None:
     """The record `relaybox dkim keygen` prints, served as printed, verifies a signature made
     with the key file it wrote and the [[dkim]] block it printed."""
     from relaybox.config.load import load_config
 
     key_path = tmp_path / "k.key"
-    done = run_cli(
+    done = cli(
         "dkim",
         "keygen",
         "example.com",

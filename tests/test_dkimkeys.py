@@ -19,7 +19,7 @@ from relaybox.config import ConfigError, load_config, load_config_with_warnings
 from relaybox.config.keys import load_private_key
 from relaybox.signing.keys import dns_record, generate, private_pem, txt_strings
 
-from .relayproc import RunCli
+from .relayproc import Cli
 
 RECORD = re.compile(r'^(\S+)\._domainkey\.(\S+)\. IN TXT ((?:"[^"]*" ?)+)$')
 LISTENER = '[[listeners]]\nlisten = ["127.0.0.1:0"]\nallowed_networks = ["127.0.0.0/8"]\n'
@@ -41,10 +41,10 @@ def config_with(tmp_path: Path, block: str) -> Path:
 
 def test_keygen_writes_a_private_key_and_prints_the_record_and_block(
     tmp_path: Path,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     key_path = tmp_path / "keys" / "example.org.s2026.key"
-    result = run_cli("dkim", "keygen", "Example.ORG", "--selector", "s2026", "--out", key_path)
+    result = cli("dkim", "keygen", "Example.ORG", "--selector", "s2026", "--out", key_path)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     lines = result.stdout.splitlines()
@@ -62,7 +62,7 @@ def test_keygen_writes_a_private_key_and_prints_the_record_and_block(
     config = load_config(config_with(tmp_path, block))
     (entry,) = config.dkim
     assert (entry.domain, entry.selector, entry.private_key) == ("example.org", "s2026", key_path)
-    assert run_cli("check-config", config_with(tmp_path, block)).stdout.strip() == "ok"
+    assert cli("check-config", config_with(tmp_path, block)).stdout.strip() == "ok"
 
     # A zone made of that record verifies a message signed with that key (dkimpy).
     message = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -74,16 +74,16 @@ def test_keygen_writes_a_private_key_and_prints_the_record_and_block(
 
     assert dkim.verify(signed, dnsfunc=dns)
 
-    again = run_cli("dkim", "keygen", "example.org", "--selector", "s2026", "--out", key_path)
+    again = cli("dkim", "keygen", "example.org", "--selector", "s2026", "--out", key_path)
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
 def test_keygen_ed25519_and_its_short_name(
     tmp_path: Path,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     key_path = tmp_path / "ed.key"
-    result = run_cli(
+    result = cli(
         "dkim",
         "keygen",
         "example.org",
@@ -106,10 +106,10 @@ def test_keygen_ed25519_and_its_short_name(
 
 def test_keygen_without_out_writes_beside_the_config(
     tmp_path: Path,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     config = config_with(tmp_path, "")
-    result = run_cli("dkim", "keygen", "example.org", "--selector", "s1", "--config", config)
+    result = cli("dkim", "keygen", "example.org", "--selector", "s1", "--config", config)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "dkim" / "example.org.s1.key").exists()
 
@@ -126,11 +126,11 @@ def test_keygen_without_out_writes_beside_the_config(
 )
 def test_keygen_refuses_what_would_not_work(
     tmp_path: Path,
-    run_cli: RunCli,
+    cli: Cli,
     args: tuple[str, ...],
     error: str,
 ) -> None:
-    result = run_cli("dkim", "keygen", "example.org", *args, "--out", tmp_path / "k.key")
+    result = cli("dkim", "keygen", "example.org", *args, "--out", tmp_path / "k.key")
     assert result.returncode == 2
     assert error in result.stderr
     assert not (tmp_path / "k.key").exists()
@@ -138,12 +138,12 @@ def test_keygen_refuses_what_would_not_work(
 
 def test_keygen_refuses_a_domain_that_is_no_domain(
     tmp_path: Path,
-    run_cli: RunCli,
+    cli: Cli,
 ) -> None:
     """A domain like ../../x.org would also put the default key path outside dkim/."""
     config = config_with(tmp_path, "")
     for bad in ("../../evil.org", "exa_mple.org", "localhost"):
-        result = run_cli("dkim", "keygen", bad, "--selector", "s1", "--config", config)
+        result = cli("dkim", "keygen", bad, "--selector", "s1", "--config", config)
         assert result.returncode == 2, bad
         assert "not a domain name" in result.stderr
     assert not (tmp_path / "dkim").exists()

@@ -12,7 +12,7 @@ from relaybox.signing.keys import dns_record
 
 from .dnsserver import DNSServer, DNSServerFactory
 from .healthzones import HELO, OUTBOUND_IP, SELECTOR, good_zone, key_file
-from .relayproc import RunCli
+from .relayproc import Cli
 
 D = "example.org"
 
@@ -33,15 +33,15 @@ def write_config(tmp_path: Path, server: DNSServer, key: DkimKey, *, dkim: bool 
     return path
 
 
-def doctor(run_cli: RunCli, config: Path, *args: str) -> Any:
-    return run_cli("doctor", "--config", config, *args)
+def doctor(cli: Cli, config: Path, *args: str) -> Any:
+    return cli("doctor", "--config", config, *args)
 
 
 def test_a_healthy_domain_exits_0_and_json_lists_every_finding(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     server = dns_server(good_zone(D, key))
-    result = doctor(run_cli, write_config(tmp_path, server, key), "--json")
+    result = doctor(cli, write_config(tmp_path, server, key), "--json")
     assert result.returncode == 0, result.stderr
     findings = json.loads(result.stdout)
     assert [(f["check"], f["status"]) for f in findings] == [
@@ -63,13 +63,13 @@ def test_a_healthy_domain_exits_0_and_json_lists_every_finding(
 
 
 def test_a_failed_check_exits_1_and_prints_the_record_to_publish(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     zone = good_zone(D, key)
     zone[D]["TXT"] = "v=spf1 mx -all"
     zone.pop(f"{SELECTOR}._domainkey.{D}")
     server = dns_server(zone)
-    result = doctor(run_cli, write_config(tmp_path, server, key))
+    result = doctor(cli, write_config(tmp_path, server, key))
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == D
@@ -87,14 +87,14 @@ def test_a_failed_check_exits_1_and_prints_the_record_to_publish(
 
 
 def test_a_check_that_could_not_run_exits_2(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     """No failure, but one lookup timed out: the domain is not known to be fine."""
     zone = good_zone(D, key)
     zone[f"_mta-sts.{D}"] = "TIMEOUT"
     zone.pop(f"_smtp._tls.{D}")  # a warning does not change the exit code
     server = dns_server(zone)
-    result = doctor(run_cli, write_config(tmp_path, server, key), "--json")
+    result = doctor(cli, write_config(tmp_path, server, key), "--json")
     assert result.returncode == 2, result.stderr
     statuses = {f["check"]: f["status"] for f in json.loads(result.stdout)}
     assert statuses["mta-sts"] == "error" and statuses["tls-rpt"] == "warn"
@@ -102,12 +102,12 @@ def test_a_check_that_could_not_run_exits_2(
 
 
 def test_warnings_alone_exit_0(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     zone = good_zone(D, key)
     zone[f"_dmarc.{D}"]["TXT"] = "v=DMARC1; p=none"
     server = dns_server(zone)
-    result = doctor(run_cli, write_config(tmp_path, server, key))
+    result = doctor(cli, write_config(tmp_path, server, key))
     assert result.returncode == 0, result.stderr
     assert "  WARN   dmarc: " in result.stdout
     assert f'fix: _dmarc.{D}. IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@{D}"' in (
@@ -116,34 +116,32 @@ def test_warnings_alone_exit_0(
 
 
 def test_named_domains_are_checked_instead_of_the_configs(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     server = dns_server({**good_zone(D, key), **good_zone("other.example", key)})
     config = write_config(tmp_path, server, key, dkim=False)
-    result = doctor(run_cli, config, "Other.Example.", "--json")
+    result = doctor(cli, config, "Other.Example.", "--json")
     findings = json.loads(result.stdout)
     assert {f["domain"] for f in findings} == {"other.example"}
     # Without a [[dkim]] key its mail is unsigned: a warning, so still exit 0.
     assert result.returncode == 0, result.stdout
-    bad = doctor(run_cli, config, "../etc")
+    bad = doctor(cli, config, "../etc")
     assert bad.returncode == 2 and "not a domain name" in bad.stderr
 
 
 def test_no_sending_domain_says_so_and_exits_2(
-    tmp_path: Path, run_cli: RunCli, dns_server: DNSServerFactory, key: DkimKey
+    tmp_path: Path, cli: Cli, dns_server: DNSServerFactory, key: DkimKey
 ) -> None:
     server = dns_server({})
-    result = doctor(run_cli, write_config(tmp_path, server, key, dkim=False))
+    result = doctor(cli, write_config(tmp_path, server, key, dkim=False))
     assert result.returncode == 2
     assert "no sending domains to check" in result.stderr
     assert sum(server.queries.values()) == 0
 
 
-def test_a_config_that_does_not_load_exits_3_with_its_problems(
-    tmp_path: Path, run_cli: RunCli
-) -> None:
+def test_a_config_that_does_not_load_exits_3_with_its_problems(tmp_path: Path, cli: Cli) -> None:
     path = tmp_path / "relaybox.toml"
     path.write_text('[dns]\nresolvers = ["not-an-address"]\n')
-    result = run_cli("doctor", "--config", path, "--json")
+    result = cli("doctor", "--config", path, "--json")
     assert result.returncode == 3
     assert "dns.resolvers" in result.stderr and result.stdout == ""
