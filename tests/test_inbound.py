@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import re
 import smtplib
@@ -14,6 +15,7 @@ from relaybox.config.model import LimitsConfig
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
+from .support.clock import FakeClock
 from .support.configs import make_config, relay_listener
 from .support.smtp import QUEUED, SMTPClient, said, simple_message
 
@@ -30,6 +32,22 @@ async def queue_ids(run) -> list[str]:
 
 
 # ---------------------------------------------------------------------- acceptance
+
+
+async def test_received_header_is_dated_by_the_engine_clock(start_engine, smtp):
+    """The trace header's date comes from the one clock, like every other time relaybox
+    writes (a test moving the clock sees it; nothing reads the system clock behind it)."""
+    clock = FakeClock()
+    clock.advance(400 * 86400)
+    run = await start_engine(clock=clock)
+    client = await smtp(run)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250, text
+    data = await stored(run, QUEUED.search(text).group(1))
+    received = data.decode().split("\r\n")[:3]  # the field and its folded lines
+    field = " ".join(line.strip() for line in received if line.startswith(("Rec", "\t")))
+    when = email.utils.parsedate_to_datetime(field.rsplit(";", 1)[1].strip())
+    assert abs(when.timestamp() - clock()) < 2
 
 
 async def test_accepted_message_is_spooled_with_received_header(start_engine, smtp):

@@ -14,6 +14,7 @@ the session's state; the decisions it makes are in the modules named above.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -573,7 +574,8 @@ class InboundSMTP(SMTP):
         if protocol != "SMTP":
             protocol += ("S" if self.tls else "") + ("A" if self.auth_user else "")
         helo = self.session.host_name or "unknown"
-        when = email.utils.format_datetime(email.utils.localtime())
+        stamp = datetime.datetime.fromtimestamp(self.ctx.clock(), datetime.UTC)
+        when = email.utils.format_datetime(email.utils.localtime(stamp))  # the engine's clock
         for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
         header = (
             f"Received: from {helo} ([{self.client_ip}])\r\n"
