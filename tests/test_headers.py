@@ -8,6 +8,7 @@ from relaybox.message.headers import (
     field_count,
     fields,
     header_end,
+    header_safe,
     header_value,
     parse_header,
     split_header,
@@ -93,3 +94,11 @@ def test_an_address_the_parser_refuses_comes_back_as_written() -> None:
     message = parse_header(b"From: =?utf-8?q?a=0D=0Ab?= <a@example.org>\r\n\r\n")
     assert addresses(message, "From") == ["=?utf-8?q?a=0D=0Ab?= <a@example.org>"]
     assert field_count(message, "from") == 1
+
+
+def test_text_written_into_a_header_cannot_start_a_field() -> None:
+    """The last check before client input reaches a header relaybox writes."""
+    assert header_safe("pc.example") == "pc.example"
+    assert header_safe("bücher.example") == "bücher.example"
+    assert header_safe('pc\rFrom: "CEO" <ceo@victim.test>') == 'pc?From: "CEO" <ceo@victim.test>'
+    assert header_safe("a\nb\x00c\x1b[2J\udcff\u2028") == "a?b?c?[2J??"

@@ -606,3 +606,59 @@ async def test_swaks_can_send(start_engine):
     assert match, out.decode()
     detail = await run.engine.admin.show(match.group(1))
     assert detail.row.sender == "printer@office.example"
+
+
+# ---------------------------------------------------------------------- EHLO / HELO names
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # A bare CR becomes a line break when the Received: header is sent on: a forged From:
+        # and Reply-To: above the real ones, around the sender binding.
+        b'EHLO pc\rFrom: "CEO" <ceo@victim.test>\rReply-To: <attacker@evil.test>\r\n',
+        b"EHLO pc\x00.example\r\n",
+        b"HELO \x1b]0;owned\x07\x1b[2J\r\n",
+        b"EHLO two words\r\n",
+        b"EHLO caf\xe9.example\r\n",  # Latin-1, not UTF-8
+        b"EHLO [999.1.1.1]\r\n",
+        b"HELO -bad-.example\r\n",
+    ],
+)
+async def test_ehlo_name_that_cannot_go_into_a_header_is_refused(start_engine, smtp, command):
+    """RFC 5321 §4.1.1.1: a domain or an address literal. The session goes on, and the name a
+    later EHLO gives is the one the Received: header carries."""
+    run = await start_engine()
+    client = await smtp(run, greet=False)
+    assert (await client.reply())[0] == 220
+    await client.send(command)
+    code, text = await client.reply()
+    assert f"{code} {text}" == Reply.BAD_HELO
+    assert (await client.cmd("EHLO pc.example"))[0] == 250
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250, text
+    data = await stored(run, QUEUED.search(text).group(1))
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert data.startswith(b"Received: from pc.example ([127.0.0.1])\r\n")
+    assert b"victim" not in head and b"\x1b" not in head and b"\x00" not in head
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pc",
+        "PRINTER_2",
+        "scanner.office.local.",
+        "[192.0.2.1]",
+        "[IPv6:2001:db8::1]",
+        "192.0.2.7",
+        "bücher.example",
+    ],
+)
+async def test_ehlo_names_office_devices_send_are_accepted(start_engine, smtp, name):
+    """Lenient as Postfix is: underscores, a bare address, a name without dots, U-labels."""
+    run = await start_engine()
+    client = await smtp(run, greet=False)
+    assert (await client.reply())[0] == 220
+    await client.send(f"EHLO {name}\r\n".encode())
+    assert (await client.reply())[0] == 250

@@ -117,3 +117,13 @@ def test_nothing_is_published_without_subscribers() -> None:
 
     assert [e.text for e in sub.drain()] == ["QUIT"]  # type: ignore[attr-defined]
     assert len(transcript.lines) == 2
+
+
+def test_a_line_that_was_not_utf8_is_kept_as_storable_text() -> None:
+    """Bytes that are not UTF-8 arrive as lone surrogates; stored as they are, they would make
+    every later message of the session fail to store (451 for ever)."""
+    transcript = Transcript("S1", clock=lambda: 0.0)
+    transcript.client("EHLO caf\udce9.example")
+    (line,) = transcript.lines
+    assert line.text == "EHLO caf\\xe9.example"
+    line.text.encode("utf-8")  # storable

@@ -78,6 +78,8 @@ OVERRIDDEN = (
     "connection_lost",
     "push",
     "handle_exception",
+    "smtp_HELO",
+    "smtp_EHLO",
     "smtp_AUTH",
     "smtp_MAIL",
     "smtp_RCPT",

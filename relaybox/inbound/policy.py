@@ -9,6 +9,8 @@ every rule is tested without sockets.
 from __future__ import annotations
 
 import ipaddress
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from relaybox.config.model import LimitsConfig, ListenerConfig, RouteConfig, UserConfig
@@ -18,6 +20,7 @@ from relaybox.message.replies import Reply
 __all__ = [
     "Client",
     "check_from",
+    "check_helo",
     "check_mail",
     "check_rates",
     "check_rcpt",
@@ -171,4 +174,51 @@ def check_route(route: RouteConfig | None) -> str | None:
         return "550 5.7.1 Relaying to this domain is not allowed: no route matches it"
     if route.transport == "reject":
         return Reply.rejected_by_route(route.reject_text)
+    return None
+
+
+_HELO_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+"""A host name label, with underscores allowed as Postfix allows them (Windows names)."""
+
+
+def check_helo(name: str) -> str | None:
+    """The refusal of an EHLO/HELO argument, or None when it may be used.
+
+    RFC 5321 §4.1.1.1 asks for a domain or an address literal. Like Postfix, relaybox is
+    lenient with what many office devices send (underscores, a bare IP address, a name
+    without dots) but never takes a space, a control character or bytes that are not UTF-8,
+    because the name is written into the Received: header of every message of the session;
+    non-ASCII only as a domain of U-labels (RFC 6531 §3.7.1).
+    """
+    if not name or len(name) > 255:
+        return Reply.BAD_HELO
+    if any(
+        char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn")
+        for char in name
+    ):
+        return Reply.BAD_HELO
+    if name.startswith("[") and name.endswith("]"):
+        literal = name[1:-1]
+        try:
+            if literal[:5].lower() == "ipv6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            return Reply.BAD_HELO
+        return None
+    try:
+        ipaddress.ip_address(name)  # a bare address, as some devices send
+        return None
+    except ValueError:
+        pass
+    labels = name.removesuffix(".").split(".")
+    for label in labels:
+        if not label.isascii():
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                return Reply.BAD_HELO
+        if not _HELO_LABEL.fullmatch(label):
+            return Reply.BAD_HELO
     return None

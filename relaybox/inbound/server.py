@@ -31,6 +31,7 @@ from relaybox.inbound.data_reader import DataEnd, DataReader
 from relaybox.inbound.policy import (
     Client,
     check_from,
+    check_helo,
     check_mail,
     check_rcpt,
     check_route,
@@ -38,7 +39,7 @@ from relaybox.inbound.policy import (
 )
 from relaybox.inbound.sasl import Credentials, SaslError, decode_base64, decode_plain
 from relaybox.message.address import AddressError, parse_mail, parse_rcpt
-from relaybox.message.headers import addresses, parse_header, split_header
+from relaybox.message.headers import addresses, header_safe, parse_header, split_header
 from relaybox.message.queueid import new_queue_id
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
@@ -331,6 +332,24 @@ class InboundSMTP(SMTP):
 
     # ------------------------------------------------------------------ AUTH
 
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        """HELO, once its name is one relaybox may write into a Received: header."""
+        refusal = check_helo(hostname) if hostname else None
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        await super().smtp_HELO(hostname)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """EHLO, once its name is one relaybox may write into a Received: header."""
+        refusal = check_helo(hostname) if hostname else None
+        if refusal is not None:
+            await self.push(refusal)
+            return
+        await super().smtp_EHLO(hostname)
+
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         assert self.envelope is not None
@@ -573,10 +592,11 @@ class InboundSMTP(SMTP):
         protocol = "UTF8SMTP" if smtputf8 else ("ESMTP" if self.session.extended_smtp else "SMTP")
         if protocol != "SMTP":
             protocol += ("S" if self.tls else "") + ("A" if self.auth_user else "")
-        helo = self.session.host_name or "unknown"
+        # Checked at EHLO already; checked again where it is written (defence in depth).
+        helo = header_safe(self.session.host_name or "unknown")
         stamp = datetime.datetime.fromtimestamp(self.ctx.clock(), datetime.UTC)
         when = email.utils.format_datetime(email.utils.localtime(stamp))  # the engine's clock
-        for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
+        for_clause = f"\r\n\tfor <{header_safe(recipients[0])}>" if len(recipients) == 1 else ""
         header = (
             f"Received: from {helo} ([{self.client_ip}])\r\n"
             f"\tby {self.hostname} (relaybox) with {protocol} id {queue_id}"

@@ -8,6 +8,7 @@ module reads headers; it does not rewrite, sign or store them.
 
 from __future__ import annotations
 
+import unicodedata
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.parser import HeaderParser
@@ -21,6 +22,7 @@ __all__ = [
     "field_count",
     "fields",
     "header_end",
+    "header_safe",
     "header_value",
     "parse_header",
     "split_header",
@@ -122,3 +124,15 @@ def fields(message: EmailMessage) -> tuple[tuple[str, str], ...]:
     """Every field as `(name, value)` in the order and form written (encoded words and folding
     kept), for showing a message's header as it arrived."""
     return tuple(message.raw_items())
+
+
+def header_safe(text: str) -> str:
+    """`text` fit to be written into a header field: control characters (CR and LF above all,
+    which would start a new field), format characters and bytes that were not UTF-8 each
+    become "?". The last check before client input reaches a header relaybox writes."""
+    if text.isprintable():
+        return text
+    return "".join(
+        "?" if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else char
+        for char in text
+    )

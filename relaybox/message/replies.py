@@ -31,6 +31,10 @@ class Reply:
     SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
     RATE_LIMITED = "450 4.7.1 Too many messages from your address; slow down and try again later"
     USER_RATE_LIMITED = "450 4.7.1 Too many messages from your account this minute; try again later"
+    BAD_HELO = (
+        "501 5.5.2 Helo command rejected: give this host's name or an address literal such as "
+        "[192.0.2.1]"
+    )
     MAIL_OK = "250 2.1.0 Ok"
     RCPT_OK = "250 2.1.5 Ok"
     AUTH_IN_TRANSACTION = "503 5.5.1 Error: AUTH is not allowed during a mail transaction"

@@ -73,6 +73,8 @@ class Transcript:
         self._clock = clock
 
     def _add(self, direction: str, text: str) -> None:
+        if not text.isascii():
+            text = _utf8_text(text)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + f"... ({len(text)} characters)"
         line = TranscriptLine(self._clock(), direction, text)
@@ -111,3 +113,13 @@ def tls_summary(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
         return version
     name, _, bits = cipher
     return f"{version} {name} ({bits} bits)"
+
+
+def _utf8_text(text: str) -> str:
+    """`text` as UTF-8 can store it: bytes a client sent that were not UTF-8 (which arrive as
+    lone surrogates) are shown as `\\xNN`, so one bad line cannot make a session unstorable."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
