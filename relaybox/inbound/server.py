@@ -549,7 +549,9 @@ class InboundSMTP(SMTP):
                 return
             refusal = end.refusal
             if refusal is None and self.auth_user is not None:
-                refusal = check_from(self.auth_user, _from_addresses(end.content))
+                # Up to 64 KB of header through the email package: off the event loop.
+                found = await asyncio.to_thread(_from_addresses, end.content)
+                refusal = check_from(self.auth_user, found)
             if refusal is not None:
                 self._reject("DATA", refusal, sender=self.envelope.mail_from)
                 self._set_post_data_state()  # type: ignore[no-untyped-call]

@@ -72,7 +72,8 @@ async def prepare(
         return signed[variant] + data
     if not config.dkim:
         return data  # nothing to sign with: the From: domain need not be read
-    entries = signing_keys(config.dkim, from_domain(data))
+    # Parsing a header block (up to 256 KB) is too much for the event loop.
+    entries = signing_keys(config.dkim, await asyncio.to_thread(from_domain, data))
     if not entries:
         return data
     check = config.delivery.dkim_key_check
