@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""What a stranger can do to relaybox: slow it, take its connection slots, fill its disk.
+
+Usage (from any directory; CHECKOUT is a relaybox checkout with its own .venv):
+
+    python3 bench/attacks.py CHECKOUT flood [--floods 1,4] [--seconds 20]
+    python3 bench/attacks.py CHECKOUT slots
+    python3 bench/attacks.py CHECKOUT noop [--seconds 60] [--sessions 20]
+    python3 bench/attacks.py CHECKOUT stalled-log [--seconds 60]
+    python3 bench/attacks.py CHECKOUT all
+
+Each scenario starts a fresh `relaybox --headless` from CHECKOUT on 127.0.0.1 with its default
+limits, where only 127.0.0.1/32 may relay (the office) and every other loopback address
+(127.0.0.2 and up) is a stranger. Office mail is held, so nothing is delivered anywhere.
+
+- flood: stranger connections send pipelined RCPTs that are refused ("554 relay access
+  denied"), reconnecting whenever they are closed, as an attacker would. Meanwhile an office
+  client sends one message per session, one after another. Prints the office's time per
+  message (median, p90) with 0 floods and with each count in --floods, the refusals per
+  second the strangers got, the log's growth per second and the relay's RSS at the end.
+- slots: strangers from 4 addresses each open as many connections as they are allowed and
+  hold them; then the office opens 30. Prints how many office connections got 220.
+- stalled-log: one flood connection for --seconds while the relay's output goes to a pipe
+  nobody reads; prints the relay's RSS before and after.
+- noop: --sessions stranger connections send `NOOP <500 characters>` as fast as they are
+  answered for --seconds, 2,000 per session, then a new session; prints the growth of
+  spool.db (with its WAL) per minute, and the log's.
+
+Run it in a private network namespace so it cannot clash with anything on the host:
+    unshare -n bash -c 'ip link set lo up; python3 bench/attacks.py ../before all'
+Loopback only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+OFFICE = "127.0.0.1"
+PORT = 2525
+
+
+def config_text(state: Path) -> str:
+    return (
+        f'[server]\nhostname = "relay.attacks.invalid"\nstate_dir = "{state}"\n'
+        f'[[listeners]]\nlisten = ["127.0.0.1:{PORT}"]\nrole = "relay"\n'
+        'allowed_networks = ["127.0.0.1/32"]\n'
+        '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
+        '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
+    )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def spool_bytes(state: Path) -> int:
+    return sum(
+        (state / name).stat().st_size
+        for name in ("spool.db", "spool.db-wal")
+        if (state / name).exists()
+    )
+
+
+@contextlib.asynccontextmanager
+async def relay(
+    checkout: Path, stall_log: bool = False
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """A fresh relaybox from `checkout`, listening; yields (process, state dir, log file).
+
+    With `stall_log`, its output goes to a pipe nobody reads (a stuck terminal or journald)."""
+    with tempfile.TemporaryDirectory(prefix="relaybox-attacks.") as tmp:
+        state, log_path = Path(tmp) / "state", Path(tmp) / "relaybox.log"
+        (Path(tmp) / "relaybox.toml").write_text(config_text(state))
+        python = checkout / ".venv" / "bin" / "python"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [str(python), "-m", "relaybox", "--headless", "--config", f"{tmp}/relaybox.toml"],
+                stdout=subprocess.PIPE if stall_log else log,
+                stderr=subprocess.PIPE if stall_log else log,
+                cwd=checkout,
+            )
+            try:
+                deadline = time.monotonic() + 20
+                while True:
+                    if proc.poll() is not None:
+                        sys.exit(f"relaybox exited early: {log_path.read_text()[-2000:]}")
+                    try:
+                        socket.create_connection((OFFICE, PORT), timeout=0.5).close()
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            sys.exit("relaybox did not listen within 20 s")
+                        await asyncio.sleep(0.05)
+                yield proc, state, log_path
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+async def connect(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.wait_for(
+        asyncio.open_connection(OFFICE, PORT, local_addr=(source, 0), limit=2**20), 10
+    )
+
+
+async def reply(reader: asyncio.StreamReader) -> bytes:
+    """One whole reply (its last line), or b"" when the relay closed the connection."""
+    while True:
+        line = await asyncio.wait_for(reader.readline(), 30)
+        if not line or line[3:4] != b"-":
+            return line
+
+
+async def office_message(n: int) -> float:
+    """Seconds for one whole session that sends one message from the office."""
+    start = time.perf_counter()
+    reader, writer = await connect(OFFICE)
+    try:
+        for command in (
+            None,
+            b"EHLO office.example.test\r\n",
+            b"MAIL FROM:<printer@example.test>\r\n",
+            b"RCPT TO:<someone@example.net>\r\n",
+            b"DATA\r\n",
+            b"Subject: scan %d\r\nFrom: printer@example.test\r\n\r\nhello\r\n.\r\n" % n,
+            b"QUIT\r\n",
+        ):
+            if command:
+                writer.write(command)
+            answer = await reply(reader)
+            if answer[:1] not in (b"2", b"3"):
+                raise RuntimeError(f"office refused: {answer!r} after {command!r}")
+    finally:
+        writer.close()
+    return time.perf_counter() - start
+
+
+async def flooder(source: str, stop: asyncio.Event, counts: list[int]) -> None:
+    """Pipelined refused RCPTs, 100 at a time; reconnect when closed."""
+    batch = b"".join(b"RCPT TO:<victim%d@elsewhere.test>\r\n" % i for i in range(100))
+    while not stop.is_set():
+        try:
+            reader, writer = await connect(source)
+            await reply(reader)
+            writer.write(b"EHLO stranger.test\r\nMAIL FROM:<x@elsewhere.test>\r\n")
+            await reply(reader)
+            await reply(reader)
+            while not stop.is_set():
+                writer.write(batch)
+                for _ in range(100):
+                    line = await reply(reader)
+                    if not line or line.startswith(b"421"):
+                        raise ConnectionError
+                    counts[0] += 1
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError):
+            await asyncio.sleep(0.01)
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+async def flood(checkout: Path, floods: list[int], seconds: float) -> None:
+    async with relay(checkout) as (proc, _state, log_path):
+        for count in [0, *floods]:
+            stop = asyncio.Event()
+            refused = [0]
+            tasks = [
+                asyncio.create_task(flooder(f"127.0.0.{2 + i}", stop, refused))
+                for i in range(count)
+            ]
+            await asyncio.sleep(1 if count else 0)
+            log_before, refused_before = log_path.stat().st_size, refused[0]
+            started = time.monotonic()
+            times: list[float] = []
+            while time.monotonic() - started < seconds:
+                try:
+                    times.append(await office_message(len(times)))
+                except (TimeoutError, OSError, RuntimeError) as e:
+                    print(f"  office error: {e}")
+                    break
+            took = time.monotonic() - started
+            log_growth = (log_path.stat().st_size - log_before) / took
+            rate = (refused[0] - refused_before) / took
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            times.sort()
+            p90 = times[int(len(times) * 0.9)] if times else float("nan")
+            print(
+                f"flood x{count}: office message median {statistics.median(times) * 1000:.1f} ms"
+                f" p90 {p90 * 1000:.1f} ms ({len(times)} messages in {took:.0f} s);"
+                f" stranger refusals {rate:.0f}/s; log {log_growth / 1024:.1f} KB/s;"
+                f" relay RSS {rss_mb(proc.pid):.0f} MB",
+                flush=True,
+            )
+            await asyncio.sleep(1)
+
+
+async def stalled_log(checkout: Path, seconds: float) -> None:
+    async with relay(checkout, stall_log=True) as (proc, _state, _log):
+        before = rss_mb(proc.pid)
+        stop, refused = asyncio.Event(), [0]
+        task = asyncio.create_task(flooder("127.0.0.2", stop, refused))
+        await asyncio.sleep(seconds)
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        print(
+            f"stalled log, flood x1 for {seconds:.0f} s: {refused[0]} refusals;"
+            f" relay RSS {before:.0f} -> {rss_mb(proc.pid):.0f} MB",
+            flush=True,
+        )
+
+
+async def slots(checkout: Path) -> None:
+    async with relay(checkout):
+        held: list[asyncio.StreamWriter] = []
+        stranger_ok = 0
+        for i in range(4):
+            for _ in range(60):
+                try:
+                    reader, writer = await connect(f"127.0.0.{2 + i}")
+                except (TimeoutError, OSError):
+                    break
+                held.append(writer)
+                if (await reply(reader)).startswith(b"220"):
+                    stranger_ok += 1
+        office_ok, office_refused = 0, 0
+        for _ in range(30):
+            try:
+                reader, writer = await connect(OFFICE)
+                held.append(writer)
+                if (await reply(reader)).startswith(b"220"):
+                    office_ok += 1
+                else:
+                    office_refused += 1
+            except (TimeoutError, OSError):
+                office_refused += 1
+        print(
+            f"slots: strangers from 4 addresses got {stranger_ok} connections;"
+            f" the office then got {office_ok} of 30 ({office_refused} refused)",
+            flush=True,
+        )
+        for writer in held:
+            writer.close()
+
+
+async def noop_session(source: str, stop: asyncio.Event, counts: list[int]) -> None:
+    """NOOPs of 500 characters; a new session after 2,000 (what a transcript used to keep)."""
+    batch = b"".join(b"NOOP " + b"x" * 500 + b"\r\n" for _ in range(50))
+    while not stop.is_set():
+        try:
+            reader, writer = await connect(source)
+            await reply(reader)
+            writer.write(b"EHLO stranger.test\r\n")
+            await reply(reader)
+            for _ in range(40):
+                if stop.is_set():
+                    break
+                writer.write(batch)
+                for _ in range(50):
+                    line = await reply(reader)
+                    if not line or line.startswith(b"421"):
+                        raise ConnectionError
+                    counts[0] += 1
+            writer.write(b"QUIT\r\n")
+            await reply(reader)
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError):
+            await asyncio.sleep(0.01)
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+async def noop(checkout: Path, seconds: float, sessions: int) -> None:
+    async with relay(checkout) as (proc, state, log_path):
+        spool_before, log_before = spool_bytes(state), log_path.stat().st_size
+        stop, counts = asyncio.Event(), [0]
+        tasks = [
+            asyncio.create_task(noop_session(f"127.0.0.{2 + i % 50}", stop, counts))
+            for i in range(sessions)
+        ]
+        await asyncio.sleep(seconds)
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Sessions store their transcript when they end: give the relay a moment for that.
+        await asyncio.sleep(3)
+        grown = spool_bytes(state) - spool_before
+        per_minute = grown / seconds * 60 / 2**20
+        log_per_minute = (log_path.stat().st_size - log_before) / seconds * 60 / 2**20
+        print(
+            f"noop x{sessions} for {seconds:.0f} s: {counts[0]} NOOPs answered;"
+            f" spool grew {per_minute:.2f} MB/min, log {log_per_minute:.2f} MB/min;"
+            f" relay RSS {rss_mb(proc.pid):.0f} MB",
+            flush=True,
+        )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("checkout", type=Path, help="a relaybox checkout with its own .venv")
+    p.add_argument("scenario", choices=("flood", "slots", "noop", "stalled-log", "all"))
+    p.add_argument("--floods", default="1,4", help="flood connection counts (default 1,4)")
+    p.add_argument("--seconds", type=float, default=20, help="length of each measurement")
+    p.add_argument("--sessions", type=int, default=20, help="noop sessions (default 20)")
+    args = p.parse_args()
+    checkout = args.checkout.resolve()
+    commit = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    print(f"relaybox at {commit or checkout}, {os.cpu_count()} CPUs", flush=True)
+    floods = [int(n) for n in args.floods.split(",") if n]
+    if args.scenario in ("flood", "all"):
+        asyncio.run(flood(checkout, floods, args.seconds))
+    if args.scenario in ("slots", "all"):
+        asyncio.run(slots(checkout))
+    if args.scenario in ("stalled-log", "all"):
+        asyncio.run(stalled_log(checkout, 60 if args.scenario == "all" else args.seconds))
+    if args.scenario in ("noop", "all"):
+        asyncio.run(noop(checkout, 60 if args.scenario == "all" else args.seconds, args.sessions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
