@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import json
 import os
 import re
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from relaybox.events import DeliveryPaused, DeliveryResumed
+from relaybox.events import DeliveryPaused, DeliveryResumed, EventBus
+from relaybox.maillog import MailLog
 from relaybox.outbound.content import HOP_LIMIT
-from relaybox.queue import NewMessage
+from relaybox.outbound.recorder import Recorder
+from relaybox.queue import NewMessage, Spool, SpoolError
 
 from .relayproc import RELAYBOX, StartRelay, free_port
 from .support.configs import relay_config, to_sink
@@ -112,6 +115,30 @@ async def test_an_outcome_the_spool_refuses_pauses_delivery_until_it_is_written(
     await wait_state(run, second, {"delivered"})
     assert len(sink.messages) == 2
     assert "delivery-resumed" in run.log_text()
+
+
+async def test_a_write_that_breaks_a_constraint_is_not_retried(spool: Spool) -> None:
+    """A bug (here a NOT NULL constraint) is not a full disk: it goes up at once, without
+    pausing delivery, as it did before outcomes were retried."""
+    stream = io.StringIO()
+    log = MailLog(stream=stream)
+    bus = EventBus()
+    events = bus.subscribe()
+    recorder = Recorder(bus=bus, log=log, retry_every=0.01)
+    with pytest.raises(SpoolError, match="NOT NULL"):
+        await asyncio.wait_for(
+            recorder.record(
+                lambda: spool._write(
+                    lambda conn: conn.execute("INSERT INTO messages DEFAULT VALUES")
+                ),
+                lambda: "a broken write",
+            ),
+            5,
+        )
+    assert not recorder.paused
+    assert events.drain() == []
+    log.close()
+    assert "outcome-unrecorded" not in stream.getvalue()
 
 
 # ---------------------------------------------------------------------- a full disk, for real

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,6 +27,9 @@ T = TypeVar("T")
 RETRY_EVERY = 1.0
 """Seconds between writes of an outcome the spool refused (one small write: cheap to retry,
 and delivery waits for it)."""
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+"""SQLite's refusals that say the write itself is wrong: writing it again cannot help."""
+
 REMIND_EVERY = 60.0
 """Seconds between error lines while an outcome still cannot be written."""
 
@@ -65,16 +69,19 @@ class Recorder:
         """Return once no outcome waits to be written (at once when none does)."""
         await self._clear.wait()
 
-    async def record(self, write: Callable[[], Awaitable[T]], what: str) -> T:
+    async def record(self, write: Callable[[], Awaitable[T]], what: Callable[[], str]) -> T:
         """Run `write` (one spool write) until it succeeds; its result.
 
         The first refusal pauses delivery and says so once, in the log (an error line) and
         on the bus (`DeliveryPaused`); the last outcome written resumes it (`DeliveryResumed`).
-        Only the spool's refusals (`SpoolError`) are retried: a bug goes up as it is.
+        Only the spool's refusals (`SpoolError`: a full disk, an I/O error, a read-only or
+        damaged file) are retried; a bug (an exception of another kind, or a constraint the
+        write breaks) goes up at once, as it would without this.
 
         Args:
             write: Writes the outcome; called again, whole, after each refusal.
-            what: The queue ID and recipients concerned, for the log.
+            what: Says which queue ID and recipients are concerned, for the log (called only
+                when there is something to log).
 
         Raises:
             asyncio.CancelledError: relaybox is stopping; the outcome is logged as lost (its
@@ -83,13 +90,16 @@ class Recorder:
         try:
             return await write()
         except SpoolError as exc:
+            if isinstance(exc.__cause__, _BUGS):
+                raise
             error = str(exc)
+        about = what()
         token = next(self._tokens)
-        self._waiting[token] = what
+        self._waiting[token] = about
         self._clear.clear()
         self.log.error(
             "outcome-unrecorded",
-            outcome=what,
+            outcome=about,
             error=error,
             note=f"delivery paused; the spool write is retried every {self.retry_every:g} s",
         )
@@ -107,19 +117,19 @@ class Recorder:
                         since = self.clock()
                         self.log.error(
                             "outcome-unrecorded",
-                            outcome=what,
+                            outcome=about,
                             error=str(exc),
                             note="delivery still paused",
                         )
                         self.bus.publish(DeliveryPaused(len(self._waiting), str(exc), at=since))
                     continue
                 written = True
-                self.log.event("outcome-recorded", outcome=what, note="written after a retry")
+                self.log.event("outcome-recorded", outcome=about, note="written after a retry")
                 return result
         except asyncio.CancelledError:
             self.log.error(
                 "outcome-lost",
-                outcome=what,
+                outcome=about,
                 note="relaybox stopped before the spool took it; these recipients may be "
                 "sent again at the next start",
             )

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from relaybox.clock import Clock, system_clock
@@ -107,6 +108,16 @@ class _Gate:
 FAILED_ATTEMPT_PAUSE = 60.0
 """Seconds before a message whose attempt failed inside relaybox (a bug, a spool error) is
 tried again."""
+
+
+def _listed(items: Iterable[str], most: int = 5) -> str:
+    """The first `most` items, then how many more: a log line stays a line."""
+    remaining = iter(items)
+    shown = list(itertools.islice(remaining, most + 1))
+    if len(shown) <= most:
+        return ", ".join(shown)
+    rest = sum(1 for _ in remaining) + 1
+    return ", ".join(shown[:most]) + f" and {rest} more"
 
 
 class Scheduler:
@@ -479,8 +490,10 @@ class Scheduler:
                         lambda: self.spool.record_delivered(
                             job.message_id, delivered, now=self.clock()
                         ),
-                        f"{job.queue_id} delivered to {destination.key}: "
-                        + ", ".join(f"<{address_of[o.idx]}>" for o in delivered),
+                        lambda: (
+                            f"{job.queue_id} delivered to {destination.key}: "
+                            + _listed(f"<{address_of[o.idx]}>" for o in delivered)
+                        ),
                     )
 
             # Started attempts too must wait while an outcome is unwritten (see `_run`).
@@ -615,8 +628,10 @@ class Scheduler:
                 warned=decision.delay_dsn,
                 signatures=signatures,
             ),
-            f"{job.queue_id} attempt: "
-            + ", ".join(f"<{by_idx[o.idx].address}> {o.state}" for o in decision.outcomes),
+            lambda: (
+                f"{job.queue_id} attempt: "
+                + _listed(f"<{by_idx[o.idx].address}> {o.state}" for o in decision.outcomes)
+            ),
         )
         if not recorded:
             self.log.event(
