@@ -86,8 +86,9 @@ def start_relay(config: Path, port: int, env: dict[str, str], log: Path) -> subp
     sys.exit("relaybox did not listen within 30 s")
 
 
-def message(message_id: str) -> bytes:
-    filler = "".join(f"line {n} of a message that must arrive once\r\n" for n in range(20))
+def message(message_id: str, size: int = 1024) -> bytes:
+    line = "a line of a message that must arrive once, once only\r\n"
+    filler = line * max(1, size // len(line))
     return (
         "From: sender@bench.test\r\nTo: rcpt@example.org\r\nSubject: kill bench\r\n"
         f"Message-ID: {message_id}\r\n\r\n{filler}"
@@ -104,6 +105,7 @@ def main() -> int:
     p.add_argument(
         "--max-connections", type=int, default=50, help="[delivery] max_connections (default 50)"
     )
+    p.add_argument("--size", type=int, default=1024, help="bytes of body per message")
     p.add_argument("--kill-at", type=float, default=0.5, help="share delivered before the kill")
     p.add_argument(
         "--backlog",
@@ -173,7 +175,9 @@ def main() -> int:
                             return
                         message_id = f"<kill.{i}@bench.test>"
                         smtp.sendmail(
-                            "sender@bench.test", ["rcpt@example.org"], message(message_id)
+                            "sender@bench.test",
+                            ["rcpt@example.org"],
+                            message(message_id, args.size),
                         )
                         with lock:
                             acked.append(message_id)
