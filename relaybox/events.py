@@ -17,6 +17,8 @@ __all__ = [
     "AttemptFinished",
     "AttemptLine",
     "AttemptStarted",
+    "DeliveryPaused",
+    "DeliveryResumed",
     "DestinationSuspended",
     "DkimKeyChecked",
     "DomainsChecked",
@@ -316,6 +318,23 @@ class DestinationSuspended(Event):
 
     destination: str
     until: float
+
+
+@dataclass(frozen=True)
+class DeliveryPaused(Event):
+    """The spool could not record what an attempt did (a full disk, a write error): delivery
+    stopped, so that no recipient is sent again because its "delivered" was not written. The
+    outcomes wait in memory and are written again until the spool takes them."""
+
+    unrecorded: int
+    """Attempts whose outcome waits to be written."""
+    error: str
+    """Why the spool refused the write, as SQLite said it."""
+
+
+@dataclass(frozen=True)
+class DeliveryResumed(Event):
+    """Every outcome that waited is written now; delivery goes on."""
 
 
 MESSAGE_CHANGES: tuple[type[Event], ...] = (

@@ -42,6 +42,8 @@ class SinkBehaviour:
     """Close the connection when DATA arrives."""
     stall: asyncio.Event | None = None
     """Hold the reply to the end of DATA until this is set (a delivery kept in flight)."""
+    on_mail: Callable[[], None] | None = None
+    """Called when a MAIL command arrives, before it is answered (to look at the relay then)."""
     quit_stall: asyncio.Event | None = None
     """Hold the reply to QUIT until this is set (a slow goodbye)."""
     auth: tuple[str, str] | None = None
@@ -59,6 +61,8 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         behaviour = self.sink.behaviour
+        if behaviour.on_mail is not None:
+            behaviour.on_mail()
         if behaviour.mail_reply:
             return behaviour.mail_reply
         envelope.mail_from = address  # "<>" for the null sender: aiosmtpd needs it truthy
@@ -80,6 +84,7 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         behaviour = self.sink.behaviour
+        self.sink.data_started += 1
         self.sink.in_data.set()
         if behaviour.stall is not None:
             await behaviour.stall.wait()
@@ -136,6 +141,8 @@ class Sink:
         self.seen: set[str] = set()
         self.connections = 0
         self.arrived = asyncio.Event()
+        self.data_started = 0
+        """Messages whose data has arrived, answered or not (`stall` may hold the replies)."""
         self.in_data = asyncio.Event()
         """Set when a message's data has arrived (before the reply, which `stall` may hold)."""
         self.quitting = asyncio.Event()

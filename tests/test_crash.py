@@ -2,11 +2,13 @@
 
 A real `relaybox --headless` subprocess takes mail from several concurrent clients and is killed
 mid-stream; after a restart on the same state directory every acknowledged queue ID and every
-acknowledged Message-ID must be in the spool once, no more, no less.
+acknowledged Message-ID must be in the spool once, no more, no less. Killed while it delivers
+to a real next hop, it may send again only the transactions in flight at the kill.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import re
@@ -15,6 +17,7 @@ import smtplib
 import sqlite3
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -154,3 +157,83 @@ def test_every_acknowledged_message_survives_sigkill_exactly_once(
     for queue_id, message_id in acked:
         assert message_ids[message_id] == 1, f"{queue_id} {message_id} lost"
         assert f"Message-ID: {message_id}\r\n".encode() in body_of[queue_id]
+
+
+# ---------------------------------------------------------------------- delivery and SIGKILL
+
+DELIVERY_CONNECTIONS = 4
+"""`[delivery] max_connections`: at most this many transactions are in flight at a kill."""
+LOAD_CLIENTS = 6
+LOAD_MESSAGES = 60
+"""Per client: 360 messages in all, still arriving while the relay delivers."""
+KILL_AT_DELIVERED = 120
+
+
+async def test_a_kill_mid_delivery_sends_again_at_most_the_transactions_in_flight(
+    tmp_path: Path, start_relay: StartRelay, run_cli, smtp_sink
+) -> None:
+    """Under a steady load to a real next hop, a SIGKILL and a restart deliver every
+    acknowledged message, and deliver twice at most one message per delivery connection:
+    each outcome is committed before its connection carries another message."""
+    sink = await smtp_sink()
+    port = free_port()
+    config = tmp_path / "relaybox.toml"
+    config.write_text(
+        f'[server]\nhostname = "relay.example.test"\n'
+        f"state_dir = {json.dumps(str(tmp_path / 'state'))}\n"
+        f'[[listeners]]\nlisten = ["127.0.0.1:{port}"]\nallowed_networks = ["127.0.0.0/8"]\n'
+        '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
+        f"[delivery]\nmax_connections = {DELIVERY_CONNECTIONS}\n"
+        '[[routes]]\ndomains = ["*"]\ntransport = "smarthost"\n'
+        f'hosts = ["127.0.0.1:{sink.port}"]\ntls = "none"\n',
+        encoding="utf-8",
+    )
+    relay = (await asyncio.to_thread(start_relay, "--headless", "--config", config, port=port)).proc
+    acked: list[str] = []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def client(n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                smtp.ehlo(f"client{n}.example.test")
+                for i in range(LOAD_MESSAGES):
+                    message_id = f"<kill.{n}.{i}@example.com>"
+                    smtp.sendmail(SENDER, [RECIPIENT], message(message_id))
+                    with lock:
+                        acked.append(message_id)
+        except (OSError, smtplib.SMTPException):
+            if not killed.is_set():
+                raise
+
+    def arrived() -> collections.Counter[str]:
+        return collections.Counter(
+            m.decode() for got in sink.messages for m in MESSAGE_ID.findall(got.data)
+        )
+
+    clients = [asyncio.create_task(asyncio.to_thread(client, n)) for n in range(LOAD_CLIENTS)]
+    deadline = time.monotonic() + TIMEOUT
+    while len(sink.messages) < KILL_AT_DELIVERED:
+        assert time.monotonic() < deadline, f"only {len(sink.messages)} delivered"
+        assert not any(c.done() for c in clients), "the load ended before the kill"
+        await asyncio.sleep(0.005)
+    killed.set()
+    relay.send_signal(signal.SIGKILL)
+    assert await asyncio.to_thread(relay.wait, 10) == -signal.SIGKILL
+    await asyncio.gather(*clients)
+    assert len(acked) < LOAD_CLIENTS * LOAD_MESSAGES, "the kill must land mid-stream"
+
+    relay = (await asyncio.to_thread(start_relay, "--headless", "--config", config, port=port)).proc
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        listing = await asyncio.to_thread(run_cli, "queue", "--json", "--config", config)
+        assert listing.returncode == 0, listing.stderr
+        if json.loads(listing.stdout) == [] and all(arrived()[m] for m in acked):
+            break
+        assert time.monotonic() < deadline, "the restarted relay did not drain its queue"
+        await asyncio.sleep(0.2)
+    relay.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(relay.wait, 10) == 0
+    counts = arrived()
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= DELIVERY_CONNECTIONS, counts.most_common(DELIVERY_CONNECTIONS + 2)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from relaybox.queue import RecipientOutcome
 from relaybox.queue.arrival import insert_message
-from relaybox.queue.outcomes import refresh_message
+from relaybox.queue.outcomes import record_attempt, record_delivered, refresh_message
 from relaybox.queue.schema import MIGRATIONS, connect, migrate
 
 from .support.spool import new_message
@@ -98,3 +99,40 @@ def test_a_finished_message_keeps_the_time_it_first_finished(conn: sqlite3.Conne
         "SELECT finished_at, next_attempt_at FROM messages WHERE id = ?", (message_id,)
     ).fetchone()
     assert (finished_at, next_at) == (NOW, None)
+
+
+def test_delivered_early_then_the_whole_attempt_counts_one_attempt(
+    conn: sqlite3.Connection,
+) -> None:
+    """`record_delivered` marks what the next hop took at once; the attempt's record that
+    follows leaves those recipients as they are (one attempt, the first reply) and derives
+    the message's state, which reads as before until then."""
+    message_id = message_with(conn, "queued", "queued")
+    taken = RecipientOutcome(0, "delivered", "250 2.0.0 taken", None, "smarthost:h:25")
+    record_delivered(conn, message_id, [taken], now=NOW)
+    assert conn.execute(
+        "SELECT state, attempts, last_reply FROM recipients WHERE message_id = ? AND idx = 0",
+        (message_id,),
+    ).fetchone() == ("delivered", 1, "250 2.0.0 taken")
+    assert message_columns(conn, message_id)[0] == "queued"
+    recorded = record_attempt(
+        conn,
+        message_id,
+        [
+            RecipientOutcome(0, "delivered", "250 2.0.0 again", None, "smarthost:h:25"),
+            RecipientOutcome(1, "deferred", "451 4.3.0 later", NOW + 60, "smarthost:h:25"),
+        ],
+        [],
+        now=NOW,
+        new_messages=[],
+        suppress=[],
+        warned=False,
+        signatures=None,
+    )
+    assert recorded
+    rows = conn.execute(
+        "SELECT state, attempts, last_reply FROM recipients WHERE message_id = ? ORDER BY idx",
+        (message_id,),
+    ).fetchall()
+    assert rows == [("delivered", 1, "250 2.0.0 taken"), ("deferred", 2, "451 4.3.0 later")]
+    assert message_columns(conn, message_id)[0] == "deferred"

@@ -18,7 +18,7 @@ import pytest
 from textual.widgets import Static
 
 from relaybox.admin.client import ControlClient, EventsDropped
-from relaybox.events import Event, SessionOpened
+from relaybox.events import DeliveryPaused, DeliveryResumed, Event, SessionOpened
 from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow
 from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import RelayboxApp
@@ -660,6 +660,28 @@ def test_the_status_bar_counts_mail_in_ten_second_bars_and_rates_the_last_minute
 
 
 # ---------------------------------------------------------------------- attached to an engine
+
+
+async def test_paused_delivery_is_on_the_status_bar_until_it_resumes(
+    start_engine: EngineFactory,
+) -> None:
+    """The engine's DeliveryPaused turns the bar to a warning that says why, with one
+    notification; DeliveryResumed takes it away."""
+    run = await start_engine()
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "queued" in app.status_text(), pilot)
+        bus, clock = run.engine.bus, run.engine.clock
+        bus.publish(DeliveryPaused(1, "spool write failed: database or disk is full", at=clock()))
+        await until(lambda: "DELIVERY PAUSED" in app.status_text(), pilot)
+        assert "disk is full" in app.status_text()
+        assert app.status_bar.has_class("warning")
+        bus.publish(DeliveryPaused(2, "spool write failed: database or disk is full", at=clock()))
+        await pilot.pause(0.2)
+        assert len([n for n in notes(app) if n.startswith("Delivery paused")]) == 1
+        bus.publish(DeliveryResumed(at=clock()))
+        await until(lambda: "DELIVERY PAUSED" not in app.status_text(), pilot)
+        await until(lambda: not app.status_bar.has_class("warning"), pilot)
 
 
 async def test_attached_to_a_headless_engine_shows_its_queue_and_leaves_it_running(

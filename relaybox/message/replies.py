@@ -117,3 +117,12 @@ class Reply:
             f"550 5.1.1 <{address}>: recipient suppressed after an earlier hard bounce: {reason}; "
             "ask the relay's admin to remove it if the address works again"
         )
+
+    @staticmethod
+    def looping(received: int, limit: int) -> str:
+        """A queued message found looping at delivery: RFC 5321 §6.3 (Postfix's
+        `hopcount_limit`), for mail queued before the end of DATA counted its hops."""
+        return (
+            f"554 5.4.6 Too many hops: {received} Received: headers (more than {limit}); "
+            "the message is looping between mail servers and was not sent on"
+        )

@@ -3,7 +3,8 @@
 `Courier.deliver` takes an ordered list of next hops (resolved by `routing`), tries them in turn
 until one gives per-recipient answers, and reports for every recipient whether it was delivered,
 deferred (try again later) or bounced (permanent), as chasquid's courier does. Connections are
-kept for reuse for a short idle time. Connecting, TLS policy and AUTH are `handshake`'s job, the
+kept for reuse for a short idle time, and given back only once the caller has recorded the
+transaction's outcome (`on_answered`). Connecting, TLS policy and AUTH are `handshake`'s job, the
 commands and their transcript `smtp_wire`'s; nothing here touches the spool or decides retries.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,6 +85,10 @@ class Result:
 
     outcomes: dict[str, Outcome]
     attempts: list[HopAttempt]
+
+
+Answered = Callable[[dict[str, "Outcome"]], Awaitable[None]]
+"""Told each transaction's per-recipient outcomes before the connection carries another."""
 
 
 def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred", "bounced"]:
@@ -198,8 +203,13 @@ class Courier:
         credentials: Credentials | None = None,
         ca_file: str | None = None,
         on_line: Callable[[Hop, TranscriptLine], None] | None = None,
+        on_answered: Answered | None = None,
     ) -> Result:
         """Try `hops` in order until one answers for the recipients; never raises for SMTP.
+
+        `on_answered` is awaited with the outcomes of the transaction that answered, before
+        its connection is given back for another message: the scheduler records there what
+        the next hop took, so that a crash sends again at most the transactions in flight.
 
         A hop that cannot take the message at all (no connection, a 4xx/5xx greeting, TLS
         that policy requires failing, AUTH refused, MAIL refused) makes way for the next; the
@@ -225,7 +235,7 @@ class Courier:
 
             try:
                 outcomes = await self._try_hop(
-                    hop, message, tls, credentials, ca_file, attempt, record
+                    hop, message, tls, credentials, ca_file, attempt, record, on_answered
                 )
             except HopFailed as failure:
                 attempt.finished_at = self.clock()
@@ -258,6 +268,7 @@ class Courier:
         ca_file: str | None,
         attempt: HopAttempt,
         record: Callable[[TranscriptLine], None],
+        on_answered: Answered | None,
     ) -> dict[str, Outcome]:
         key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
         lost = f"451 4.4.2 Connection to {hop.host} lost"
@@ -276,7 +287,7 @@ class Courier:
                     smtp.close()
                     outcomes = None  # the server closed it meanwhile: a fresh one takes over
             if outcomes is not None:
-                self._put_idle(key, smtp)
+                await self._give_back(key, smtp, outcomes, on_answered)
                 return outcomes
         smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
         attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
@@ -284,8 +295,29 @@ class Courier:
         # never left open or given to the next message.
         with closing_on_failure(smtp, lost):
             outcomes = await self._transaction(smtp, message)
-        self._put_idle(key, smtp)
+        await self._give_back(key, smtp, outcomes, on_answered)
         return outcomes
+
+    async def _give_back(
+        self,
+        key: tuple[Any, ...],
+        smtp: RecordingSMTP,
+        outcomes: dict[str, Outcome],
+        on_answered: Answered | None,
+    ) -> None:
+        """Cache the connection once the caller has recorded the transaction's outcome.
+
+        Until then it carries nothing else: a crash in between must find at most this one
+        transaction done at the next hop and not in the spool. A failure or cancellation
+        while recording closes it.
+        """
+        if on_answered is not None:
+            try:
+                await on_answered(outcomes)
+            except BaseException:
+                smtp.close()
+                raise
+        self._put_idle(key, smtp)
 
     async def _transaction(self, smtp: RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""

@@ -2,8 +2,9 @@
 
 `prepare` rewrites the From:/Sender: senders for the route (`rewrite`), then signs the result
 with DKIM (`relaybox.signing.signer`), or says why the message is held when the signing key is
-not published. It sends nothing, decides no retry and writes nothing to the spool: the
-signatures it makes are handed back in `signed` for the scheduler to record.
+not published; `received_count` finds mail that loops. It sends nothing, decides no retry and
+writes nothing to the spool: the signatures it makes are handed back in `signed` for the
+scheduler to record.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, MutableMapping
 
 from relaybox.config.model import Config, RouteConfig
 from relaybox.maillog import MailLog
-from relaybox.message.headers import split_header
+from relaybox.message.headers import field_count, parse_header, split_header
 from relaybox.outbound.rewrite import rewrite_header_senders
 from relaybox.signing.signer import (
     KeyCheck,
@@ -25,7 +26,25 @@ from relaybox.signing.signer import (
     signing_keys,
 )
 
-__all__ = ["prepare"]
+__all__ = ["HOP_LIMIT", "prepare", "received_count"]
+
+HOP_LIMIT = 50
+"""More Received: fields than this and a message is looping (RFC 5321 §6.3: a relay must
+detect loops; Postfix's `hopcount_limit` is 50). The one relaybox added counts."""
+
+
+async def received_count(data: bytes) -> int:
+    """How many Received: fields the message's header has, exactly once there may be too many.
+
+    A count of the field name in the raw header (an upper bound: a folded line never starts
+    with it) settles the usual case without parsing; only a header with more than
+    `HOP_LIMIT` such lines is parsed, off the event loop.
+    """
+    head = split_header(data)[0]
+    rough = head.lower().count(b"\nreceived:") + head[:9].lower().startswith(b"received:")
+    if rough <= HOP_LIMIT:
+        return rough
+    return await asyncio.to_thread(lambda: field_count(parse_header(head), "Received"))
 
 
 async def prepare(

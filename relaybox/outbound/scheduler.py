@@ -3,7 +3,9 @@ records what happened: delivered, deferred with a backoff, or bounced with a DSN
 
 It reads the spool for work (so a restart resumes exactly where it stopped), keeps only the ids
 in flight in memory, limits connections in total and per destination, paces destinations that
-throttle, and never waits on the disk on the event loop. Routing is `routing`'s job, the bytes sent
+throttle, and never waits on the disk on the event loop. What the next hop took is written
+before its connection carries another message, through `recorder`, which holds delivery back
+while the spool cannot write. Routing is `routing`'s job, the bytes sent
 (rewrite, DKIM) `content`'s, SMTP `client`'s, retry or bounce `retry`'s (a pure function), DSN
 wording `dsn`'s.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from relaybox.clock import Clock, system_clock
@@ -35,8 +38,9 @@ from relaybox.maillog import MailLog
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.client import Courier, Outcome, Transaction
-from relaybox.outbound.content import prepare
+from relaybox.outbound.content import HOP_LIMIT, prepare, received_count
 from relaybox.outbound.handshake import Credentials, Hop
+from relaybox.outbound.recorder import RETRY_EVERY, Recorder
 from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
 from relaybox.queue import (
@@ -106,6 +110,16 @@ FAILED_ATTEMPT_PAUSE = 60.0
 tried again."""
 
 
+def _listed(items: Iterable[str], most: int = 5) -> str:
+    """The first `most` items, then how many more: a log line stays a line."""
+    remaining = iter(items)
+    shown = list(itertools.islice(remaining, most + 1))
+    if len(shown) <= most:
+        return ", ".join(shown)
+    rest = sum(1 for _ in remaining) + 1
+    return ", ".join(shown[:most]) + f" and {rest} more"
+
+
 class Scheduler:
     """Runs deliveries for one engine; `start()`, `wake()` when work arrives, `stop()`."""
 
@@ -122,6 +136,7 @@ class Scheduler:
         clock: Clock = system_clock,
         on_suppressed: Callable[[Sequence[tuple[str, str, float | None]]], None] | None = None,
         on_key_checked: Callable[[DkimKeyChecked], None] | None = None,
+        record_retry_every: float = RETRY_EVERY,
     ) -> None:
         self._config = config
         self._on_suppressed = on_suppressed
@@ -136,6 +151,8 @@ class Scheduler:
         self.bus = bus
         self.log = log
         self.clock = clock
+        self.recorder = Recorder(bus=bus, log=log, clock=clock, retry_every=record_retry_every)
+        """Writes outcomes; while one waits in memory (the spool refused it), nothing starts."""
         self._active: set[int] = set()
         self._paused: dict[int, float] = {}
         """Messages whose last attempt failed inside relaybox: not before this time."""
@@ -224,6 +241,10 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
+            if self.recorder.paused:
+                # An outcome the spool refused waits in memory: start nothing until it is
+                # written (its message stays in `_active`, so it is not picked again either).
+                await self.recorder.wait_clear()
             self._wake.clear()
             config = self._config()
             capacity = config.delivery.max_connections * 2 - len(self._active)
@@ -293,6 +314,14 @@ class Scheduler:
         config = self._config()
         now = self.clock()
         outcomes: dict[int, RecipientOutcome] = {}
+        received = await received_count(job.data)
+        if received > HOP_LIMIT:
+            # Queued before the end of DATA counted hops (or put back by an admin): bounce it.
+            reply = Reply.looping(received, HOP_LIMIT)
+            looping = [RecipientOutcome(r.idx, "bounced", reply) for r in job.recipients]
+            self.log.warning("looping", queue_id=job.queue_id, received=received, reply=reply)
+            await self._record(job, looping, [], config, now)
+            return
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
         for rcpt in job.recipients:
             destination = destination_for(config, rcpt.address, job.sender)
@@ -447,6 +476,28 @@ class Scheduler:
                         )
                     )
 
+            address_of = {r.idx: r.address for r in recipients}
+
+            async def answered(outcomes: dict[str, Outcome]) -> None:
+                # Written before this connection carries another message (see Courier).
+                delivered = [
+                    RecipientOutcome(r.idx, "delivered", found.reply, None, destination.key)
+                    for r, address in zip(recipients, addresses, strict=True)
+                    if (found := outcomes.get(address)) is not None and found.state == "delivered"
+                ]
+                if delivered:
+                    await self.recorder.record(
+                        lambda: self.spool.record_delivered(
+                            job.message_id, delivered, now=self.clock()
+                        ),
+                        lambda: (
+                            f"{job.queue_id} delivered to {destination.key}: "
+                            + _listed(f"<{address_of[o.idx]}>" for o in delivered)
+                        ),
+                    )
+
+            # Started attempts too must wait while an outcome is unwritten (see `_run`).
+            await self.recorder.wait_clear()
             result = await self.courier.deliver(
                 hops.hops,
                 Transaction(sender, addresses, content, job.body_8bit, job.smtputf8),
@@ -454,6 +505,7 @@ class Scheduler:
                 credentials=self.credentials.get(id(route)),
                 ca_file=str(route.ca_file) if route.ca_file else None,
                 on_line=live,
+                on_answered=answered,
             )
         rows = [
             AttemptRow(
@@ -565,15 +617,21 @@ class Scheduler:
                 await asyncio.to_thread(dsn_message, job, list(deferred), "delayed", config, now)
             )
         suppress = list(decision.suppress)
-        recorded = await self.spool.finish_attempt(
-            job.message_id,
-            list(decision.outcomes),
-            attempts,
-            now=now,
-            new_messages=new_messages,
-            suppress=suppress,
-            warned=decision.delay_dsn,
-            signatures=signatures,
+        recorded = await self.recorder.record(
+            lambda: self.spool.finish_attempt(
+                job.message_id,
+                list(decision.outcomes),
+                attempts,
+                now=now,
+                new_messages=new_messages,
+                suppress=suppress,
+                warned=decision.delay_dsn,
+                signatures=signatures,
+            ),
+            lambda: (
+                f"{job.queue_id} attempt: "
+                + _listed(f"<{by_idx[o.idx].address}> {o.state}" for o in decision.outcomes)
+            ),
         )
         if not recorded:
             self.log.event(

@@ -21,7 +21,7 @@ from relaybox.queue.model import (
 )
 from relaybox.queue.schema import encode_transcript, sql_list
 
-__all__ = ["record_attempt", "recover_active", "refresh_message"]
+__all__ = ["record_attempt", "record_delivered", "recover_active", "refresh_message"]
 
 # Recipients no attempt or admin action changes any more.
 _FINISHED = (RecipientState.DELIVERED, RecipientState.BOUNCED)
@@ -29,6 +29,11 @@ _FINISHED = (RecipientState.DELIVERED, RecipientState.BOUNCED)
 _PENDING = (RecipientState.QUEUED, RecipientState.DEFERRED)
 
 # Conditions on an attempt's recipient updates (see `record_attempt`).
+_RECIPIENT_UPDATE = (
+    "UPDATE recipients SET state = ?, last_reply = ?, next_attempt_at = ?,"
+    " destination = COALESCE(?, destination), attempts = attempts + ?,"
+    " updated_at = ? WHERE message_id = ? AND idx = ?"
+)
 _NOT_FINISHED = f" AND state NOT IN {sql_list(_FINISHED)}"
 _STILL_PENDING = f" AND state IN {sql_list(_PENDING)}"
 
@@ -84,14 +89,9 @@ def record_attempt(
                 encode_transcript(attempt.transcript),
             ),
         )
-    update = (
-        "UPDATE recipients SET state = ?, last_reply = ?, next_attempt_at = ?,"
-        " destination = COALESCE(?, destination), attempts = attempts + ?,"
-        " updated_at = ? WHERE message_id = ? AND idx = ?"
-    )
     for final in (True, False):
         conn.executemany(
-            update + (_NOT_FINISHED if final else _STILL_PENDING),
+            _RECIPIENT_UPDATE + (_NOT_FINISHED if final else _STILL_PENDING),
             [
                 (
                     o.state,
@@ -120,6 +120,33 @@ def record_attempt(
     for address, reason, expires in suppress:
         suppression.add(conn, address, reason, now, expires)
     return True
+
+
+def record_delivered(
+    conn: sqlite3.Connection,
+    message_id: int,
+    outcomes: Sequence[RecipientOutcome],
+    *,
+    now: float,
+) -> None:
+    """Mark the recipients the next hop has just taken delivered, ahead of the whole attempt.
+
+    Written as soon as the next hop's 250 is read and before another transaction starts on
+    that connection, so that a crash sends again at most the transactions in flight; the
+    attempt's transcript, its other recipients and any DSN follow in `record_attempt`, which
+    leaves these alone (they are finished) and derives the message's state: until then it
+    reads as before, as if the attempt were still running. (After a crash in between, the
+    scheduler finds nothing left to send to and `refresh_message` puts that right.) A
+    recipient already finished, or a message deleted meanwhile, is left as it is.
+    """
+    conn.executemany(
+        _RECIPIENT_UPDATE + _NOT_FINISHED,
+        [
+            (o.state, o.reply, None, o.destination, 1, now, message_id, o.idx)
+            for o in outcomes
+            if o.state == "delivered"
+        ],
+    )
 
 
 def recover_active(conn: sqlite3.Connection, now: float) -> int:

@@ -35,7 +35,12 @@ from relaybox.queue.model import (
     SpoolError,
     SuppressionRow,
 )
-from relaybox.queue.outcomes import record_attempt, recover_active, refresh_message
+from relaybox.queue.outcomes import (
+    record_attempt,
+    record_delivered,
+    recover_active,
+    refresh_message,
+)
 from relaybox.queue.schema import MIGRATIONS, connect, migrate
 from relaybox.queue.writer import Writer
 
@@ -332,6 +337,16 @@ class Spool:
                 signatures=signatures,
             )
         )
+
+    async def record_delivered(
+        self, message_id: int, outcomes: Sequence[RecipientOutcome], *, now: float
+    ) -> None:
+        """Mark recipients delivered the moment the next hop took them (see `finish_attempt`).
+
+        Committed (fsynced, with whatever else the writer has pending) before this returns;
+        the scheduler starts no other transaction on that connection until it has.
+        """
+        await self._write(lambda conn: record_delivered(conn, message_id, outcomes, now=now))
 
     async def refresh_state(self, message_id: int) -> None:
         """Recompute a message's state from its recipients (after an attempt found nothing due)."""

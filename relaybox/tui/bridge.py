@@ -15,6 +15,8 @@ from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
+    DeliveryPaused,
+    DeliveryResumed,
     DestinationSuspended,
     DkimKeyChecked,
     DomainsChecked,
@@ -40,6 +42,8 @@ UI_EVENTS: tuple[type[Event], ...] = (
     *MESSAGE_CHANGES,
     AttemptStarted,
     AttemptFinished,
+    DeliveryPaused,
+    DeliveryResumed,
     DestinationSuspended,
     DkimKeyChecked,
     DomainsChecked,
@@ -137,6 +141,22 @@ class EventBridge:
                 self._rates.count("out")
         elif kind is DomainsChecked:
             self._app.domains_checked()
+        elif isinstance(event, DeliveryPaused | DeliveryResumed):
+            self._delivery_paused(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
+
+    def _delivery_paused(self, event: DeliveryPaused | DeliveryResumed) -> None:
+        """The spool cannot record outcomes (or can again): on the status bar until it is
+        over, and one notification when it starts."""
+        paused = event.error if isinstance(event, DeliveryPaused) else None
+        if paused is not None and self._status.delivery_paused is None:
+            self._app.notify(
+                f"Delivery paused: the spool cannot record what was delivered ({paused}). "
+                "Free disk space in the state directory; delivery resumes by itself.",
+                severity="error",
+                timeout=15,
+            )
+        self._status.delivery_paused = paused
+        self._status.show(None)

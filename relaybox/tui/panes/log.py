@@ -16,6 +16,8 @@ from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     AttemptFinished,
     AttemptStarted,
+    DeliveryPaused,
+    DeliveryResumed,
     DestinationSuspended,
     DkimKeyChecked,
     DomainsChecked,
@@ -96,6 +98,12 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
     MessageDeleted: lambda e, at: ("warn", f"{at} {e.queue_id}: deleted by an admin"),
     MessageRejected: _rejected,
     DestinationSuspended: _suspended,
+    DeliveryPaused: lambda e, at: (
+        "bad",
+        f"{at} delivery paused: the spool cannot record outcomes ({e.error}); "
+        f"{e.unrecorded} waiting",
+    ),
+    DeliveryResumed: lambda e, at: ("good", f"{at} delivery resumed: every outcome recorded"),
     DomainsChecked: lambda e, at: (
         "note",
         f"{at} domain checks ready: {', '.join(e.domains)} (5 shows them)",

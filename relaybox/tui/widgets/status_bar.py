@@ -1,6 +1,7 @@
 """The status bar: listeners, counts by state, mail in and out per minute with their
-sparklines, where the engine runs. It reads the queue's overview on its own timer; the event
-bridge only marks it stale, counts arrivals and deliveries, and says when the engine is gone.
+sparklines, where the engine runs, and that delivery is paused when the spool cannot write. It
+reads the queue's overview on its own timer; the event bridge only marks it stale, counts
+arrivals and deliveries, and says when the engine is gone or delivery paused.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class StatusBar(Horizontal):
         """The engine went away (attached); the event bridge sets and clears it."""
         self.stale = False
         """Mail moved since the overview was read (the event bridge sets it)."""
+        self.delivery_paused: str | None = None
+        """Why delivery is paused (the spool refused an outcome), None when it is not; the
+        event bridge sets and clears it."""
         self._read_at = 0.0
         self._status = ""
 
@@ -184,6 +188,10 @@ class StatusBar(Horizontal):
             )
         else:
             second = self._status or "reading the queue…"
+        if self.delivery_paused is not None:
+            # First on the line: nothing is being sent until the spool can write again.
+            warning = True
+            second = f"DELIVERY PAUSED: the spool cannot write ({self.delivery_paused}) · {second}"
         # Only what changed is touched: under load this runs twice a second beside the relay.
         if self.has_class("warning") != warning:
             self.set_class(warning, "warning")
