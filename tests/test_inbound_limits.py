@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from relaybox.config.model import LimitsConfig, ListenerConfig
+from relaybox.inbound.content_checks import from_addresses, hop_refusal
 from relaybox.inbound.error_limit import SessionErrors
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
@@ -385,3 +386,13 @@ def test_reserved_connections_must_leave_room_for_others(tmp_path: Path) -> None
 def test_limit_ranges(tmp_path: Path, setting: str, words: str) -> None:
     problem = only_error(tmp_path, f"[limits]\n{setting}\n")
     assert words in problem.message, problem.message
+
+
+async def test_a_header_sent_a_few_bytes_per_write_is_read_in_linear_time() -> None:
+    """The header block is found in the parts of a message as the client's writes cut it; one
+    search per part would take minutes for a 256 KB header sent six bytes at a time."""
+    parts = [b"Received: x\r\n"] * 60 + [b"X: a\r\n"] * 45_000 + [b"\r\nbody\r\n"]
+    started = time.monotonic()
+    assert await hop_refusal(parts) == Reply.TOO_MANY_HOPS
+    assert await from_addresses(parts) == []
+    assert time.monotonic() - started < 2
