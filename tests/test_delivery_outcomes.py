@@ -21,7 +21,7 @@ import pytest
 
 from relaybox.events import DeliveryPaused, DeliveryResumed, EventBus
 from relaybox.maillog import MailLog
-from relaybox.outbound.content import HOP_LIMIT
+from relaybox.message.headers import MAX_HOPS
 from relaybox.outbound.recorder import Recorder
 from relaybox.queue import NewMessage, Spool, SpoolError
 
@@ -275,12 +275,12 @@ async def test_a_queued_message_with_too_many_hops_is_bounced_not_sent(
     looping = await queue_directly(
         run,
         new_message(
-            data=with_received(HOP_LIMIT + 1), recipients=("b@example.org",), arrived_at=now
+            data=with_received(MAX_HOPS + 1), recipients=("b@example.org",), arrived_at=now
         ),
     )
     at_limit = await queue_directly(
         run,
-        new_message(data=with_received(HOP_LIMIT), recipients=("c@example.org",), arrived_at=now),
+        new_message(data=with_received(MAX_HOPS), recipients=("c@example.org",), arrived_at=now),
     )
     detail = await wait_state(run, looping, {"bounced"})
     (recipient,) = detail.recipients

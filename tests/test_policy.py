@@ -13,6 +13,7 @@ from relaybox.config.model import LimitsConfig, ListenerConfig, SocketAddress, U
 from relaybox.inbound.policy import (
     Client,
     check_from,
+    check_hops,
     check_mail,
     check_rates,
     check_rcpt,
@@ -20,8 +21,10 @@ from relaybox.inbound.policy import (
     client_ip,
     may_relay,
     may_send_as,
+    may_take_reserved_slot,
 )
 from relaybox.inbound.throttle import RateTable
+from relaybox.message.headers import MAX_HOPS
 from relaybox.message.replies import Reply
 
 OFFICE = ipaddress.ip_network("192.0.2.0/24")
@@ -255,3 +258,28 @@ def test_user_may_not_send_as_others(address: str) -> None:
 
 def test_message_without_a_from_address_is_refused_for_users() -> None:
     assert check_from(ALICE, []) == Reply.NO_FROM_ADDRESS
+
+
+# ---------------------------------------------------------------------- reserved slots, hops
+
+
+def test_only_a_relay_listener_s_allowed_networks_may_take_reserved_slots() -> None:
+    """The office's machines (any relay listener's allowed_networks, whichever listener they
+    connect to) may; strangers and a submission listener's networks may not."""
+    other = ListenerConfig(
+        listen=(SocketAddress("0.0.0.0", 2525),),
+        role="submission",
+        allowed_networks=(ipaddress.ip_network("198.51.100.0/24"),),
+    )
+    listeners = (SUBMISSION, RELAY, other)
+    assert may_take_reserved_slot(client_ip("192.0.2.7"), listeners)
+    assert may_take_reserved_slot(client_ip("::ffff:192.0.2.7"), listeners)
+    assert not may_take_reserved_slot(client_ip("203.0.113.9"), listeners)
+    assert not may_take_reserved_slot(client_ip("198.51.100.1"), listeners)
+
+
+def test_more_than_fifty_received_fields_is_a_loop() -> None:
+    assert MAX_HOPS == 50  # Postfix's hopcount_limit
+    assert check_hops(50) is None
+    assert check_hops(51) == Reply.TOO_MANY_HOPS
+    assert Reply.TOO_MANY_HOPS.startswith("554 5.4.6 ")  # RFC 3463: routing loop detected

@@ -24,6 +24,19 @@ def test_connections_beyond_the_total_are_refused() -> None:
     assert table.total == 2
 
 
+def test_reserved_slots_are_left_to_trusted_clients() -> None:
+    table = ConnectionTable()
+
+    for n in range(3):
+        assert table.open(f"203.0.113.{n}", 5, 5, reserved=2, trusted=False) is None
+    assert table.open("203.0.113.9", 5, 5, reserved=2, trusted=False) == "total"
+    assert table.open("192.0.2.1", 5, 5, reserved=2, trusted=True) is None
+    assert table.open("192.0.2.1", 5, 5, reserved=2, trusted=True) is None
+    assert table.open("192.0.2.2", 5, 5, reserved=2, trusted=True) == "total"
+    table.close("192.0.2.1")
+    assert table.open("203.0.113.9", 5, 5, reserved=2, trusted=False) == "total"
+
+
 def test_connections_beyond_the_per_ip_limit_are_refused() -> None:
     table = ConnectionTable()
 

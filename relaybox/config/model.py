@@ -135,10 +135,20 @@ class LimitsConfig:
     """Longest command line including CRLF (RFC 5321 §4.5.3.1.4), plus room for extensions."""
     idle_timeout: Annotated[float, _TIMEOUT] = 300.0
     """Seconds a client may stay silent between commands (RFC 5321 §4.5.3.2.7)."""
-    data_timeout: Annotated[float, _TIMEOUT] = 600.0
-    """Total seconds allowed for one DATA transfer, so a slow sender cannot hold a slot forever."""
+    data_timeout: Annotated[float, _TIMEOUT] = 300.0
+    """Total seconds allowed for one DATA transfer, so a slow sender cannot hold a slot forever
+    (Postfix's smtpd_timeout is 300 s)."""
+    max_session_time: Annotated[float, Range(0, 4 * 3600, low_inclusive=False, unit="seconds")] = (
+        3600.0
+    )
+    """Longest life of one SMTP session: past it the client gets 421 4.4.2 at its next command
+    (NOOP, RSET and HELP included) or as soon as it is idle, and must connect again. A message
+    being transferred is not cut off; the session ends right after its reply."""
     max_connections: Annotated[int, _POSITIVE] = 200
     """Concurrent SMTP connections over all listeners; more get 421 4.7.0."""
+    reserved_connections: Annotated[int, Range(0)] = 20
+    """How many of max_connections only clients in a listener's allowed_networks may take, so
+    strangers cannot crowd out the office's own machines; less than max_connections."""
     max_connections_per_ip: Annotated[int, _POSITIVE] = 50
     """Concurrent connections from one client IP (IPv6 counted per address); more get 421."""
     max_messages_per_minute_per_ip: Annotated[int, Range(0)] = 0
@@ -147,6 +157,16 @@ class LimitsConfig:
     """Messages one authenticated user may send per minute (0 = no limit); beyond, 450 4.7.1.
 
     `UserConfig.max_messages_per_minute` overrides it for one user."""
+    soft_error_limit: Annotated[int, Range(0)] = 10
+    """Error replies in one session (refused commands, syntax errors, unknown commands, blank
+    lines) after which each further error reply is delayed by error_sleep_time (Postfix's
+    smtpd_soft_error_limit)."""
+    hard_error_limit: Annotated[int, Range(1)] = 20
+    """Error replies in one session after which it gets 421 4.7.0 and is closed (Postfix's
+    smtpd_hard_error_limit); at least soft_error_limit."""
+    error_sleep_time: Annotated[float, Range(0, 60, unit="seconds")] = 1.0
+    """Seconds each error reply past soft_error_limit waits before it is sent (Postfix's
+    smtpd_error_sleep_time); the session reads nothing more meanwhile."""
 
 
 @dataclass(frozen=True)

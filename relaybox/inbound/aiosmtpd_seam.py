@@ -25,6 +25,7 @@ __all__ = [
     "PRIVATE_ATTRIBUTES",
     "PRIVATE_METHODS",
     "READER_ATTRIBUTES",
+    "buffered",
     "init_protocol",
     "push_back",
     "wide_reader",
@@ -68,7 +69,8 @@ PRIVATE_METHODS: dict[str, str] = {
 """Private methods of aiosmtpd's `SMTP` that relaybox overrides or calls, and why."""
 
 READER_ATTRIBUTES: dict[str, str] = {
-    "_buffer": "bytes pipelined after the DATA terminator go back in front of the buffer",
+    "_buffer": "bytes pipelined after the DATA terminator go back in front of the buffer; "
+    "bytes already there when DATA is read were sent before the 354 (RFC 2920 §3.1)",
     "_limit": "widened during DATA so the transport is not paused every few kilobytes",
 }
 """Private attributes of `asyncio.StreamReader` used while reading DATA (`wide_reader`)."""
@@ -178,6 +180,11 @@ def init_protocol(
     p._ehlo_hook_ver = "new" if "EHLO" in p._handle_hooks else None
     p._smtp_methods = {verb: MethodType(fn, protocol) for verb, fn in smtp_methods}
     p._enforce_call_limit = False
+
+
+def buffered(reader: asyncio.StreamReader) -> int:
+    """How many bytes `reader` has received that nobody has read yet."""
+    return len(reader._buffer)  # type: ignore[attr-defined]
 
 
 def push_back(reader: asyncio.StreamReader, data: bytes) -> None:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relaybox.config.model import LimitsConfig, ListenerConfig, RouteConfig, UserConfig
 from relaybox.inbound.throttle import RateTable
+from relaybox.message.headers import MAX_HOPS
 from relaybox.message.replies import Reply
 
 __all__ = [
     "Client",
     "check_from",
     "check_helo",
+    "check_hops",
     "check_mail",
     "check_rates",
     "check_rcpt",
@@ -29,6 +32,7 @@ __all__ = [
     "client_ip",
     "may_relay",
     "may_send_as",
+    "may_take_reserved_slot",
 ]
 
 
@@ -66,6 +70,24 @@ def may_relay(client: Client) -> bool:
     if client.listener.role != "relay":
         return False
     return any(client.ip in net for net in client.listener.allowed_networks)
+
+
+def may_take_reserved_slot(ip: IPAddress, listeners: Sequence[ListenerConfig]) -> bool:
+    """Whether a client may take one of `[limits] reserved_connections`: it is in the
+    allowed_networks of a relay listener (the office's own machines), on whichever listener
+    it connects to, so strangers cannot take every slot."""
+    return any(
+        ip in net
+        for listener in listeners
+        if listener.role == "relay"
+        for net in listener.allowed_networks
+    )
+
+
+def check_hops(received_fields: int) -> str | None:
+    """Refuse a message that has passed through more than `MAX_HOPS` servers: a mail loop
+    (RFC 5321 §6.3 asks for a limit on Received: fields; Postfix's hopcount_limit is 50)."""
+    return Reply.TOO_MANY_HOPS if received_fields > MAX_HOPS else None
 
 
 def check_mail(

@@ -3,12 +3,14 @@
 `InboundSMTP` subclasses aiosmtpd's `SMTP` and overrides its public `smtp_MAIL`, `smtp_RCPT`,
 `smtp_DATA`, `smtp_AUTH` and `auth_*` methods for what it does not do the way a relay must:
 strict RFC 5321 address parsing (`message.address`), policy (`inbound.policy`), a DATA reader
-that is strict about line endings (`inbound.data_reader`: SMTP smuggling), and a transcript of
-every session (`message.transcript`). EHLO, RSET, NOOP, QUIT, STARTTLS and the AUTH exchange
-stay aiosmtpd's; the private aiosmtpd names still used are listed in `inbound.aiosmtpd_seam`.
-Delivery, TLS certificates, AUTH users and binding sockets (`inbound.listeners`) are not here.
-At about 650 lines it is over the usual size because aiosmtpd's protocol is one class holding
-the session's state; the decisions it makes are in the modules named above.
+that is strict about line endings (`inbound.data_reader`: SMTP smuggling), checks of the header
+block (`inbound.content_checks`), per-session error limits (`inbound.error_limit`), a session
+lifetime, and a transcript of every session (`message.transcript`). EHLO, RSET, NOOP, QUIT,
+STARTTLS and the AUTH exchange stay aiosmtpd's; the private aiosmtpd names still used are
+listed in `inbound.aiosmtpd_seam`. Delivery, TLS certificates, AUTH users and binding sockets
+(`inbound.listeners`) are not here. At about 780 lines it is over the usual size because
+aiosmtpd's protocol is one class holding the session's state; the decisions it makes are in
+the modules named above.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
 
 from relaybox.config.model import Config, ListenerConfig, UserConfig
 from relaybox.events import MessageAccepted, MessageRejected, SessionClosed, SessionOpened
-from relaybox.inbound.aiosmtpd_seam import init_protocol, push_back, wide_reader
+from relaybox.inbound.aiosmtpd_seam import buffered, init_protocol, push_back, wide_reader
 from relaybox.inbound.auth import Authenticator
+from relaybox.inbound.content_checks import from_addresses, hop_refusal
 from relaybox.inbound.context import InboundContext, new_session_id
 from relaybox.inbound.data_reader import DataEnd, DataReader
+from relaybox.inbound.error_limit import SessionErrors
 from relaybox.inbound.policy import (
     Client,
     check_from,
@@ -36,10 +40,11 @@ from relaybox.inbound.policy import (
     check_rcpt,
     check_route,
     client_ip,
+    may_take_reserved_slot,
 )
 from relaybox.inbound.sasl import Credentials, SaslError, decode_base64, decode_plain
 from relaybox.message.address import AddressError, parse_mail, parse_rcpt
-from relaybox.message.headers import addresses, header_safe, parse_header, split_header
+from relaybox.message.headers import header_safe
 from relaybox.message.queueid import new_queue_id
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import Transcript, TranscriptLine, tls_summary
@@ -48,8 +53,6 @@ from relaybox.queue import NewMessage, SpoolError
 __all__ = ["InboundSMTP"]
 
 _READ_CHUNK = 1 << 16
-_MAX_HEADER_CHECKED = 1 << 16
-"""The From: check reads this much of a message at most for its header block."""
 _MAX_AUTH_FAILURES_PER_SESSION = 3
 
 
@@ -80,6 +83,14 @@ class InboundSMTP(SMTP):
         self._client: Client | None = None
         self._in_data = False
         self._body_8bit_declared = False
+        self._errors = SessionErrors(
+            self.limits.soft_error_limit, self.limits.hard_error_limit, self.limits.error_sleep_time
+        )
+        self._closing = False
+        """The last reply has been sent: nothing more is said on this connection."""
+        self._session_deadline = self.loop.time() + self.limits.max_session_time
+        self._lifetime_handle: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -117,20 +128,36 @@ class InboundSMTP(SMTP):
         await method(self, arg)
 
     async def push(self, status: str | bytes) -> None:
-        """Send a reply line; the lines of a multi-line reply go out in one write."""
+        """Send a reply line; the lines of a multi-line reply go out in one write.
+
+        Every error reply is counted (`inbound.error_limit`): past `[limits] soft_error_limit`
+        it waits `error_sleep_time` first, and the command loop reads nothing meanwhile, so
+        pipelined errors are slowed too; at `hard_error_limit` the session ends with 421.
+        """
+        if self._closing:
+            return  # after the goodbye nothing more is said
         if isinstance(status, bytes):  # aiosmtpd's AUTH challenges come as bytes
             line, status = status + b"\r\n", status.decode("ascii", "replace")
         else:
             line = status.encode("utf-8") + b"\r\n"
-        self.transcript.server(status)
         if len(status) > 3 and status[3] == "-":
+            self.transcript.server(status)
             self._pending_reply.append(line)  # RFC 5321 §4.2.1: more lines follow
             return
+        verdict = self._errors.judge(status)
+        if verdict is not None and verdict.delay > 0:
+            await asyncio.sleep(verdict.delay)
+            if self._closing:
+                return
+        self.transcript.server(status)
         if self._pending_reply:
             line = b"".join(self._pending_reply) + line
             self._pending_reply.clear()
         self._writer.write(line)
         await self._writer.drain()
+        if verdict is not None and verdict.close:
+            self.transcript.note(f"{self._errors.count} errors: session ended")
+            await self._goodbye(Reply.too_many_errors(self.hostname))
 
     async def handle_exception(self, error: Exception) -> str:
         """aiosmtpd's last resort: log it in our log (concisely for TLS failures) and reply."""
@@ -165,10 +192,36 @@ class InboundSMTP(SMTP):
             return
         self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: closes the connection
 
+    def _lifetime_timer(self) -> None:
+        """`[limits] max_session_time` has passed: an idle session ends now. A message being
+        transferred is not cut off (Postfix bounds a transfer by its timeout only): DATA ends
+        the session itself once its reply is sent."""
+        self._lifetime_handle = None
+        if not self._in_data and not self._closing and self.transport is not None:
+            self._expiry = self.loop.create_task(self._expire())
+
+    async def _expire(self) -> None:
+        """End a session older than `[limits] max_session_time` (NOOP, RSET or HELP cannot keep
+        one open for ever, so neither can a stranger holding a connection slot)."""
+        if self._closing:
+            return
+        seconds = round(self.ctx.clock() - self.started_at)
+        self.transcript.note(f"session time limit reached after {seconds} s")
+        self.ctx.log.event(
+            "session-expired", client=self.client_ip, session=self.session_id, seconds=seconds
+        )
+        await self._goodbye(Reply.SESSION_TOO_LONG)
+
     async def _goodbye(self, reply: str) -> None:
-        """Send a final reply and close the connection."""
+        """Send a final reply (never delayed, never counted as an error) and close."""
+        if self._closing:
+            return
+        self._closing = True
+        self.transcript.server(reply)
+        self._pending_reply.clear()
         try:
-            await self.push(reply)
+            self._writer.write(reply.encode("utf-8") + b"\r\n")
+            await self._writer.drain()
         except (ConnectionError, RuntimeError):
             pass
         if self.transport is not None:
@@ -188,14 +241,17 @@ class InboundSMTP(SMTP):
         return self._in_data or (self.envelope is not None and self.envelope.mail_from is not None)
 
     def _reject(self, stage: str, reply: str, **fields: Any) -> None:
-        self.ctx.log.event(
-            "reject",
-            stage=stage,
-            client=self.client_ip,
-            session=self.session_id,
-            reply=reply,
-            **fields,
-        )
+        """Publish a refusal, and log it if it is the session's first; later ones are counted
+        in the `errors` line the session ends with."""
+        if self._errors.log_refusal():
+            self.ctx.log.event(
+                "reject",
+                stage=stage,
+                client=self.client_ip,
+                session=self.session_id,
+                reply=reply,
+                **fields,
+            )
         self.ctx.bus.publish(
             MessageRejected(
                 self.session_id,
@@ -240,15 +296,21 @@ class InboundSMTP(SMTP):
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        """aiosmtpd's EHLO hook: its reply lines in, ours out (no AUTH line without mechanisms,
-        RFC 4954 §3). A check of the EHLO name would go here."""
+        """aiosmtpd's EHLO hook: its reply lines in, ours out: PIPELINING (RFC 2920; the
+        command loop reads commands that arrive together one by one, and DATA ends a group),
+        and no AUTH line without mechanisms (RFC 4954 §3)."""
         session.host_name = hostname
-        return [line for line in responses if line.rstrip() != "250-AUTH"]
+        lines = [line for line in responses if line.rstrip() != "250-AUTH"]
+        return [*lines[:1], "250-PIPELINING", *lines[1:]]
 
     async def _handle_client(self) -> None:
         limits = self.limits
         refused = self.ctx.connections.open(
-            self.client_ip, limits.max_connections, limits.max_connections_per_ip
+            self.client_ip,
+            limits.max_connections,
+            limits.max_connections_per_ip,
+            limits.reserved_connections,
+            may_take_reserved_slot(client_ip(self.client_ip), self.config.listeners),
         )
         if refused is not None:
             reply = Reply.TOO_MANY_CONNECTIONS if refused == "total" else Reply.TOO_MANY_FROM_IP
@@ -257,6 +319,7 @@ class InboundSMTP(SMTP):
             return
         self._counted = True
         self.ctx.sessions.add(self)
+        self._lifetime_handle = self.loop.call_at(self._session_deadline, self._lifetime_timer)
         self.ctx.bus.publish(
             SessionOpened(
                 self.session_id,
@@ -294,10 +357,23 @@ class InboundSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
+        self._closing = True
+        if self._lifetime_handle is not None:
+            self._lifetime_handle.cancel()
+            self._lifetime_handle = None
         if not self._counted:
             return
         self._counted = False
         ctx = self.ctx
+        if self._errors.unlogged:
+            ctx.log.event(
+                "errors",
+                client=self.client_ip,
+                session=self.session_id,
+                count=self._errors.count,
+                last=self._errors.last,
+                ended="too many errors" if self._errors.exhausted else None,
+            )
         ctx.connections.close(self.client_ip)
         ctx.sessions.discard(self)
         now = ctx.clock()
@@ -536,33 +612,48 @@ class InboundSMTP(SMTP):
         if arg:
             await self.push(Reply.DATA_SYNTAX)
             return
+        if buffered(self._reader):
+            # RFC 2920 §3.1: DATA ends a command group, so nothing may follow it before the
+            # 354. A client that sends its message anyway is out of step (or hoping that what
+            # we read next is taken for something else): refuse and close, as Postfix 3.9 does.
+            self.transcript.note(f"{buffered(self._reader)} bytes sent before the 354")
+            self._reject("DATA", Reply.PIPELINED_DATA, sender=self.envelope.mail_from)
+            await self._goodbye(Reply.PIPELINED_DATA)
+            return
         self._in_data = True
         try:
-            await self.push(Reply.START_DATA)
-            try:
-                async with asyncio.timeout(self.limits.data_timeout):
-                    end = await self._read_data()
-            except TimeoutError:
-                self.transcript.note("DATA deadline passed")
-                self._reject("DATA", Reply.DATA_TIMEOUT, sender=self.envelope.mail_from)
-                await self._goodbye(Reply.DATA_TIMEOUT)
-                return
-            refusal = end.refusal
-            if refusal is None and self.auth_user is not None:
-                # Up to 64 KB of header through the email package: off the event loop.
-                found = await asyncio.to_thread(_from_addresses, end.content)
-                refusal = check_from(self.auth_user, found)
-            if refusal is not None:
-                self._reject("DATA", refusal, sender=self.envelope.mail_from)
-                self._set_post_data_state()  # type: ignore[no-untyped-call]
-                if end.close:
-                    await self._goodbye(refusal)
-                else:
-                    await self.push(refusal)
-                return
-            await self._store(end.content, end.body_8bit)
+            await self._receive_message()
         finally:
             self._in_data = False
+        if self.loop.time() >= self._session_deadline:
+            await self._expire()  # the lifetime passed during DATA, which it does not cut off
+
+    async def _receive_message(self) -> None:
+        """After an accepted DATA: 354, the message, its checks, and the spool's answer."""
+        assert self.envelope is not None
+        await self.push(Reply.START_DATA)
+        try:
+            async with asyncio.timeout(self.limits.data_timeout):
+                end = await self._read_data()
+        except TimeoutError:
+            self.transcript.note("DATA deadline passed")
+            self._reject("DATA", Reply.DATA_TIMEOUT, sender=self.envelope.mail_from)
+            await self._goodbye(Reply.DATA_TIMEOUT)
+            return
+        refusal = end.refusal
+        if refusal is None:
+            refusal = await hop_refusal(end.content)
+        if refusal is None and self.auth_user is not None:
+            refusal = check_from(self.auth_user, await from_addresses(end.content))
+        if refusal is not None:
+            self._reject("DATA", refusal, sender=self.envelope.mail_from)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            if end.close:
+                await self._goodbye(refusal)
+            else:
+                await self.push(refusal)
+            return
+        await self._store(end.content, end.body_8bit)
 
     async def _read_data(self) -> DataEnd:
         """Feed the connection's bytes to a `DataReader` until DATA ends (its docstring has the
@@ -670,17 +761,6 @@ class InboundSMTP(SMTP):
         )
         self.ctx.accepted()
         await self.push(Reply.queued(queue_id))
-
-
-def _from_addresses(content: list[bytes]) -> list[str]:
-    """The From: addresses of a message received as `content` (RFC 5322 §3.6.2)."""
-    head = bytearray()
-    for part in content:
-        head += part
-        if len(head) > _MAX_HEADER_CHECKED or b"\r\n\r\n" in head:
-            break
-    block, _ = split_header(bytes(head), _MAX_HEADER_CHECKED)
-    return addresses(parse_header(block[:_MAX_HEADER_CHECKED]), "From")
 
 
 def _only_goodbye(lines: Sequence[TranscriptLine]) -> bool:

@@ -19,9 +19,19 @@ class ConnectionTable:
         self.total = 0
         self.per_ip: dict[str, int] = {}
 
-    def open(self, ip: str, max_total: int, max_per_ip: int) -> str | None:
-        """Count a new connection; returns why it is refused (then it is not counted)."""
-        if self.total >= max_total:
+    def open(
+        self, ip: str, max_total: int, max_per_ip: int, reserved: int = 0, trusted: bool = True
+    ) -> str | None:
+        """Count a new connection; returns why it is refused (then it is not counted).
+
+        Args:
+            ip: The client's address.
+            max_total: Connections allowed over all clients.
+            max_per_ip: Connections allowed from one address.
+            reserved: How many of `max_total` only trusted clients may take.
+            trusted: Whether this client may take a reserved slot (it is in allowed_networks).
+        """
+        if self.total >= (max_total if trusted else max_total - reserved):
             return "total"
         if self.per_ip.get(ip, 0) >= max_per_ip:
             return "per_ip"

@@ -16,6 +16,7 @@ from email.policy import SMTPUTF8, EmailPolicy
 
 __all__ = [
     "MAX_HEADER_BLOCK",
+    "MAX_HOPS",
     "POLICY",
     "addresses",
     "field_addresses",
@@ -24,6 +25,7 @@ __all__ = [
     "header_end",
     "header_safe",
     "header_value",
+    "received_upper_bound",
     "parse_header",
     "split_header",
 ]
@@ -91,6 +93,21 @@ def addresses(message: EmailMessage, name: str) -> list[str]:
         if field.lower() == wanted:
             found += field_addresses(field, value)
     return found
+
+
+MAX_HOPS = 50
+"""More Received: fields than this and a message is looping: RFC 5321 §6.3 asks for a limit,
+Postfix's `hopcount_limit` is 50. Refused at the end of DATA, bounced when found in the queue."""
+
+
+def received_upper_bound(header_block: bytes) -> int:
+    """How many Received: fields the header block can have at most, without parsing it.
+
+    A field starts a line, and a folded line never starts with a field name, so counting the
+    name at line starts can only overcount: when this is within `MAX_HOPS` no parse is needed.
+    """
+    lowered = header_block.lower()
+    return lowered.count(b"\nreceived:") + lowered.startswith(b"received:")
 
 
 def field_count(message: EmailMessage, name: str) -> int:

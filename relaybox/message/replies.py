@@ -29,6 +29,14 @@ class Reply:
     PREGREET = "554 5.5.1 Error: you talked before the greeting; goodbye"
     DATA_TIMEOUT = "421 4.4.2 Error: timeout exceeded while receiving DATA; goodbye"
     SHUTTING_DOWN = "421 4.3.2 Service shutting down; try again later"
+    SESSION_TOO_LONG = "421 4.4.2 Error: this session has lasted too long; connect again to go on"
+    PIPELINED_DATA = (  # RFC 2920 §3.1: DATA ends a command group; Postfix 3.9's wording
+        "554 5.5.0 Error: SMTP protocol synchronization; wait for the 354 reply to DATA "
+        "before sending the message"
+    )
+    TOO_MANY_HOPS = (  # RFC 5321 §6.3: a mail loop; Postfix's hopcount_limit reply
+        "554 5.4.6 Too many hops: the message has been through too many servers (a mail loop?)"
+    )
     RATE_LIMITED = "450 4.7.1 Too many messages from your address; slow down and try again later"
     USER_RATE_LIMITED = "450 4.7.1 Too many messages from your account this minute; try again later"
     BAD_HELO = (
@@ -59,6 +67,11 @@ class Reply:
         """Mail deferred because an admin suspended its destination (`Admin.resume` finds it
         again by this text)."""
         return f"451 4.4.5 Delivery to {destination} is suspended by the admin: {reason}"
+
+    @staticmethod
+    def too_many_errors(hostname: str) -> str:
+        """A session that reached `[limits] hard_error_limit`, worded as Postfix's smtpd."""
+        return f"421 4.7.0 {hostname} Error: too many errors"
 
     @staticmethod
     def queued(queue_id: str) -> str:

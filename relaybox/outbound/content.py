@@ -15,7 +15,13 @@ from collections.abc import Callable, MutableMapping
 
 from relaybox.config.model import Config, RouteConfig
 from relaybox.maillog import MailLog
-from relaybox.message.headers import field_count, parse_header, split_header
+from relaybox.message.headers import (
+    MAX_HOPS,
+    field_count,
+    parse_header,
+    received_upper_bound,
+    split_header,
+)
 from relaybox.outbound.rewrite import rewrite_header_senders
 from relaybox.signing.signer import (
     KeyCheck,
@@ -26,23 +32,18 @@ from relaybox.signing.signer import (
     signing_keys,
 )
 
-__all__ = ["HOP_LIMIT", "prepare", "received_count"]
-
-HOP_LIMIT = 50
-"""More Received: fields than this and a message is looping (RFC 5321 §6.3: a relay must
-detect loops; Postfix's `hopcount_limit` is 50). The one relaybox added counts."""
+__all__ = ["prepare", "received_count"]
 
 
 async def received_count(data: bytes) -> int:
     """How many Received: fields the message's header has, exactly once there may be too many.
 
-    A count of the field name in the raw header (an upper bound: a folded line never starts
-    with it) settles the usual case without parsing; only a header with more than
-    `HOP_LIMIT` such lines is parsed, off the event loop.
+    The upper bound settles the usual case without parsing; only a header that may have more
+    than `MAX_HOPS` is parsed, off the event loop. The Received: relaybox added counts.
     """
     head = split_header(data)[0]
-    rough = head.lower().count(b"\nreceived:") + head[:9].lower().startswith(b"received:")
-    if rough <= HOP_LIMIT:
+    rough = received_upper_bound(head)
+    if rough <= MAX_HOPS:
         return rough
     return await asyncio.to_thread(lambda: field_count(parse_header(head), "Received"))
 

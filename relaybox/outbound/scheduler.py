@@ -35,10 +35,11 @@ from relaybox.events import (
     MessageHeld,
 )
 from relaybox.maillog import MailLog
+from relaybox.message.headers import MAX_HOPS
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.client import Courier, Outcome, Transaction
-from relaybox.outbound.content import HOP_LIMIT, prepare, received_count
+from relaybox.outbound.content import prepare, received_count
 from relaybox.outbound.handshake import Credentials, Hop
 from relaybox.outbound.recorder import RETRY_EVERY, Recorder
 from relaybox.outbound.retry import decide
@@ -315,9 +316,9 @@ class Scheduler:
         now = self.clock()
         outcomes: dict[int, RecipientOutcome] = {}
         received = await received_count(job.data)
-        if received > HOP_LIMIT:
+        if received > MAX_HOPS:
             # Queued before the end of DATA counted hops (or put back by an admin): bounce it.
-            reply = Reply.looping(received, HOP_LIMIT)
+            reply = Reply.looping(received, MAX_HOPS)
             looping = [RecipientOutcome(r.idx, "bounced", reply) for r in job.recipients]
             self.log.warning("looping", queue_id=job.queue_id, received=received, reply=reply)
             await self._record(job, looping, [], config, now)

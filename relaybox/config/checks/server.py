@@ -40,9 +40,32 @@ def read_log(report: Report, table: dict[str, Any]) -> LogConfig | None:
 
 
 def read_limits(report: Report, table: dict[str, Any]) -> LimitsConfig | None:
-    """The `[limits]` table; every setting is checked by the range on its field."""
+    """The `[limits]` table: every setting is checked by the range on its field, and the pairs
+    that bound each other are checked together (the key named is the one written)."""
     config: LimitsConfig | None = read_table(report, "limits", LimitsConfig, table)
-    return config
+    if config is None:
+        return None
+    ok = True
+    if config.soft_error_limit > config.hard_error_limit:
+        written = "soft_error_limit" if "soft_error_limit" in table else "hard_error_limit"
+        report.error(
+            join_key("limits", written),
+            f"soft_error_limit ({config.soft_error_limit}) must not be more than "
+            f"hard_error_limit ({config.hard_error_limit}): a session that keeps making errors "
+            "is first slowed down, and only later disconnected",
+        )
+        ok = False
+    if config.reserved_connections >= config.max_connections:
+        written = "reserved_connections" if "reserved_connections" in table else "max_connections"
+        report.error(
+            join_key("limits", written),
+            f"reserved_connections ({config.reserved_connections}) must be less than "
+            f"max_connections ({config.max_connections}), or clients outside allowed_networks "
+            f"could never connect; lower reserved_connections (say to "
+            f"{config.max_connections // 10}) or raise max_connections",
+        )
+        ok = False
+    return config if ok else None
 
 
 def read_ui(report: Report, table: dict[str, Any]) -> UiConfig | None:
