@@ -17,7 +17,7 @@ import asyncio
 import datetime
 import email.utils
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
@@ -38,6 +38,7 @@ from relaybox.inbound.policy import (
     client_ip,
 )
 from relaybox.inbound.sasl import Credentials, SaslError, decode_base64, decode_plain
+from relaybox.inbound.transcript_budget import keep_transcript
 from relaybox.message.address import AddressError, parse_mail, parse_rcpt
 from relaybox.message.headers import addresses, header_safe, parse_header, split_header
 from relaybox.message.queueid import new_queue_id
@@ -301,20 +302,19 @@ class InboundSMTP(SMTP):
         ctx.connections.close(self.client_ip)
         ctx.sessions.discard(self)
         now = ctx.clock()
-        if self.transcript.truncated:
+        if self.transcript.truncated and self.messages:
             self.transcript.note(f"{self.transcript.truncated} more lines not kept")
         self.transcript.note("disconnect")
-        if self._stored_lines and _only_goodbye(self.transcript.lines[self._stored_lines :]):
-            pass  # the stored copy has everything but QUIT: spare the disk a write per session
-        else:
-            ctx.spool.record_session(
-                self.session_id,
-                self.started_at,
-                now,
-                self.listener.name,
-                self.client_ip,
-                self.transcript.lines,
-            )
+        keep_transcript(
+            ctx,
+            self.transcript,
+            started_at=self.started_at,
+            ended_at=now,
+            listener=self.listener.name,
+            client_ip=self.client_ip,
+            brought_message=self.messages > 0,
+            stored_lines=self._stored_lines,
+        )
         ctx.bus.publish(
             SessionClosed(self.session_id, self.client_ip, self.messages, at=ctx.clock())
         )
@@ -681,16 +681,6 @@ def _from_addresses(content: list[bytes]) -> list[str]:
             break
     block, _ = split_header(bytes(head), _MAX_HEADER_CHECKED)
     return addresses(parse_header(block[:_MAX_HEADER_CHECKED]), "From")
-
-
-def _only_goodbye(lines: Sequence[TranscriptLine]) -> bool:
-    """True when a session's last lines are just its farewell (QUIT, 221, the hang-up)."""
-    return all(
-        (line.direction == "C" and line.text.upper() == "QUIT")
-        or (line.direction == "S" and line.text.startswith("221"))
-        or (line.direction == "-" and line.text == "disconnect")
-        for line in lines
-    )
 
 
 def _valid_utf8(arg: str | None) -> None:
