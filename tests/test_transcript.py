@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from relaybox.events import EventBus, SessionLine
 from relaybox.message.transcript import (
+    MAX_KEPT_CHARS,
     MAX_LINE_CHARS,
     MAX_LINES,
     SUMMARY_HEAD,
@@ -88,6 +89,20 @@ def test_lines_beyond_max_lines_are_counted_not_kept() -> None:
     assert len(transcript.lines) == MAX_LINES
     assert transcript.lines[-1].text == f"NOOP {MAX_LINES - 1}"
     assert transcript.truncated == 25
+
+
+def test_long_lines_are_kept_up_to_a_total_then_counted() -> None:
+    """A session's memory is bounded in characters too, not only in lines: 2,000 lines of
+    1,000 characters would be 2 MB a connection."""
+    transcript = Transcript("S1")
+
+    for _ in range(MAX_LINES):
+        transcript.client("NOOP " + "x" * 995)
+
+    kept = sum(len(line.text) for line in transcript.lines)
+    assert MAX_KEPT_CHARS <= kept < MAX_KEPT_CHARS + MAX_LINE_CHARS + 30
+    assert transcript.truncated == MAX_LINES - len(transcript.lines)
+    assert transcript.tail[-1].text.startswith("NOOP xxx")  # the end is still known
 
 
 def test_lines_carry_the_clock_time_and_direction() -> None:

@@ -21,6 +21,9 @@ __all__ = ["Transcript", "TranscriptLine", "redact_command", "tls_summary"]
 
 MAX_LINES = 2000
 MAX_LINE_CHARS = 1000
+MAX_KEPT_CHARS = 262_144
+"""Characters of lines kept per session at most (with MAX_LINES): 200 connections of NOOP
+floods then hold about 50 MB, not 400. Lines past it are counted, as past MAX_LINES."""
 
 SUMMARY_HEAD = 10
 """A summary keeps a session's first lines: the greeting, EHLO and the first refusal..."""
@@ -83,9 +86,10 @@ class Transcript:
         self.session_id = session_id
         self.lines: list[TranscriptLine] = []
         self.truncated = 0
-        """Lines dropped after MAX_LINES (the count is noted when the session ends)."""
+        """Lines dropped after MAX_LINES or MAX_KEPT_CHARS (noted when the session ends)."""
         self.total = 0
         """Lines seen, kept or not."""
+        self._kept_chars = 0
         self.tail: deque[TranscriptLine] = deque(maxlen=SUMMARY_TAIL)
         """The last lines seen, kept even past MAX_LINES, for the summary's end."""
         self.commands: Counter[str] = Counter()
@@ -109,8 +113,9 @@ class Transcript:
         line = TranscriptLine(self._clock(), direction, text)
         self.total += 1
         self.tail.append(line)
-        if len(self.lines) < MAX_LINES:
+        if len(self.lines) < MAX_LINES and self._kept_chars < MAX_KEPT_CHARS:
             self.lines.append(line)
+            self._kept_chars += len(text)
         else:
             self.truncated += 1
         if direction == "C":
