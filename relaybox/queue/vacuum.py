@@ -39,9 +39,10 @@ _MIN_WAL = 256 * 1024
 def wal_limits(min_free_bytes: int, page_size: int = 4096) -> tuple[int, int]:
     """(`journal_size_limit` in bytes, `wal_autocheckpoint` in pages) for a free-space floor.
 
-    The WAL is checkpointed when it reaches the page count and cut back to the byte limit
-    after; both at half the floor (64 MB at most, 256 KB at least), so the log can never eat
-    the space the floor keeps free. (A floor of 1 MB on a 2 MB disk once filled it to 100%.)
+    The WAL is checkpointed when it reaches the page count (SQLite's 1000 pages at most) and
+    cut back to the byte limit after; both stay within half the floor (the limit is 64 MB at
+    most, 256 KB at least), so the log cannot eat the space the floor keeps free. (With a
+    fixed 64 MB limit, a floor of 1 MB on a 2 MB disk once filled it to 100%.)
     """
     limit = _MAX_WAL if min_free_bytes <= 0 else max(_MIN_WAL, min(_MAX_WAL, min_free_bytes // 2))
     return limit, max(16, min(1000, limit // page_size))
