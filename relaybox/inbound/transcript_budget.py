@@ -3,7 +3,8 @@
 A session that brought a message in is stored in full, unasked; the others (strangers refused,
 probes, floods of NOOP) are stored as a summary of a few KB, and only while their client's hourly
 budget and the relay's lasts: beyond it nothing is stored but a count, which the next stored
-session of that client mentions. It decides; it never touches the spool.
+session of that client mentions. It decides, and queues what is kept with the spool's next
+commit; nothing here waits.
 """
 
 from __future__ import annotations
