@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""What a stranger can do to relaybox: slow it, take its connection slots, fill its disk.
+"""What a stranger can do to relaybox: slow it down, take its connection slots.
 
 Usage (from any directory; CHECKOUT is a relaybox checkout with its own .venv):
 
     python3 bench/attacks.py CHECKOUT flood [--floods 1,4] [--seconds 20]
     python3 bench/attacks.py CHECKOUT slots
-    python3 bench/attacks.py CHECKOUT noop [--seconds 60] [--sessions 20]
-    python3 bench/attacks.py CHECKOUT stalled-log [--seconds 60]
     python3 bench/attacks.py CHECKOUT all
 
 Each scenario starts a fresh `relaybox --headless` from CHECKOUT on 127.0.0.1 with its default
@@ -20,11 +18,9 @@ limits, where only 127.0.0.1/32 may relay (the office) and every other loopback 
   second the strangers got, the log's growth per second and the relay's RSS at the end.
 - slots: strangers from 4 addresses each open as many connections as they are allowed and
   hold them; then the office opens 30. Prints how many office connections got 220.
-- stalled-log: one flood connection for --seconds while the relay's output goes to a pipe
-  nobody reads; prints the relay's RSS before and after.
-- noop: --sessions stranger connections send `NOOP <500 characters>` as fast as they are
-  answered for --seconds, 2,000 per session, then a new session; prints the growth of
-  spool.db (with its WAL) per minute, and the log's.
+
+What strangers can make it keep (spool growth under NOOP floods, memory while its log output
+stalls) is measured by bench/fill_attempts.py.
 
 Run it in a private network namespace so it cannot clash with anything on the host:
     unshare -n bash -c 'ip link set lo up; python3 bench/attacks.py ../before all'
@@ -68,21 +64,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def spool_bytes(state: Path) -> int:
-    return sum(
-        (state / name).stat().st_size
-        for name in ("spool.db", "spool.db-wal")
-        if (state / name).exists()
-    )
-
-
 @contextlib.asynccontextmanager
-async def relay(
-    checkout: Path, stall_log: bool = False
-) -> AsyncIterator[tuple[subprocess.Popen[bytes], Path, Path]]:
-    """A fresh relaybox from `checkout`, listening; yields (process, state dir, log file).
-
-    With `stall_log`, its output goes to a pipe nobody reads (a stuck terminal or journald)."""
+async def relay(checkout: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """A fresh relaybox from `checkout`, listening; yields (process, state dir, log file)."""
     with tempfile.TemporaryDirectory(prefix="relaybox-attacks.") as tmp:
         state, log_path = Path(tmp) / "state", Path(tmp) / "relaybox.log"
         (Path(tmp) / "relaybox.toml").write_text(config_text(state))
@@ -90,8 +74,8 @@ async def relay(
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [str(python), "-m", "relaybox", "--headless", "--config", f"{tmp}/relaybox.toml"],
-                stdout=subprocess.PIPE if stall_log else log,
-                stderr=subprocess.PIPE if stall_log else log,
+                stdout=log,
+                stderr=log,
                 cwd=checkout,
             )
             try:
@@ -216,22 +200,6 @@ async def flood(checkout: Path, floods: list[int], seconds: float) -> None:
             await asyncio.sleep(1)
 
 
-async def stalled_log(checkout: Path, seconds: float) -> None:
-    async with relay(checkout, stall_log=True) as (proc, _state, _log):
-        before = rss_mb(proc.pid)
-        stop, refused = asyncio.Event(), [0]
-        task = asyncio.create_task(flooder("127.0.0.2", stop, refused))
-        await asyncio.sleep(seconds)
-        stop.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        print(
-            f"stalled log, flood x1 for {seconds:.0f} s: {refused[0]} refusals;"
-            f" relay RSS {before:.0f} -> {rss_mb(proc.pid):.0f} MB",
-            flush=True,
-        )
-
-
 async def slots(checkout: Path) -> None:
     async with relay(checkout):
         held: list[asyncio.StreamWriter] = []
@@ -265,66 +233,12 @@ async def slots(checkout: Path) -> None:
             writer.close()
 
 
-async def noop_session(source: str, stop: asyncio.Event, counts: list[int]) -> None:
-    """NOOPs of 500 characters; a new session after 2,000 (what a transcript used to keep)."""
-    batch = b"".join(b"NOOP " + b"x" * 500 + b"\r\n" for _ in range(50))
-    while not stop.is_set():
-        try:
-            reader, writer = await connect(source)
-            await reply(reader)
-            writer.write(b"EHLO stranger.test\r\n")
-            await reply(reader)
-            for _ in range(40):
-                if stop.is_set():
-                    break
-                writer.write(batch)
-                for _ in range(50):
-                    line = await reply(reader)
-                    if not line or line.startswith(b"421"):
-                        raise ConnectionError
-                    counts[0] += 1
-            writer.write(b"QUIT\r\n")
-            await reply(reader)
-        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError):
-            await asyncio.sleep(0.01)
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-
-
-async def noop(checkout: Path, seconds: float, sessions: int) -> None:
-    async with relay(checkout) as (proc, state, log_path):
-        spool_before, log_before = spool_bytes(state), log_path.stat().st_size
-        stop, counts = asyncio.Event(), [0]
-        tasks = [
-            asyncio.create_task(noop_session(f"127.0.0.{2 + i % 50}", stop, counts))
-            for i in range(sessions)
-        ]
-        await asyncio.sleep(seconds)
-        stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        # Sessions store their transcript when they end: give the relay a moment for that.
-        await asyncio.sleep(3)
-        grown = spool_bytes(state) - spool_before
-        per_minute = grown / seconds * 60 / 2**20
-        log_per_minute = (log_path.stat().st_size - log_before) / seconds * 60 / 2**20
-        print(
-            f"noop x{sessions} for {seconds:.0f} s: {counts[0]} NOOPs answered;"
-            f" spool grew {per_minute:.2f} MB/min, log {log_per_minute:.2f} MB/min;"
-            f" relay RSS {rss_mb(proc.pid):.0f} MB",
-            flush=True,
-        )
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("checkout", type=Path, help="a relaybox checkout with its own .venv")
-    p.add_argument("scenario", choices=("flood", "slots", "noop", "stalled-log", "all"))
+    p.add_argument("scenario", choices=("flood", "slots", "all"))
     p.add_argument("--floods", default="1,4", help="flood connection counts (default 1,4)")
     p.add_argument("--seconds", type=float, default=20, help="length of each measurement")
-    p.add_argument("--sessions", type=int, default=20, help="noop sessions (default 20)")
     args = p.parse_args()
     checkout = args.checkout.resolve()
     commit = subprocess.run(
@@ -338,10 +252,6 @@ def main() -> int:
         asyncio.run(flood(checkout, floods, args.seconds))
     if args.scenario in ("slots", "all"):
         asyncio.run(slots(checkout))
-    if args.scenario in ("stalled-log", "all"):
-        asyncio.run(stalled_log(checkout, 60 if args.scenario == "all" else args.seconds))
-    if args.scenario in ("noop", "all"):
-        asyncio.run(noop(checkout, 60 if args.scenario == "all" else args.seconds, args.sessions))
     return 0
 
 

@@ -40,6 +40,8 @@ SHUTDOWN_GRACE = 30.0
 CERTIFICATE_CHECK_INTERVAL = 5.0
 DELIVERY_HOUSEKEEPING_INTERVAL = 2.0
 PURGE_INTERVAL = 600.0
+VACUUM_INTERVAL = 30.0
+"""Seconds between looks at the spool's free pages (deleted mail), given back to the disk."""
 
 
 class Engine:
@@ -96,7 +98,13 @@ class Engine:
         await asyncio.to_thread(ensure_state_dir, state_dir)
         self._lock.acquire()
         try:
-            self.spool = await Spool.open(state_dir / DATABASE_NAME, clock=self.clock)
+            self.spool = await Spool.open(
+                state_dir / DATABASE_NAME,
+                clock=self.clock,
+                min_free_bytes=self._config.server.min_free_space_mb * 2**20,
+            )
+            if self.spool.vacuum_note:
+                self.log.event("spool-vacuum", note=self.spool.vacuum_note)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
             self.config_loaded_at = self.clock()
             await self._refresh_free_space()
@@ -141,6 +149,7 @@ class Engine:
             asyncio.create_task(
                 self._every(DELIVERY_HOUSEKEEPING_INTERVAL, self._housekeep_delivery)
             ),
+            asyncio.create_task(self._every(VACUUM_INTERVAL, self._vacuum_spool)),
             asyncio.create_task(self.domains.run()),
         ]
         self.log.event(
@@ -346,7 +355,21 @@ class Engine:
             st = os.statvfs(self._config.server.state_dir)
             return st.f_bavail * st.f_frsize / 1_048_576
 
-        self._free_space_mb = await asyncio.to_thread(measure)
+        self._free_space_mb = free = await asyncio.to_thread(measure)
+        floor = self._config.server.min_free_space_mb
+        if self.spool is not None and floor and free < 2 * floor:
+            # Short of space: free pages go back to the disk and the WAL is cut to zero now,
+            # not when it next reaches its checkpoint size.
+            await self._vacuum_spool(every_page=True)
+            await self.spool.checkpoint()
+
+    async def _vacuum_spool(self, every_page: bool = False) -> None:
+        """Give the pages of deleted mail back to the disk (in the spool's threads): once
+        enough are free to be worth it, or `every_page` when space is short."""
+        if self.spool is not None:
+            freed = await (self.spool.vacuum(min_pages=1) if every_page else self.spool.vacuum())
+            if freed:
+                self.log.event("spool-vacuumed", freed_mb=round(freed / 2**20, 2))
 
     async def refresh_suppression(self) -> None:
         """Keep an in-memory copy so RCPT never waits on the disk.

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +182,41 @@ def test_exception_includes_the_traceback(text_log: MailLog, stream: io.StringIO
     text = "\n".join(lines_of(text_log, stream))
     assert " error housekeeping-failed job=purge\nTraceback (most recent call last):" in text
     assert "RuntimeError: disk on fire" in text
+
+
+def test_a_stalled_reader_cannot_grow_the_queue_and_drops_are_reported_once_it_reads() -> None:
+    """stderr a pipe nobody reads (a stalled terminal, a stuck journald) and a flood running:
+    the queue stays within its bound, `event` never waits, and once the reader reads again
+    one line says how many lines were dropped; every line is either written or counted."""
+    read_fd, write_fd = os.pipe()
+    stream = os.fdopen(write_fd, "w", encoding="utf-8")
+    log = MailLog(stream=stream, max_queued=100)
+    most_queued = 0
+
+    def flood() -> None:
+        nonlocal most_queued
+        for n in range(20_000):
+            log.event("reject", n=n, reply="554 5.7.1 <a@b.example>: Relay access denied")
+            most_queued = max(most_queued, log.queued)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    flooder.join(timeout=30)
+    assert not flooder.is_alive(), "event() blocked on a stalled writer"
+    assert most_queued <= 100
+    assert log.dropped > 0
+
+    with os.fdopen(read_fd, "r", encoding="utf-8") as reader:
+        written, reported = 0, 0
+        deadline = time.monotonic() + 30
+        while written + reported < 20_000 and time.monotonic() < deadline:
+            line = reader.readline()
+            if " reject " in line:
+                written += 1
+            elif " log-lines-dropped lines=" in line:
+                reported += int(line.split("lines=")[1].split()[0])
+                assert " warning " in line
+        log.close()
+    stream.close()
+    assert written + reported == 20_000
+    assert reported == log.dropped

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from relaybox.events import EventBus, SessionLine
-from relaybox.message.transcript import MAX_LINE_CHARS, MAX_LINES, Transcript, redact_command
+from relaybox.message.transcript import (
+    MAX_KEPT_CHARS,
+    MAX_LINE_CHARS,
+    MAX_LINES,
+    SUMMARY_HEAD,
+    SUMMARY_LINE_BYTES,
+    SUMMARY_TAIL,
+    Transcript,
+    redact_command,
+)
+from relaybox.queue.schema import encode_transcript
 
 
 class Clock:
@@ -81,6 +91,20 @@ def test_lines_beyond_max_lines_are_counted_not_kept() -> None:
     assert transcript.truncated == 25
 
 
+def test_long_lines_are_kept_up_to_a_total_then_counted() -> None:
+    """A session's memory is bounded in characters too, not only in lines: 2,000 lines of
+    1,000 characters would be 2 MB a connection."""
+    transcript = Transcript("S1")
+
+    for _ in range(MAX_LINES):
+        transcript.client("NOOP " + "x" * 995)
+
+    kept = sum(len(line.text) for line in transcript.lines)
+    assert MAX_KEPT_CHARS <= kept < MAX_KEPT_CHARS + MAX_LINE_CHARS + 30
+    assert transcript.truncated == MAX_LINES - len(transcript.lines)
+    assert transcript.tail[-1].text.startswith("NOOP xxx")  # the end is still known
+
+
 def test_lines_carry_the_clock_time_and_direction() -> None:
     transcript = Transcript("S1", clock=Clock())
 
@@ -127,3 +151,80 @@ def test_a_line_that_was_not_utf8_is_kept_as_storable_text() -> None:
     (line,) = transcript.lines
     assert line.text == "EHLO caf\\xe9.example"
     line.text.encode("utf-8")  # storable
+
+
+def flooded(noops: int) -> Transcript:
+    """A stranger's session: refused once, then `noops` NOOPs of 500 characters, then 421."""
+    transcript = Transcript("S1", clock=Clock())
+    transcript.note("connect from [192.0.2.9]:40000")
+    transcript.server("220 relay.example.test ESMTP relaybox")
+    transcript.client("EHLO stranger.example")
+    transcript.server("250 relay.example.test")
+    for n in range(noops):
+        transcript.client("NOOP " + "x" * 500)
+        transcript.server("250 OK")
+        if n == 20:
+            transcript.client("RCPT TO:<victim@example.org>")
+            transcript.server("554 5.7.1 <victim@example.org>: Relay access denied")
+    transcript.server("421 4.7.0 relay.example.test closing: too many errors")
+    transcript.note("disconnect")
+    return transcript
+
+
+def test_summary_of_a_short_session_is_all_of_it_long_lines_clipped() -> None:
+    transcript = flooded(2)
+
+    summary = transcript.summary()
+
+    assert [line.at for line in summary] == [line.at for line in transcript.lines]
+    assert summary[4].text == "NOOP " + "x" * (SUMMARY_LINE_BYTES - 5) + "... (505 characters)"
+
+
+def test_summary_of_a_flood_is_a_few_kb_with_its_start_end_and_counts() -> None:
+    """20,000 NOOPs of 500 characters (20 MB said) are kept as a few KB that still say who
+    connected, what they sent most, why they were refused and how the session ended."""
+    transcript = flooded(10_000)
+
+    summary = transcript.summary()
+    text = encode_transcript(summary)
+
+    assert len(text.encode("utf-8")) < 8 * 1024
+    assert summary[:SUMMARY_HEAD] == [
+        line._replace(text=line.text[:SUMMARY_LINE_BYTES] + "... (505 characters)")
+        if len(line.text) > SUMMARY_LINE_BYTES
+        else line
+        for line in transcript.lines[:SUMMARY_HEAD]
+    ]
+    assert summary[-1].text == "disconnect"
+    assert summary[-2].text.startswith("421 4.7.0")
+    [counts] = [line.text for line in summary if "lines omitted" in line.text]
+    assert f"{transcript.total - SUMMARY_HEAD - SUMMARY_TAIL} lines omitted" in counts
+    assert "NOOP ×10000" in counts and "RCPT ×1" in counts
+    assert "554 5.7.1 ×1" in counts and "421 4.7.0 ×1" in counts
+    # The refusal fell in the omitted middle: its command and reply are shown anyway.
+    texts_kept = [line.text for line in summary]
+    assert "RCPT TO:<victim@example.org>" in texts_kept
+    assert "554 5.7.1 <victim@example.org>: Relay access denied" in texts_kept
+
+
+def test_summary_lines_are_clipped_as_utf8_and_say_their_length() -> None:
+    transcript = Transcript("S1")
+    for _ in range(SUMMARY_HEAD + SUMMARY_TAIL + 1):
+        transcript.client("HELO " + "é" * 3000)
+
+    for line in transcript.summary():
+        if line.direction == "C":
+            assert len(line.text.encode("utf-8")) <= SUMMARY_LINE_BYTES + 30
+            # Cut once at MAX_LINE_CHARS already: the note gives the length the client sent.
+            assert line.text.endswith("... (3005 characters)")
+
+
+def test_junk_verbs_do_not_grow_the_counters() -> None:
+    transcript = Transcript("S1")
+    for n in range(5000):
+        transcript.client(f"X{n} junk")
+        transcript.server("500 Error: command not recognized")
+
+    assert set(transcript.commands) == {"other"}
+    assert transcript.errors == {"500": 5000}
+    assert len(transcript.tail) == SUMMARY_TAIL

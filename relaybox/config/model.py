@@ -167,6 +167,13 @@ class LimitsConfig:
     error_sleep_time: Annotated[float, Range(0, 60, unit="seconds")] = 1.0
     """Seconds each error reply past soft_error_limit waits before it is sent (Postfix's
     smtpd_error_sleep_time); the session reads nothing more meanwhile."""
+    transcript_budget_per_client: Annotated[int, Range(0, 2**30, unit="bytes")] = 65_536
+    """Bytes of transcript one client IP (IPv6: its /64) may add to the spool per hour for
+    sessions that brought no message (each stored as a summary of at most about 6 KB); beyond,
+    such sessions are only counted. Sessions that brought a message are always stored whole."""
+    transcript_budget_total: Annotated[int, Range(0, 2**31, unit="bytes")] = 16_777_216
+    """Bytes of such summaries all clients together may add per hour, so many addresses
+    cannot fill the disk either (16 MB an hour at most by default)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from relaybox.events import EventBus
 from relaybox.inbound.auth import Authenticator
 from relaybox.inbound.certificates import ServerCertificate
 from relaybox.inbound.throttle import ConnectionTable, RateTable
+from relaybox.inbound.transcript_budget import TranscriptBudget
 from relaybox.maillog import MailLog
 from relaybox.message.queueid import new_queue_id
 from relaybox.queue import Spool
@@ -45,6 +46,8 @@ class InboundContext:
     connections: ConnectionTable = field(default_factory=ConnectionTable)
     rates: RateTable = field(default_factory=RateTable)
     sessions: set[InboundSMTP] = field(default_factory=set)
+    transcript_budget: TranscriptBudget = field(default_factory=TranscriptBudget)
+    """What sessions that brought no message may still add to the spool this hour."""
     accepted: Callable[[], None] = lambda: None
     """Called after each message is spooled (wakes the delivery scheduler)."""
     shutting_down: bool = False

@@ -19,7 +19,7 @@ import asyncio
 import datetime
 import email.utils
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
@@ -43,6 +43,7 @@ from relaybox.inbound.policy import (
     may_take_reserved_slot,
 )
 from relaybox.inbound.sasl import Credentials, SaslError, decode_base64, decode_plain
+from relaybox.inbound.transcript_budget import keep_transcript
 from relaybox.message.address import AddressError, parse_mail, parse_rcpt
 from relaybox.message.headers import header_safe
 from relaybox.message.queueid import new_queue_id
@@ -377,20 +378,19 @@ class InboundSMTP(SMTP):
         ctx.connections.close(self.client_ip)
         ctx.sessions.discard(self)
         now = ctx.clock()
-        if self.transcript.truncated:
+        if self.transcript.truncated and self.messages:
             self.transcript.note(f"{self.transcript.truncated} more lines not kept")
         self.transcript.note("disconnect")
-        if self._stored_lines and _only_goodbye(self.transcript.lines[self._stored_lines :]):
-            pass  # the stored copy has everything but QUIT: spare the disk a write per session
-        else:
-            ctx.spool.record_session(
-                self.session_id,
-                self.started_at,
-                now,
-                self.listener.name,
-                self.client_ip,
-                self.transcript.lines,
-            )
+        keep_transcript(
+            ctx,
+            self.transcript,
+            started_at=self.started_at,
+            ended_at=now,
+            listener=self.listener.name,
+            client_ip=self.client_ip,
+            brought_message=self.messages > 0,
+            stored_lines=self._stored_lines,
+        )
         ctx.bus.publish(
             SessionClosed(self.session_id, self.client_ip, self.messages, at=ctx.clock())
         )
@@ -761,16 +761,6 @@ class InboundSMTP(SMTP):
         )
         self.ctx.accepted()
         await self.push(Reply.queued(queue_id))
-
-
-def _only_goodbye(lines: Sequence[TranscriptLine]) -> bool:
-    """True when a session's last lines are just its farewell (QUIT, 221, the hang-up)."""
-    return all(
-        (line.direction == "C" and line.text.upper() == "QUIT")
-        or (line.direction == "S" and line.text.startswith("221"))
-        or (line.direction == "-" and line.text == "disconnect")
-        for line in lines
-    )
 
 
 def _valid_utf8(arg: str | None) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue.model import SpoolError
+from relaybox.queue.vacuum import wal_limits
 
 __all__ = [
     "MIGRATIONS",
@@ -148,11 +149,12 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool, min_free_bytes: int = 0) -> sqlite3.Connection:
     """The writer's connection, or (`readonly`) a reader's.
 
     A reader opens the file read-write (WAL readers need the shared-memory index) but never
-    creates it, never changes its journal mode and refuses to write (`query_only`).
+    creates it, never changes its journal mode and refuses to write (`query_only`). The
+    writer's WAL is kept within half of `min_free_bytes`, the disk's free-space floor.
     """
     conn = sqlite3.connect(
         path if not readonly else path.resolve().as_uri() + "?mode=rw",
@@ -166,10 +168,15 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only = ON")
     else:
+        # Before the first table exists: then a new spool gives deleted mail's pages back to
+        # the disk (`vacuum`). On an existing spool it changes nothing until a VACUUM.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit returns only after the WAL is fsynced; this is what 250 promises.
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA journal_size_limit = 67108864")
+        wal_bytes, wal_pages = wal_limits(min_free_bytes)
+        conn.execute(f"PRAGMA journal_size_limit = {wal_bytes}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
     return conn
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue import actions, detail, jobs, listing, suppression, suspension
+from relaybox.queue import actions, detail, jobs, listing, suppression, suspension, vacuum
 from relaybox.queue.arrival import insert_message, upsert_session
 from relaybox.queue.model import (
     AttemptRow,
@@ -56,11 +56,21 @@ class Spool:
     """
 
     def __init__(
-        self, path: Path, migrations: Sequence[str] = MIGRATIONS, *, clock: Clock = system_clock
+        self,
+        path: Path,
+        migrations: Sequence[str] = MIGRATIONS,
+        *,
+        clock: Clock = system_clock,
+        min_free_bytes: int = 0,
     ) -> None:
         self.path = path
         self.clock = clock
         """The time for what the spool stamps by itself (state refreshes, suppressions)."""
+        self.min_free_bytes = min_free_bytes
+        """The disk's free-space floor (`min_free_space_mb`): the WAL stays within half of it,
+        and the conversion to auto-vacuum runs only with room above it."""
+        self.vacuum_note: str | None = None
+        """What opening did about auto-vacuum (converted, or why not), for the log."""
         self._migrations = migrations
         self._writer: Writer | None = None
         self._writer_conn: sqlite3.Connection | None = None
@@ -81,10 +91,16 @@ class Spool:
 
     @classmethod
     async def open(
-        cls, path: Path, migrations: Sequence[str] = MIGRATIONS, *, clock: Clock = system_clock
+        cls,
+        path: Path,
+        migrations: Sequence[str] = MIGRATIONS,
+        *,
+        clock: Clock = system_clock,
+        min_free_bytes: int = 0,
     ) -> Spool:
-        """Open (creating and migrating if needed) and start the writer thread."""
-        spool = cls(path, migrations, clock=clock)
+        """Open (creating and migrating if needed, switching an old spool to incremental
+        auto-vacuum when there is room) and start the writer thread."""
+        spool = cls(path, migrations, clock=clock, min_free_bytes=min_free_bytes)
         await asyncio.to_thread(spool._open_sync)
         return spool
 
@@ -123,8 +139,9 @@ class Spool:
         try:
             # Create the file private before SQLite opens it (and its -wal, which copies its mode).
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            conn = connect(self.path, readonly=False)
+            conn = connect(self.path, readonly=False, min_free_bytes=self.min_free_bytes)
             self.migrated_from = migrate(conn, self._migrations)
+            self.vacuum_note = vacuum.convert(conn, self.path, self.min_free_bytes)
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
@@ -207,6 +224,33 @@ class Spool:
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         await self._write(lambda conn: None)
+
+    # ------------------------------------------------------------------ disk space
+
+    async def vacuum(self, min_pages: int = vacuum.VACUUM_AFTER_PAGES) -> int:
+        """Give the pages of deleted mail back to the disk once `min_pages` are free; returns
+        the bytes given back.
+
+        In steps of `vacuum.PAGES_PER_STEP` pages, each one of the writer's transactions, so
+        mail being received waits behind one step at most; then a checkpoint cuts the file.
+        """
+        free, page_size = await self._read(vacuum.free_pages)
+        if free < max(1, min_pages):
+            return 0
+        freed = 0
+        while True:
+            step = await self._write(vacuum.incremental_step)
+            freed += step
+            if step < vacuum.PAGES_PER_STEP:  # none left, or none can go (no auto-vacuum)
+                break
+        if freed:
+            await self.checkpoint()
+        return freed * page_size
+
+    async def checkpoint(self) -> bool:
+        """Copy the WAL into the database and cut it to zero bytes (when disk space is short,
+        or after a vacuum); False when readers or the writer kept it from finishing."""
+        return await self._read(vacuum.checkpoint)
 
     async def count_by_state(self) -> dict[str, int]:
         """Number of messages in each state."""
