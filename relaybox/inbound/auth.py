@@ -1,11 +1,13 @@
 """SMTP AUTH decisions: password checks off the event loop, capped, and a brute-force brake.
 
-`Authenticator.verify` runs the slow scrypt check in a small thread pool, refuses at once when
-too many checks are already running (so a flood cannot queue up work or stall other sessions),
-and keeps a bounded table of failures per client network: after a few failures each further
-reply is delayed, after more the network is locked out for a while. The protocol side
-(`inbound.sasl` decodes the SASL exchange, `inbound.server` sends the replies); nothing here sees
-a socket.
+`Authenticator.verify` runs the slow scrypt check in one of two small thread pools, each with its
+own cap: one for clients whose network has not failed a login recently, one for the rest (and
+for a second login from a network whose first is still being checked). Guessers therefore wait
+for and are refused because of each other, never a clean client: their failures move them out
+of its way. Beyond a pool's cap a login is refused at once (454) rather than queued. A bounded
+table of failures per client network delays replies after a few failures and locks the network
+out after more. The protocol side (`inbound.sasl` decodes the SASL exchange, `inbound.server`
+sends the replies); nothing here sees a socket.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from relaybox.config.model import AuthConfig, UserConfig
 from relaybox.config.passwords import VerifiedCache, verify_password
 from relaybox.message.replies import Reply
 
-__all__ = ["AuthOutcome", "Authenticator", "FailureTable", "client_network"]
+__all__ = ["UNKNOWN_USER", "AuthOutcome", "Authenticator", "FailureTable", "client_network"]
+
+UNKNOWN_USER = "unknown"
+"""What the log says instead of a login name that no `[[users]]` entry has."""
 
 MAX_DELAY = 16.0
 """Longest pause before answering a failed login (seconds)."""
@@ -81,6 +86,10 @@ class FailureTable:
             return 0.0
         return max(0.0, entry.locked_until - self._clock())
 
+    def failed_recently(self, key: str) -> bool:
+        """True when `key` has a failure within failure_window (or is locked out)."""
+        return self._recent(key) is not None
+
     def delay(self, key: str) -> float:
         """How long to wait before answering `key`'s next failed login."""
         entry = self._recent(key)
@@ -115,6 +124,17 @@ class AuthOutcome:
     """Seconds to wait before sending the reply (the brute-force brake)."""
 
 
+class _Lane:
+    """One class of password checks: its own threads, its own cap on checks in flight."""
+
+    def __init__(self, name: str, threads: int, cap: int) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=f"auth-{name}"
+        )
+        self.cap = cap
+        self.in_flight = 0
+
+
 class Authenticator:
     """Checks logins against `[[users]]` for every listener of one engine."""
 
@@ -133,14 +153,42 @@ class Authenticator:
         self.config = config
         self.failures = FailureTable(config, clock=clock)
         self._cache = VerifiedCache()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
-        self._in_flight = 0
+        self._clean = _Lane("clean", 2, config.max_verifications_in_flight)
+        # One thread: guessers share at most one core, whatever their number.
+        self._suspect = _Lane("suspect", 1, config.suspect_verifications_in_flight)
+        self._first_checks: dict[str, asyncio.Event] = {}
+        """Networks with a check in the clean lane now, and what is set when it ends."""
         self.verifications = 0
         """Password hashes actually computed (for tests: the brake bounds this)."""
 
+    def loggable_name(self, login: bytes) -> str:
+        """What the log may say about a login name: the name when it is a configured user,
+        else `unknown`.
+
+        A name nobody configured is often a password typed into the user-name field, or a
+        list of guesses: it is never written down, so the log cannot leak a password.
+        """
+        name = login.decode("utf-8", "replace")
+        return name if name in self.users else UNKNOWN_USER
+
     def close(self) -> None:
         """Stop the verification threads."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for lane in (self._clean, self._suspect):
+            lane.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _lane_for(self, network: str) -> _Lane | None:
+        """The lane a check from `network` runs in, or None when the network is locked out.
+
+        A network with no recent failure gets the clean lane, one check at a time: a second
+        login from it waits for the first, so that a fresh address opening fifty sessions at
+        once puts one check in the clean lane, not fifty; if that one fails, the others are
+        suspects.
+        """
+        while (running := self._first_checks.get(network)) is not None:
+            await running.wait()
+        if self.failures.locked_for(network) > 0:
+            return None
+        return self._suspect if self.failures.failed_recently(network) else self._clean
 
     async def verify(self, client_ip: str, username: str, password: str) -> AuthOutcome:
         """Decide one login. Never raises for bad input; never logs or returns the password."""
@@ -152,22 +200,32 @@ class Authenticator:
         if user is not None and self._cache.hit(username, password, encoded):
             self.failures.succeed(network)
             return AuthOutcome(user, self.SUCCESS)
-        if self._in_flight >= self.config.max_verifications_in_flight:
+        lane = await self._lane_for(network)
+        if lane is None:
+            return AuthOutcome(None, self.LOCKED)
+        if lane.in_flight >= lane.cap:
             return AuthOutcome(None, self.BUSY)
-        self._in_flight += 1
+        finished: asyncio.Event | None = None
+        if lane is self._clean:
+            finished = self._first_checks[network] = asyncio.Event()
+        lane.in_flight += 1
         try:
             loop = asyncio.get_running_loop()
             # Unknown users cost the same as known ones, so timing does not reveal names.
-            ok = await loop.run_in_executor(self._pool, verify_password, password, encoded)
+            ok = await loop.run_in_executor(lane.pool, verify_password, password, encoded)
             self.verifications += 1
+            if ok and user is not None:
+                self._cache.remember(username, password, encoded)
+                self.failures.succeed(network)
+                return AuthOutcome(user, self.SUCCESS)
+            delay = self.failures.delay(network)
+            self.failures.fail(network)
         finally:
-            self._in_flight -= 1
-        if ok and user is not None:
-            self._cache.remember(username, password, encoded)
-            self.failures.succeed(network)
-            return AuthOutcome(user, self.SUCCESS)
-        delay = self.failures.delay(network)
-        self.failures.fail(network)
+            lane.in_flight -= 1
+            if finished is not None:
+                # Recorded before the waiters wake, so they see this check's outcome.
+                del self._first_checks[network]
+                finished.set()
         if self.failures.locked_for(network) > 0:
             return AuthOutcome(None, self.LOCKED, delay)
         return AuthOutcome(None, self.INVALID, delay)
