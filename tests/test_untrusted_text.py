@@ -6,6 +6,7 @@ asks (the CLI with and without an engine, the socket), with the field named.
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from relaybox.admin.service import MAX_REASON_CHARS, reason_problem
+from relaybox.maillog import MailLog
 from relaybox.untrusted import UNSAFE, first_unsafe, one_line, visible
 
 from .relayproc import Cli, StartRelay, free_port
@@ -196,3 +198,42 @@ async def test_a_suppressed_recipients_reply_is_one_line_whatever_reason_is_stor
         assert await client.cmd("NOOP") == (250, "OK")  # the next reply is NOOP's
     finally:
         await client.close()
+
+
+# ---------------------------------------------------------------------- the mail log
+
+
+class _Utf8Stream(io.TextIOWrapper):
+    """A terminal's stderr: UTF-8, strict (a lone surrogate cannot be written)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="strict")
+
+    def text(self) -> str:
+        self.flush()
+        buffer = self.buffer
+        assert isinstance(buffer, io.BytesIO)
+        return buffer.getvalue().decode("utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_log_writes_strangers_text_visible_and_loses_no_line_over_it(fmt: str) -> None:
+    """A HELO with DEL, a C1 CSI, a bidi override and a byte that was not UTF-8 is logged as
+    escapes (the JSON line still gives the text back), and the lines logged with it are
+    written too."""
+    hostile = f"pc\x7f{C1_CSI}\u202e\udcff{ESC_CLEAR}"
+    stream = _Utf8Stream()
+    log = MailLog(fmt=fmt, stream=stream)
+    try:
+        log.event("connect", helo=hostile)
+        log.event("after", n=1)
+        log.flush()
+    finally:
+        log.close()
+    lines = stream.text().splitlines()
+    assert len(lines) == 2, lines
+    assert [unsafe_in(line) for line in lines] == [[], []]
+    if fmt == "json":
+        assert json.loads(lines[0])["helo"] == hostile
+    else:
+        assert 'helo="pc\\u007f\\u009b2J\\u202e\\udcff\\u001b[2J"' in lines[0]
