@@ -680,6 +680,33 @@ async def test_an_office_behind_one_address_logs_in_at_once():
     assert [o.reply for o in outcomes] == [Reply.AUTH_SUCCESSFUL] * 5
 
 
+async def test_a_network_that_logged_in_before_goes_ahead_of_strangers():
+    """Eight strangers' first logins are waiting for the two threads when a network that
+    logged in earlier asks: its check runs next, not ninth."""
+    users = {
+        f"pc{n}": UserConfig(name=f"pc{n}", password_hash=hash_password(f"pw{n}", log2_n=13))
+        for n in range(2)
+    }
+    authenticator = Authenticator(users, AuthConfig(max_verifications_in_flight=16))
+    finished: list[str] = []
+
+    async def login(ip: str, user: str, password: str) -> None:
+        await authenticator.verify(ip, user, password)
+        finished.append(ip)
+
+    try:
+        await login("192.0.2.1", "pc0", "pw0")
+        finished.clear()
+        strangers = [
+            asyncio.create_task(login(f"198.51.100.{n}", "pc0", "guess")) for n in range(8)
+        ]
+        await asyncio.sleep(0)  # (every stranger is in line)
+        await asyncio.gather(login("192.0.2.1", "pc1", "pw1"), *strangers)
+    finally:
+        authenticator.close()
+    assert finished.index("192.0.2.1") <= 2, finished
+
+
 async def test_verifications_in_flight_are_capped(start_engine, tmp_path, cert_files, client_tls):
     slow = UserConfig(name="alice", password_hash=hash_password(PASSWORD, log2_n=16))
     auth = AuthConfig(max_verifications_in_flight=2, failures_before_lockout=100)
