@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import socket
 import ssl
 import statistics
 import subprocess
@@ -29,29 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from tls_auth_load import free_port, wait_port  # (this folder is on the path when run)
+
 from relaybox.config.passwords import hash_password
 from relaybox.inbound.certificates import generate_self_signed
 
 HOST = "relaybox-under-test.bench.invalid"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"relaybox exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"relaybox did not listen on {port}")
 
 
 def plain(user: str, password: str) -> str:
