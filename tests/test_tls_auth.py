@@ -638,8 +638,9 @@ async def test_guessers_from_many_addresses_never_crowd_out_a_clean_client(
         await asyncio.gather(*attackers, return_exceptions=True)
     assert replies == [Reply.AUTH_SUCCESSFUL] * 8
     assert max(times) < 3.0, times  # (about 0.1-0.5 s on a busy 2-core machine)
-    # The guessers were busy all along, and were the ones refused for it.
-    assert guesses.count(Reply.AUTH_INVALID) > 20
+    # Every guessing address had its guesses checked (and failed), and they were the ones
+    # refused for being too many.
+    assert guesses.count(Reply.AUTH_INVALID) >= 6
     assert Reply.AUTH_BUSY in guesses
     assert "auth-failed user=pc0 client=127.0.0.10" in run.log_text()
 
