@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from relaybox.clock import Clock, system_clock
+from relaybox.untrusted import UNSAFE, visible
 
 __all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "MailLog", "setup_logging"]
 
@@ -33,6 +34,11 @@ _Record = tuple[float, int, str, dict[str, Any]]
 MAX_QUEUED = 10_000
 """Lines waiting for the writer at most (a few MB). A stalled stderr once let a flood of
 refusals grow the queue from 49 to 589 MB in 60 s; past this, lines are dropped and counted."""
+
+# What `json.dumps(..., ensure_ascii=False)` leaves raw but a terminal must not get (DEL, C1
+# controls, bidi overrides) or UTF-8 cannot write (a lone surrogate would make the writer drop
+# the whole batch): as JSON's own escapes, so a line still parses. They occur only in strings.
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in UNSAFE if c >= 0x7F}
 
 
 def format_text(record: _Record) -> str:
@@ -48,11 +54,13 @@ def format_text(record: _Record) -> str:
         # Quote anything a reader could mistake for a separator or a new line: values come
         # from clients (HELO, addresses), and a bare CR or LF would let them forge log lines.
         if not text or any(c in ' "=' or not c.isprintable() for c in text):
-            text = json.dumps(text, ensure_ascii=False)
+            text = json.dumps(text, ensure_ascii=False).translate(_JSON_ESCAPES)
         parts.append(f"{key}={text}")
     line = " ".join(parts)
     if "traceback" in fields:
-        line += "\n" + str(fields["traceback"]).rstrip()
+        # A traceback can quote what a client sent: each of its lines made visible.
+        trace = str(fields["traceback"]).rstrip().split("\n")
+        line += "\n" + "\n".join(visible(t) for t in trace)
     return line
 
 
@@ -66,7 +74,7 @@ def format_json(record: _Record) -> str:
         "event": event,
     }
     obj.update({k: v for k, v in fields.items() if v is not None})
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    return json.dumps(obj, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 class MailLog:

@@ -18,7 +18,7 @@ import trustme
 from relaybox.config.model import AuthConfig, LimitsConfig, SocketAddress, UserConfig
 from relaybox.config.passwords import hash_password
 from relaybox.events import SessionLine
-from relaybox.inbound.auth import client_network
+from relaybox.inbound.auth import Authenticator, client_network
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
@@ -333,16 +333,49 @@ async def test_auth_plain_without_initial_response(start_engine, tmp_path, cert_
     await client.close()
 
 
-@pytest.mark.parametrize(("user", "password"), [("alice", "wrong"), ("mallory", PASSWORD)])
-async def test_bad_login_gets_535(start_engine, tmp_path, cert_files, client_tls, user, password):
+@pytest.mark.parametrize(
+    ("user", "password", "logged"),
+    [("alice", "wrong", "alice"), ("mallory", PASSWORD, "unknown")],
+)
+async def test_bad_login_gets_535(
+    start_engine, tmp_path, cert_files, client_tls, user, password, logged
+):
     run = await start_engine(tls_config(tmp_path, cert_files))
     client = await auth_session(run, client_tls)
     code, text = await client.cmd(f"AUTH PLAIN {plain(user, password)}")
     assert said(code, text) == Reply.AUTH_INVALID
     log = run.log_text()
-    assert f"auth-failed user={user} client=127.0.0.1" in log
+    assert f"auth-failed user={logged} client=127.0.0.1" in log
     assert password not in log
     await client.close()
+
+
+async def test_a_password_typed_as_the_user_name_is_never_written_down(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    """Only a configured user's name is logged: a password typed into the user-name field
+    (LOGIN, and PLAIN) shows as `user=unknown`, and neither the transcript nor the live
+    session lines the UI draws hold it."""
+    run = await start_engine(tls_config(tmp_path, cert_files))
+    events = run.engine.bus.subscribe()
+    typed = "Tr0ub4dor&3-typed-as-name"
+    client = await auth_session(run, client_tls)
+    assert (await client.cmd("AUTH LOGIN"))[0] == 334
+    assert (await client.cmd(b64(typed)))[0] == 334
+    assert said(*await client.cmd(b64(""))) == Reply.AUTH_INVALID
+    assert said(*await client.cmd(f"AUTH LOGIN {b64(typed)}"))[:3] == "334"
+    assert said(*await client.cmd(b64("x"))) == Reply.AUTH_INVALID
+    assert said(*await client.cmd(f"AUTH PLAIN {plain(typed, 'x')}")) == Reply.AUTH_INVALID
+    await client.closed()
+    await client.close()
+    await asyncio.sleep(0.05)
+    log = run.log_text()
+    assert log.count("auth-failed user=unknown client=127.0.0.1") == 3, log
+    lines = [e.text for e in events.drain() if isinstance(e, SessionLine)]
+    assert lines and any("AUTH LOGIN" in line for line in lines)
+    for secret in (typed, b64(typed), plain(typed, "x")):
+        assert secret not in log
+        assert not any(secret in line for line in lines)
 
 
 async def test_auth_aborted_with_star_gets_one_reply(
@@ -546,6 +579,133 @@ async def test_password_guessing_is_braked_while_others_are_served(
     log = run.log_text()
     assert "auth-failed user=alice client=127.0.0.1" in log
     assert "Zq9-guess" not in log
+
+
+async def test_guessers_from_many_addresses_never_crowd_out_a_clean_client(
+    start_engine, tmp_path, cert_files, client_tls
+):
+    """Six addresses guess passwords over 24 sessions at once, never locked out (so every
+    guess costs a real scrypt check), while an office PC on another address logs in eight
+    times as eight users (no cached success to lean on): every one of its logins succeeds,
+    none is told "too many logins in progress", each within a bound."""
+    users = tuple(
+        UserConfig(name=f"pc{n}", password_hash=hash_password(f"{PASSWORD} {n}", log2_n=13))
+        for n in range(8)
+    )
+    auth = AuthConfig(
+        failures_before_delay=1000,
+        failures_before_lockout=1000,
+        max_verifications_in_flight=3,
+        suspect_verifications_in_flight=2,
+    )
+    run = await start_engine(tls_config(tmp_path, cert_files, auth=auth, users=users))
+    host, port = run.address()
+    stop = asyncio.Event()
+    guesses: list[str] = []
+
+    async def session_from(address: str) -> SMTPClient:
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(address, 0))
+        client = SMTPClient(reader, writer)
+        await client.greet()
+        await starttls(client, client_tls)
+        await client.cmd("EHLO pc.example")
+        return client
+
+    async def guesser(address: str) -> None:
+        while not stop.is_set():
+            client = await session_from(address)
+            try:
+                for n in range(3):  # the session's failure limit ends it after three
+                    guesses.append(said(*await client.cmd(f"AUTH PLAIN {plain('pc0', f'g{n}')}")))
+            except ConnectionError:
+                pass
+            finally:
+                await client.close()
+
+    attackers = [asyncio.create_task(guesser(f"127.0.0.{10 + n // 4}")) for n in range(24)]
+    try:
+        await asyncio.sleep(1.0)  # every guessing address has failed by now
+        replies, times = [], []
+        for n in range(8):
+            client = await session_from("127.0.0.2")
+            started = time.monotonic()
+            reply = await client.cmd(f"AUTH PLAIN {plain(f'pc{n}', f'{PASSWORD} {n}')}")
+            times.append(time.monotonic() - started)
+            replies.append(said(*reply))
+            await client.close()
+    finally:
+        stop.set()
+        await asyncio.gather(*attackers, return_exceptions=True)
+    assert replies == [Reply.AUTH_SUCCESSFUL] * 8
+    assert max(times) < 3.0, times  # (about 0.1-0.5 s on a busy 2-core machine)
+    # Every guessing address had its guesses checked (and failed), and they were the ones
+    # refused for being too many.
+    assert guesses.count(Reply.AUTH_INVALID) >= 6
+    assert Reply.AUTH_BUSY in guesses
+    assert "auth-failed user=pc0 client=127.0.0.10" in run.log_text()
+
+
+async def test_a_fresh_address_opening_many_sessions_gets_one_clean_check():
+    """Ten logins at once from an address that never failed: one is checked in the clean
+    lane; when it fails, the rest are suspects (one more check, the others 454), instead of
+    ten checks taking every clean place."""
+    users = {"pc0": UserConfig(name="pc0", password_hash=hash_password(PASSWORD, log2_n=12))}
+    auth = AuthConfig(max_verifications_in_flight=8, suspect_verifications_in_flight=1)
+    authenticator = Authenticator(users, auth)
+    try:
+        outcomes = await asyncio.gather(
+            *(authenticator.verify("127.0.0.9", "pc0", f"guess {n}") for n in range(10))
+        )
+    finally:
+        authenticator.close()
+    replies = [o.reply for o in outcomes]
+    assert authenticator.verifications == 2
+    assert replies.count(Reply.AUTH_INVALID) == 2
+    assert replies.count(Reply.AUTH_BUSY) == 8
+
+
+async def test_an_office_behind_one_address_logs_in_at_once():
+    """Five PCs behind one NAT address log in at the same moment: their checks take turns
+    in the clean lane and every one succeeds."""
+    users = {
+        f"pc{n}": UserConfig(name=f"pc{n}", password_hash=hash_password(f"pw{n}", log2_n=12))
+        for n in range(5)
+    }
+    authenticator = Authenticator(users, AuthConfig(suspect_verifications_in_flight=1))
+    try:
+        outcomes = await asyncio.gather(
+            *(authenticator.verify("192.0.2.7", f"pc{n}", f"pw{n}") for n in range(5))
+        )
+    finally:
+        authenticator.close()
+    assert [o.reply for o in outcomes] == [Reply.AUTH_SUCCESSFUL] * 5
+
+
+async def test_a_network_that_logged_in_before_goes_ahead_of_strangers():
+    """Eight strangers' first logins are waiting for the two threads when a network that
+    logged in earlier asks: its check runs next, not ninth."""
+    users = {
+        f"pc{n}": UserConfig(name=f"pc{n}", password_hash=hash_password(f"pw{n}", log2_n=13))
+        for n in range(2)
+    }
+    authenticator = Authenticator(users, AuthConfig(max_verifications_in_flight=16))
+    finished: list[str] = []
+
+    async def login(ip: str, user: str, password: str) -> None:
+        await authenticator.verify(ip, user, password)
+        finished.append(ip)
+
+    try:
+        await login("192.0.2.1", "pc0", "pw0")
+        finished.clear()
+        strangers = [
+            asyncio.create_task(login(f"198.51.100.{n}", "pc0", "guess")) for n in range(8)
+        ]
+        await asyncio.sleep(0)  # (every stranger is in line)
+        await asyncio.gather(login("192.0.2.1", "pc1", "pw1"), *strangers)
+    finally:
+        authenticator.close()
+    assert finished.index("192.0.2.1") <= 2, finished
 
 
 async def test_verifications_in_flight_are_capped(start_engine, tmp_path, cert_files, client_tls):

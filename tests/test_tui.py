@@ -938,7 +938,7 @@ def test_control_characters_from_mail_never_reach_the_terminal() -> None:
     from relaybox.tui.format import printable
     from relaybox.tui.panes.queue_view import row_text
 
-    assert printable("a\x1b]52;c;x\x07b\r\x9b2J") == "a\\x1b]52;c;x\\x07b\\x0d\\x9b2J"
+    assert printable("a\x1b]52;c;x\x07b\r\x9b2J") == "a\\x1b]52;c;x\\x07b\\r\\x9b2J"
     row = MessageRow(
         1,
         "Q",
@@ -953,3 +953,50 @@ def test_control_characters_from_mail_never_reach_the_terminal() -> None:
         "451 \x1b]0;owned\x07",
     )
     assert "\x1b" not in row_text(row, 200, 0.0)
+
+
+def unsafe_in(text: str) -> list[str]:
+    """The characters of `text` that must never be drawn as they are."""
+    from relaybox.untrusted import UNSAFE
+
+    return sorted({c for c in text if ord(c) in UNSAFE})
+
+
+async def test_strangers_text_is_drawn_as_text_never_as_escapes_or_markup(
+    start_engine: EngineFactory,
+) -> None:
+    """A sender and a Subject: carrying ESC sequences, a C1 CSI, a right-to-left override and
+    Rich markup: the inspector draws the escapes as `\\x1b[2J` and the markup as the
+    characters typed; a filter that is itself markup (`[/b]`) reaches the confirmation as
+    typed, and a notification quoting such text is shown without being parsed."""
+    run = await start_engine()
+    sender = '"[/b]x"@example.com'
+    body = (
+        b"From: a@example.com\r\nTo: b@example.org\r\n"
+        b"Subject: hi \x1b]0;pwned\x07\x1b[2J \xc2\x9b2J \xe2\x80\xae [bold red]x[/] [/oops]\r\n"
+        b"\r\nbody\r\n"
+    )
+    queue_id = await send(run, sender, ["b@example.org"], body)
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: queue_id in _lines(app), pilot)
+        inspector = await open_inspector(app, pilot)
+        view = inspector.query_one(LineView)
+        await until(lambda: view.lines, pilot)
+        drawn = [view.draw_line(i, 200).text for i in range(view.line_count())]
+        subject = next(line for line in drawn if "Subject:" in line)
+        assert [unsafe_in(line) for line in drawn if unsafe_in(line)] == []
+        assert subject == (
+            "  Subject: hi \\x1b]0;pwned\\x07\\x1b[2J \\x9b2J \\u202e [bold red]x[/] [/oops]"
+        )
+        await pilot.press("escape", "slash", *"[/b]", "enter", "B")
+        confirm = await until(
+            lambda: app.screen if isinstance(app.screen, ConfirmScreen) else None, pilot
+        )
+        await pilot.pause()
+        label = confirm.query_one("Label")
+        assert "filter '[/b]'" in str(label.render())
+        await pilot.press("n")
+        app.notify("Cannot read [/oops]: \x1b[2J")
+        await pilot.pause()
+        assert "Cannot read [/oops]: \\x1b[2J" in notes(app)

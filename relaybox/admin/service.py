@@ -50,9 +50,11 @@ from relaybox.queue import (
     Spool,
     SuppressionRow,
 )
+from relaybox.untrusted import first_unsafe, visible
 
 __all__ = [
     "ACTIONS",
+    "MAX_REASON_CHARS",
     "MAX_SUPPRESSION_DAYS",
     "UNTIL_RESUMED",
     "Admin",
@@ -61,6 +63,7 @@ __all__ = [
     "Page",
     "IdPage",
     "every_page",
+    "reason_problem",
     "suppression_days_problem",
     "suspension_reply",
 ]
@@ -105,6 +108,38 @@ def suppression_days_problem(days: float) -> str | None:
         f"days must be a number above 0 and at most {MAX_SUPPRESSION_DAYS} (or left out, "
         f"for no end), not {days:g}"
     )
+
+
+MAX_REASON_CHARS = 200
+"""The longest reason an admin may give: it is written into SMTP replies (a 550 at RCPT, a 451
+on deferred mail), whose lines RFC 5321 §4.5.3.1.5 caps at 512 octets with the address."""
+
+
+def reason_problem(field: str, text: str) -> str | None:
+    """What is wrong with `text`, free text an admin gave as `field`, or None when it may go
+    into replies, DSNs and the log as it is.
+
+    Every such text is checked here, whoever asks (the socket, the CLI beside a stopped
+    engine, the UI): a CR LF in a reason would become a reply line of its own at RCPT and throw
+    every client out of step; other control characters would reach terminals.
+    """
+    bad = first_unsafe(text)
+    if bad is not None:
+        return (
+            f"{field} may not contain control characters (it has {visible(bad)}); "
+            "give it as one line of plain text"
+        )
+    if len(text) > MAX_REASON_CHARS:
+        return f"{field} is {len(text)} characters long; keep it to {MAX_REASON_CHARS} at most"
+    return None
+
+
+def _checked_reason(field: str, text: str) -> str:
+    """`text` when `reason_problem` finds nothing; raises ValueError saying what is wrong."""
+    problem = reason_problem(field, text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
 
 
 def suspension_reply(destination: str, reason: str) -> str:
@@ -344,11 +379,12 @@ class Admin:
         and the sender gets one RFC 3464 DSN per message, committed with the recipient states
         (none for a null sender `<>`: a bounce is never bounced). A message being delivered
         right now is left alone (its attempt would overwrite the bounce): bounce it again
-        once the attempt is over.
+        once the attempt is over. Raises ValueError for a `reason` that `reason_problem`
+        refuses.
         """
+        reply = Reply.bounced_by_admin(_checked_reason("reason", reason))
         now = self.clock()
         config = self.config()
-        reply = Reply.bounced_by_admin(reason)
         flt = _upper(flt)
         rows = await self.list_all(flt)
         touched: builtins.list[str] = []
@@ -477,10 +513,12 @@ class Admin:
 
         Mail for it is deferred, not bounced, until then. Returns the destination's key and
         the time the suspension ends (`UNTIL_RESUMED` for none). Raises ValueError for a
-        destination that cannot be suspended or a duration that is not positive.
+        destination that cannot be suspended, a duration that is not positive or a `reason`
+        that `reason_problem` refuses.
         """
         if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"suspend for a positive number of seconds, not {seconds}")
+        _checked_reason("reason", reason)
         key = self.destination_key(destination)
         until = UNTIL_RESUMED if seconds is None else min(UNTIL_RESUMED, self.clock() + seconds)
         why = " ".join(reason.split()) or "no reason given"
@@ -538,11 +576,12 @@ class Admin:
         """Refuse mail to `address` at RCPT; returns the normalised address.
 
         `days` (None: for ever) is counted from now on the engine's clock. Raises ValueError
-        when `address` is not a valid mailbox, or `days` is not a number above 0 and at most
-        `MAX_SUPPRESSION_DAYS`.
+        when `address` is not a valid mailbox, `days` is not a number above 0 and at most
+        `MAX_SUPPRESSION_DAYS`, or `reason_problem` refuses `reason`.
         """
         if days is not None and (problem := suppression_days_problem(days)):
             raise ValueError(problem)
+        _checked_reason("reason", reason)
         try:
             normalized = parse_rcpt(f"TO:<{address}>", smtputf8=True).recipient.lower()
         except AddressError as exc:

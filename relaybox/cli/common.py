@@ -11,12 +11,14 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TextIO
 
 from relaybox.admin.client import AdminClient, ControlError
 from relaybox.admin.connect import EngineUnreachable, attach, open_offline
 from relaybox.config import Config, ConfigError, load_config_with_warnings
 from relaybox.queue import SpoolError
 from relaybox.statedir import EngineRunning
+from relaybox.untrusted import visible
 
 __all__ = [
     "EXIT_CONFIG",
@@ -27,6 +29,7 @@ __all__ = [
     "EXIT_USAGE",
     "REFUSED",
     "iso",
+    "line_writer",
     "load_config",
     "with_admin",
 ]
@@ -66,6 +69,21 @@ def iso(ts: float | None) -> str | None:
         return f"{ts:g} (not a date)"
 
 
+def line_writer(out: TextIO) -> Callable[[str], None]:
+    """A function writing one line of a listing to `out`, made visible first.
+
+    Listings are mostly strangers' text (HELO names, addresses, headers, transcripts, next
+    hops' replies): control characters in it are shown as escapes (`relaybox.untrusted`), so
+    an ESC sequence cannot clear the admin's screen or retitle the window. A tab (harmless)
+    becomes four spaces so columns stay where they were.
+    """
+
+    def write(line: str) -> None:
+        out.write(visible(line, tab="    ") + "\n")
+
+    return write
+
+
 def with_admin(
     config: Config,
     job: Callable[[AdminClient, bool], Awaitable[int]],
@@ -93,8 +111,8 @@ def with_admin(
         if attached is not None:
             try:
                 return await job(attached.client.admin, True)
-            except ControlError as exc:
-                print(f"relaybox: {exc}", file=sys.stderr)
+            except REFUSED as exc:
+                print(f"relaybox: {visible(str(exc))}", file=sys.stderr)
                 return EXIT_FAIL
             finally:
                 await attached.client.close()
@@ -109,6 +127,11 @@ def with_admin(
             return EXIT_FAIL
         try:
             return await job(offline.admin, False)
+        except REFUSED as exc:
+            # The admin layer's refusal (a bad reason, a recipient named to delete), as the
+            # engine's socket would have said it.
+            print(f"relaybox: {visible(str(exc))}", file=sys.stderr)
+            return EXIT_FAIL
         finally:
             await offline.close()
 

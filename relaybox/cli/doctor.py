@@ -17,6 +17,7 @@ from relaybox.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
     EXIT_USAGE,
+    line_writer,
     load_config,
 )
 from relaybox.config.keys import check_domain as check_dkim_domain
@@ -66,14 +67,17 @@ def _print_findings(findings: Sequence[Finding], out: TextIO) -> None:
     """One line per finding (status, check, summary), the record to publish on the next;
     grouped by domain, with a count at the end."""
     domain = None
+    w = line_writer(out)  # a summary may quote a DNS record: strangers' text
     for finding in findings:
         if finding.domain != domain:
-            out.write(f"{'' if domain is None else chr(10)}{finding.domain}\n")
+            if domain is not None:
+                w("")
+            w(finding.domain)
             domain = finding.domain
         what = finding.check + "".join(f" {x}" for x in (finding.selector, finding.ip) if x)
-        out.write(f"  {finding.status.upper():<5}  {what}: {finding.summary}\n")
+        w(f"  {finding.status.upper():<5}  {what}: {finding.summary}")
         if finding.fix:
-            out.write(f"         fix: {finding.fix}\n")
+            w(f"         fix: {finding.fix}")
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("fail", "error", "warn")}
     domains = len({f.domain for f in findings})
     out.write(

@@ -14,8 +14,9 @@ from typing import TextIO
 
 from relaybox.admin.client import AdminClient
 from relaybox.admin.service import UNTIL_RESUMED
-from relaybox.cli.common import EXIT_FAIL, EXIT_OK, REFUSED, iso
+from relaybox.cli.common import EXIT_FAIL, EXIT_OK, REFUSED, iso, line_writer
 from relaybox.queue import UNFINISHED_STATES, MessageFilter
+from relaybox.untrusted import visible
 
 __all__ = ["queue_action", "queue_list", "selection", "suspended", "suspension"]
 
@@ -79,10 +80,10 @@ async def queue_action(
     changed = set(touched)
     for queue_id in order:
         if queue_id in changed:
-            print(f"{queue_id}: {done}")
+            print(f"{visible(queue_id)}: {done}")
     missed = [q for q in named if q not in changed]
     for queue_id in missed:
-        print(f"relaybox: {queue_id}: not {done}: {_WHY_NOT[action]}", file=sys.stderr)
+        print(f"relaybox: {visible(queue_id)}: not {done}: {_WHY_NOT[action]}", file=sys.stderr)
     n = len(changed)
     summary = f"{n} message{'s' if n != 1 else ''} {done}"
     if n and not live and action in ("retry", "release", "bounce"):
@@ -103,12 +104,12 @@ async def suspension(admin: AdminClient, args: argparse.Namespace) -> int:
             print(f"suspended {key} {_until(until)}: its mail is deferred, not bounced")
             return EXIT_OK
         if await admin.resume(args.destination):
-            print(f"resumed {args.destination}: its deferred mail is retried now")
+            print(f"resumed {visible(args.destination)}: its deferred mail is retried now")
             return EXIT_OK
     except REFUSED as exc:
-        print(f"relaybox: {exc}", file=sys.stderr)
+        print(f"relaybox: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAIL
-    print(f"relaybox: {args.destination} was not suspended", file=sys.stderr)
+    print(f"relaybox: {visible(args.destination)} was not suspended", file=sys.stderr)
     return EXIT_FAIL
 
 
@@ -132,8 +133,9 @@ async def suspended(admin: AdminClient, args: argparse.Namespace) -> int:
         return EXIT_OK
     if not found:
         print("No destination is suspended")
+    w = line_writer(sys.stdout)
     for key, (until, reason) in found:
-        print(f"{key}  {_until(until)}  {reason}")
+        w(f"{key}  {_until(until)}  {reason}")
     return EXIT_OK
 
 
@@ -175,20 +177,22 @@ async def queue_list(admin: AdminClient, args: argparse.Namespace, out: TextIO) 
     if not rows:
         out.write("Mail queue is empty\n")
         return EXIT_OK
-    # The layout of Postfix's mailq, so admins read it without thinking.
-    out.write("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
+    # The layout of Postfix's mailq, so admins read it without thinking. Senders, recipients
+    # and next hops' replies are strangers' text: every line is made visible as it is written.
+    w = line_writer(out)
+    w("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------")
     marks = {"active": "*", "held": "!"}
     total = 0
     for r in rows:
         total += r.size
         arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(r.arrived_at))
         qid = r.queue_id + marks.get(r.state, "")
-        out.write(f"{qid:<14} {r.size:>8} {arrival}  {r.sender or 'MAILER-DAEMON'}\n")
+        w(f"{qid:<14} {r.size:>8} {arrival}  {r.sender or 'MAILER-DAEMON'}")
         for rc in recipients.get(r.id, []):
             if rc.last_reply and rc.state not in ("delivered",):
-                out.write(f"{'':<45}({rc.last_reply})\n")
-            out.write(f"{'':<45}{rc.address}\n")
-        out.write("\n")
+                w(f"{'':<45}({rc.last_reply})")
+            w(f"{'':<45}{rc.address}")
+        w("")
     n = len(rows)
     out.write(f"-- {(total + 1023) // 1024} Kbytes in {n} Request{'s' if n != 1 else ''}.\n")
     return EXIT_OK

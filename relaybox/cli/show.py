@@ -13,9 +13,10 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from relaybox.admin.client import AdminClient
-from relaybox.cli.common import EXIT_FAIL, EXIT_OK, iso
+from relaybox.cli.common import EXIT_FAIL, EXIT_OK, iso, line_writer
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
+from relaybox.untrusted import visible
 
 __all__ = ["show"]
 
@@ -81,59 +82,68 @@ def _write_transcript(
             + f".{int(line.at * 1000) % 1000:03d}"
         )
         arrow = {"C": "C:", "S": "S:", "-": "--"}.get(line.direction, line.direction)
-        w(f"{indent}{stamp} {arrow} {line.text}\n")
+        w(f"{indent}{stamp} {arrow} {line.text}")
 
 
 async def show(admin: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
     """`relaybox show ID`: everything about one message."""
     detail = await admin.show(args.queue_id)
     if detail is None:
-        print(f"relaybox: no message with queue ID {args.queue_id}", file=sys.stderr)
+        print(f"relaybox: no message with queue ID {visible(args.queue_id)}", file=sys.stderr)
         return EXIT_FAIL
     if args.json:
         json.dump(_detail_json(detail), out, indent=2)
         out.write("\n")
         return EXIT_OK
     r = detail.row
-    w = out.write
-    w(f"Queue ID:   {r.queue_id}\n")
-    w(f"State:      {r.state}\n")
-    w(f"Arrived:    {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(r.arrived_at))}\n")
+    # Every line goes through one writer that makes control characters visible: most of
+    # what follows (HELO, addresses, headers, transcripts, next hops' replies) came from
+    # strangers, and an ESC in it must not reach the admin's terminal.
+    w = line_writer(out)
+    w(f"Queue ID:   {r.queue_id}")
+    w(f"State:      {r.state}")
+    w(f"Arrived:    {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(r.arrived_at))}")
     w(
         f"Size:       {r.size} bytes{' (8-bit)' if detail.body_8bit else ''}"
-        f"{' SMTPUTF8' if detail.smtputf8 else ''}\n"
+        f"{' SMTPUTF8' if detail.smtputf8 else ''}"
     )
-    w(f"Sender:     <{r.sender}>\n")
+    w(f"Sender:     <{r.sender}>")
     w(
         f"Client:     [{detail.client_ip}]:{detail.client_port} helo={detail.helo}"
-        f" listener={detail.listener}\n"
+        f" listener={detail.listener}"
     )
-    w(f"Auth:       {detail.auth_user or '-'}    TLS: {detail.tls or 'none'}\n")
-    w("Recipients:\n")
+    w(f"Auth:       {detail.auth_user or '-'}    TLS: {detail.tls or 'none'}")
+    w("Recipients:")
     for rc in detail.recipients:
         extra = f"  attempts={rc.attempts}" if rc.attempts else ""
         reply = f"  {rc.last_reply}" if rc.last_reply else ""
-        w(f"  {rc.address:<40} {rc.state}{extra}{reply}\n")
-    w("\nHeaders:\n")
+        w(f"  {rc.address:<40} {rc.state}{extra}{reply}")
+    w("")
+    w("Headers:")
     for key, value in detail.headers:
         # A folded header keeps its CRLFs in the store; print each fold as a line of its own.
-        folded = "\n  ".join(value.split("\r\n"))
-        w(f"  {key}: {folded}\n")
-    w(f"\nInbound session {detail.session_id}:\n")
+        first, *folds = value.split("\r\n")
+        w(f"  {key}: {first}")
+        for fold in folds:
+            w(f"  {fold}")
+    w("")
+    w(f"Inbound session {detail.session_id}:")
     _write_transcript(w, detail.inbound_transcript, "  ")
     if not detail.attempts:
-        w("\nDelivery attempts: none yet\n")
+        w("")
+        w("Delivery attempts: none yet")
         return EXIT_OK
     # Every attempt in order, as it happened: why a message is stuck is in these lines.
     for n, a in enumerate(detail.attempts, 1):
         when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(a.started_at))
         took = max(0.0, a.finished_at - a.started_at)
-        w(f"\nDelivery attempt {n}: {when} ({took:.1f} s) to {a.destination}: {a.outcome}\n")
+        w("")
+        w(f"Delivery attempt {n}: {when} ({took:.1f} s) to {a.destination}: {a.outcome}")
         if a.host or a.ip:
             port = f":{a.port}" if a.port else ""
-            w(f"  Host:       {a.host or '-'} [{a.ip or '-'}]{port}    TLS: {a.tls or 'none'}\n")
-        w(f"  Recipients: {', '.join(a.recipients)}\n")
+            w(f"  Host:       {a.host or '-'} [{a.ip or '-'}]{port}    TLS: {a.tls or 'none'}")
+        w(f"  Recipients: {', '.join(a.recipients)}")
         if a.reply:
-            w(f"  Reply:      {a.reply}\n")
+            w(f"  Reply:      {a.reply}")
         _write_transcript(w, a.transcript, "  ")
     return EXIT_OK

@@ -191,8 +191,15 @@ class AuthConfig:
     lockout_seconds: Annotated[float, Range(1, 86400, unit="seconds")] = 900.0
     """Seconds AUTH stays refused for an IP that reached failures_before_lockout."""
     max_verifications_in_flight: Annotated[int, Range(1, 256)] = 8
-    """Password checks running at once over all sessions (each is slow by design); AUTH
-    beyond this gets 454 4.7.0 at once rather than waiting."""
+    """Password checks in progress (running or waiting for one of two threads) for clients
+    whose address has not failed a login within failure_window (each check is slow by
+    design); AUTH beyond this gets 454 4.7.0 at once rather than waiting. An address that
+    logged in successfully within a day is not counted and goes first. Checks for clients
+    that failed never take these places."""
+    suspect_verifications_in_flight: Annotated[int, Range(1, 256)] = 2
+    """Password checks in progress, on one thread of their own, for clients whose address
+    failed a login within failure_window; beyond this they get 454 4.7.0 at once. However
+    many addresses are guessing, clients that have not failed are not slowed by them."""
 
 
 @dataclass(frozen=True)

@@ -503,11 +503,13 @@ class InboundSMTP(SMTP):
         return AuthResult(success=True, handled=False, auth_data=outcome.user.name)
 
     async def _fail_auth(self, login: bytes, reply: str, delay: float) -> None:
-        """Log the failure (IP and user name, never the password), pause, then answer."""
+        """Log the failure (IP and a configured user's name, never the password), pause,
+        then answer."""
+        assert self.ctx.authenticator is not None
         self._auth_failures += 1
         self.ctx.log.warning(
             "auth-failed",
-            user=login.decode("utf-8", "replace")[:100],
+            user=self.ctx.authenticator.loggable_name(login),
             client=self.client_ip,
             session=self.session_id,
             reply=reply,

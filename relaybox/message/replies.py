@@ -6,7 +6,13 @@ Enhanced status codes follow RFC 3463; the section that calls for each reply is 
 
 from __future__ import annotations
 
+from relaybox.untrusted import one_line
+
 __all__ = ["Reply"]
+
+_REASON_CHARS = 200
+"""Most characters of a reason (an admin's, a next hop's) a reply quotes: a reply line is at
+most 512 octets (RFC 5321 §4.5.3.1.5)."""
 
 
 class Reply:
@@ -66,6 +72,7 @@ class Reply:
     def suspended(destination: str, reason: str) -> str:
         """Mail deferred because an admin suspended its destination (`Admin.resume` finds it
         again by this text)."""
+        reason = one_line(reason, _REASON_CHARS)
         return f"451 4.4.5 Delivery to {destination} is suspended by the admin: {reason}"
 
     @staticmethod
@@ -120,12 +127,17 @@ class Reply:
         """What `Admin.bounce` records for each recipient it returns (the DSN quotes it), with
         the admin's reason on one line."""
         reply = "550 5.0.0 Returned to the sender by the relay's admin (bounce now)"
-        reason = " ".join(reason.split())
+        reason = one_line(reason, _REASON_CHARS)
         return f"{reply}: {reason}" if reason else reply
 
     @staticmethod
     def suppressed(address: str, reason: str) -> str:
-        """Recipient on the suppression list (filled by earlier hard bounces)."""
+        """Recipient on the suppression list (filled by earlier hard bounces).
+
+        The reason is put on one line here whoever wrote it (an admin, a next hop's reply, an
+        entry stored before reasons were checked): a CR LF in it would be a reply of its own.
+        """
+        reason = one_line(reason, _REASON_CHARS)
         return (
             f"550 5.1.1 <{address}>: recipient suppressed after an earlier hard bounce: {reason}; "
             "ask the relay's admin to remove it if the address works again"

@@ -15,10 +15,12 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.driver import Driver
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input
 
 from relaybox.clock import Clock, system_clock
+from relaybox.tui import format as fmt
 from relaybox.tui.bridge import RECONNECT_EVERY, EventBridge
 from relaybox.tui.commands import MailActions, system_commands
 from relaybox.tui.link import EngineLink
@@ -152,6 +154,29 @@ class RelayboxApp(App[int]):
     @property
     def domains_pane(self) -> DomainsPane:
         return self.query_one(DomainsPane)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Show a notification as plain text, whoever asks (screens and widgets call this).
+
+        Notifications quote errors from the engine and the spool, which quote addresses,
+        filters and replies: they are never parsed as markup (a `[/x]` in them would raise)
+        and their control characters are shown as escapes. `markup` is ignored.
+        """
+        super().notify(
+            fmt.printable(message),
+            title=fmt.printable(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     async def on_mount(self) -> None:
         await self.link.open()

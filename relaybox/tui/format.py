@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import time
 
+from relaybox.untrusted import visible
+
 __all__ = ["age", "clip", "clock", "printable", "recipients", "size", "until"]
 
 
@@ -68,12 +70,13 @@ def _hms(second: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(second))
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-_CONTROL[0x09] = "    "
-
-
 def printable(text: str) -> str:
     """`text` safe to draw: control characters (from mail, from remote servers' replies)
-    shown as escapes, never sent to the admin's terminal, where ESC sequences could clear the
-    screen, set the clipboard or retitle the window."""
-    return text.translate(_CONTROL)
+    shown as escapes (`relaybox.untrusted.visible`, as the CLI prints them), never sent to
+    the admin's terminal, where ESC sequences could clear the screen, set the clipboard or
+    retitle the window; a tab is four spaces.
+
+    It does not quote Rich markup: text from elsewhere is drawn as `Text` or a `Segment`, or
+    in a widget made with `markup=False`, never parsed as markup.
+    """
+    return visible(text, tab="    ")

@@ -83,7 +83,7 @@ class DomainsPane(Vertical):
         for domain in report.domains():
             checked = report.checked_at.get(domain)
             table.add_row(
-                domain,
+                Text(fmt.printable(domain)),  # (a str cell would be parsed as markup)
                 *(status_text(report.status(domain, c), colours) for c in COLUMNS),
                 f"{fmt.age(now - checked)} ago" if checked else "-",
                 key=domain,

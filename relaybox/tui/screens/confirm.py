@@ -14,6 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from relaybox.tui.format import printable
+
 __all__ = ["ConfirmScreen", "confirm_then"]
 
 
@@ -32,7 +34,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            # The question may quote the admin's filter: plain text, never markup.
+            yield Label(printable(self.question), markup=False)
             with Horizontal():
                 yield Button("Yes (y)", variant="warning", id="yes")
                 yield Button("No (n)", variant="primary", id="no")

@@ -79,7 +79,7 @@ class DomainScreen(Screen[None]):
         self._on_report = on_report
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Domain {self.domain}", id="domain-title")
+        yield Static(f"Domain {printable(self.domain)}", id="domain-title", markup=False)
         yield OptionList(*self._options(), id="domain-findings")
         yield Static("", id="domain-detail")
         yield Footer()
@@ -140,7 +140,8 @@ class DomainScreen(Screen[None]):
 
     @work(exclusive=True, group="domain-check", exit_on_error=False)
     async def _recheck(self) -> None:
-        self.query_one("#domain-title", Static).update(f"Domain {self.domain} · checking...")
+        title = self.query_one("#domain-title", Static)
+        title.update(f"Domain {printable(self.domain)} · checking...")
         try:
             report = await self._admin().check_domains([self.domain])
         except Exception as exc:
@@ -152,7 +153,7 @@ class DomainScreen(Screen[None]):
         options = self.query_one(OptionList)
         options.clear_options()
         options.add_options(self._options())
-        self.query_one("#domain-title", Static).update(f"Domain {self.domain}")
+        title.update(f"Domain {printable(self.domain)}")
         if self.findings:
             options.highlighted = 0
         self._show_detail()

@@ -185,7 +185,7 @@ class InspectorScreen(Screen[None]):
         """A live attempt is streaming in: its lines are appended as they come."""
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Message {self.queue_id}", id="inspector-title")
+        yield Static(f"Message {fmt.printable(self.queue_id)}", id="inspector-title", markup=False)
         yield LineView(id="inspector-lines")
         yield Footer()
 
@@ -230,7 +230,7 @@ class InspectorScreen(Screen[None]):
         state = self.detail.row.state if self.detail else "gone"
         mode = "raw" if self.raw else "details"
         self.query_one("#inspector-title", Static).update(
-            f"Message {self.queue_id} · {state} · {mode} · Esc back"
+            f"Message {fmt.printable(self.queue_id)} · {state} · {mode} · Esc back"
         )
 
     def commands(self) -> Iterable[SystemCommand]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from relaybox.tui.format import printable
+
 __all__ = ["TextLine"]
 
 
@@ -31,4 +33,5 @@ class TextLine(Widget):
             self.refresh()
 
     def render(self) -> Text:
-        return Text(self._text, no_wrap=True, overflow="ellipsis")
+        # Titles quote filters and engine state: drawn as plain text, never as markup.
+        return Text(printable(self._text), no_wrap=True, overflow="ellipsis")
