@@ -161,6 +161,30 @@ async def test_good_replies_do_not_count_and_counts_belong_to_the_session(start_
     assert code == 250, text
 
 
+async def test_junk_commands_past_their_limit_count_as_errors_until_a_message_is_sent(
+    start_engine,
+):
+    """NOOP, VRFY and RSET are free up to junk_command_limit, then each counts as an error (its
+    reply still 250/252), so a NOOP flood is closed like any other; a message accepted makes
+    them free again."""
+    limits = LimitsConfig(
+        junk_command_limit=3, soft_error_limit=1, hard_error_limit=3, error_sleep_time=0
+    )
+    run = await start_engine(listeners=office_only(), limits=limits)
+    client = await connect_from(run, OFFICE)
+    for verb in ("NOOP", "RSET", "VRFY postmaster"):
+        assert (await client.cmd(verb))[0] in (250, 252)
+    code, text = await client.send_message("a@example.com", ["b@example.org"], simple_message())
+    assert code == 250, text
+    for _ in range(3):
+        assert (await client.cmd("NOOP"))[0] == 250
+    await client.send("NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n")
+    got = [text for _, text in await replies(client, 4)]
+    assert got[:3] == ["250 OK"] * 3
+    assert got[3] == Reply.too_many_errors(HOSTNAME)
+    assert await client.closed()
+
+
 async def test_refusals_after_the_first_are_logged_as_one_summary_line(start_engine):
     """The first refusal keeps its own `reject` line (admins grep for it); the rest of the
     session's errors are one `errors` line when it ends, not one line each."""
@@ -358,6 +382,7 @@ def test_new_limits_have_postfix_s_defaults() -> None:
     )
     assert limits.data_timeout == 300  # Postfix's smtpd_timeout
     assert (limits.max_session_time, limits.reserved_connections) == (3600, 20)
+    assert limits.junk_command_limit == 100  # Postfix's smtpd_junk_command_limit
 
 
 def test_soft_error_limit_may_not_exceed_the_hard_limit(tmp_path: Path) -> None:

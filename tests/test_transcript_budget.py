@@ -107,14 +107,19 @@ async def noop_session(run, count: int) -> None:
         await client.close()
 
 
+JUNK_FREE = LimitsConfig(junk_command_limit=10**9)
+"""These sessions flood NOOPs to be stored; the junk-command limit would close them first
+(tests/test_inbound_limits.py pins that)."""
+
+
 async def settle(run) -> None:
     await asyncio.sleep(0.1)  # connection_lost queues the transcript
     await run.engine.spool.flush()
 
 
-async def test_a_flood_of_noop_is_stored_as_a_summary_of_a_few_kb(start_engine) -> None:
+async def test_a_flood_of_noop_is_stored_as_a_summary_of_a_few_kb(start_engine, tmp_path) -> None:
     """3,000 NOOPs of 500 characters (1.5 MB said) leave one row of a few KB in the spool."""
-    run = await start_engine()
+    run = await start_engine(make_config(tmp_path / "state", limits=JUNK_FREE))
     db = run.engine.spool.path
     await settle(run)
     before = spool_size(db)
@@ -133,7 +138,7 @@ async def test_a_flood_of_noop_is_stored_as_a_summary_of_a_few_kb(start_engine) 
 async def test_beyond_its_budget_a_client_sessions_are_counted_not_stored(
     start_engine, tmp_path: Path
 ) -> None:
-    limits = LimitsConfig(transcript_budget_per_client=2500)
+    limits = dataclasses.replace(JUNK_FREE, transcript_budget_per_client=2500)
     run = await start_engine(make_config(tmp_path / "state", limits=limits))
 
     for _ in range(5):
@@ -151,7 +156,7 @@ async def test_after_the_hour_the_stored_summary_says_how_many_were_left_out(
     start_engine, tmp_path: Path
 ) -> None:
     clock = FakeClock()
-    limits = LimitsConfig(transcript_budget_per_client=1500)
+    limits = dataclasses.replace(JUNK_FREE, transcript_budget_per_client=1500)
     run = await start_engine(make_config(tmp_path / "state", limits=limits), clock=clock)
     for _ in range(3):
         await noop_session(run, 300)
@@ -177,7 +182,7 @@ async def test_no_summary_is_stored_below_the_free_space_floor(start_engine, tmp
 
 
 async def test_a_session_that_brought_a_message_is_stored_whole(start_engine, tmp_path) -> None:
-    limits = dataclasses.replace(LimitsConfig(), transcript_budget_per_client=0)
+    limits = dataclasses.replace(JUNK_FREE, transcript_budget_per_client=0)
     run = await start_engine(make_config(tmp_path / "state", limits=limits))
     client = await SMTPClient.connect(*run.address())
     await client.greet()

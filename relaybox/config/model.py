@@ -164,6 +164,9 @@ class LimitsConfig:
     hard_error_limit: Annotated[int, Range(1)] = 20
     """Error replies in one session after which it gets 421 4.7.0 and is closed (Postfix's
     smtpd_hard_error_limit); at least soft_error_limit."""
+    junk_command_limit: Annotated[int, Range(1)] = 100
+    """NOOP, VRFY, ETRN and RSET commands one session may send free (since its last accepted
+    message); each further one counts as an error (Postfix's smtpd_junk_command_limit)."""
     error_sleep_time: Annotated[float, Range(0, 60, unit="seconds")] = 1.0
     """Seconds each error reply past soft_error_limit waits before it is sent (Postfix's
     smtpd_error_sleep_time); the session reads nothing more meanwhile."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ErrorVerdict", "SessionErrors", "is_error"]
+__all__ = ["JUNK_VERBS", "ErrorVerdict", "SessionErrors", "is_error"]
+
+JUNK_VERBS = frozenset({"NOOP", "VRFY", "ETRN", "RSET"})
+"""Commands that move no mail forward (Postfix's junk commands): free only up to a limit."""
 
 
 def is_error(reply: str) -> bool:
@@ -37,12 +40,23 @@ class SessionErrors:
     each error reply waits `sleep_time` seconds; the error that reaches `hard_limit` is the
     session's last. With the defaults (10, 20, 1 s) a session that sends nothing but errors
     ends about 10 seconds after its first.
+
+    Junk commands (`JUNK_VERBS`) are answered 250 but move nothing forward, so a flood of them
+    would cost the relay for the whole session lifetime: past `junk_limit` of them each one's
+    reply counts as an error too (Postfix's `smtpd_junk_command_limit`), and the count starts
+    again once a message has been accepted.
     """
 
-    def __init__(self, soft_limit: int, hard_limit: int, sleep_time: float) -> None:
+    def __init__(
+        self, soft_limit: int, hard_limit: int, sleep_time: float, junk_limit: int = 100
+    ) -> None:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self.sleep_time = sleep_time
+        self.junk_limit = junk_limit
+        self.junk = 0
+        """Junk commands since the session began or its last accepted message."""
+        self._count_next = False
         self.count = 0
         """Error replies so far."""
         self.last: str | None = None
@@ -63,7 +77,8 @@ class SessionErrors:
             None for a reply that is no error; else the delay before sending it and whether
             the session ends after it.
         """
-        if not is_error(reply):
+        counted, self._count_next = self._count_next, False
+        if not (counted or is_error(reply)):
             return None
         self.count += 1
         self.last = reply
@@ -73,6 +88,15 @@ class SessionErrors:
             self.unlogged += 1
         delay = self.sleep_time if self.count > self.soft_limit else 0.0
         return ErrorVerdict(delay, self.count >= self.hard_limit)
+
+    def junk_command(self) -> None:
+        """A junk command is about to be answered: past the junk limit its reply counts."""
+        self.junk += 1
+        self._count_next = self.junk > self.junk_limit
+
+    def message_accepted(self) -> None:
+        """A message was queued: the session did something useful, junk is free again."""
+        self.junk = 0
 
     def log_refusal(self) -> bool:
         """Whether the refusal about to be sent gets a log line of its own: only a session's

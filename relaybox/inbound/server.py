@@ -31,7 +31,7 @@ from relaybox.inbound.auth import Authenticator
 from relaybox.inbound.content_checks import from_addresses, hop_refusal
 from relaybox.inbound.context import InboundContext, new_session_id
 from relaybox.inbound.data_reader import DataEnd, DataReader
-from relaybox.inbound.error_limit import SessionErrors
+from relaybox.inbound.error_limit import JUNK_VERBS, SessionErrors
 from relaybox.inbound.policy import (
     Client,
     check_from,
@@ -85,7 +85,10 @@ class InboundSMTP(SMTP):
         self._in_data = False
         self._body_8bit_declared = False
         self._errors = SessionErrors(
-            self.limits.soft_error_limit, self.limits.hard_error_limit, self.limits.error_sleep_time
+            self.limits.soft_error_limit,
+            self.limits.hard_error_limit,
+            self.limits.error_sleep_time,
+            self.limits.junk_command_limit,
         )
         self._closing = False
         """The last reply has been sent: nothing more is said on this connection."""
@@ -122,6 +125,8 @@ class InboundSMTP(SMTP):
     ) -> None:
         """Every command goes through here: into the transcript, then to its handler."""
         self.transcript.client(verb if arg is None else f"{verb} {arg}")
+        if verb in JUNK_VERBS:
+            self._errors.junk_command()
         envelope = self.envelope
         if self.ctx.shutting_down and verb != "QUIT" and envelope and envelope.mail_from is None:
             await self._goodbye(Reply.SHUTTING_DOWN)
@@ -762,6 +767,7 @@ class InboundSMTP(SMTP):
             )
         )
         self.ctx.accepted()
+        self._errors.message_accepted()
         await self.push(Reply.queued(queue_id))
 
 
