@@ -109,6 +109,10 @@ def with_admin(
             return EXIT_FAIL
         try:
             return await job(offline.admin, False)
+        except SpoolError as exc:
+            # A damaged file found while reading it: said in words, never a traceback.
+            print(f"relaybox: {exc}", file=sys.stderr)
+            return EXIT_FAIL
         finally:
             await offline.close()
 

@@ -15,6 +15,7 @@ from relaybox.config import Config, default_config_path
 from relaybox.engine import Engine
 from relaybox.maillog import setup_logging
 from relaybox.queue import SpoolError
+from relaybox.queue.integrity import SpoolDamaged
 from relaybox.statedir import EngineRunning
 
 __all__ = ["run"]
@@ -58,7 +59,10 @@ async def _serve(config: Config, log: Any) -> int:
         print(f"relaybox: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except (OSError, SpoolError) as exc:
-        print(f"relaybox: cannot start: {exc}", file=sys.stderr)
+        hint = (
+            f" --config {config.source}" if isinstance(exc, SpoolDamaged) and config.source else ""
+        )
+        print(f"relaybox: cannot start: {exc}{hint}", file=sys.stderr)
         return EXIT_FAIL
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

@@ -137,6 +137,7 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = SpoolError(f"spool write failed: {exc}")
+            failure.__cause__ = exc  # the spool checks the file when SQLite says it is damaged
             results = [(w, None, failure) for w in batch]
         # Only now, after the COMMIT (or its failure), are the waiters woken.
         for write, result, error in results:
