@@ -171,3 +171,18 @@ def test_the_engine_refuses_a_state_directory_owned_by_another_user(
     assert result.returncode == 1
     assert f"the state directory {state_dir} belongs to" in result.stderr
     assert list(state_dir.iterdir()) == []  # nothing was made in it
+
+
+def test_a_link_planted_as_the_log_file_is_refused_and_its_target_untouched(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    log_file = tmp_path / "relay.log"
+    log_file.symlink_to(target)
+    config = write_config(tmp_path, free_port(), log_file=log_file)
+    result = run_cli("--headless", "--config", config, timeout=EXIT_TIMEOUT)
+    assert result.returncode == 1
+    assert f"cannot open the log file {log_file}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert target.read_text() == "root's file\n"

@@ -35,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     fmt = args.log_format or config.log.format
-    log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+    try:
+        log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+    except OSError as exc:
+        # A planted link is refused (O_NOFOLLOW) rather than written through.
+        print(f"relaybox: cannot open the log file {config.log.file}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     try:
         return asyncio.run(_serve(config, log))
     finally:
