@@ -20,7 +20,7 @@ from relaybox.queue import MIGRATIONS, Spool, SpoolError
 from relaybox.queue.integrity import SpoolDamaged, SpoolLost, SpoolReplaced
 from relaybox.statedir import DATABASE_NAME, IDENTITY_NAME, ensure_state_dir, read_identity
 
-from .relayproc import EXIT_TIMEOUT, Cli, RunCli, StartRelay, free_port
+from .relayproc import EXIT_TIMEOUT, Cli, Relay, RunCli, StartRelay, free_port
 from .support.configs import write_config
 from .support.engine import EngineFactory
 from .support.smtp import send_sync
@@ -66,6 +66,17 @@ def middle_pages(path: Path, count: int = 6) -> list[int]:
     """`count` pages spread over the middle of the file (never the first page)."""
     pages = path.stat().st_size // PAGE
     return sorted({2 + (pages - 3) * (k + 1) // (count + 1) for k in range(count)})
+
+
+def relay_with_mail(tmp_path: Path, start_relay: StartRelay) -> tuple[Relay, Path, Path]:
+    """A relay running on tmp_path/state that has accepted one message: (relay, config file,
+    state directory)."""
+    port = free_port()
+    state_dir = tmp_path / "state"
+    config = write_config(tmp_path, port, state_dir=state_dir)
+    relay = start_relay("--headless", "--config", config, port=port)
+    send_sync(port)
+    return relay, config, state_dir
 
 
 def saved_bodies(state_dir: Path) -> dict[str, bytes]:
@@ -176,7 +187,7 @@ def test_spool_recover_saves_every_whole_message_and_keeps_the_damaged_file(
     assert len(saved) >= MESSAGES * 0.9, len(saved)
     lost = MESSAGES - len(saved)
     assert f"saved {len(saved)} messages with {2 * len(saved)} recipients" in result.stdout
-    assert f"lost: {lost} messages" in result.stdout or lost == 0
+    assert f"lost: {lost} message{'' if lost == 1 else 's'} " in result.stdout or lost == 0
     # The damaged file is kept as it was, beside the new one.
     (aside,) = state_dir.glob(f"{DATABASE_NAME}.damaged-*[0-9]Z")
     assert aside.read_bytes() == damaged
@@ -198,11 +209,7 @@ def stat_mode(path: Path) -> int:
 def test_spool_recover_refuses_while_an_engine_runs_and_changes_nothing(
     tmp_path: Path, cli: Cli, start_relay: StartRelay
 ) -> None:
-    port = free_port()
-    state_dir = tmp_path / "state"
-    config = write_config(tmp_path, port, state_dir=state_dir)
-    relay = start_relay("--headless", "--config", config, port=port)
-    send_sync(port)
+    relay, config, state_dir = relay_with_mail(tmp_path, start_relay)
     before = sorted(p.name for p in state_dir.iterdir())
     result = cli("spool", "recover", "--force", "--config", config)
     assert result.returncode == 1
@@ -251,11 +258,7 @@ def test_spool_recover_never_uses_a_partial_recover_output(tmp_path: Path, cli: 
 def test_a_spool_that_vanished_is_not_a_fresh_start(
     tmp_path: Path, run_cli: RunCli, start_relay: StartRelay, how: str
 ) -> None:
-    port = free_port()
-    state_dir = tmp_path / "state"
-    config = write_config(tmp_path, port, state_dir=state_dir)
-    relay = start_relay("--headless", "--config", config, port=port)
-    send_sync(port)
+    relay, config, state_dir = relay_with_mail(tmp_path, start_relay)
     assert relay.terminate() == 0
     spool_db = state_dir / DATABASE_NAME
     if how == "missing":
@@ -274,7 +277,7 @@ def test_a_spool_that_vanished_is_not_a_fresh_start(
 
     # Starting afresh is a deliberate act: remove the identity file.
     (state_dir / IDENTITY_NAME).unlink()
-    start_relay("--headless", "--config", config, port=port)
+    start_relay("--headless", "--config", config, port=relay.port)
     assert (state_dir / IDENTITY_NAME).exists()
 
 

@@ -316,6 +316,10 @@ def _remove(paths: tuple[Path, ...] | list[Path]) -> None:
             p.unlink()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _report(path: Path, aside: Path, method: str, saved: Salvaged) -> None:
     print(
         f"recovered {path} ({method}): saved {saved.messages} messages with "
@@ -324,8 +328,9 @@ def _report(path: Path, aside: Path, method: str, saved: Salvaged) -> None:
     )
     if saved.lost_messages or saved.lost_recipients:
         print(
-            f"lost: {saved.lost_messages} messages whose envelope, body or every recipient "
-            f"could not be read, and {saved.lost_recipients} recipients of saved messages"
+            f"lost: {_count(saved.lost_messages, 'message')} whose envelope, body or every "
+            f"recipient could not be read, and {_count(saved.lost_recipients, 'recipient')} "
+            "of saved messages"
         )
     if saved.unreadable:
         print(f"could not read at all: {', '.join(saved.unreadable)}")
