@@ -22,9 +22,11 @@ from pathlib import Path
 __all__ = [
     "DATABASE_NAME",
     "IDENTITY_NAME",
+    "LOCK_NAME",
     "EngineRunning",
     "StateDirUnsafe",
     "StateLock",
+    "check_state_dir",
     "ensure_state_dir",
     "read_identity",
     "refuse_links",
@@ -99,6 +101,21 @@ def ensure_state_dir(path: Path) -> Path:
         StateDirUnsafe: the directory (or the link naming it) is not the engine's user's.
     """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = check_state_dir(path)
+    if mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def check_state_dir(path: Path) -> int:
+    """Refuse an existing state directory that is not the engine's user's own; changes nothing.
+
+    Returns:
+        Its permission bits.
+
+    Raises:
+        StateDirUnsafe: see `ensure_state_dir`.
+    """
     me = os.geteuid()
     link = path.lstat()
     if stat.S_ISLNK(link.st_mode) and link.st_uid not in (me, 0):
@@ -123,9 +140,7 @@ def ensure_state_dir(path: Path) -> Path:
             f"(mode {stat.S_IMODE(st.st_mode):04o}): anyone who can write there could plant "
             f"files in it. Check what is in it, then: chmod 700 {path}"
         )
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
+    return stat.S_IMODE(st.st_mode)
 
 
 def _open_own(path: Path, flags: int, mode: int = 0o600) -> int:

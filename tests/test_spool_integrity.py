@@ -337,3 +337,20 @@ async def test_open_refuses_a_lost_spool_before_creating_one(tmp_path: Path) -> 
         await Spool.open(tmp_path / DATABASE_NAME, identity=identity)
     assert not (tmp_path / DATABASE_NAME).exists()
     assert issubclass(SpoolLost, SpoolError)  # every "cannot open the spool" path reports it
+
+
+def test_doctor_fails_on_a_state_directory_the_engine_would_refuse(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """A vanished spool is a failure (exit 1) even when the DNS could not be checked (exit 2
+    alone: the config's resolver is a dead loopback port)."""
+    state_dir = tmp_path / "state"
+    seed(state_dir, 1)
+    config = write_config(tmp_path, free_port(), state_dir=state_dir)
+    assert cli("doctor", "example.org", "--config", config).returncode == 2
+    (state_dir / DATABASE_NAME).write_bytes(b"")
+    result = cli("doctor", "example.org", "--config", config)
+    assert result.returncode == 1
+    assert f"FAIL state directory: the spool database {state_dir / DATABASE_NAME} is empty" in (
+        result.stderr
+    )

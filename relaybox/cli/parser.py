@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
             "of [delivery] outbound_ips, MTA-STS, TLS-RPT) for each DOMAIN, or for every "
             "sending domain of the config (its [[dkim]] domains and its users' allowed "
             "senders), and print the record to publish where one is wrong. Lookups go to "
-            "[dns] resolvers. Exit status: 0 nothing failed (warnings allowed), 1 a check "
+            "[dns] resolvers. It also checks the state directory as the engine would at start "
+            "(owner, mode, planted links, a lost or replaced spool) and says what is wrong on "
+            "stderr, as a failure. Exit status: 0 nothing failed (warnings allowed), 1 a check "
             "failed, 2 none failed but one could not be made (DNS error or timeout) or there "
             "was no domain to check, 3 the config does not load."
         ),

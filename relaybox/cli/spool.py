@@ -24,22 +24,28 @@ from pathlib import Path
 from relaybox.cli.common import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, load_config
 from relaybox.config import Config
 from relaybox.queue import SpoolError
-from relaybox.queue.integrity import expected_identity, quick_check, spool_identity
+from relaybox.queue.integrity import (
+    SpoolReplaced,
+    expected_identity,
+    quick_check,
+    spool_identity,
+)
 from relaybox.queue.salvage import Salvaged, rebuild
 from relaybox.queue.schema import connect
 from relaybox.statedir import (
     DATABASE_NAME,
     IDENTITY_NAME,
+    LOCK_NAME,
     EngineRunning,
     StateLock,
-    ensure_state_dir,
+    check_state_dir,
     read_identity,
     refuse_links,
     sqlite_files,
     write_identity,
 )
 
-__all__ = ["spool_check", "spool_recover"]
+__all__ = ["spool_check", "spool_recover", "state_problem"]
 
 RECOVER_HOLDER = "relaybox spool recover"
 SHELL = "sqlite3"
@@ -107,9 +113,36 @@ def _identity_or_marker(state_dir: Path) -> str | None:
 
 
 def _check_state_dir(state_dir: Path) -> None:
-    """The engine's checks of the directory (without creating it)."""
+    """The engine's checks of the directory (without creating or changing it)."""
     if state_dir.is_dir():
-        ensure_state_dir(state_dir)
+        check_state_dir(state_dir)
+
+
+def state_problem(state_dir: Path) -> str | None:
+    """What would keep an engine from starting on `state_dir`, found without reading the whole
+    spool (`relaybox doctor` says it): its owner or mode, a planted link, a lost or replaced
+    spool. None when nothing is wrong, or when there is no state directory yet."""
+    if not state_dir.is_dir():
+        return None
+    path = state_dir / DATABASE_NAME
+    try:
+        check_state_dir(state_dir)
+        refuse_links((state_dir / LOCK_NAME, state_dir / IDENTITY_NAME, *sqlite_files(path)))
+        expected = expected_identity(path, state_dir / IDENTITY_NAME)
+        if expected is None or not path.exists():
+            return None
+        conn = connect(path, readonly=True)
+        try:
+            found = spool_identity(conn)
+        finally:
+            conn.close()
+    except (OSError, SpoolError) as exc:
+        return str(exc)
+    except sqlite3.Error as exc:
+        return f"cannot read the spool database {path}: {exc}"
+    if found is not None and found != expected:
+        return str(SpoolReplaced(path, state_dir / IDENTITY_NAME, expected, found))
+    return None
 
 
 def _counts(conn: sqlite3.Connection) -> tuple[int, int, int]:
