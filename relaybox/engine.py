@@ -29,8 +29,15 @@ from relaybox.outbound.client import Courier
 from relaybox.outbound.routing import load_credentials
 from relaybox.outbound.scheduler import Scheduler
 from relaybox.queue import Spool
+from relaybox.queue.integrity import RECOVER_COMMAND, SpoolDamaged
 from relaybox.resolver import Resolver
-from relaybox.statedir import DATABASE_NAME, SOCKET_NAME, StateLock, ensure_state_dir
+from relaybox.statedir import (
+    DATABASE_NAME,
+    IDENTITY_NAME,
+    SOCKET_NAME,
+    StateLock,
+    ensure_state_dir,
+)
 
 __all__ = ["Engine"]
 
@@ -91,18 +98,23 @@ class Engine:
         """Lock the state directory, open the spool and start listening.
 
         Raises EngineRunning if another engine holds the state directory, SpoolError if the
-        database cannot be opened, OSError if a listener cannot bind. Nothing is left running
-        when it raises.
+        database cannot be opened or is damaged, lost or replaced (`queue.integrity`), OSError
+        if a listener cannot bind or the state directory is not the engine's own
+        (`statedir.StateDirUnsafe`). Nothing is left running when it raises.
         """
         state_dir = self._config.server.state_dir
         await asyncio.to_thread(ensure_state_dir, state_dir)
         self._lock.acquire()
         try:
+            # The whole file is checked before anything is accepted or delivered (in a thread).
             self.spool = await Spool.open(
                 state_dir / DATABASE_NAME,
                 clock=self.clock,
                 min_free_bytes=self._config.server.min_free_space_mb * 2**20,
+                check=True,
+                identity=state_dir / IDENTITY_NAME,
             )
+            self.spool.on_damaged = self._spool_damaged
             if self.spool.vacuum_note:
                 self.log.event("spool-vacuum", note=self.spool.vacuum_note)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
@@ -258,6 +270,16 @@ class Engine:
             self.scheduler.suspended.pop(destination, None)
             self.scheduler.wake()
         self.bus.publish(DestinationSuspended(destination, 0.0, at=self.clock()))
+
+    def _spool_damaged(self, damaged: SpoolDamaged) -> None:
+        """The spool was found damaged while running: writes are refused from now on (mail is
+        answered 451, delivery results are not recorded), so the admin must act."""
+        self.log.error(
+            "spool-damaged",
+            path=str(damaged.path),
+            problems="; ".join(damaged.problems[:5]),
+            fix=f"stop relaybox, then run: {RECOVER_COMMAND}",
+        )
 
     # ------------------------------------------------------------------ housekeeping
 

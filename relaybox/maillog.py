@@ -112,7 +112,7 @@ class MailLog:
 
     def _open_file(self) -> TextIO:
         assert self._path is not None
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         return os.fdopen(fd, "a", encoding="utf-8")
 
     def event(self, name: str, level: int = INFO, **fields: Any) -> None:

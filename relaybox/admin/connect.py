@@ -14,6 +14,7 @@ from relaybox.config.model import Config
 from relaybox.queue import Spool
 from relaybox.statedir import (
     DATABASE_NAME,
+    IDENTITY_NAME,
     SOCKET_NAME,
     StateLock,
     ensure_state_dir,
@@ -94,7 +95,8 @@ async def open_offline(config: Config, *, write: bool) -> Offline:
 
     Raises:
         EngineRunning: An engine (or another offline write) holds the state directory.
-        SpoolError, OSError: The spool cannot be opened.
+        SpoolError, OSError: The spool cannot be opened, or is damaged, lost or replaced
+            (`queue.integrity`), or the state directory is not the engine's user's own.
     """
     state_dir = config.server.state_dir
     path = state_dir / DATABASE_NAME
@@ -106,10 +108,16 @@ async def open_offline(config: Config, *, write: bool) -> Offline:
         lock = StateLock(state_dir, holder=OFFLINE_WRITER)
         lock.acquire()
     try:
+        # The identity file tells a spool that vanished from a first start: a read refuses
+        # it as the engine would, instead of making an empty spool in its place.
+        # No engine checked the file at its start: damage in pages a listing never reads
+        # would go unseen, and a write would land in a damaged file.
         if create:
-            spool = await Spool.open(path)
+            spool = await Spool.open(path, identity=state_dir / IDENTITY_NAME, check=True)
         else:
-            spool = await Spool.open_for_reading(path)
+            spool = await Spool.open_for_reading(
+                path, identity=state_dir / IDENTITY_NAME, check=True
+            )
     except BaseException:
         if lock is not None:
             lock.release()

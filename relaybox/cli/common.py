@@ -127,9 +127,10 @@ def with_admin(
             return EXIT_FAIL
         try:
             return await job(offline.admin, False)
-        except REFUSED as exc:
+        except (*REFUSED, SpoolError) as exc:
             # The admin layer's refusal (a bad reason, a recipient named to delete), as the
-            # engine's socket would have said it.
+            # engine's socket would have said it; or a damaged file found while reading it:
+            # said in words, never a traceback.
             print(f"relaybox: {visible(str(exc))}", file=sys.stderr)
             return EXIT_FAIL
         finally:

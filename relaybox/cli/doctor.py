@@ -1,5 +1,6 @@
 """`relaybox doctor`: the sending domains' DNS (SPF, DKIM, DMARC, MX, reverse DNS, MTA-STS,
-TLS-RPT) checked now and printed with the record to publish; the checks are `health`'s.
+TLS-RPT) checked now and printed with the record to publish; the checks are `health`'s. It also
+says (on stderr, as a failure) what would keep the engine from starting on its state directory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from relaybox.cli.common import (
     line_writer,
     load_config,
 )
+from relaybox.cli.spool import state_problem
 from relaybox.config.keys import check_domain as check_dkim_domain
 from relaybox.health import Finding, check_domains, resolver_for, sending_domains, worst
 
@@ -31,6 +33,10 @@ def doctor(args: argparse.Namespace) -> int:
     config = load_config(args)
     if config is None:
         return EXIT_DOCTOR_CONFIG
+    # What would keep the engine from starting is a failure too, whatever the DNS says.
+    state = state_problem(config.server.state_dir)
+    if state:
+        print(f"relaybox: FAIL state directory: {state}", file=sys.stderr)
     domains: list[str] = []
     for name in args.domains:
         domain = name.strip().lower().rstrip(".")
@@ -53,13 +59,13 @@ def doctor(args: argparse.Namespace) -> int:
         )
         if args.json:
             print("[]")
-        return EXIT_DOCTOR_ERROR
+        return EXIT_FAIL if state else EXIT_DOCTOR_ERROR
     findings = asyncio.run(check_domains(config, resolver_for(config), domains))
     if args.json:
         print(json.dumps([f.to_json() for f in findings], indent=2))
     else:
         _print_findings(findings, sys.stdout)
-    status = worst([f.status for f in findings])
+    status = "fail" if state else worst([f.status for f in findings])
     return {"fail": EXIT_FAIL, "error": EXIT_DOCTOR_ERROR}.get(status, EXIT_OK)
 
 

@@ -1,8 +1,8 @@
 """The `relaybox` command: parse the arguments and hand the command to its family's module.
 
-`parser` describes the arguments; `setup`, `doctor`, `run`, `queue`, `show` and `suppress` do
-the commands. Exit codes: 0 success, 1 failure (or problems found), 2 usage or config errors;
-`doctor` has its own (see `cli.doctor`).
+`parser` describes the arguments; `setup`, `doctor`, `run`, `queue`, `show`, `suppress` and
+`spool` do the commands. Exit codes: 0 success, 1 failure (or problems found), 2 usage or
+config errors; `doctor` has its own (see `cli.doctor`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from relaybox.cli.common import EXIT_CONFIG, EXIT_FAIL, load_config, with_admin
 from relaybox.cli.parser import build_parser
 from relaybox.cli.run import run
 from relaybox.cli.show import show
+from relaybox.cli.spool import spool_check, spool_recover
 from relaybox.cli.suppress import suppress
 
 __all__ = ["main"]
@@ -51,6 +52,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return setup.dkim_keygen(args)
         if command == "doctor":
             return doctor.doctor(args)
+        if command == "spool":
+            return spool_check(args) if args.action == "check" else spool_recover(args)
         action = getattr(args, "action", None)
         if command == "queue" and action in ACTIONS:
             flt = queue.selection(args)  # a usage error exits before the config is read

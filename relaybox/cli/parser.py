@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
             "of [delivery] outbound_ips, MTA-STS, TLS-RPT) for each DOMAIN, or for every "
             "sending domain of the config (its [[dkim]] domains and its users' allowed "
             "senders), and print the record to publish where one is wrong. Lookups go to "
-            "[dns] resolvers. Exit status: 0 nothing failed (warnings allowed), 1 a check "
+            "[dns] resolvers. It also checks the state directory as the engine would at start "
+            "(owner, mode, planted links, a lost or replaced spool) and says what is wrong on "
+            "stderr, as a failure. Exit status: 0 nothing failed (warnings allowed), 1 a check "
             "failed, 2 none failed but one could not be made (DNS error or timeout) or there "
             "was no domain to check, 3 the config does not load."
         ),
@@ -201,6 +203,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(a)
     a = qsub.add_parser("suspended", help="list the suspended destinations")
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_config(a)
+
+    p = sub.add_parser(
+        "spool",
+        help="check the spool file, or save what can be read of a damaged one",
+        description=(
+            "The spool file (state_dir/spool.db): check it, or recover a damaged one. The "
+            "engine checks it at every start and refuses a damaged one, saying so."
+        ),
+    )
+    _add_config(p)
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = psub.add_parser(
+        "check",
+        help="is the spool whole and this state directory's? ok (exit 0) or what is wrong (1)",
+        description=(
+            "Read the whole spool file (SQLite's quick_check) and compare its identity with "
+            "state_dir/spool.id; also checks the state directory's owner and mode and that no "
+            "spool file is a symbolic link. Runs beside an engine (it only reads)."
+        ),
+    )
+    _add_config(a)
+    a = psub.add_parser(
+        "recover",
+        help="rebuild a damaged spool from what can be read; the damaged file is kept aside",
+        description=(
+            "With no engine running: read what can be read of the damaged spool (the sqlite3 "
+            "shell's .recover where it has one, else row by row), build a new spool of the "
+            "messages that are whole, keep the damaged file as spool.db.damaged-TIME, put the "
+            "new one in its place, check it, and say how many messages and recipients were "
+            "saved and lost."
+        ),
+    )
+    a.add_argument(
+        "--force", action="store_true", help="rebuild even when quick_check finds nothing wrong"
+    )
     _add_config(a)
 
     p = sub.add_parser("show", help="show one message: envelope, headers, transcripts")

@@ -15,6 +15,7 @@ from relaybox.config import Config, default_config_path
 from relaybox.engine import Engine
 from relaybox.maillog import setup_logging
 from relaybox.queue import SpoolError
+from relaybox.queue.integrity import SpoolDamaged
 from relaybox.statedir import EngineRunning
 
 __all__ = ["run"]
@@ -34,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     fmt = args.log_format or config.log.format
-    log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+    try:
+        log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+    except OSError as exc:
+        # A planted link is refused (O_NOFOLLOW) rather than written through.
+        print(f"relaybox: cannot open the log file {config.log.file}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     try:
         return asyncio.run(_serve(config, log))
     finally:
@@ -58,7 +64,10 @@ async def _serve(config: Config, log: Any) -> int:
         print(f"relaybox: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except (OSError, SpoolError) as exc:
-        print(f"relaybox: cannot start: {exc}", file=sys.stderr)
+        hint = (
+            f" --config {config.source}" if isinstance(exc, SpoolDamaged) and config.source else ""
+        )
+        print(f"relaybox: cannot start: {exc}{hint}", file=sys.stderr)
         return EXIT_FAIL
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

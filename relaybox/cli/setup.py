@@ -72,7 +72,7 @@ def _with_starttls(sample: str, cert: Path, key: str | Path) -> str:
 def _write_private(path: Path, text: str) -> None:
     """Write `text` to `path` (mode 0600) so that a crash leaves the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

@@ -145,6 +145,12 @@ MIGRATIONS: list[str] = [
         ''
     );
     """,
+    # 4 -> 5: the spool's identity, also written to state_dir/spool.id, so that a spool that
+    # vanished or was replaced is not taken for a first start (queue/integrity.py).
+    """
+    CREATE TABLE identity (id TEXT NOT NULL);
+    INSERT INTO identity (id) VALUES (lower(hex(randomblob(16))));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

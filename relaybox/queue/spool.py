@@ -22,6 +22,15 @@ from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import actions, detail, jobs, listing, suppression, suspension, vacuum
 from relaybox.queue.arrival import insert_message, upsert_session
+from relaybox.queue.integrity import (
+    SpoolDamaged,
+    SpoolReplaced,
+    expected_identity,
+    is_damage,
+    quick_check,
+    settle_identity,
+    spool_identity,
+)
 from relaybox.queue.model import (
     AttemptRow,
     DeliveryJob,
@@ -43,10 +52,14 @@ from relaybox.queue.outcomes import (
 )
 from relaybox.queue.schema import MIGRATIONS, connect, migrate
 from relaybox.queue.writer import Writer
+from relaybox.statedir import refuse_links, sqlite_files
 
 __all__ = ["Spool"]
 
 T = TypeVar("T")
+
+RECHECK_INTERVAL = 60.0
+"""Seconds between two integrity checks prompted by errors (a damaged file errs on every write)."""
 
 
 class Spool:
@@ -81,6 +94,13 @@ class Spool:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self.migrated_from: int | None = None
+        self.damaged: SpoolDamaged | None = None
+        """Set when a check prompted by a failed write or read found the file damaged: every
+        write is refused from then on (the engine stops accepting and delivering)."""
+        self.on_damaged: Callable[[SpoolDamaged], None] | None = None
+        """Called (on the event loop) once, when the file is found damaged while in use."""
+        self._last_check = float("-inf")
+        self._checking = False
 
     @property
     def commits(self) -> int:
@@ -97,22 +117,51 @@ class Spool:
         *,
         clock: Clock = system_clock,
         min_free_bytes: int = 0,
+        check: bool = False,
+        identity: Path | None = None,
     ) -> Spool:
         """Open (creating and migrating if needed, switching an old spool to incremental
-        auto-vacuum when there is room) and start the writer thread."""
+        auto-vacuum when there is room) and start the writer thread.
+
+        Args:
+            min_free_bytes: the free-space floor, which bounds the write-ahead log.
+            check: run `PRAGMA quick_check` first (the engine does: it reads the whole file,
+                about a second per 100 MB).
+            identity: the state directory's identity file: a spool that vanished or was
+                replaced is refused, a new (or older relaybox's) spool's identity written there.
+
+        Raises:
+            SpoolDamaged, SpoolLost, SpoolReplaced: see `queue.integrity`.
+            StateDirUnsafe: spool.db or its -wal/-shm is a link.
+            SpoolError: anything else SQLite or the file system refused.
+        """
         spool = cls(path, migrations, clock=clock, min_free_bytes=min_free_bytes)
-        await asyncio.to_thread(spool._open_sync)
+        await asyncio.to_thread(spool._open_sync, check, identity)
         return spool
 
     @classmethod
-    async def open_for_reading(cls, path: Path, *, clock: Clock = system_clock) -> Spool:
+    async def open_for_reading(
+        cls,
+        path: Path,
+        *,
+        clock: Clock = system_clock,
+        identity: Path | None = None,
+        check: bool = False,
+    ) -> Spool:
         """Open without a writer and without migrating: for `queue` and `show` beside an engine.
 
-        Raises SpoolError when there is no spool yet or its schema is not this relaybox's.
+        With `check`, `PRAGMA quick_check` reads the whole file first (as the engine does at
+        start): a listing cannot tell damage in pages it does not read.
+
+        Raises SpoolError when there is no spool yet, its schema is not this relaybox's, it is
+        damaged as far as opening it shows, or (`identity`, the state directory's identity
+        file) it vanished or is not this state directory's.
         """
         spool = cls(path, clock=clock)
 
-        def check() -> None:
+        def examine() -> None:
+            refuse_links(sqlite_files(path))
+            expected = expected_identity(path, identity) if identity is not None else None
             if not path.exists():
                 raise SpoolError(
                     f"no spool at {path} yet (relaybox has not run with this state_dir)"
@@ -120,28 +169,51 @@ class Spool:
             try:
                 version = int(spool._reader().execute("PRAGMA user_version").fetchone()[0])
             except sqlite3.Error as exc:
+                if is_damage(exc):
+                    raise SpoolDamaged(path, [str(exc)]) from exc
                 raise SpoolError(f"cannot read the spool database {path}: {exc}") from exc
+            problems = quick_check(spool._reader()) if check else []
+            if problems:
+                raise SpoolDamaged(path, problems)
             if version != len(spool._migrations):
                 raise SpoolError(
                     f"the spool at {path} has schema version {version}, this relaybox uses "
                     f"{len(spool._migrations)}; start the engine once to migrate it"
                 )
+            if identity is not None:
+                found = spool_identity(spool._reader())
+                if expected is not None and found is not None and found != expected:
+                    raise SpoolReplaced(path, identity, expected, found)
 
         try:
-            await asyncio.get_running_loop().run_in_executor(spool._readers, check)
+            await asyncio.get_running_loop().run_in_executor(spool._readers, examine)
         except BaseException:
             await spool.close()
             raise
         return spool
 
-    def _open_sync(self) -> None:
+    def _open_sync(self, check: bool, identity: Path | None) -> None:
         conn: sqlite3.Connection | None = None
+        # SQLite takes no open flags: its files are looked at before it opens (or makes) them.
+        refuse_links(sqlite_files(self.path))
+        expected = expected_identity(self.path, identity) if identity is not None else None
         try:
             # Create the file private before SQLite opens it (and its -wal, which copies its mode).
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
             conn = connect(self.path, readonly=False, min_free_bytes=self.min_free_bytes)
+            problems = quick_check(conn) if check else []
+            if problems:
+                raise SpoolDamaged(self.path, problems)
             self.migrated_from = migrate(conn, self._migrations)
+            if identity is not None:
+                settle_identity(conn, self.path, identity, expected)
             self.vacuum_note = vacuum.convert(conn, self.path, self.min_free_bytes)
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if is_damage(exc):
+                raise SpoolDamaged(self.path, [str(exc)]) from exc
+            raise SpoolError(f"cannot open the spool database {self.path}: {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
@@ -170,10 +242,23 @@ class Spool:
     # ------------------------------------------------------------------ threads
 
     async def _write(self, apply: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `apply` in the writer's next transaction; returns once it is committed."""
+        """Run `apply` in the writer's next transaction; returns once it is committed.
+
+        A write that fails as a damaged file fails prompts an integrity check; once the file is
+        found damaged, every write is refused at once, saying so.
+        """
         if self._writer is None:
             raise SpoolError("the spool is closed")
-        return await self._writer.write(apply)
+        if self.damaged is not None:
+            raise self.damaged
+        try:
+            return await self._writer.write(apply)
+        except SpoolError as exc:
+            if is_damage(exc.__cause__):
+                await self._check_after_error()
+                if self.damaged is not None:
+                    raise self.damaged from exc
+            raise
 
     def _write_later(self, apply: Callable[[sqlite3.Connection], Any]) -> None:
         """Queue a write nobody waits for (it rides along with the next commit)."""
@@ -190,8 +275,37 @@ class Spool:
         return conn
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `query` on a reader's connection. SQLite saying the file is damaged comes back
+        as SpoolError (a caller shows it; never a traceback) after an integrity check."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+        try:
+            return await loop.run_in_executor(self._readers, lambda: query(self._reader()))
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            await self._check_after_error()
+            raise (self.damaged or SpoolDamaged(self.path, [str(exc)])) from exc
+
+    async def _check_after_error(self) -> None:
+        """`PRAGMA quick_check` after SQLite said the file is damaged (at most once a minute):
+        when it agrees, refuse writes from now on and tell `on_damaged`."""
+        now = self.clock()
+        if self.damaged is not None or self._checking or now - self._last_check < RECHECK_INTERVAL:
+            return
+        self._checking, self._last_check = True, now
+        try:
+            loop = asyncio.get_running_loop()
+            problems = await loop.run_in_executor(
+                self._readers, lambda: quick_check(self._reader())
+            )
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        finally:
+            self._checking = False
+        if problems and self.damaged is None:
+            self.damaged = SpoolDamaged(self.path, problems)
+            if self.on_damaged is not None:
+                self.on_damaged(self.damaged)
 
     # ------------------------------------------------------------------ messages
 

@@ -137,7 +137,7 @@ class Writer:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = SpoolError(f"spool write failed: {exc}")
-            failure.__cause__ = exc  # what SQLite said: a full disk is not a bug
+            failure.__cause__ = exc  # what SQLite said: a full disk is not a bug, damage is checked
             results = [(w, None, failure) for w in batch]
         # Only now, after the COMMIT (or its failure), are the waiters woken.
         for write, result, error in results:

@@ -45,7 +45,7 @@ def private_pem(key: DkimKey) -> bytes:
 def write_private_key(key: DkimKey, path: Path) -> None:
     """Write the key readable by its owner only (0600), never over an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem(key))
 
