@@ -141,6 +141,13 @@ def test_any_report_is_a_valid_multipart_report_with_only_its_own_fields(
     assert all(len(line) <= 998 for line in lines)
     assert report.isascii() or not sender.isascii()
 
+    # What relaybox wrote itself (the fields, the explanation, the delivery status) holds no
+    # control character: a NUL or an escape sequence in a stranger's text is not passed on.
+    boundary = re.search(rb'boundary="([^"]+)"', report)
+    assert boundary is not None
+    own = b"".join(report.split(b"--" + boundary.group(1))[:3]).replace(b"\r\n", b"")
+    assert not re.search(rb"[\x00-\x1f\x7f]", own), own
+
     message = _parse(report)
     assert [name for name, _ in message.items()] == TOP_FIELDS
     assert not message.defects, message.defects

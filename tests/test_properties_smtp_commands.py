@@ -70,6 +70,10 @@ grammar_text = st.lists(
 any_arg = st.one_of(
     grammar_text,
     st.text(),
+    # One odd character in each part of an address: a quoted or plain user name, a domain.
+    st.builds(lambda c: f'TO:<"a{c}"@example.org>', st.characters()),
+    st.builds(lambda c: f"FROM:<a{c}@example.org> SMTPUTF8", st.characters()),
+    st.builds(lambda c: f"TO:<a@exa{c}mple.org>", st.characters()),
     st.builds(
         lambda k, t: f"{k}:<{t}>", st.sampled_from(["FROM", "TO", "from", "to"]), grammar_text
     ),
@@ -177,6 +181,20 @@ def test_valid_addresses_and_parameters_come_back_as_sent(
     assert parse_rcpt(f"to:<{address}>", smtputf8=False).recipient == address
 
 
+@pytest.mark.parametrize("char", ["\u202e", "\u200e", "\ue000", "\U00018d09", "\u2028", "\xa0"])
+@pytest.mark.parametrize("form", ["a{}b@example.org", '"a{}b"@example.org'])
+def test_a_user_name_with_an_invisible_or_unassigned_character_is_refused(
+    char: str, form: str
+) -> None:
+    """Found by the properties above: a bidirectional override (U+202E shows the address
+    backwards in the UI), a private-use or unassigned code point or a non-ASCII space was taken
+    in an SMTPUTF8 user name, and then written as "?" in the Received: field."""
+    with pytest.raises(AddressError) as refused:
+        parse_rcpt(f"TO:<{form.format(char)}>", smtputf8=True)
+    assert refused.value.code == 553 and f"U+{ord(char):04X}" in refused.value.text
+    assert parse_rcpt(f"TO:<{form.format('é')}>", smtputf8=True)  # letters stay welcome
+
+
 # --- EHLO and HELO ----------------------------------------------------------------------------
 
 helo_names = st.one_of(
@@ -186,6 +204,8 @@ helo_names = st.one_of(
     st.ip_addresses().map(str),
     st.ip_addresses(v=4).map(lambda ip: f"[{ip}]"),
     st.ip_addresses(v=6).map(lambda ip: f"[IPv6:{ip}]"),
+    # RFC 4007 zone IDs: ipaddress takes any text after "%", control characters too.
+    st.builds(lambda zone: f"fe80::1%{zone}", st.one_of(st.text(max_size=8), grammar_text)),
     st.builds(
         lambda a, b: f"{a}{b}",
         domains,
