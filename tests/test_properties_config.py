@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomlkit
 from hypothesis import given
 from hypothesis import strategies as st
@@ -195,3 +196,31 @@ def test_any_edit_of_the_sample_loads_or_names_its_problems(text: str) -> None:
 @given(text=st.text(max_size=200))
 def test_any_text_loads_or_names_its_problems(text: str) -> None:
     _check(text)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        (
+            '[[routes]]\ndomains = ["*"]\ntransport = "smarthost"\nhosts = ["a.example"]',
+            "routes[0].ca_file",
+        ),
+        ("[server]", "server.state_dir"),
+        ("[log]", "log.file"),
+        (
+            '[[listeners]]\nlisten = ["127.0.0.1:2525"]\ntls = "starttls"',
+            "listeners[0].certificate",
+        ),
+    ],
+)
+def test_a_path_with_a_nul_is_a_problem_naming_its_key(
+    tmp_path: Path, table: str, key: str
+) -> None:
+    """Found by the fuzz run: `ca_file = "a\\u0000b"` ended in "ValueError: embedded null
+    byte" from os.stat() instead of a problem in the file."""
+    name = key.rsplit(".", 1)[1]
+    path = tmp_path / "relaybox.toml"
+    path.write_text(f'{table}\n{name} = "a\\u0000b"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert any(p.key == key and "NUL" in p.message for p in refused.value.problems), refused.value
