@@ -101,6 +101,10 @@ def read_path(report: Report, key: str, value: object) -> Path | None:
     if not text.strip():
         report.error(key, 'must not be empty; give a path like "/var/lib/relaybox"')
         return None
+    if "\0" in text:
+        # No file name holds a NUL (POSIX.1-2017 §3.170); os.stat() would raise ValueError.
+        report.error(key, "contains a NUL character (\\u0000), which no path can hold; remove it")
+        return None
     try:
         path = Path(text).expanduser()
     except RuntimeError:

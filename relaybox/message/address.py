@@ -358,8 +358,9 @@ def _check_dot_string(local: str, role: _Role) -> None:
     if ".." in local:
         raise _refuse(role, "the user name cannot contain two dots in a row")
     for ch in local:
-        # RFC 5322 §3.2.3 atext; RFC 6531 §3.3 adds UTF8-non-ascii (already gated on SMTPUTF8).
-        if not (ch == "." or _is_ascii_alnum(ch) or ch in _ATEXT_SPECIALS or not ch.isascii()):
+        # RFC 5322 §3.2.3 atext; RFC 6531 §3.3 adds UTF8-non-ascii (already gated on SMTPUTF8),
+        # printable only (see `_is_unicode_text`).
+        if not (ch == "." or _is_ascii_alnum(ch) or ch in _ATEXT_SPECIALS or _is_unicode_text(ch)):
             raise _refuse(
                 role, f"the user name contains a character that is not allowed: {_describe(ch)}"
             )
@@ -386,6 +387,11 @@ def _check_quoted_local(local: str, role: _Role) -> None:
             continue
         # qtextSMTP = %d32-33 / %d35-91 / %d93-126, plus UTF8-non-ascii (RFC 6531 §3.3). The
         # only printable ASCII exclusions, '"' and '\', cannot occur here unescaped.
+        if not ch.isascii() and not _is_unicode_text(ch):
+            raise _refuse(
+                role,
+                f"the quoted user name contains a character that is not allowed: {_describe(ch)}",
+            )
         content.append(ch)
         i += 1
     text = "".join(content)
@@ -487,6 +493,14 @@ def _is_control(ch: str) -> bool:
 
 def _is_ascii_alnum(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
+
+
+def _is_unicode_text(ch: str) -> bool:
+    """A non-ASCII character a user name may hold: printable, so not a format character (the
+    bidirectional overrides that show an address backwards), a private-use or unassigned code
+    point, or a space or line separator (RFC 5198 §2: Net-Unicode has none of them). The
+    address then reads the same in the envelope, the Received: field and the UI."""
+    return not ch.isascii() and ch.isprintable()
 
 
 def _is_unicode_label_char(ch: str) -> bool:

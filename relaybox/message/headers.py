@@ -124,7 +124,10 @@ def field_addresses(name: str, value: str) -> list[str]:
     """
     try:
         header = POLICY.header_fetch_parse(name, value)
-    except ValueError:
+    except Exception:  # see below: not only ValueError
+        # The email package raises more than ValueError on bad input: "a@", "<" or "x <" end
+        # in an IndexError, a stray group syntax in HeaderParseError (CPython 3.11's
+        # _header_value_parser). Every such value is a client's and is no address.
         return [" ".join(value.split())]
     if not isinstance(header, AddressHeader):
         return []
@@ -133,7 +136,13 @@ def field_addresses(name: str, value: str) -> list[str]:
 
 def header_value(message: EmailMessage, name: str) -> str | None:
     """The first `name` field's value as text (encoded words decoded), or None when absent."""
-    value = message.get(name)
+    try:
+        value = message.get(name)
+    except Exception:  # the email package's parsers, as in field_addresses
+        for field, raw in message.raw_items():
+            if field.lower() == name.lower():
+                return " ".join(raw.split())
+        return None
     return None if value is None else str(value)
 
 
