@@ -608,6 +608,21 @@ async def test_swaks_can_send(start_engine):
     assert detail.row.sender == "printer@office.example"
 
 
+# ---------------------------------------------------------------------- VRFY
+
+
+async def test_vrfy_answers_252_for_any_argument_without_parsing_it(start_engine, smtp):
+    """aiosmtpd's VRFY parsed its argument with the email package, which raises on some
+    (`VRFY a@`): a 451 and a traceback in the log per 9-byte command."""
+    run = await start_engine()
+    client = await smtp(run)
+    for arg in ("a@", '"', "G:<", "postmaster", "<b@example.org>"):
+        assert said(*await client.cmd(f"VRFY {arg}")) == Reply.VRFY_UNKNOWABLE
+    assert said(*await client.cmd("VRFY")) == Reply.VRFY_SYNTAX
+    assert (await client.cmd("NOOP"))[0] == 250
+    assert "Traceback" not in run.log_text()
+
+
 # ---------------------------------------------------------------------- EHLO / HELO names
 
 
@@ -623,6 +638,8 @@ async def test_swaks_can_send(start_engine):
         b"EHLO caf\xe9.example\r\n",  # Latin-1, not UTF-8
         b"EHLO [999.1.1.1]\r\n",
         b"HELO -bad-.example\r\n",
+        b"EHLO fe80::1%<x>;\r\n",  # ipaddress takes any text as a zone ID
+        b"EHLO [IPv6:fe80::1%eth0]\r\n",
     ],
 )
 async def test_ehlo_name_that_cannot_go_into_a_header_is_refused(start_engine, smtp, command):

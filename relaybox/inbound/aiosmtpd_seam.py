@@ -83,6 +83,7 @@ OVERRIDDEN = (
     "smtp_HELO",
     "smtp_EHLO",
     "smtp_AUTH",
+    "smtp_VRFY",
     "smtp_MAIL",
     "smtp_RCPT",
     "smtp_DATA",

@@ -212,7 +212,8 @@ def check_helo(name: str) -> str | None:
     because the name is written into the Received: header of every message of the session;
     non-ASCII only as a domain of U-labels (RFC 6531 §3.7.1).
     """
-    if not name or len(name) > 255:
+    if not name or len(name) > 255 or "%" in name:
+        # "%" is in no domain; after an IPv6 address `ipaddress` takes any text as a zone ID.
         return Reply.BAD_HELO
     if any(
         char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn")

@@ -431,6 +431,15 @@ class InboundSMTP(SMTP):
             return
         await super().smtp_EHLO(hostname)
 
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        """252 for any address: a relay has no mailboxes to confirm (RFC 5321 §3.5.3). The
+        argument is not parsed: aiosmtpd's parser raises on some (`VRFY a@`), which logged a
+        traceback per 9-byte command."""
+        if await self.check_auth_needed("VRFY"):
+            return
+        await self.push(Reply.VRFY_UNKNOWABLE if arg else Reply.VRFY_SYNTAX)
+
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         assert self.envelope is not None

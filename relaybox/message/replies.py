@@ -50,6 +50,10 @@ class Reply:
         "[192.0.2.1]"
     )
     MAIL_OK = "250 2.1.0 Ok"
+    VRFY_UNKNOWABLE = (  # RFC 5321 §3.5.3: a relay has no mailboxes to confirm
+        "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+    )
+    VRFY_SYNTAX = "501 5.5.4 Syntax: VRFY <address>"
     RCPT_OK = "250 2.1.5 Ok"
     AUTH_IN_TRANSACTION = "503 5.5.1 Error: AUTH is not allowed during a mail transaction"
     TOO_MANY_FAILED_LOGINS = "421 4.7.0 Too many failed logins; goodbye"
