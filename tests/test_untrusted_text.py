@@ -20,6 +20,7 @@ from relaybox.untrusted import UNSAFE, first_unsafe, one_line, visible
 from .relayproc import Cli, StartRelay, free_port
 from .support.configs import write_config
 from .support.smtp import QUEUED, SMTPClient
+from .support.spool import new_message, store_offline
 
 ESC_TITLE = "\x1b]0;pwned\x07"
 """OSC 0: sets the terminal window's title (ended by BEL)."""
@@ -73,7 +74,9 @@ def hostile_session(port: int) -> str:
     """A session that puts escape sequences where the input path still lets them through (a
     junk command line, an SMTPUTF8 sender, header fields); returns the message's queue ID."""
     junk = f"NOOP {ESC_TITLE}{ESC_CLEAR}"
-    sender = "a\u202eb@example.org"  # (the command line refuses C0 and C1 already)
+    # The address parser refuses C0, C1 and invisible characters such as a right-to-left
+    # override in a user name (553); a sender an older relaybox stored is tested below.
+    hostile_sender = "a\u202eb@example.org"
     header = (
         f"From: a@example.org\r\nTo: b@example.org\r\n"
         f"Subject: hi{ESC_TITLE}{ESC_CLEAR}{C1_CSI}\x7f\r\n"
@@ -93,7 +96,8 @@ def hostile_session(port: int) -> str:
         assert stream.readline().startswith(b"220")
         assert cmd("EHLO client.example.test").startswith("250")
         cmd(junk)
-        assert cmd(f"MAIL FROM:<{sender}> SMTPUTF8").startswith("250")
+        assert cmd(f"MAIL FROM:<{hostile_sender}> SMTPUTF8").startswith("553")
+        assert cmd("MAIL FROM:<ä@example.org> SMTPUTF8").startswith("250")
         assert cmd("RCPT TO:<b@example.org>").startswith("250")
         assert cmd("DATA").startswith("354")
         reply = cmd(header.removesuffix("\r\n"))
@@ -120,18 +124,28 @@ def test_show_and_queue_print_escape_sequences_from_a_session_as_visible_text(
     assert "\\x1b]0;pwned\\x07\\x1b[2J" in shown.stdout  # the transcript's NOOP line
     assert "Subject: hi\\x1b]0;pwned\\x07\\x1b[2J\\x9b2J\\x7f" in shown.stdout
     assert "second\\x1b[2J" in shown.stdout  # the fold of a folded header
-    assert "a\\u202eb@example.org" in shown.stdout  # the sender
-
-    listed = cli("queue", "--config", config)
-    assert listed.returncode == 0, listed.stderr
-    assert unsafe_in(listed.stdout) == []
-    assert "a\\u202eb@example.org" in listed.stdout
 
     # JSON keeps the text exactly, escaped as JSON escapes it.
     as_json = cli("show", queue_id, "--json", "--config", config)
     assert as_json.returncode == 0, as_json.stderr
     assert "\x1b" not in as_json.stdout
-    assert json.loads(as_json.stdout)["sender"] == "a\u202eb@example.org"
+    headers = json.loads(as_json.stdout)["headers"]
+    assert any("\x1b]0;pwned" in value for _, value in headers)
+
+
+def test_queue_prints_a_stored_sender_with_an_invisible_character_as_visible_text(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """A spool may hold what an older relaybox accepted (a right-to-left override in a user
+    name shows an address backwards): `relaybox queue` and `show` print it escaped."""
+    state_dir = tmp_path / "state"
+    config = write_config(tmp_path, free_port(), state_dir=state_dir)
+    (queue_id,) = store_offline(state_dir, new_message(sender="a\u202eb@example.org"))
+    for command in (["queue"], ["show", queue_id]):
+        result = cli(*command, "--config", config)
+        assert result.returncode == 0, result.stderr
+        assert unsafe_in(result.stdout) == []
+        assert "a\\u202eb@example.org" in result.stdout
 
 
 # ---------------------------------------------------------------------- admins' reasons

@@ -1,14 +1,17 @@
-"""What the queue and UI tests share: a message as the inbound side hands it over, a way to set
-stored columns (through the private `Spool._write`), the queue IDs a filter lists, and the order
-SQLite lists rows in."""
+"""What the queue and UI tests share: a message as the inbound side hands it over, a spool
+written with no engine, a way to set stored columns (through the private `Spool._write`), the
+queue IDs a filter lists, and the order SQLite lists rows in."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from relaybox.admin.service import Admin
 from relaybox.queue import SORT_COLUMNS, MessageFilter, MessageRow, NewMessage, Spool
+from relaybox.statedir import DATABASE_NAME, IDENTITY_NAME, ensure_state_dir
 
 MESSAGE = (
     b"Received: from client.example.test ([127.0.0.1]) by relay.example.test\r\n"
@@ -39,6 +42,21 @@ def new_message(**overrides: Any) -> NewMessage:
         arrived_at=1_800_000_000.0,
     )
     return dataclasses.replace(base, **overrides)
+
+
+def store_offline(state_dir: Path, *messages: NewMessage) -> list[str]:
+    """Store `messages` in the spool of `state_dir` as an engine would have (identity file
+    included), with no engine running; returns their queue IDs."""
+
+    async def store() -> list[str]:
+        ensure_state_dir(state_dir)
+        spool = await Spool.open(state_dir / DATABASE_NAME, identity=state_dir / IDENTITY_NAME)
+        try:
+            return [await spool.store_message(message) for message in messages]
+        finally:
+            await spool.close()
+
+    return asyncio.run(store())
 
 
 async def set_column(spool: Spool, sql: str) -> None:
