@@ -33,85 +33,22 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-OFFICE = "127.0.0.1"
+from strangers import HOST as OFFICE
+from strangers import relay, reply, rss_mb
+
 PORT = 2525
-
-
-def config_text(state: Path) -> str:
-    return (
-        f'[server]\nhostname = "relay.attacks.invalid"\nstate_dir = "{state}"\n'
-        f'[[listeners]]\nlisten = ["127.0.0.1:{PORT}"]\nrole = "relay"\n'
-        'allowed_networks = ["127.0.0.1/32"]\n'
-        '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
-        '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
-    )
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-@contextlib.asynccontextmanager
-async def relay(checkout: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], Path, Path]]:
-    """A fresh relaybox from `checkout`, listening; yields (process, state dir, log file)."""
-    with tempfile.TemporaryDirectory(prefix="relaybox-attacks.") as tmp:
-        state, log_path = Path(tmp) / "state", Path(tmp) / "relaybox.log"
-        (Path(tmp) / "relaybox.toml").write_text(config_text(state))
-        python = checkout / ".venv" / "bin" / "python"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [str(python), "-m", "relaybox", "--headless", "--config", f"{tmp}/relaybox.toml"],
-                stdout=log,
-                stderr=log,
-                cwd=checkout,
-            )
-            try:
-                deadline = time.monotonic() + 20
-                while True:
-                    if proc.poll() is not None:
-                        sys.exit(f"relaybox exited early: {log_path.read_text()[-2000:]}")
-                    try:
-                        socket.create_connection((OFFICE, PORT), timeout=0.5).close()
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            sys.exit("relaybox did not listen within 20 s")
-                        await asyncio.sleep(0.05)
-                yield proc, state, log_path
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 async def connect(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.wait_for(
         asyncio.open_connection(OFFICE, PORT, local_addr=(source, 0), limit=2**20), 10
     )
-
-
-async def reply(reader: asyncio.StreamReader) -> bytes:
-    """One whole reply (its last line), or b"" when the relay closed the connection."""
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 30)
-        if not line or line[3:4] != b"-":
-            return line
 
 
 async def office_message(n: int) -> float:
@@ -163,7 +100,7 @@ async def flooder(source: str, stop: asyncio.Event, counts: list[int]) -> None:
 
 
 async def flood(checkout: Path, floods: list[int], seconds: float) -> None:
-    async with relay(checkout) as (proc, _state, log_path):
+    async with relay(checkout, PORT) as (proc, _state, log_path):
         for count in [0, *floods]:
             stop = asyncio.Event()
             refused = [0]
@@ -201,7 +138,7 @@ async def flood(checkout: Path, floods: list[int], seconds: float) -> None:
 
 
 async def slots(checkout: Path) -> None:
-    async with relay(checkout):
+    async with relay(checkout, PORT):
         held: list[asyncio.StreamWriter] = []
         stranger_ok = 0
         for i in range(4):

@@ -29,18 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-HOST, PORT = "127.0.0.1", 2526
+from strangers import HOST, relay, reply, rss_mb
+
+PORT = 2526
 NOOPS = b"".join(b"NOOP " + b"x" * 500 + b"\r\n" for _ in range(50))
 RCPTS = b"".join(b"RCPT TO:<victim%d@example.org>\r\n" % n for n in range(100))
 
@@ -49,65 +44,11 @@ def size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-@contextlib.asynccontextmanager
-async def relay(checkout: Path, output: int) -> AsyncIterator[tuple[subprocess.Popen[bytes], Path]]:
-    """A fresh relaybox from `checkout` writing its log to the file descriptor `output`,
-    listening; yields (process, state directory)."""
-    with tempfile.TemporaryDirectory(prefix="relaybox-fill.") as tmp:
-        state, config = Path(tmp) / "state", Path(tmp) / "relaybox.toml"
-        config.write_text(
-            f'[server]\nhostname = "relay.fill.invalid"\nstate_dir = "{state}"\n'
-            f'[[listeners]]\nlisten = ["{HOST}:{PORT}"]\nrole = "relay"\n'
-            'allowed_networks = ["127.0.0.1/32"]\n'
-            '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n'
-            '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n'
-        )
-        python = checkout / ".venv" / "bin" / "python"
-        proc = subprocess.Popen(
-            [str(python), "-m", "relaybox", "--headless", "--config", str(config)],
-            stdout=output,
-            stderr=output,
-            cwd=checkout,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(OSError):
-                    socket.create_connection((HOST, PORT), timeout=0.5).close()
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit("relaybox did not start")
-                await asyncio.sleep(0.05)
-            yield proc, state
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 async def run_clients(clients: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
     stop.set()
     await asyncio.wait(clients, timeout=30)
     for task in clients:
         task.cancel()
-
-
-async def reply(reader: asyncio.StreamReader) -> bytes:
-    """The last line of one reply, or b"" when the relay hung up."""
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 30)
-        if not line or line[3:4] != b"-":
-            return line
 
 
 async def noop_client(
@@ -142,7 +83,7 @@ async def noop_client(
 
 async def noop(checkout: Path, sessions: int, seconds: float, per_session: int) -> None:
     with open(os.devnull, "wb") as devnull:
-        async with relay(checkout, devnull.fileno()) as (_, state):
+        async with relay(checkout, PORT, devnull.fileno()) as (_, state, _log):
             db, wal = state / "spool.db", state / "spool.db-wal"
             before = size(db) + size(wal)
             stop, counts = asyncio.Event(), [0, 0]
@@ -201,7 +142,7 @@ async def flooder(stop: asyncio.Event, counts: list[int]) -> None:
 async def log_stall(checkout: Path, seconds: float, floods: int) -> None:
     read_fd, write_fd = os.pipe()
     try:
-        async with relay(checkout, write_fd) as (proc, _):
+        async with relay(checkout, PORT, write_fd) as (proc, _state, _log):
             os.close(write_fd)
             write_fd = -1
             print(f"RSS at start {rss_mb(proc.pid):.0f} MB", flush=True)
