@@ -684,8 +684,12 @@ async def test_an_office_behind_one_address_logs_in_at_once():
 async def test_a_network_that_logged_in_before_goes_ahead_of_strangers():
     """Eight strangers' first logins are waiting for the two threads when a network that
     logged in earlier asks: its check runs next, not ninth."""
+    # The strangers guess at pc0, whose check is slow enough (log2_n 15) that the two threads
+    # stay busy while every stranger gets in line; pc1's own check is quick.
     users = {
-        f"pc{n}": UserConfig(name=f"pc{n}", password_hash=hash_password(f"pw{n}", log2_n=13))
+        f"pc{n}": UserConfig(
+            name=f"pc{n}", password_hash=hash_password(f"pw{n}", log2_n=15 if n == 0 else 13)
+        )
         for n in range(2)
     }
     authenticator = Authenticator(users, AuthConfig(max_verifications_in_flight=16))
@@ -696,12 +700,12 @@ async def test_a_network_that_logged_in_before_goes_ahead_of_strangers():
         finished.append(ip)
 
     try:
-        await login("192.0.2.1", "pc0", "pw0")
+        await login("192.0.2.1", "pc0", "pw0")  # (pc1's password is not in the cache)
         finished.clear()
         strangers = [
             asyncio.create_task(login(f"198.51.100.{n}", "pc0", "guess")) for n in range(8)
         ]
-        await asyncio.sleep(0)  # (every stranger is in line)
+        await asyncio.sleep(0.02)  # every stranger is in line (two of them in the threads)
         await asyncio.gather(login("192.0.2.1", "pc1", "pw1"), *strangers)
     finally:
         authenticator.close()
