@@ -24,10 +24,12 @@ from relaybox.tui import format as fmt
 from relaybox.tui.bridge import RECONNECT_EVERY, EventBridge
 from relaybox.tui.commands import MailActions, system_commands
 from relaybox.tui.link import EngineLink
+from relaybox.tui.panes.config import ConfigPane
 from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.panes.log import LogPane, LogView
 from relaybox.tui.panes.queue import QueuePane
 from relaybox.tui.panes.queue_view import QueueView
+from relaybox.tui.screens.config_review import ReviewScreen
 from relaybox.tui.screens.confirm import ConfirmScreen, confirm_then
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.screens.help import HelpScreen
@@ -64,6 +66,7 @@ class RelayboxApp(App[int]):
         Binding("1", "show_pane('queue')", "Queue"),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
+        Binding("6", "show_pane('config')", "Config"),
         Binding("slash", "filter", "Filter"),
         Binding("question_mark,f1", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -128,11 +131,12 @@ class RelayboxApp(App[int]):
             yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
             yield LogPane(id="log")
             yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
+            yield ConfigPane(lambda: self.link.admin, id="config")
         yield Footer()
 
     @property
     def current_pane(self) -> str | None:
-        """The id of the pane showing: "queue", "log" or "domains"."""
+        """The id of the pane showing: "queue", "log", "domains" or "config"."""
         return self.query_one(ContentSwitcher).current
 
     @property
@@ -154,6 +158,10 @@ class RelayboxApp(App[int]):
     @property
     def domains_pane(self) -> DomainsPane:
         return self.query_one(DomainsPane)
+
+    @property
+    def config_pane(self) -> ConfigPane:
+        return self.query_one(ConfigPane)
 
     def notify(
         self,
@@ -203,12 +211,14 @@ class RelayboxApp(App[int]):
     # ------------------------------------------------------------------ panes and filters
 
     def action_show_pane(self, pane: str) -> None:
-        while isinstance(self.screen, (InspectorScreen, DomainScreen)):
+        while isinstance(self.screen, (InspectorScreen, DomainScreen, ReviewScreen)):
             self.pop_screen()
         self.query_one(ContentSwitcher).current = pane
         if pane == "domains":
             self.domains_pane.table.focus()
             self._show_domains()
+        elif pane == "config":
+            self.config_pane.shown()
         elif pane == "queue":
             self.queue_view.focus()
             self.queue_view.touch()
@@ -261,7 +271,7 @@ class RelayboxApp(App[int]):
 
     def action_clear(self) -> None:
         """Escape: close the filter line, else clear the selection, else the pane's filter."""
-        if self.current_pane == "domains":
+        if self.current_pane in ("domains", "config"):
             return
         box = self._pane_input()
         view = self.queue_view

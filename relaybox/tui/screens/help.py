@@ -17,7 +17,8 @@ HELP_TEXT = """\
 
 [b]Everywhere[/b] (when no text box has focus)
   1            Queue pane              4          Log pane
-  5            Domains pane            2 3 6      reserved (later releases)
+  5            Domains pane            6          Config pane
+  2 3          reserved (later releases)
   /            filter the pane         Escape     back, clear the filter or selection
   ?  F1        this help               Ctrl+P     command palette (every action, themes)
   q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
@@ -45,6 +46,17 @@ HELP_TEXT = """\
   ↑ ↓  j k     move                    Enter      every finding, with the record to publish
   c            check every sending domain now (they are also checked every few hours)
   y            (in a domain) copy the selected finding's record to the clipboard
+
+[b]Config[/b]  (edits stay pending until you apply them)
+  [  ]         previous, next tab: Routes Listeners Users Limits DKIM TOML History
+  a  e  d      add, edit (or Enter), delete the selected rule, listener, user, key
+  K  J         move the selected routing rule up, down (the first that matches wins)
+  t            route tester: type a recipient (and sender), see the rule and next hop
+  n            allowed networks of the selected listener
+  k            new DKIM key (made by the engine), with the DNS record to publish
+  w  Ctrl+S    review: problems (Enter jumps to the line), queue effect, diff; y applies
+  z            roll back to the version applied before (asks first)
+  x            discard your edit          Escape (in the TOML editor) leaves it
 """
 
 
