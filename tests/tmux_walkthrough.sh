@@ -6,8 +6,10 @@
 # Starts relaybox (engine in-process) on a loopback port with a temporary state dir, sends a
 # few messages (one route holds its mail, the other points at a smart host that is not there,
 # so mail defers), then walks the Queue pane, the inspector (details and raw), a filter, the
-# state views and sort, the Log pane, help and the quit question, saving each screen as text
-# in OUT_DIR (default: a new temp dir). Loopback only; every wait is bounded.
+# state views and sort, the Log pane, help, the Config pane (route tester, a rule added,
+# reviewed and applied, the TOML and History tabs, a rollback) and the quit question, saving
+# each screen as text in OUT_DIR (default: a new temp dir). Loopback only; every wait is
+# bounded.
 set -euo pipefail
 
 out=${1:-$(mktemp -d -t relaybox-walkthrough.XXXXXX)}
@@ -95,8 +97,21 @@ keys v; shot 08-view-deferred 0.6
 keys s; shot 09-sorted-by-next-column 0.6
 keys 4; shot 10-log
 keys '?'; shot 11-help
-keys x; keys 1; keys h; shot 12-hold-under-cursor
-keys q; wait_for "stops the relay"; shot 13-quit-question 0.3
-keys n; shot 14-quit-declined 0.4
-keys q; keys y; wait_for "exit status"; shot 15-after-quit 0.3
+keys x; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
+keys t; wait_for "Route tester"; keys -l "bob@held.example"; wait_for "Rule 1"
+shot 13-route-tester 0.3
+keys Escape; keys a; wait_for "Add a routing rule"
+keys -l "partner.example"; keys Enter Enter C-u; keys -l "hold"; keys Enter Enter Enter Enter Enter
+wait_for "edited, not applied"; shot 14-config-rule-added 0.3
+keys w; wait_for "y applies"; shot 15-config-review 0.3
+keys y; wait_for "as applied"; shot 16-config-applied 0.5
+grep -qF 'partner.example' "$work/relaybox.toml" || { echo "walkthrough: the rule was not written" >&2; exit 1; }
+keys ']' ']' ']' ']' ']'; wait_for "[[routes]]"; shot 17-config-toml 0.3
+keys Escape ']'; wait_for "Trigger"; wait_for "ui"; shot 18-config-history 0.3
+keys z; wait_for "Roll back to the version"; keys y; wait_for "Rolled back"; shot 19-config-rolled-back 0.5
+grep -qF 'partner.example' "$work/relaybox.toml" && { echo "walkthrough: the rollback did not restore the file" >&2; exit 1; }
+keys 1; keys h; shot 20-hold-under-cursor
+keys q; wait_for "stops the relay"; shot 21-quit-question 0.3
+keys n; shot 22-quit-declined 0.4
+keys q; keys y; wait_for "exit status"; shot 23-after-quit 0.3
 echo "walkthrough: screens in $out"

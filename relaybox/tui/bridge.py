@@ -15,6 +15,8 @@ from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
+    ConfigRefused,
+    ConfigReloaded,
     DeliveryPaused,
     DeliveryResumed,
     DestinationSuspended,
@@ -47,6 +49,8 @@ UI_EVENTS: tuple[type[Event], ...] = (
     DestinationSuspended,
     DkimKeyChecked,
     DomainsChecked,
+    ConfigReloaded,
+    ConfigRefused,
 )
 """What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
@@ -143,9 +147,28 @@ class EventBridge:
             self._app.domains_checked()
         elif isinstance(event, DeliveryPaused | DeliveryResumed):
             self._delivery_paused(event)
+        elif isinstance(event, ConfigReloaded | ConfigRefused):
+            self._config(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
+
+    def _config(self, event: ConfigReloaded | ConfigRefused) -> None:
+        """A reload, from any trigger (a signal, `relaybox reload`, the file, a UI): the
+        status bar says a refusal until the next success; the Config pane reads the file."""
+        if isinstance(event, ConfigReloaded):
+            self._status.config_refused = None
+            self._status.config_loaded_at = event.at
+            self._app.config_pane.file_changed()
+        else:
+            first = event.problems[0] if event.problems else "invalid"
+            self._status.config_refused = f"{len(event.problems)} problem(s): {first}"
+            self._app.notify(
+                f"Config reload refused ({event.trigger}); the relay keeps its config: {first}",
+                severity="error",
+                timeout=10,
+            )
+        self._status.show(None)
 
     def _delivery_paused(self, event: DeliveryPaused | DeliveryResumed) -> None:
         """The spool cannot record outcomes (or can again): on the status bar until it is

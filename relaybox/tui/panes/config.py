@@ -135,6 +135,9 @@ class ConfigPane(Vertical):
         """The file changed on disk while the admin had pending edits."""
         self.history: list[Mapping[str, Any]] = []
         self._stale = False
+        self._replace = False
+        self._hidden = tables.HiddenHashes()
+        """The TOML editor shows no password hash (see `HiddenHashes`)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -205,7 +208,8 @@ class ConfigPane(Vertical):
         if section == "history":
             self.load_history()
         self.refresh_bindings()
-        self._focus_section(section)
+        if self.display:  # (not while another pane shows: focus stays there)
+            self._focus_section(section)
 
     def action_section(self, step: int) -> None:
         at = SECTIONS.index(self.section)
@@ -213,23 +217,30 @@ class ConfigPane(Vertical):
 
     # ------------------------------------------------------------------ the file and the edit
 
-    @work(exclusive=True, group="config-load", exit_on_error=False)
-    async def load(self, *, replace: bool = False) -> None:
+    def load(self, *, replace: bool = False) -> None:
         """Read the engine's config file; it becomes the pending text unless the admin has
-        edits (`replace` drops them)."""
+        edits (`replace` drops them, even if another read overtakes this one)."""
+        self._replace = self._replace or replace
+        self._load()
+
+    @work(exclusive=True, group="config-load", exit_on_error=False)
+    async def _load(self) -> None:
         try:
             info = await self._admin().config_file()
         except Exception as exc:
             self.notify(f"Cannot read the config file: {exc}", severity="error")
             return
-        self.take_file(info, replace=replace)
+        self.take_file(info, replace=self._replace)
+        self._replace = False
 
     def take_file(self, info: Mapping[str, Any], *, replace: bool = False) -> None:
         """The file as the engine has it now (a `config_file` answer)."""
         self.path = str(info["path"])
         self.exists = bool(info["exists"])
         self.generation = int(info["generation"])
-        keep = self.loaded and self.dirty and not replace
+        # The admin's edit is kept unless asked, or unless it is what the file now holds
+        # (their own apply, read back).
+        keep = self.loaded and self.dirty and not replace and info["text"] != self.pending
         if keep:
             # Theirs is not taken in under the admin's edit: the apply will be refused as a
             # conflict and show what changed.
@@ -247,8 +258,9 @@ class ConfigPane(Vertical):
         the change came from there)."""
         self.pending = text
         self._stale = False
-        if not from_editor and self.editor.text != text:
-            self.editor.load_text(text)
+        shown = self._hidden.hide(text)
+        if not from_editor and self.editor.text != shown:
+            self.editor.load_text(shown)
         try:
             document = ConfigDocument.from_text(text, file=self.file_name)
         except ConfigError as exc:
@@ -261,8 +273,9 @@ class ConfigPane(Vertical):
     @on(TextArea.Changed, "#config-toml")
     def _typed(self, event: TextArea.Changed) -> None:
         event.stop()
-        if event.text_area.text != self.pending:
-            self.pending = event.text_area.text
+        text = self._hidden.restore(event.text_area.text)
+        if text != self.pending:
+            self.pending = text
             self._stale = True  # the tables are parsed again when next shown
             self._title()
 
@@ -289,7 +302,7 @@ class ConfigPane(Vertical):
     def _show_tables(self, document: ConfigDocument) -> None:
         routes = tables.route_rows(document.routes())
         if not routes:
-            routes = [("", "(no [[routes]]: the built-in route applies)", "", "", "", "")]
+            routes = [("", "(no [[routes]]: the built-in route applies)", "", "", "")]
         self._fill("routes", routes)
         self._fill("listeners", tables.listener_rows(document.listeners()))
         self._fill("users", tables.user_rows(document.users()))
@@ -401,7 +414,13 @@ class ConfigPane(Vertical):
         before = self.pending
         senders = tables.listify(answers["allowed_senders"])
         # scrypt takes a good part of a second on purpose: not on the event loop.
-        await asyncio.to_thread(document.add_user, answers["name"], answers["password"], senders)
+        try:
+            await asyncio.to_thread(
+                document.add_user, answers["name"], answers["password"], senders
+            )
+        except (ValueError, ConfigError) as exc:
+            self.notify(f"Not added: {exc}", severity="error")
+            return
         if self.pending != before:
             self.notify("The config changed while the password was hashed: add the user again.")
             return
@@ -429,9 +448,7 @@ class ConfigPane(Vertical):
                 f"Edit listener {index + 1}",
                 edits.listener_fields(document.listeners()[index]),
                 edits.listener_problem,
-                lambda a: self.change(
-                    lambda d: d.update_listener(index, edits.listener_values(a))
-                ),
+                lambda a: self.change(lambda d: d.update_listener(index, edits.listener_values(a))),
             )
         elif section == "users":
             user = document.users()[index]
@@ -665,7 +682,9 @@ class ConfigPane(Vertical):
 
     def file_changed(self) -> None:
         """The engine applied a config (from any trigger): read the file again (an edit in
-        progress is kept, and said to be out of date)."""
+        progress is kept, and said to be out of date). Nothing while it was never opened."""
+        if not self.loaded:
+            return
         self.load()
         if self.section == "history":
             self.load_history()

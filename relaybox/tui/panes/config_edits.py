@@ -211,7 +211,9 @@ def dkim_fields(entry: Mapping[str, Any] | None = None, *, keygen: bool = False)
     if not keygen:
         fields += [
             Field("private_key", "Private key file", _shown(e.get("private_key"))),
-            Field("algorithm", "Algorithm", _shown(e.get("algorithm")), " | ".join(DKIM_ALGORITHMS)),
+            Field(
+                "algorithm", "Algorithm", _shown(e.get("algorithm")), " | ".join(DKIM_ALGORITHMS)
+            ),
         ]
     return fields
 

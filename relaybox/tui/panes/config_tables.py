@@ -5,6 +5,7 @@ lists a `ConfigDocument` returns)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "LISTENER_COLUMNS",
     "ROUTE_COLUMNS",
     "USER_COLUMNS",
+    "HiddenHashes",
     "dkim_rows",
     "history_rows",
     "limit_names",
@@ -27,7 +29,7 @@ __all__ = [
     "user_rows",
 ]
 
-ROUTE_COLUMNS = ("#", "Domains", "From", "Transport", "Next hop", "TLS")
+ROUTE_COLUMNS = ("#", "Recipient domains", "Senders", "Goes to", "TLS")
 LISTENER_COLUMNS = ("#", "Listen", "Role", "TLS", "Allowed networks")
 USER_COLUMNS = ("User", "Password", "Allowed senders", "Per minute")
 LIMITS_COLUMNS = ("Limit", "Value", "Default")
@@ -51,31 +53,34 @@ def _joined(value: Any) -> str:
     return str(value)
 
 
-def _next_hop(route: Mapping[str, Any]) -> str:
-    """Where a rule sends its mail, in words."""
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters (an ellipsis at the cut)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _via(route: Mapping[str, Any]) -> str:
+    """Where a rule sends its mail: the transport, and for a smart host its hosts."""
     transport = str(route.get("transport", ""))
     if transport == "smarthost":
-        hop = _joined(route.get("hosts")) or "(no hosts)"
-        if route.get("username"):
-            hop += f" as {route['username']}"
-        return hop
-    return {
-        "mx": "the recipient domain's MX",
-        "hold": "held in the queue",
+        return f"smarthost {_joined(route.get('hosts')) or '(no hosts)'}"
+    words = {
+        "mx": "each domain's MX",
+        "hold": "kept in the queue",
         "reject": "refused at RCPT",
         "capture": "kept in the state dir",
-    }.get(transport, "")
+    }.get(transport)
+    return f"{transport} ({words})" if words else transport
 
 
 def route_rows(routes: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
-    """One row per `[[routes]]` table, in file order (the first that matches wins)."""
+    """One row per `[[routes]]` table, in file order (the first that matches wins); long
+    domain lists are cut so that where the mail goes shows at 80 columns."""
     return [
         (
             str(n),
-            _joined(route.get("domains")) or "(none)",
-            _joined(route.get("sender_domains")) or "*",
-            str(route.get("transport", "")),
-            _next_hop(route),
+            _cut(_joined(route.get("domains")) or "(none)", 24),
+            _cut(_joined(route.get("sender_domains")) or "*", 13),
+            _via(route),
             str(route.get("tls", "")) if route.get("transport") == "smarthost" else "",
         )
         for n, route in enumerate(routes, 1)
@@ -98,10 +103,11 @@ def listener_rows(listeners: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...
 
 def user_rows(users: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     """One row per `[[users]]` table; the password hash is never shown, only its scheme."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for user in users:
         hashed = str(user.get("password_hash", ""))
-        scheme = hashed.split("$", 1)[0] if "$" in hashed else ""
+        # PHC form, `$scrypt$ln=...$salt$hash`: the scheme alone is shown.
+        scheme = hashed.lstrip("$").split("$", 1)[0] if "$" in hashed else ""
         rows.append(
             (
                 str(user.get("name", "")),
@@ -139,9 +145,7 @@ def dkim_rows(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     ]
 
 
-def history_rows(
-    entries: Iterable[Mapping[str, Any]], when: Any
-) -> list[tuple[str, ...]]:
+def history_rows(entries: Iterable[Mapping[str, Any]], when: Any) -> list[tuple[str, ...]]:
     """One row per applied version, newest first; `when(at)` renders the time."""
     return [
         (
@@ -152,3 +156,36 @@ def history_rows(
         )
         for entry in entries
     ]
+
+
+_HASH = re.compile(r"\$scrypt\$[^\s\"']*")
+"""A password hash as relaybox writes it (see `config.diff`, which masks the same)."""
+
+
+class HiddenHashes:
+    """Password hashes swapped for `$scrypt$hidden-N` in the TOML editor, and back.
+
+    The editor shows the file to edit, so its text cannot be masked one way as a diff is:
+    each hash gets a stable token that reads as what it is, and the pending text always
+    holds the real hash. A token the admin deletes removes the hash with it.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+        """Token to hash."""
+        self._by_hash: dict[str, str] = {}
+
+    def hide(self, text: str) -> str:
+        return _HASH.sub(lambda m: self._token(m[0]), text)
+
+    def restore(self, text: str) -> str:
+        for token, hashed in self._tokens.items():
+            text = text.replace(token, hashed)
+        return text
+
+    def _token(self, hashed: str) -> str:
+        if hashed not in self._by_hash:
+            token = f"$scrypt$hidden-{len(self._tokens) + 1}"
+            self._tokens[token] = hashed
+            self._by_hash[hashed] = token
+        return self._by_hash[hashed]

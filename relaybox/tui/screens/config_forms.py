@@ -84,7 +84,9 @@ class FormScreen(ModalScreen[Answers | None]):
         self.query(Input).first().focus()
 
     def answers(self) -> Answers:
-        return {f.name: self.query_one(f"#field-{f.name}", Input).value.strip() for f in self.fields}
+        return {
+            f.name: self.query_one(f"#field-{f.name}", Input).value.strip() for f in self.fields
+        }
 
     @on(Input.Submitted)
     def _next(self, event: Input.Submitted) -> None:

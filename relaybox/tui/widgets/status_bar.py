@@ -94,6 +94,10 @@ class StatusBar(Horizontal):
         self.delivery_paused: str | None = None
         """Why delivery is paused (the spool refused an outcome), None when it is not; the
         event bridge sets and clears it."""
+        self.config_refused: str | None = None
+        """Why the last reload was refused, None once one succeeds (the event bridge)."""
+        self.config_loaded_at: float | None = None
+        """When the last reload this UI saw was applied (the link knows only the start)."""
         self._read_at = 0.0
         self._status = ""
 
@@ -158,7 +162,7 @@ class StatusBar(Horizontal):
         if self.engine_gone:
             mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
-        loaded = fmt.age(now - self.link.config_loaded_at)
+        loaded = fmt.age(now - max(self.link.config_loaded_at, self.config_loaded_at or 0.0))
         # Most telling first: a narrow terminal cuts the line's end.
         first = (
             f"relaybox · {mode} · {listeners or 'no listeners'} · up {up} · "
@@ -188,6 +192,9 @@ class StatusBar(Horizontal):
             )
         else:
             second = self._status or "reading the queue…"
+        if self.config_refused is not None:
+            warning = True
+            second = f"CONFIG REFUSED, the old one runs ({self.config_refused}) · {second}"
         if self.delivery_paused is not None:
             # First on the line: nothing is being sent until the spool can write again.
             warning = True
