@@ -17,6 +17,8 @@ __all__ = [
     "AttemptFinished",
     "AttemptLine",
     "AttemptStarted",
+    "ConfigRefused",
+    "ConfigReloaded",
     "DeliveryPaused",
     "DeliveryResumed",
     "DestinationSuspended",
@@ -347,3 +349,23 @@ MESSAGE_CHANGES: tuple[type[Event], ...] = (
 )
 """The events after which a message reads differently from the spool (each names it by
 `queue_id`): a screen showing the message re-reads it on these."""
+
+
+@dataclass(frozen=True)
+class ConfigReloaded(Event):
+    """A new config is in force (`generation` counts them from 1, the one the engine started
+    with); `trigger` is what asked: signal, command, file, ui or rollback."""
+
+    generation: int
+    trigger: str
+    summary: str
+    """What changed, in one line; secrets never appear in it."""
+
+
+@dataclass(frozen=True)
+class ConfigRefused(Event):
+    """A reload was refused; the config in force stays as it was."""
+
+    trigger: str
+    problems: tuple[str, ...]
+    """Each problem as `file:line: key: message`."""

@@ -143,6 +143,10 @@ class MailLog:
         """An error with the traceback of the exception being handled."""
         self.event(name, ERROR, **fields, traceback=traceback.format_exc())
 
+    def set_level(self, level: str) -> None:
+        """Log from this level up from now on (a reload changed `[log] level`)."""
+        self.level = _LEVELS[level]
+
     def reopen(self) -> None:
         """Reopen the log file (SIGUSR1, after logrotate moved it)."""
         self._reopen.set()

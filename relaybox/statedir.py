@@ -21,6 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "DATABASE_NAME",
+    "HISTORY_DIR_NAME",
     "IDENTITY_NAME",
     "LOCK_NAME",
     "EngineRunning",
@@ -39,6 +40,8 @@ LOCK_NAME = "engine.lock"
 DATABASE_NAME = "spool.db"
 SOCKET_NAME = "admin.sock"
 IDENTITY_NAME = "spool.id"
+HISTORY_DIR_NAME = "config-history"
+"""The versions of the config applied (backups, 0600), for history and rollback."""
 """The spool's identity, also stored inside spool.db: a spool that vanished or was replaced
 is told from a first start by it (`queue.integrity`)."""
 

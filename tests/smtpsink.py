@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class Received:
     recipients: list[str]
     data: bytes
     mail_options: list[str]
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (time.monotonic, comparable with the test's own times)."""
 
 
 @dataclass
@@ -44,6 +47,8 @@ class SinkBehaviour:
     """Hold the reply to the end of DATA until this is set (a delivery kept in flight)."""
     on_mail: Callable[[], None] | None = None
     """Called when a MAIL command arrives, before it is answered (to look at the relay then)."""
+    data_delay: float = 0.0
+    """Seconds to wait before answering the end of DATA (a slow next hop)."""
     quit_stall: asyncio.Event | None = None
     """Hold the reply to QUIT until this is set (a slow goodbye)."""
     auth: tuple[str, str] | None = None
@@ -88,6 +93,8 @@ class _Handler:
         self.sink.in_data.set()
         if behaviour.stall is not None:
             await behaviour.stall.wait()
+        if behaviour.data_delay:
+            await asyncio.sleep(behaviour.data_delay)
         if behaviour.data_reply:
             return behaviour.data_reply
         assert envelope.original_content is not None

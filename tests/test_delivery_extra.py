@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-import relaybox.engine as engine_module
+import relaybox.engine.core as engine_module
 from relaybox.config.model import (
     Config,
     RouteConfig,

@@ -234,6 +234,13 @@ def _action(name: str, doc: str) -> Operation:
     )
 
 
+RELOADED = Result(
+    "{outcome: applied|refused|conflict|unchanged, generation, summary, problems: [{file, "
+    "line, key, message, text}], version, text}",
+    plain,
+    dict,
+)
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "info",
@@ -402,6 +409,59 @@ OPERATIONS: tuple[Operation, ...] = (
         (Arg("domains", DOMAINS, None),),
         REPORT,
         "Check these sending domains (default: every one) now.",
+    ),
+    Operation(
+        "config_file",
+        "config_file",
+        (),
+        Result("{path, exists, text, version, generation}", plain, dict),
+        "The engine's config file as it is now, and the generation in force.",
+    ),
+    Operation(
+        "check_config_text",
+        "check_config_text",
+        (Arg("text", STR),),
+        Result("{errors, warnings, summary, queue_effect}", plain, dict),
+        "What applying `text` as the config would do: each problem as `file:line: key: "
+        "message`, what would change, and the queued mail that would move (`{from, to, "
+        "messages, recipients}`); nothing changes.",
+    ),
+    Operation(
+        "reload",
+        "reload_config",
+        (Arg("path", STR, None),),
+        RELOADED,
+        "Reload the config file, as SIGHUP does; `path` (optional) must name the engine's "
+        "file. Answers when the new config is in force (`applied`) or `refused`.",
+    ),
+    Operation(
+        "apply_config",
+        "apply_config",
+        (Arg("text", STR), Arg("base_version", STR)),
+        RELOADED,
+        "Write `text` as the config file (atomically, the old one kept as a backup) and "
+        "reload it; `conflict` (nothing written) when the file is no longer `base_version`.",
+    ),
+    Operation(
+        "config_history",
+        "config_history",
+        (),
+        Result("[{generation, at, trigger, summary, version}]", plain, list),
+        "The config versions applied, newest first.",
+    ),
+    Operation(
+        "rollback_config",
+        "rollback_config",
+        (),
+        RELOADED,
+        "Apply again the version before the one in force (validated and reloaded).",
+    ),
+    Operation(
+        "dkim_keygen",
+        "dkim_keygen",
+        (Arg("domain", STR), Arg("selector", STR)),
+        Result("{private_key, record_name, record}", plain, dict),
+        "Make a 2048-bit RSA signing key in the state directory; its path and DNS record.",
     ),
     Operation(
         "suppress_add",

@@ -189,6 +189,32 @@ class LiveEngine(Protocol):
         """Check these sending domains (default: all) now."""
         ...
 
+    @property
+    def config_desk(self) -> ConfigDesk:
+        """The engine's config file: reading, checking, applying, history."""
+        ...
+
+
+class ConfigDesk(Protocol):
+    """What the admin layer asks of a running engine about its config (engine.config_desk).
+
+    Results are plain JSON-ready values: the admin protocol carries them as they are, in
+    process and over the socket alike (see `docs/admin-protocol.md`)."""
+
+    async def file(self) -> dict[str, Any]: ...
+
+    async def check(self, text: str) -> dict[str, Any]: ...
+
+    async def reload(self, path: str | None) -> dict[str, Any]: ...
+
+    async def apply(self, text: str, base_version: str) -> dict[str, Any]: ...
+
+    async def history(self) -> list[dict[str, Any]]: ...
+
+    async def rollback(self) -> dict[str, Any]: ...
+
+    async def dkim_keygen(self, domain: str, selector: str) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True)
 class Page:
@@ -545,6 +571,45 @@ class Admin:
         if self.live is None:
             return DomainReport((), {}, False)
         return self.live.domain_report()
+
+    # ------------------------------------------------------------------ the config file
+
+    def _desk(self) -> ConfigDesk:
+        if self.live is None:
+            raise ValueError(
+                "no relaybox engine is running on this state directory: the config is read "
+                "when relaybox starts (start it, or run relaybox check-config to check a file)"
+            )
+        return self.live.config_desk
+
+    async def config_file(self) -> dict[str, Any]:
+        """The engine's config file: path, text, version and the generation in force."""
+        return await self._desk().file()
+
+    async def check_config_text(self, text: str) -> dict[str, Any]:
+        """What applying `text` would do: problems, warnings, changes, queue moves."""
+        return await self._desk().check(text)
+
+    async def reload_config(self, path: str | None = None) -> dict[str, Any]:
+        """Reload the engine's file (which `path`, when given, must name)."""
+        return await self._desk().reload(path)
+
+    async def apply_config(self, text: str, base_version: str) -> dict[str, Any]:
+        """Write `text` as the engine's file and reload it, unless the file changed since
+        `base_version` was read (a conflict) or `text` is invalid (refused)."""
+        return await self._desk().apply(text, base_version)
+
+    async def config_history(self) -> builtins.list[dict[str, Any]]:
+        """The versions applied, newest first."""
+        return await self._desk().history()
+
+    async def rollback_config(self) -> dict[str, Any]:
+        """Apply again the version before the one in force."""
+        return await self._desk().rollback()
+
+    async def dkim_keygen(self, domain: str, selector: str) -> dict[str, Any]:
+        """Make a signing key in the state directory; its path and the DNS record."""
+        return await self._desk().dkim_keygen(domain, selector)
 
     async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport:
         """Check these sending domains (default: every one of the config) now.

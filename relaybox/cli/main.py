@@ -1,8 +1,8 @@
 """The `relaybox` command: parse the arguments and hand the command to its family's module.
 
-`parser` describes the arguments; `setup`, `doctor`, `run`, `queue`, `show`, `suppress` and
-`spool` do the commands. Exit codes: 0 success, 1 failure (or problems found), 2 usage or
-config errors; `doctor` has its own (see `cli.doctor`).
+`parser` describes the arguments; `setup`, `doctor`, `run`, `reload`, `queue`, `show`,
+`suppress` and `spool` do the commands. Exit codes: 0 success, 1 failure (or problems found),
+2 usage or config errors; `doctor` has its own (see `cli.doctor`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from relaybox.admin.service import ACTIONS
 from relaybox.cli import doctor, queue, setup
 from relaybox.cli.common import EXIT_CONFIG, EXIT_FAIL, load_config, with_admin
 from relaybox.cli.parser import build_parser
+from relaybox.cli.reload import reload
 from relaybox.cli.run import run
 from relaybox.cli.show import show
 from relaybox.cli.spool import spool_check, spool_recover
@@ -52,6 +53,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return setup.dkim_keygen(args)
         if command == "doctor":
             return doctor.doctor(args)
+        if command == "reload":
+            return reload(args)
         if command == "spool":
             return spool_check(args) if args.action == "check" else spool_recover(args)
         action = getattr(args, "action", None)

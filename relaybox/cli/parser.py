@@ -115,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON list of findings")
     _add_config(p)
 
+    p = sub.add_parser(
+        "reload",
+        help="make the running relaybox read its config file again (as SIGHUP does) and wait",
+        description=(
+            "Ask the running engine to read its config file again, and wait until the new "
+            "config is in force (prints the generation and what changed, exit 0) or refused "
+            "(prints every problem as file:line: key: message, exit 1; the old config keeps "
+            "serving). --config must name the file the engine was started with."
+        ),
+    )
+    _add_config(p)
+
     p = sub.add_parser("check-config", help="validate a config file and print its problems")
     p.add_argument("path", nargs="?", type=Path, metavar="PATH", help="file to check")
     _add_config(p)

@@ -74,6 +74,16 @@ async def _serve(config: Config, log: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGUSR1, log.reopen)
+    # SIGHUP reloads the config (systemd's ExecReload); its default action would kill the
+    # relay. The outcome is in the engine's log, the only output a signal has.
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(engine.reload_config("signal"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await stopping.wait()
     finally:
@@ -86,4 +96,5 @@ async def _serve(config: Config, log: Any) -> int:
             await engine.stop()
         finally:
             loop.remove_signal_handler(signal.SIGUSR1)
+            loop.remove_signal_handler(signal.SIGHUP)
     return EXIT_OK

@@ -9,7 +9,12 @@ import importlib.resources
 from pathlib import Path
 
 from relaybox.config.checks.users import check_user_name
-from relaybox.config.load import check_config, load_config, load_config_with_warnings
+from relaybox.config.load import (
+    check_config,
+    load_config,
+    load_config_text,
+    load_config_with_warnings,
+)
 from relaybox.config.model import (
     APP_NAME,
     DEFAULT_LISTENER,
@@ -67,6 +72,7 @@ __all__ = [
     "default_config_path",
     "default_state_dir",
     "load_config",
+    "load_config_text",
     "load_config_with_warnings",
     "read_route_password",
     "sample_config_text",

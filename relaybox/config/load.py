@@ -31,6 +31,7 @@ __all__ = [
     "Problem",
     "check_config",
     "load_config",
+    "load_config_text",
     "load_config_with_warnings",
 ]
 
@@ -102,6 +103,22 @@ def _load(path: Path | None) -> tuple[Config | None, list[Problem], list[Problem
     except OSError as exc:
         return None, [_whole_file(file, f"cannot read the file: {exc.strerror or exc}")], []
 
+    return _validate(text, path)
+
+
+def load_config_text(text: str, path: Path) -> tuple[Config | None, list[Problem], list[Problem]]:
+    """Validate `text` as if it were the file at `path` (its folder anchors relative paths):
+    a config that is not yet on disk, such as an edit a reload would apply.
+
+    Returns:
+        `(config or None, errors, warnings)` as `check_config` sorts them; the config is None
+        when there is any error, and otherwise has `source` set to `path`.
+    """
+    return _validate(text, path)
+
+
+def _validate(text: str, path: Path) -> tuple[Config | None, list[Problem], list[Problem]]:
+    file = str(path)
     try:
         data = tomlkit.parse(text).unwrap()
     except tomlkit.exceptions.ParseError as exc:

@@ -119,6 +119,9 @@ class ServerConfig:
     """Spool, database, lock and admin socket; created with mode 0700."""
     min_free_space_mb: Annotated[int, Range(0, unit="MB")] = 100
     """Below this much free disk in state_dir, new mail is refused with 452 4.3.1 at MAIL."""
+    watch_config: bool = True
+    """Reload when the config file changes on disk (its folder is watched); false: reload
+    only on SIGHUP, `relaybox reload` or the UI's apply."""
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,14 @@ class Authenticator:
         self.verifications = 0
         """Password hashes actually computed (for tests: the brake bounds this)."""
 
+    def update(self, users: Mapping[str, UserConfig], config: AuthConfig) -> None:
+        """A reload: the next AUTH checks against these users and limits. What was learnt
+        about networks (failures, lockouts, known good) is kept: a reload is not an amnesty."""
+        self.users = users
+        self.config = self.failures.config = config
+        self._clean.cap = config.max_verifications_in_flight
+        self._suspect.cap = config.suspect_verifications_in_flight
+
     def loggable_name(self, login: bytes) -> str:
         """What the log may say about a login name: the name when it is a configured user,
         else `unknown`.

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
 
-from relaybox.config.model import Config, ListenerConfig, UserConfig
+from relaybox.config.model import Config, ListenerConfig, SocketAddress, UserConfig
 from relaybox.events import MessageAccepted, MessageRejected, SessionClosed, SessionOpened
 from relaybox.inbound.aiosmtpd_seam import buffered, init_protocol, push_back, wide_reader
 from relaybox.inbound.auth import Authenticator
@@ -60,10 +60,15 @@ _MAX_AUTH_FAILURES_PER_SESSION = 3
 class InboundSMTP(SMTP):
     """One SMTP connection on one listener."""
 
-    def __init__(self, ctx: InboundContext, listener: ListenerConfig) -> None:
+    def __init__(
+        self, ctx: InboundContext, listener: ListenerConfig, address: SocketAddress | None = None
+    ) -> None:
         config = ctx.config()
         self.ctx = ctx
         self.listener = listener
+        self.listen_address = address
+        """The configured address this session came in on (a reload that removes it closes
+        the session once its transaction is done)."""
         self.config = config
         self.limits = config.limits
         self.server_config = config.server
@@ -114,7 +119,7 @@ class InboundSMTP(SMTP):
             # RFC 6409 §4.3: a submission port takes mail only from authenticated users.
             auth_required=self.listener.role == "submission",
             auth_require_tls=True,
-            offer_auth=self.ctx.authenticator is not None,
+            offer_auth=bool(config.users) and self.ctx.authenticator is not None,
             dispatch="_dispatch",
         )
         self._idle_deadline = 0.0

@@ -130,19 +130,38 @@ class Courier:
         soft_bounce: bool = False,
         clock: Clock = system_clock,
     ) -> None:
-        self.data_timeout = data_timeout
         self.clock = clock
         """Wall-clock time for attempts and transcripts (the engine's clock); the connection
         cache's idle times are intervals and use `time.monotonic`."""
-        self.cache_idle = cache_idle
-        self.soft_bounce = soft_bounce
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
         self._closed = False
+        self._settle(
+            helo_name=helo_name,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            data_timeout=data_timeout,
+            cache_idle=cache_idle,
+            soft_bounce=soft_bounce,
+        )
+
+    def _settle(
+        self,
+        *,
+        helo_name: str,
+        connect_timeout: float,
+        command_timeout: float,
+        data_timeout: float,
+        cache_idle: float,
+        soft_bounce: bool,
+    ) -> None:
+        self.data_timeout = data_timeout
+        self.cache_idle = cache_idle
+        self.soft_bounce = soft_bounce
         self._handshake = Handshake(
             helo_name=helo_name,
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
-            clock=clock,
+            clock=self.clock,
         )
 
     # ------------------------------------------------------------------ connection cache
@@ -184,6 +203,15 @@ class Courier:
             else:
                 del self._idle[key]
         await _quit_all(expired)
+
+    async def reconfigure(self, **settings: Any) -> None:
+        """A reload: new connections use these settings (the constructor's, but the clock),
+        and idle ones are closed (they said the old HELO name, and may have logged in with a
+        password the admin just changed). Connections in use finish as they began."""
+        self._settle(**settings)
+        entries = [entry for pool in self._idle.values() for entry in pool]
+        self._idle.clear()
+        await _quit_all(entries)
 
     async def close(self) -> None:
         """Close every cached connection; connections given back afterwards are closed too."""

@@ -160,7 +160,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
-        self._connections = asyncio.Semaphore(config().delivery.max_connections)
+        self._max_connections = config().delivery.max_connections
+        self._connections = asyncio.Semaphore(self._max_connections)
         self._per_destination: dict[str, _Gate] = {}
         """Connection limits by destination key; `forget_idle` drops those nobody uses."""
         self._pace: dict[str, _Pace] = {}
@@ -223,6 +224,24 @@ class Scheduler:
     def unclaim(self, message_id: int) -> None:
         """Give a claimed message back to delivery."""
         self._active.discard(message_id)
+        self.wake()
+
+    def reconfigure(self, credentials: dict[int, Credentials | None], resolver: Resolver) -> None:
+        """A reload put a new config in force (`config()` returns it from now on): take its
+        routes' credentials, connection limits and name servers. Call in the same step as the
+        swap. Attempts in flight finish as they began; limits of busy destinations apply once
+        they are idle."""
+        config = self._config()
+        self.credentials = credentials
+        if resolver is not self.resolver:
+            self.resolver = resolver
+            self.published_keys = PublishedKeys(resolver, clock=self.clock)
+        if config.delivery.max_connections != self._max_connections:
+            # Attempts in flight release the semaphore they took; new ones take this one.
+            self._max_connections = config.delivery.max_connections
+            self._connections = asyncio.Semaphore(self._max_connections)
+        for key in [k for k, gate in self._per_destination.items() if not gate.users]:
+            del self._per_destination[key]
         self.wake()
 
     def forget_idle(self) -> None:
@@ -312,7 +331,9 @@ class Scheduler:
             self.wake()
 
     async def _deliver(self, job: DeliveryJob) -> None:
-        config = self._config()
+        # Read together, in one step: a reload swaps both at once, and an attempt that began
+        # under one config finishes with that config's routes and their credentials.
+        config, credentials = self._config(), self.credentials
         now = self.clock()
         outcomes: dict[int, RecipientOutcome] = {}
         received = await received_count(job.data)
@@ -356,7 +377,10 @@ class Scheduler:
         # One group failing inside relaybox must not lose what the others did (delivered
         # mail recorded as delivered, never sent twice): its recipients alone are deferred.
         results = await asyncio.gather(
-            *(self._send_group(job, dest, rcpts, signed) for dest, rcpts in sends),
+            *(
+                self._send_group(job, dest, rcpts, signed, credentials.get(id(dest.route)))
+                for dest, rcpts in sends
+            ),
             return_exceptions=True,
         )
         for (destination, rcpts), result in zip(sends, results, strict=True):
@@ -387,6 +411,7 @@ class Scheduler:
         destination: Destination,
         recipients: list[PendingRecipient],
         signed: dict[str, bytes],
+        credentials: Credentials | None,
     ) -> tuple[list[RecipientOutcome], list[AttemptRow]]:
         config = self._config()
         route = destination.route
@@ -503,7 +528,7 @@ class Scheduler:
                 hops.hops,
                 Transaction(sender, addresses, content, job.body_8bit, job.smtputf8),
                 tls=route.tls,
-                credentials=self.credentials.get(id(route)),
+                credentials=credentials,
                 ca_file=str(route.ca_file) if route.ca_file else None,
                 on_line=live,
                 on_answered=answered,

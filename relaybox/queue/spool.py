@@ -20,7 +20,16 @@ from typing import Any, TypeVar
 
 from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine
-from relaybox.queue import actions, detail, jobs, listing, suppression, suspension, vacuum
+from relaybox.queue import (
+    actions,
+    detail,
+    jobs,
+    listing,
+    reroute,
+    suppression,
+    suspension,
+    vacuum,
+)
 from relaybox.queue.arrival import insert_message, upsert_session
 from relaybox.queue.integrity import (
     SpoolDamaged,
@@ -547,6 +556,17 @@ class Spool:
         """Make every deferred recipient bound for `destination` due now (after a resume);
         returns the queue IDs touched. By recipient, whatever the message's last reply."""
         return await self._write(lambda conn: suspension.retry_destination(conn, destination, now))
+
+    async def unfinished_recipients(self) -> list[reroute.Unfinished]:
+        """Every queued or deferred recipient with its sender and last destination (a reload
+        places each under the new routes)."""
+        return await self._read(reroute.unfinished_recipients)
+
+    async def make_due(self, recipients: Sequence[tuple[int, int]], now: float) -> int:
+        """Make these (message row id, recipient idx) due now: their next hop changed."""
+        if not recipients:
+            return 0
+        return await self._write(lambda conn: reroute.make_due(conn, recipients, now))
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Suspended destinations: until when, and why."""

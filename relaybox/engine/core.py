@@ -12,20 +12,25 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from relaybox.admin.server import ControlServer
 from relaybox.admin.service import Admin
 from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, SocketAddress
+from relaybox.config.watch import watch_config_file
+from relaybox.engine.config_desk import ConfigDesk
+from relaybox.engine.reload import Reloader, ReloadResult, delivery_resolver
 from relaybox.events import DestinationSuspended, EventBus
 from relaybox.health.monitor import DomainMonitor, DomainReport
 from relaybox.inbound.auth import Authenticator
 from relaybox.inbound.certificates import ServerCertificate
 from relaybox.inbound.context import InboundContext
-from relaybox.inbound.listeners import start_listener
+from relaybox.inbound.listeners import ListenerSet
 from relaybox.inbound.server import InboundSMTP
 from relaybox.maillog import MailLog
 from relaybox.outbound.client import Courier
+from relaybox.outbound.handshake import Credentials
 from relaybox.outbound.routing import load_credentials
 from relaybox.outbound.scheduler import Scheduler
 from relaybox.queue import Spool
@@ -67,11 +72,14 @@ class Engine:
         self.bus = EventBus()
         self.spool: Spool | None = None
         self.admin: Admin | None = None
-        self.bound: list[tuple[str, SocketAddress]] = []
-        """(listener name, address actually bound) for every listening socket."""
+        self.listeners: ListenerSet | None = None
+        """The listening sockets, kept across reloads."""
+        self.reloader = Reloader(self)
+        """Where every reload goes (signal, command, file change, UI)."""
+        self.config_desk = ConfigDesk(self)
+        """The config file for the admin layer: read, check, apply, history, rollback."""
         self.started_at: float | None = None
         self._lock = StateLock(config.server.state_dir)
-        self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ctx: InboundContext | None = None
         self._free_space_mb: float | None = None
@@ -86,6 +94,11 @@ class Engine:
         self._stopped = asyncio.Event()
         self.domains = DomainMonitor(lambda: self._config, self.bus, log, clock)
         """The sending domains' health (SPF, DKIM, DMARC...), checked in the background."""
+        self.stopping = False
+        """Set when `stop()` begins: reloads are refused from then on."""
+        self._watcher: asyncio.Task[None] | None = None
+        """Reloads the config file when it changes (`[server] watch_config`)."""
+        self._watch_failed = False
         self.control: ControlServer | None = None
         """The admin socket (`state_dir/admin.sock`) the CLI and the TUI attach through."""
 
@@ -93,6 +106,16 @@ class Engine:
     def config(self) -> Config:
         """The config in force; sessions read it once when they start."""
         return self._config
+
+    @property
+    def bound(self) -> list[tuple[str, SocketAddress]]:
+        """(listener name, address actually bound) for every listening socket."""
+        return self.listeners.bound if self.listeners is not None else []
+
+    @property
+    def generation(self) -> int:
+        """How many configs have been in force: 1 at start, one more per applied reload."""
+        return self.reloader.generation
 
     async def start(self) -> None:
         """Lock the state directory, open the spool and start listening.
@@ -118,14 +141,14 @@ class Engine:
             if self.spool.vacuum_note:
                 self.log.event("spool-vacuum", note=self.spool.vacuum_note)
             self.admin = Admin(self.spool, live=self, clock=self.clock)
+            await self.reloader.started(self.config_desk.versions)
             self.config_loaded_at = self.clock()
             await self._refresh_free_space()
             await self.refresh_suppression()
             self.certificates = await asyncio.to_thread(self._load_certificates)
-            self.authenticator = (
-                Authenticator({u.name: u for u in self._config.users}, self._config.auth)
-                if self._config.users
-                else None
+            # Always there: a reload may add the first user (AUTH is offered only with users).
+            self.authenticator = Authenticator(
+                {u.name: u for u in self._config.users}, self._config.auth
             )
             self._ctx = InboundContext(
                 config=lambda: self._config,
@@ -140,10 +163,8 @@ class Engine:
             )
             await self._start_scheduler()
             self._ctx.accepted = self.scheduler.wake if self.scheduler else self._ctx.accepted
-            for listener in self._config.listeners:
-                for server, address in await start_listener(self._ctx, listener):
-                    self._servers.append(server)
-                    self.bound.append((listener.name, address))
+            self.listeners = ListenerSet(self._ctx)
+            await self.listeners.bind_new(self._config.listeners)
             self.control = ControlServer(
                 self.admin, self.bus, state_dir / SOCKET_NAME, self.log, self.clock
             )
@@ -164,6 +185,7 @@ class Engine:
             asyncio.create_task(self._every(VACUUM_INTERVAL, self._vacuum_spool)),
             asyncio.create_task(self.domains.run()),
         ]
+        self._sync_watcher()
         self.log.event(
             "started",
             pid=os.getpid(),
@@ -178,12 +200,13 @@ class Engine:
             await self._close_everything()
             return
         ctx = self._ctx
-        ctx.shutting_down = True
+        ctx.shutting_down = self.stopping = True
         # Python 3.11 loses a connection accepted in the same loop step as Server.close() (an
         # assertion in Server._attach, swallowed): let pending accepts finish first.
         await asyncio.sleep(0)
-        for server in self._servers:
-            server.close()
+        if self.listeners is not None:
+            self.listeners.stop_accepting()
+        await self.reloader.stop()
         idle = [s for s in ctx.sessions if not s.in_transaction]
         await asyncio.gather(*(s.close_for_shutdown() for s in idle), return_exceptions=True)
         deadline = time.monotonic() + grace
@@ -199,6 +222,11 @@ class Engine:
         await self._close_everything()
 
     async def _close_everything(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self.control is not None:
             await self.control.stop()
             self.control = None
@@ -213,12 +241,8 @@ class Engine:
         self._tasks.clear()
         if self.authenticator is not None:
             self.authenticator.close()
-        for server in self._servers:
-            server.close()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
-        self._servers.clear()
+        if self.listeners is not None:
+            await self.listeners.close()
         if self.spool is not None:
             await self.spool.close()
             self.spool = None
@@ -228,6 +252,79 @@ class Engine:
     async def wait_stopped(self) -> None:
         """Return once `stop()` has finished."""
         await self._stopped.wait()
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload_config(self, trigger: str, text: str | None = None) -> ReloadResult:
+        """Check the config file (or `text` as its new content) and put it in force, or refuse
+        it and keep the config in force; see `engine.reload`."""
+        result = await self.reloader.reload(trigger, text)
+        self._sync_watcher()
+        return result
+
+    def _sync_watcher(self) -> None:
+        """Watch the config file while `[server] watch_config` says so (a reload may turn it
+        on or off)."""
+        # On the embedded default there is no file to watch (until the UI writes one).
+        wanted = (
+            self._config.server.watch_config
+            and self._config.source is not None
+            and self.started_at is not None
+        )
+        if wanted and self._watcher is None:
+            self._watcher = asyncio.create_task(
+                watch_config_file(self.reloader.path, self._file_changed, self._watch_trouble),
+                name="config-watch",
+            )
+        elif not wanted and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _file_changed(self) -> None:
+        await self.reload_config("file")
+
+    def _watch_trouble(self, exc: Exception) -> None:
+        if not self._watch_failed:  # once: it is retried every few seconds
+            self._watch_failed = True
+            self.log.warning(
+                "config-watch-failed",
+                folder=str(self.reloader.path.absolute().parent),
+                error=str(exc),
+                note="reload with SIGHUP or relaybox reload; watching is retried",
+            )
+
+    def swap_config(
+        self,
+        config: Config,
+        certificates: dict[str, ServerCertificate],
+        credentials: dict[int, Credentials | None],
+        resolver: Resolver | None,
+    ) -> None:
+        """Put a checked config in force: one synchronous step (no await), so every session
+        and attempt starting afterwards sees all of it, and none sees part."""
+        self._config = config
+        self.config_loaded_at = self.clock()
+        self.certificates = certificates
+        if self._ctx is not None:
+            self._ctx.certificates = certificates
+        if self.authenticator is not None:
+            self.authenticator.update({u.name: u for u in config.users}, config.auth)
+        if resolver is not None:
+            self.resolver = resolver
+        if self.scheduler is not None and self.resolver is not None:
+            self.scheduler.reconfigure(credentials, self.resolver)
+
+    async def after_swap(self) -> None:
+        """What follows a swap and may take a moment: outbound connection settings (idle
+        connections close) and the log level."""
+        config = self._config
+        if self.courier is not None:
+            await self.courier.reconfigure(**_courier_settings(config))
+        self.log.set_level(config.log.level)
+
+    def sessions(self) -> list[InboundSMTP]:
+        """The inbound sessions open now."""
+        return list(self._ctx.sessions) if self._ctx is not None else []
 
     # ------------------------------------------------------------------ admin hooks
     # What `admin.LiveEngine` asks for, so that an admin action takes effect at once.
@@ -297,19 +394,8 @@ class Engine:
         """Delivery: the resolver, the courier and the scheduler over this spool."""
         assert self.spool is not None
         config = self._config
-        delivery = config.delivery
-        self.resolver = Resolver(
-            [(a.host, a.port) for a in config.dns.resolvers], config.dns.timeout
-        )
-        self.courier = Courier(
-            helo_name=config.server.hostname,
-            connect_timeout=delivery.connect_timeout,
-            command_timeout=delivery.command_timeout,
-            data_timeout=delivery.data_timeout,
-            cache_idle=delivery.connection_cache_idle,
-            soft_bounce=delivery.soft_bounce,
-            clock=self.clock,
-        )
+        self.resolver = delivery_resolver(config)
+        self.courier = Courier(**_courier_settings(config), clock=self.clock)
         credentials = await asyncio.to_thread(
             lambda: {id(route): load_credentials(route) for route in config.routes}
         )
@@ -423,6 +509,19 @@ class Engine:
             return None
         reason, expires = found
         return reason if expires is None or expires > self.clock() else None
+
+
+def _courier_settings(config: Config) -> dict[str, Any]:
+    """What delivery's connections are made with, from the config (at start and on reload)."""
+    delivery = config.delivery
+    return {
+        "helo_name": config.server.hostname,
+        "connect_timeout": delivery.connect_timeout,
+        "command_timeout": delivery.command_timeout,
+        "data_timeout": delivery.data_timeout,
+        "cache_idle": delivery.connection_cache_idle,
+        "soft_bounce": delivery.soft_bounce,
+    }
 
 
 def _day(ts: float) -> str:
