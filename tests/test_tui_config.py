@@ -264,7 +264,7 @@ async def test_the_queue_effect_counts_the_mail_that_would_move(
         await until(lambda: screen.checked, pilot)
         effect = str(screen.query_one("#review-effect").render())
         assert (
-            f"2 messages (3 recipients) move from smarthost:127.0.0.1:{old.port} to "
+            f"2 messages (3 recipients): smarthost:127.0.0.1:{old.port} → "
             f"smarthost:127.0.0.1:{new.port}"
         ) in effect
         assert "example.net" not in effect and pane.dirty

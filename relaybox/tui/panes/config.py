@@ -133,7 +133,7 @@ class ConfigPane(Vertical):
         """Why the pending text does not parse (the tables then show the last that did)."""
         self.changed_underneath = False
         """The file changed on disk while the admin had pending edits."""
-        self.history: list[Mapping[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
         self._stale = False
         self._replace = False
         self._hidden = tables.HiddenHashes()
@@ -156,6 +156,10 @@ class ConfigPane(Vertical):
     def on_mount(self) -> None:
         for section, columns in _COLUMNS.items():
             self.table(section).add_columns(*columns)
+
+    def on_resize(self) -> None:
+        if self.loaded and not self._stale and not self.problem:
+            self._set_pending(self.pending, from_editor=True)  # the cut widths change
 
     def table(self, section: str) -> DataTable[str | Text]:
         return self.query_one(f"#config-{section}", DataTable)
@@ -300,7 +304,7 @@ class ConfigPane(Vertical):
         self.query_one("#config-title", TextLine).set(" · ".join(parts))
 
     def _show_tables(self, document: ConfigDocument) -> None:
-        routes = tables.route_rows(document.routes())
+        routes = tables.route_rows(document.routes(), self.app.size.width)
         if not routes:
             routes = [("", "(no [[routes]]: the built-in route applies)", "", "", "")]
         self._fill("routes", routes)

@@ -72,14 +72,15 @@ def _via(route: Mapping[str, Any]) -> str:
     return f"{transport} ({words})" if words else transport
 
 
-def route_rows(routes: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
+def route_rows(routes: Sequence[Mapping[str, Any]], width: int = 80) -> list[tuple[str, ...]]:
     """One row per `[[routes]]` table, in file order (the first that matches wins); long
-    domain lists are cut so that where the mail goes shows at 80 columns."""
+    domain lists are cut so that where the mail goes shows in `width` columns."""
+    spare = max(0, width - 80)
     return [
         (
             str(n),
-            _cut(_joined(route.get("domains")) or "(none)", 24),
-            _cut(_joined(route.get("sender_domains")) or "*", 13),
+            _cut(_joined(route.get("domains")) or "(none)", 24 + spare // 2),
+            _cut(_joined(route.get("sender_domains")) or "*", 13 + spare // 4),
             _via(route),
             str(route.get("tls", "")) if route.get("transport") == "smarthost" else "",
         )

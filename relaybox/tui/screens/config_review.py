@@ -66,16 +66,17 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
 
 
 def effect_lines(effect: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The queue effect in words: one line per move of queued mail from one route to another."""
+    """The queue effect in words: one line per move of queued and deferred mail from one
+    destination to another."""
     if not effect:
-        return ["Queued mail: no message changes route."]
-    out = []
+        return ["Queued mail: none changes route."]
+    out = ["Queued mail that changes route (due now):"]
     for move in effect:
         messages, recipients = int(move["messages"]), int(move["recipients"])
         out.append(
-            f"Queued mail: {messages} message{'' if messages == 1 else 's'} "
-            f"({recipients} recipient{'' if recipients == 1 else 's'}) move from "
-            f"{move['from']} to {move['to']}"
+            f"  {messages} message{'' if messages == 1 else 's'} "
+            f"({recipients} recipient{'' if recipients == 1 else 's'}): "
+            f"{move['from']} → {move['to']}"
         )
     return out
 
