@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import aiosmtplib
 import pytest
 import trustme
+from textual import events
+from textual.app import App
 
 from relaybox.admin.client import ControlClient
 from relaybox.config import load_config
@@ -24,7 +26,7 @@ from relaybox.tui.link import EngineLink, InProcessLink, SocketLink
 from relaybox.tui.panes.config import ConfigPane
 from relaybox.tui.panes.config_edits import limit_value, route_problem, route_values, user_problem
 from relaybox.tui.panes.config_tables import HiddenHashes, route_rows, user_rows
-from relaybox.tui.screens.config_forms import FormScreen, RouteTesterScreen, TextScreen
+from relaybox.tui.screens.config_forms import Field, FormScreen, RouteTesterScreen, TextScreen
 from relaybox.tui.screens.config_review import ReviewScreen
 from relaybox.tui.screens.confirm import ConfirmScreen
 
@@ -221,7 +223,7 @@ async def test_reorder_delete_and_the_route_tester(
         tester = await screen_of(app, pilot, RouteTesterScreen)
         await pilot.press(*"bob@example.org")
         await until(lambda: "Rule 1" in tester.result, pilot)  # "*" comes first: shadows
-        assert f"smarthost:127.0.0.1:{a.port}" in tester.result
+        assert f"\nNext hop: smarthost:127.0.0.1:{a.port}" in tester.result  # a line of its own
         await pilot.press("escape", "down", "K")  # move the example.org rule up
         await until(lambda: "example.org" in str(pane.table("routes").get_row_at(0)), pilot)
         await pilot.press("t")
@@ -461,7 +463,9 @@ async def test_a_dkim_key_made_in_the_ui_signs_the_next_message(
         await pilot.press("k")
         await answer(pilot, "office.example", "s2031")
         shown = await screen_of(app, pilot, TextScreen)
-        assert "s2031._domainkey.office.example" in shown.text and "v=DKIM1" in shown.text
+        body = str(shown.query_one("#text-body").render())
+        assert "\nDNS record to publish:\ns2031._domainkey.office.example IN TXT" in body
+        assert "v=DKIM1" in body
         await pilot.press("escape")
         assert "office.example" in str(pane.table("dkim").get_row_at(0))
         await review_and_apply(app, pilot, pane)
@@ -644,3 +648,26 @@ async def test_attached_the_pane_edits_the_headless_engines_file_and_it_reloads(
     codes = await replies(("127.0.0.1", port), "a@example.com", ["x@refused.example", "x@b.org"])
     assert codes[0] == 250 and codes[1] >= 500 and codes[2] == 250
     assert relay.terminate() == 0
+
+
+async def test_keys_typed_fast_behind_enter_go_to_the_next_field() -> None:
+    """As a paste or a fast typist in a real terminal sends them: every key is queued before
+    the app handles the first (Pilot's `press` waits between keys, a terminal does not)."""
+    answered: list[dict[str, str] | None] = []
+
+    class FormApp(App[None]):
+        def on_mount(self) -> None:
+            fields = [Field("a", "A"), Field("b", "B"), Field("c", "C")]
+            self.push_screen(FormScreen("Three fields", fields), answered.append)
+
+    app = FormApp()
+    async with app.run_test() as pilot:
+        await until(lambda: isinstance(app.screen, FormScreen) and app.screen.focused, pilot)
+        driver = app._driver
+        assert driver is not None
+        for char in "one\rtwo\rthree\r":  # as Pilot sends a key, without its wait after each
+            event = events.Key("enter" if char == "\r" else char, char)
+            event.set_sender(app)
+            driver.send_message(event)
+        await until(lambda: answered, pilot)
+    assert answered == [{"a": "one", "b": "two", "c": "three"}]

@@ -100,14 +100,14 @@ keys '?'; shot 11-help
 keys x; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
 keys t; wait_for "Route tester"; keys -l "bob@held.example"; wait_for "Rule 1"
 shot 13-route-tester 0.3
-keys Escape; keys a; wait_for "Add a routing rule"
+keys Escape; sleep 0.4; keys a; wait_for "Add a routing rule"; sleep 0.3
 keys -l "partner.example"; keys Enter Enter C-u; keys -l "hold"; keys Enter Enter Enter Enter Enter
 wait_for "edited, not applied"; shot 14-config-rule-added 0.3
 keys w; wait_for "y applies"; shot 15-config-review 0.3
 keys y; wait_for "as applied"; shot 16-config-applied 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" || { echo "walkthrough: the rule was not written" >&2; exit 1; }
 keys ']' ']' ']' ']' ']'; wait_for "[[routes]]"; shot 17-config-toml 0.3
-keys Escape ']'; wait_for "Trigger"; wait_for "ui"; shot 18-config-history 0.3
+keys Escape; sleep 0.4; keys ']'; wait_for "Trigger"; wait_for "ui"; shot 18-config-history 0.3
 keys z; wait_for "Roll back to the version"; keys y; wait_for "Rolled back"; shot 19-config-rolled-back 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" && { echo "walkthrough: the rollback did not restore the file" >&2; exit 1; }
 keys 1; keys h; shot 20-hold-under-cursor

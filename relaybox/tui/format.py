@@ -8,7 +8,7 @@ import time
 
 from relaybox.untrusted import visible
 
-__all__ = ["age", "clip", "clock", "printable", "recipients", "size", "until"]
+__all__ = ["age", "clip", "clock", "printable", "printable_lines", "recipients", "size", "until"]
 
 
 def age(seconds: float) -> str:
@@ -80,3 +80,9 @@ def printable(text: str) -> str:
     in a widget made with `markup=False`, never parsed as markup.
     """
     return visible(text, tab="    ")
+
+
+def printable_lines(text: str) -> str:
+    """Like `printable`, line by line: the line breaks stay breaks (a multi-line text the UI
+    composes itself, such as a DNS record under its explanation)."""
+    return "\n".join(printable(line) for line in text.split("\n"))

@@ -14,10 +14,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from relaybox.tui.format import printable
+from relaybox.tui.format import printable, printable_lines
 
 __all__ = ["Field", "FormScreen", "RouteTesterScreen", "TextScreen"]
 
@@ -45,7 +46,16 @@ class FormScreen(ModalScreen[Answers | None]):
     form stays up, so that a typo costs one correction, not the whole form again.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        # A priority binding, not Input.Submitted: the app runs it in the order keys come,
+        # so the keys typed right behind Enter go to the next field (a Submitted message
+        # would arrive after them, and they would land in the field just left).
+        Binding("enter", "next", "Next field", priority=True),
+    ]
+
+    class _Flushed(Message):
+        """An input has handled every key sent to it before the last Enter."""
 
     def __init__(
         self,
@@ -59,6 +69,7 @@ class FormScreen(ModalScreen[Answers | None]):
         self.fields = list(fields)
         self._check = check
         self.note = note
+        self._flushing = 0
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -81,20 +92,34 @@ class FormScreen(ModalScreen[Answers | None]):
             )
 
     def on_mount(self) -> None:
-        self.query(Input).first().focus()
+        # At once (set_focus), not after a refresh, here and below: keys typed fast, or
+        # pasted, right behind the key that opened the form or Enter are that field's text.
+        self.set_focus(self.query(Input).first())
 
     def answers(self) -> Answers:
         return {
             f.name: self.query_one(f"#field-{f.name}", Input).value.strip() for f in self.fields
         }
 
-    @on(Input.Submitted)
-    def _next(self, event: Input.Submitted) -> None:
-        event.stop()
+    def action_next(self) -> None:
         inputs = list(self.query(Input))
-        at = inputs.index(event.input)
+        at = inputs.index(self.focused) if self.focused in inputs else len(inputs) - 1
         if at + 1 < len(inputs):
-            inputs[at + 1].focus()
+            self.set_focus(inputs[at + 1])
+            return
+        if self._flushing:
+            return
+        # Keys typed before this Enter may still wait in the inputs' queues: the answers
+        # are read once each input has come to this message, behind them.
+        self._flushing = len(inputs)
+        for field in inputs:
+            field.post_message(self._Flushed())
+
+    @on(_Flushed)
+    def _flushed(self, event: _Flushed) -> None:
+        event.stop()
+        self._flushing -= 1
+        if self._flushing:
             return
         answers = self.answers()
         problem = self._check(answers) if self._check is not None else None
@@ -114,7 +139,10 @@ class RouteTesterScreen(ModalScreen[None]):
     cheap (a walk down the rules) and runs at each key.
     """
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Close")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Close"),
+        Binding("enter", "next", "Sender", priority=True),
+    ]
 
     def __init__(self, route: Callable[[str, str], str]) -> None:
         super().__init__()
@@ -133,7 +161,7 @@ class RouteTesterScreen(ModalScreen[None]):
             yield Label("Escape: close", classes="form-note")
 
     def on_mount(self) -> None:
-        self.query_one("#tester-recipient", Input).focus()
+        self.set_focus(self.query_one("#tester-recipient", Input))
 
     @property
     def result(self) -> str:
@@ -144,13 +172,10 @@ class RouteTesterScreen(ModalScreen[None]):
         recipient = self.query_one("#tester-recipient", Input).value.strip()
         sender = self.query_one("#tester-sender", Input).value.strip()
         text = self._route(recipient, sender) if recipient else ""
-        self.query_one("#tester-result", Static).update(printable(text))
+        self.query_one("#tester-result", Static).update(printable_lines(text))
 
-    @on(Input.Submitted)
-    def _next(self, event: Input.Submitted) -> None:
-        event.stop()
-        if event.input.id == "tester-recipient":
-            self.query_one("#tester-sender", Input).focus()
+    def action_next(self) -> None:
+        self.set_focus(self.query_one("#tester-sender", Input))
 
 
 class TextScreen(ModalScreen[None]):
@@ -170,7 +195,7 @@ class TextScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(printable(self.title_text), classes="form-title", markup=False)
-            yield Static(printable(self.text), id="text-body", markup=False)
+            yield Static(printable_lines(self.text), id="text-body", markup=False)
             yield Label(
                 "y: copy the record · Enter or Escape: close" if self.copy else "Escape: close",
                 classes="form-note",

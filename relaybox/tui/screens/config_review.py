@@ -23,7 +23,7 @@ from textual.widgets.option_list import Option
 
 from relaybox.admin.client import AdminClient
 from relaybox.config.diff import masked_diff
-from relaybox.tui.format import printable
+from relaybox.tui.format import printable, printable_lines
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.text_line import TextLine
 
@@ -174,7 +174,7 @@ class ReviewScreen(Screen[Outcome | None]):
         errors, warnings = result["errors"], result["warnings"]
         self.show_problems(errors, warnings)
         self.query_one("#review-effect", Static).update(
-            "\n".join(printable(line) for line in effect_lines(result["queue_effect"]))
+            printable_lines("\n".join(effect_lines(result["queue_effect"])))
         )
         if errors:
             self.set_title(
