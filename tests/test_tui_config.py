@@ -311,7 +311,14 @@ async def test_an_apply_over_a_file_changed_underneath_is_refused_and_shows_thei
         await answer(pilot, "mine.example", "", "hold", "", "", "", "")
         await until(lambda: pane.dirty, pilot)
         theirs = text + '[[routes]]\ndomains = ["theirs.example"]\ntransport = "hold"\n'
-        path.write_text(theirs, encoding="utf-8")  # another admin, in vim
+        path.write_text(theirs, encoding="utf-8")  # another admin, in vim, then a reload
+        assert run.engine.admin is not None
+        assert (await run.engine.admin.reload_config())["outcome"] == "applied"
+        # The pane keeps the admin's edit, says the file changed, and does not take theirs
+        # in under it (an apply then would silently drop their change).
+        await until(lambda: pane.changed_underneath, pilot)
+        assert "FILE CHANGED" in pane.title and "mine.example" in pane.pending
+        assert "theirs.example" not in pane.pending
         await pilot.press("w")
         screen = await screen_of(app, pilot, ReviewScreen)
         await until(lambda: screen.checked, pilot)
@@ -671,3 +678,29 @@ async def test_keys_typed_fast_behind_enter_go_to_the_next_field() -> None:
             driver.send_message(event)
         await until(lambda: answered, pilot)
     assert answered == [{"a": "one", "b": "two", "c": "three"}]
+
+
+async def test_a_reload_from_elsewhere_shows_in_the_status_bar_the_log_and_the_pane(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    run, path, text = await relay(start_engine, tmp_path, HOLD)
+    admin = run.engine.admin
+    assert admin is not None
+    app = app_for(run)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await open_config(app, pilot)
+        path.write_text(text + "[limits]\nmax_recipients = -1\n", encoding="utf-8")
+        assert (await admin.reload_config())["outcome"] == "refused"
+        await until(lambda: "CONFIG REFUSED" in app.status_text(), pilot)
+        assert "max_recipients" in app.status_text()
+        assert app.status_bar.has_class("warning")
+        path.write_text(text + "[limits]\nmax_recipients = 7\n", encoding="utf-8")
+        assert (await admin.reload_config())["outcome"] == "applied"
+        await until(lambda: "CONFIG REFUSED" not in app.status_text(), pilot)
+        # The pane, with no edit of its own, reads the file the engine now runs.
+        await until(lambda: pane.generation == 2 and "max_recipients = 7" in pane.pending, pilot)
+        await pilot.press("4")
+        await until(
+            lambda: any("config generation 2 applied" in t for _, t in app.log_view.lines), pilot
+        )
+        assert any("config refused" in t and "max_recipients" in t for _, t in app.log_view.lines)
