@@ -244,6 +244,7 @@ class SeededLink:
         self.config = config
         self.started_at = NOW - 3 * 3600
         self.config_loaded_at = NOW - 3 * 3600
+        self.config_generation = 1
         self.engine: Engine | None = None
         self.admin = None  # set by open()
         self._subscription = None

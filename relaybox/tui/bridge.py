@@ -15,6 +15,8 @@ from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
+    ConfigRefused,
+    ConfigReloaded,
     DeliveryPaused,
     DeliveryResumed,
     DestinationSuspended,
@@ -47,6 +49,8 @@ UI_EVENTS: tuple[type[Event], ...] = (
     DestinationSuspended,
     DkimKeyChecked,
     DomainsChecked,
+    ConfigReloaded,
+    ConfigRefused,
 )
 """What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
@@ -143,6 +147,8 @@ class EventBridge:
             self._app.domains_checked()
         elif isinstance(event, DeliveryPaused | DeliveryResumed):
             self._delivery_paused(event)
+        elif isinstance(event, ConfigReloaded | ConfigRefused):
+            self._config_changed(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
@@ -159,4 +165,25 @@ class EventBridge:
                 timeout=15,
             )
         self._status.delivery_paused = paused
+        self._status.show(None)
+
+    def _config_changed(self, event: ConfigReloaded | ConfigRefused) -> None:
+        """A reload, by whoever asked: the status bar says which generation is in force (and
+        why the last one was refused, until one applies), and one notification says it."""
+        if isinstance(event, ConfigReloaded):
+            self._status.config_refused = None
+            self._app.notify(
+                f"Config generation {event.generation} applied ({event.trigger}): {event.summary}",
+                timeout=8,
+            )
+            self._status.load_listeners()  # listeners, generation and load time, re-read
+            return
+        first = event.problems[0] if event.problems else "(no reason given)"
+        more = len(event.problems) - 1
+        self._status.config_refused = first + (f" (+{more} more)" if more > 0 else "")
+        self._app.notify(
+            "Config refused; the relay keeps its settings:\n" + "\n".join(event.problems[:5]),
+            severity="error",
+            timeout=15,
+        )
         self._status.show(None)

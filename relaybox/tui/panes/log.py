@@ -16,6 +16,8 @@ from relaybox.admin.client import EventsDropped
 from relaybox.events import (
     AttemptFinished,
     AttemptStarted,
+    ConfigRefused,
+    ConfigReloaded,
     DeliveryPaused,
     DeliveryResumed,
     DestinationSuspended,
@@ -109,6 +111,14 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
         f"{at} domain checks ready: {', '.join(e.domains)} (5 shows them)",
     ),
     DkimKeyChecked: _dkim_key,
+    ConfigReloaded: lambda e, at: (
+        "good",
+        f"{at} config generation {e.generation} applied ({e.trigger}): {e.summary}",
+    ),
+    ConfigRefused: lambda e, at: (
+        "bad",
+        f"{at} config refused ({e.trigger}), the old one keeps serving: " + " | ".join(e.problems),
+    ),
 }
 """How each kind of event reads in the log (looked up by class: the log formats every
 event the engine publishes, hundreds a second under load)."""

@@ -94,6 +94,9 @@ class StatusBar(Horizontal):
         self.delivery_paused: str | None = None
         """Why delivery is paused (the spool refused an outcome), None when it is not; the
         event bridge sets and clears it."""
+        self.config_refused: str | None = None
+        """Why the last reload was refused (its first problem), None once one applies; the
+        event bridge sets and clears it."""
         self._read_at = 0.0
         self._status = ""
 
@@ -162,7 +165,7 @@ class StatusBar(Horizontal):
         # Most telling first: a narrow terminal cuts the line's end.
         first = (
             f"relaybox · {mode} · {listeners or 'no listeners'} · up {up} · "
-            f"config loaded {loaded} ago"
+            f"config gen {self.link.config_generation} loaded {loaded} ago"
         )
         warning = False
         if overview is not None:
@@ -188,6 +191,12 @@ class StatusBar(Horizontal):
             )
         else:
             second = self._status or "reading the queue…"
+        if self.config_refused is not None:
+            warning = True
+            second = (
+                f"CONFIG REFUSED, gen {self.link.config_generation} still in force: "
+                f"{self.config_refused} · {second}"
+            )
         if self.delivery_paused is not None:
             # First on the line: nothing is being sent until the spool can write again.
             warning = True
