@@ -383,13 +383,11 @@ class ConfigDocument:
             lines = layout.lines
             before, after = lines[: found[index].start], lines[found[index].stop :]
             if before and not before[-1].strip() and (not after or not after[0].strip()):
-                # Keep one run of blank lines where the table was, not two.
+                # The blank line that separated it goes too (as `_add` wrote one).
                 if after:
-                    while after and not after[0].strip():
-                        after = after[1:]
+                    after = after[1:]
                 else:
-                    while before and not before[-1].strip():
-                        before = before[:-1]
+                    before = before[:-1]
             return "".join(before + after)
 
         def whole(document: tomlkit.TOMLDocument) -> None:
