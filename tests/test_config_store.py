@@ -298,6 +298,7 @@ extra = { api_token = "tok-123", port = 1 }
 client_secret = \"\"\"first line
 second line\"\"\"
 # password = "commented-out-pw"
+old_login = "$scrypt$ln=15,r=8,p=1$b2xkc2FsdG9sZHNhbHQ$b2xkaGFzaG9sZGhhc2hvbGRoYXNo"
 """
 
 
@@ -317,6 +318,7 @@ def test_secrets_are_masked_and_the_shape_kept() -> None:
     assert f'password_hash = "{MASK}"  # alice\n' in masked
     assert f"password = '{MASK}'\n" in masked
     assert f'extra = {{ api_token = "{MASK}", port = 1 }}\n' in masked
+    assert f'old_login = "{MASK}"\n' in masked  # a hash is a hash under any name
     # Where the password is kept is not the password: shown so the admin sees which one.
     assert 'password_file = "/etc/relaybox/smarthost.password"\n' in masked
     assert 'password_env = "SMARTHOST_PASSWORD"\n' in masked
