@@ -4,6 +4,7 @@ block along, and every result is a config `load_config` accepts."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from relaybox.config import ConfigError, load_config, sample_config_text
 from relaybox.config.document import ConfigDocument, EditError
-from relaybox.config.model import Config
+from relaybox.config.model import Config, HostPort, SocketAddress
 from relaybox.config.passwords import verify_password
 from relaybox.signing.keys import generate, write_private_key
 
@@ -260,6 +261,32 @@ def test_a_sub_table_moves_with_its_route(tmp_path: Path) -> None:
     assert doc.text() == second + "\n" + first
     route = loads(tmp_path, doc.text()).routes[1]
     assert route.rewrite_sender("scanner@printer.local") == "scanner@example.org"
+
+
+def test_a_new_key_lines_up_with_the_keys_of_an_indented_table(tmp_path: Path) -> None:
+    text = '[[routes]]  # customer A\n  domains = ["a.example"]\n  transport = "hold"\n'
+    doc = ConfigDocument.from_text(text)
+    doc.update_route(0, {"sender_domains": ["example.org"]})
+    assert doc.text() == text + '  sender_domains = ["example.org"]\n'
+    loads(tmp_path, doc.text())
+
+
+def test_the_models_objects_are_written_as_the_file_writes_them(tmp_path: Path) -> None:
+    doc = ConfigDocument.from_text("")
+    doc.add_listener(
+        {
+            "listen": [SocketAddress("::1", 2526)],
+            "allowed_networks": [ipaddress.ip_network("192.168.1.0/24")],
+        }
+    )
+    doc.add_route(
+        {"domains": ("*",), "transport": "smarthost", "hosts": (HostPort("2001:db8::1", 25),)}
+    )
+    assert 'listen = ["[::1]:2526"]\nallowed_networks = ["192.168.1.0/24"]\n' in doc.text()
+    assert 'hosts = ["[2001:db8::1]:25"]\n' in doc.text()
+    config = loads(tmp_path, doc.text())
+    assert config.listeners[1].listen == (SocketAddress("::1", 2526),)
+    assert config.routes[0].hosts == (HostPort("2001:db8::1", 25),)
 
 
 def test_rewrite_senders_are_written_as_an_inline_table(tmp_path: Path) -> None:

@@ -30,18 +30,20 @@ default back, as the file then has none.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import Array, Item
+from tomlkit.items import AoT, Array, Item, Table
 
 from relaybox.config.layout import Layout, scan_layout
 from relaybox.config.load import _syntax_message
-from relaybox.config.model import DEFAULT_LISTENER, DEFAULT_ROUTE
+from relaybox.config.model import DEFAULT_LISTENER, DEFAULT_ROUTE, HostPort, SocketAddress
 from relaybox.config.passwords import hash_password
 from relaybox.config.problems import ConfigError, Problem
 
@@ -474,10 +476,11 @@ def _render_table(name: str, values: Mapping[str, Any], *, array: bool) -> str:
 
 def _render(value: Any, multiline: bool | None = None, indent: int = 0) -> str:
     """One value as TOML text: arrays on one line unless long, inline tables `{ k = v }`."""
+    value = _plain(value)
     if isinstance(value, bool | int | float):
         return tomlkit.item(value).as_string()
-    if isinstance(value, str | Path):
-        return tomlkit.string(str(value)).as_string()
+    if isinstance(value, str):
+        return tomlkit.string(value).as_string()
     if isinstance(value, Mapping):
         if not value:
             return "{}"
@@ -516,13 +519,27 @@ def _edit_lines(
     core = "".join(_terminated(lines[first : last + 1]))
     part = tomlkit.parse(core)
     table = part[name][0] if array else part[name]
+    indent = _key_indent(table)
     for key, value in values.items():
         if value is None:
             if key in table:
                 del table[key]
-        else:
+        elif key in table:
             table[key] = _value_item(value, table.get(key), indent=len(f"{key} = "))
+        else:
+            item = _value_item(value, indent=len(indent) + len(f"{key} = "))
+            item.trivia.indent = indent
+            table[key] = item
     return "".join(lines[:first]) + part.as_string() + "".join(lines[last + 1 :])
+
+
+def _key_indent(table: Any) -> str:
+    """How the table's keys are indented, so a key added to it lines up with them."""
+    indent = ""
+    for key, item in table.value.body:
+        if key is not None and isinstance(item, Item) and not isinstance(item, Table | AoT):
+            indent = item.trivia.indent
+    return str(indent)
 
 
 def _aot(name: str, entries: Sequence[Mapping[str, Any]]) -> Any:
@@ -557,28 +574,48 @@ def _newlines(text: str, newline: str) -> str:
 
 
 def _parse(text: str, file: str) -> dict[str, Any]:
+    """The data of `text`. tomllib is fifty times quicker than tomlkit on the sample; tomlkit
+    words a syntax error as `config.load` does, so it is asked only then."""
     try:
-        data: dict[str, Any] = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError as exc:
-        raise ConfigError([Problem(file, exc.line, "", _syntax_message(exc))]) from exc
-    return data
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        try:
+            tomlkit.parse(text)
+        except tomlkit.exceptions.ParseError as kit:
+            raise ConfigError([Problem(file, kit.line, "", _syntax_message(kit))]) from exc
+        found = re.search(r"line (\d+)", str(exc))
+        line = int(found[1]) if found else None
+        raise ConfigError([Problem(file, line, "", f"this is not valid TOML: {exc}")]) from exc
 
 
 def _parse_or_none(text: str) -> dict[str, Any] | None:
     try:
-        data: dict[str, Any] = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return None
-    return data
+
+
+_WRITTEN_AS_TEXT = (
+    Path,
+    HostPort,
+    SocketAddress,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+)
+"""Values the model holds as objects and the file as text; `str()` gives the file's form
+(`smtp.example.net:587`, `[::1]:2525`, `192.168.1.0/24`)."""
 
 
 def _plain(value: Any) -> Any:
-    """`value` as the parsed file will hold it: tuples as lists, paths as strings."""
+    """`value` as the parsed file will hold it: tuples as lists, paths and the model's
+    addresses and networks as text."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, _WRITTEN_AS_TEXT):
         return str(value)
     return value
 
