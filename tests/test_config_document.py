@@ -331,6 +331,37 @@ def test_crlf_files_stay_crlf(tmp_path: Path) -> None:
     assert [r.transport for r in loads(tmp_path, doc.text()).routes] == ["hold", "mx"]
 
 
+def test_a_file_mixing_line_ends_keeps_each_line_as_it_was() -> None:
+    text = '# written on Windows\r\n[[routes]]\ndomains = ["*"]\r\ntransport = "mx"\n'
+    doc = ConfigDocument.from_text(text)
+    doc.update_route(0, {"tls": "none"})
+    assert doc.text() == text + 'tls = "none"\n'
+
+
+def test_control_characters_in_a_value_are_escaped_and_read_back() -> None:
+    nasty = 'x\x00\x1b[31m\r\n"""\\ \u2028 end'
+    doc = ConfigDocument.from_text('[[routes]]\ndomains = ["*"]\ntransport = "reject"\n')
+    doc.update_route(0, {"reject_text": nasty})
+    assert doc.routes()[0]["reject_text"] == nasty
+    assert ConfigDocument.from_text(doc.text()).routes()[0]["reject_text"] == nasty
+    assert doc.text().count("\n") == 4
+
+
+def test_a_next_line_or_line_separator_in_a_comment_does_not_end_its_line(
+    tmp_path: Path,
+) -> None:
+    text = (
+        '# a\x85[[routes]]\n[[routes]]\ndomains = ["a.example"]  # b\u2028[x]\ntransport = "hold"\n'
+        '\n[[routes]]\ndomains = ["*"]\ntransport = "mx"\n'
+    )
+    doc = ConfigDocument.from_text(text)
+    doc.move_route(1, 0)
+    assert doc.text() == (
+        '[[routes]]\ndomains = ["*"]\ntransport = "mx"\n\n# a\x85[[routes]]\n[[routes]]\n'
+        'domains = ["a.example"]  # b\u2028[x]\ntransport = "hold"\n'
+    )
+
+
 def test_a_file_without_a_final_newline(tmp_path: Path) -> None:
     text = '[[routes]]\ndomains = ["a.example"]\ntransport = "hold"\n\n[[routes]]\ndomains = ["*"]\ntransport = "mx"'  # noqa: E501
     doc = ConfigDocument.from_text(text)

@@ -324,6 +324,11 @@ def test_secrets_are_masked_and_the_shape_kept() -> None:
     assert 'password_env = "SMARTHOST_PASSWORD"\n' in masked
 
 
+def test_a_line_separator_inside_a_secret_does_not_let_its_end_through() -> None:
+    masked = mask_secrets('password = "abc\u2028def\x0cghi"\nname = "x"\n')
+    assert masked == f'password = "{MASK}"\nname = "x"\n'
+
+
 def test_a_masked_diff_shows_a_changed_hash_without_the_hash() -> None:
     doc = ConfigDocument.from_text(OLD)
     doc.add_user("alice", "first password")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import re
 
+from relaybox.config.layout import split_lines
+
 __all__ = ["MASK", "is_secret_key", "mask_secrets", "masked_diff"]
 
 MASK = "********"
@@ -52,7 +54,7 @@ def mask_secrets(text: str) -> str:
     """
     out: list[str] = []
     closing = ""
-    for line in text.splitlines(keepends=True):
+    for line in split_lines(text):
         if closing:
             end = line.find(closing)
             if end < 0:
@@ -134,8 +136,8 @@ class _MaskedLine(str):
 
 
 def _masked_lines(text: str) -> list[str]:
-    written = _terminated(text.splitlines(keepends=True))
-    masked = _terminated(mask_secrets(text).splitlines(keepends=True))
+    written = _terminated(split_lines(text))
+    masked = _terminated(split_lines(mask_secrets(text)))
     if len(masked) != len(written):  # masking keeps line breaks; never trust it blindly
         return masked
     return [_MaskedLine(m, w) for m, w in zip(masked, written, strict=True)]

@@ -440,7 +440,10 @@ class ConfigDocument:
     ) -> None:
         """Make the edit by line surgery, or by tomlkit on the whole document when the
         surgery cannot place it; keep the result only if it parses to `expected`."""
-        newline = "\r\n" if "\r\n" in self._text else "\n"
+        # Only a file whose every line ends in CRLF gets CRLF on added lines too: in a file
+        # that mixes both, converting would change lines the edit did not touch.
+        crlf = "\r\n" in self._text and _LONE_LF.search(self._text) is None
+        newline = "\r\n" if crlf else "\n"
         candidate = surgery(scan_layout(self._text))
         if candidate is not None:
             candidate = _newlines(candidate, newline)
