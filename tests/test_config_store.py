@@ -298,6 +298,7 @@ extra = { api_token = "tok-123", port = 1 }
 client_secret = \"\"\"first line
 second line\"\"\"
 # password = "commented-out-pw"
+api_token = \"\"\"tok-on-one-line\"\"\"  # rotated monthly
 old_login = "$scrypt$ln=15,r=8,p=1$b2xkc2FsdG9sZHNhbHQ$b2xkaGFzaG9sZGhhc2hvbGRoYXNo"
 """
 
@@ -312,6 +313,7 @@ def test_secrets_are_masked_and_the_shape_kept() -> None:
         "first line",
         "second line",
         "commented-out-pw",
+        "tok-on-one-line",
     ):
         assert secret not in masked, secret
     assert masked.count("\n") == SECRETS.count("\n")
