@@ -141,10 +141,10 @@ class ConfigDocument:
         In a file without routes, the embedded default route is written after it too (see
         the module docstring), unless this route takes every domain from every sender.
         """
-        extra: list[Mapping[str, Any]] = []
+        tables = [("", values)]
         if not self._entries("routes") and not _catches_all(values):
-            extra.append(_default_route())
-        self._add("routes", values, index, after=extra)
+            tables.append((_DEFAULT_ROUTE_COMMENT, _default_route()))
+        self._add("routes", tables, index)
 
     def update_route(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one route; a value None removes that key."""
@@ -165,10 +165,10 @@ class ConfigDocument:
     def add_listener(self, values: Mapping[str, Any], index: int | None = None) -> None:
         """Insert a listener (None: after the last one). The first listener of a file also
         writes the embedded default listener, unless it uses port 2525 itself."""
-        before: list[Mapping[str, Any]] = []
+        tables = [("", values)]
         if not self._entries("listeners") and not _uses_default_port(values):
-            before.append(_default_listener())
-        self._add("listeners", values, index, before=before)
+            tables.insert(0, (_DEFAULT_LISTENER_COMMENT, _default_listener()))
+        self._add("listeners", tables, index)
 
     def update_listener(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one listener; a value None removes that key."""
@@ -199,7 +199,7 @@ class ConfigDocument:
         values: dict[str, Any] = {"name": name, "password_hash": hash_password(password)}
         if allowed_senders:
             values["allowed_senders"] = list(allowed_senders)
-        self._add("users", values, None)
+        self._add("users", [("", values)], None)
 
     def delete_user(self, name: str) -> None:
         """Remove the user of that name with the comment block above it."""
@@ -219,7 +219,7 @@ class ConfigDocument:
 
     def add_dkim(self, values: Mapping[str, Any]) -> None:
         """Add a DKIM key (domain, selector, private_key, algorithm) after the last one."""
-        self._add("dkim", values, None)
+        self._add("dkim", [("", values)], None)
 
     def update_dkim(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one DKIM entry; a value None removes that key."""
@@ -300,23 +300,17 @@ class ConfigDocument:
         return index
 
     def _add(
-        self,
-        name: str,
-        values: Mapping[str, Any],
-        index: int | None,
-        *,
-        before: Sequence[Mapping[str, Any]] = (),
-        after: Sequence[Mapping[str, Any]] = (),
+        self, name: str, tables: Sequence[tuple[str, Mapping[str, Any]]], index: int | None
     ) -> None:
+        """Insert `[[name]]` tables, each `(comment above it, its keys)`, at `index`."""
         entries = self._entries(name)
         position = len(entries) if index is None else self._checked_index(name, index, insert=True)
-        new = [*before, values, *after]
         expected = _copy(self._data)
-        expected[name] = [*entries[:position], *(_plain(v) for v in new), *entries[position:]]
-        comments = {id(v): _DEFAULT_ROUTE_COMMENT for v in after}
-        comments.update({id(v): _DEFAULT_LISTENER_COMMENT for v in before})
-        blocks = [comments.get(id(v), "") + _render_table(name, v, array=True) for v in new]
-        chunk = "\n".join(blocks)
+        added = [_plain(values) for _, values in tables]
+        expected[name] = [*entries[:position], *added, *entries[position:]]
+        chunk = "\n".join(
+            comment + _render_table(name, values, array=True) for comment, values in tables
+        )
 
         def surgery(layout: Layout) -> str | None:
             found = layout.entries(name)
