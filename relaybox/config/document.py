@@ -445,10 +445,16 @@ class ConfigDocument:
             if data == expected:
                 self._text, self._data = candidate, data
                 return
-        document = tomlkit.parse(self._text)
         try:
+            document = tomlkit.parse(self._text)
             whole(document)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+            tomlkit.exceptions.TOMLKitError,
+        ) as exc:
             raise EditError(f"this edit cannot be written in this file: {exc}") from exc
         candidate = _newlines(document.as_string(), newline)
         data = _parse_or_none(candidate)
