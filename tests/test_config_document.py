@@ -347,9 +347,7 @@ def test_control_characters_in_a_value_are_escaped_and_read_back() -> None:
     assert doc.text().count("\n") == 4
 
 
-def test_a_next_line_or_line_separator_in_a_comment_does_not_end_its_line(
-    tmp_path: Path,
-) -> None:
+def test_a_next_line_or_line_separator_in_a_comment_does_not_end_its_line() -> None:
     text = (
         '# a\x85[[routes]]\n[[routes]]\ndomains = ["a.example"]  # b\u2028[x]\ntransport = "hold"\n'
         '\n[[routes]]\ndomains = ["*"]\ntransport = "mx"\n'
