@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import trustme
 
+from relaybox.config import load_config
 from relaybox.config.store import file_version
 from relaybox.events import ConfigRefused, ConfigReloaded
 from relaybox.message.replies import Reply
@@ -474,3 +475,52 @@ async def test_a_file_saved_unchanged_reloads_nothing(
     started = time.monotonic()
     assert (await run.engine.reload_config("signal")).outcome == "applied"
     assert time.monotonic() - started < 5
+
+
+async def test_on_the_embedded_default_the_first_apply_creates_the_default_file_and_watches_it(
+    start_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    run = await start_engine()
+    desk = run.engine.config_desk
+    current = await desk.file()
+    expected = tmp_path / "xdg" / "relaybox" / "relaybox.toml"
+    assert (current["path"], current["exists"], current["version"]) == (str(expected), False, "")
+
+    text = config_text(tmp_path).replace("watch_config = false", "watch_config = true")
+    text = text.replace(str(tmp_path / "state"), str(tmp_path / "state0"))
+    result = await desk.apply(text, "")
+    assert result["outcome"] == "applied", result
+    assert expected.read_text() == text
+    assert run.engine.config.source == expected
+    edited = text.replace("[delivery]\n", "[delivery]\nmax_connections = 3\n")
+    expected.write_text(edited)
+    deadline = time.monotonic() + 10
+    while run.engine.config.delivery.max_connections != 3:
+        assert time.monotonic() < deadline, "the file written by the first apply is not watched"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_restart_keeps_the_generation_of_an_unchanged_file_and_numbers_a_changed_one_next(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    text = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, text)
+    await reload_with(run, path, config_text(tmp_path, extra="[limits]\nmax_recipients = 9\n"))
+    assert run.engine.generation == 2
+    await run.engine.stop()
+
+    again = await start_engine(load_config(path))
+    assert again.engine.generation == 2
+    assert [h["generation"] for h in await again.engine.config_desk.history()] == [2, 1]
+    await again.engine.stop()
+
+    path.write_text(text)
+    third = await start_engine(load_config(path))
+    assert third.engine.generation == 3
+    history = await third.engine.config_desk.history()
+    assert [(h["generation"], h["trigger"]) for h in history] == [
+        (3, "start"),
+        (2, "command"),
+        (1, "start"),
+    ]

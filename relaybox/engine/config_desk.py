@@ -90,6 +90,8 @@ class ConfigDesk:
             if text == current:
                 return ReloadResult("unchanged", engine.generation, "", (), version).to_json()
             try:
+                # On the embedded default, the first apply creates the default file.
+                await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
                 await asyncio.to_thread(write_atomically, self.path, text)
             except OSError as exc:
                 problem = Problem(str(self.path), None, "", f"cannot write the file: {exc}")
