@@ -524,3 +524,20 @@ async def test_a_restart_keeps_the_generation_of_an_unchanged_file_and_numbers_a
         (2, "command"),
         (1, "start"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("# \ud800\n", "not valid Unicode"), ("#" * (600 * 1024), "a config is at most")],
+)
+async def test_text_that_cannot_be_a_config_is_refused_before_it_is_read(
+    start_engine: EngineFactory, tmp_path: Path, text: str, says: str
+) -> None:
+    original = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, original)
+    admin = admin_of(run)
+    checked = await admin.check_config_text(text)
+    assert says in checked["errors"][0]["message"]
+    applied = await admin.apply_config(text, file_version(path)[1])
+    assert applied["outcome"] == "refused" and says in applied["problems"][0]["message"]
+    assert path.read_text() == original
