@@ -11,7 +11,7 @@ from relaybox.tui.link import InProcessLink
 
 from .support.engine import EngineFactory
 from .support.reload import config_text, start_from_file
-from .test_tui import SIZE, notes, until
+from .support.tui import notes, until
 
 
 async def test_a_reload_and_a_refusal_show_on_the_status_bar_the_log_and_a_notification(
@@ -19,7 +19,7 @@ async def test_a_reload_and_a_refusal_show_on_the_status_bar_the_log_and_a_notif
 ) -> None:
     run, path = await start_from_file(start_engine, tmp_path, config_text(tmp_path))
     app = RelayboxApp(InProcessLink(run.engine))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(120, 30)) as pilot:
         await until(lambda: "config gen 1 " in app.status_text(), pilot)
 
         path.write_text(config_text(tmp_path, extra="[limits]\nmax_recipients = 7\n"))
