@@ -26,52 +26,15 @@ from relaybox.message.replies import Reply
 from relaybox.queue.model import MessageFilter
 
 from .relayproc import free_port
-from .smtpsink import Sink, SinkFactory
+from .smtpsink import SinkFactory
 from .support.engine import EngineFactory, RunningEngine, admin_of, wait_state
+from .support.reload import config_text, route_to, start_from_file
 from .support.smtp import SMTPClient, said, send, simple_message
 
 SENDER = "app@example.com"
 RECIPIENT = "user@example.org"
 
 Smtp = Callable[..., Awaitable[SMTPClient]]
-
-
-def route_to(sink: Sink, domains: str = '"*"') -> str:
-    return (
-        f'[[routes]]\ndomains = [{domains}]\ntransport = "smarthost"\n'
-        f'hosts = ["127.0.0.1:{sink.port}"]\ntls = "none"\n'
-    )
-
-
-def config_text(
-    tmp_path: Path,
-    *,
-    ports: tuple[int, ...] = (0,),
-    routes: str = '[[routes]]\ndomains = ["*"]\ntransport = "hold"\n',
-    extra: str = "",
-    listener_extra: str = "",
-) -> str:
-    listeners = "".join(
-        f'[[listeners]]\nlisten = ["127.0.0.1:{port}"]\nallowed_networks = ["127.0.0.0/8"]\n'
-        f"{listener_extra}\n"
-        for port in ports
-    )
-    return (
-        "# the office relay\n"
-        f'[server]\nhostname = "relay.example.test"\n'
-        f"state_dir = {json.dumps(str(tmp_path / 'state'))}\nwatch_config = false\n\n"
-        '[dns]\nresolvers = ["127.0.0.1:9"]\ntimeout = 0.5\n\n'
-        "[delivery]\nconnection_cache_idle = 0\n\n"
-        f"{extra}{listeners}{routes}"
-    )
-
-
-async def start_from_file(
-    start_engine: EngineFactory, tmp_path: Path, text: str
-) -> tuple[RunningEngine, Path]:
-    path = tmp_path / "relaybox.toml"
-    path.write_text(text, encoding="utf-8")
-    return await start_engine(load_config(path)), path
 
 
 async def reload_with(run: RunningEngine, path: Path, text: str, trigger: str = "command") -> Any:
@@ -512,3 +475,69 @@ async def test_a_file_saved_unchanged_reloads_nothing(
     started = time.monotonic()
     assert (await run.engine.reload_config("signal")).outcome == "applied"
     assert time.monotonic() - started < 5
+
+
+async def test_on_the_embedded_default_the_first_apply_creates_the_default_file_and_watches_it(
+    start_engine: EngineFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    run = await start_engine()
+    desk = run.engine.config_desk
+    current = await desk.file()
+    expected = tmp_path / "xdg" / "relaybox" / "relaybox.toml"
+    assert (current["path"], current["exists"], current["version"]) == (str(expected), False, "")
+
+    text = config_text(tmp_path).replace("watch_config = false", "watch_config = true")
+    text = text.replace(str(tmp_path / "state"), str(tmp_path / "state0"))
+    result = await desk.apply(text, "")
+    assert result["outcome"] == "applied", result
+    assert expected.read_text() == text
+    assert run.engine.config.source == expected
+    edited = text.replace("[delivery]\n", "[delivery]\nmax_connections = 3\n")
+    expected.write_text(edited)
+    deadline = time.monotonic() + 10
+    while run.engine.config.delivery.max_connections != 3:
+        assert time.monotonic() < deadline, "the file written by the first apply is not watched"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_restart_keeps_the_generation_of_an_unchanged_file_and_numbers_a_changed_one_next(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    text = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, text)
+    await reload_with(run, path, config_text(tmp_path, extra="[limits]\nmax_recipients = 9\n"))
+    assert run.engine.generation == 2
+    await run.engine.stop()
+
+    again = await start_engine(load_config(path))
+    assert again.engine.generation == 2
+    assert [h["generation"] for h in await again.engine.config_desk.history()] == [2, 1]
+    await again.engine.stop()
+
+    path.write_text(text)
+    third = await start_engine(load_config(path))
+    assert third.engine.generation == 3
+    history = await third.engine.config_desk.history()
+    assert [(h["generation"], h["trigger"]) for h in history] == [
+        (3, "start"),
+        (2, "command"),
+        (1, "start"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("# \ud800\n", "not valid Unicode"), ("#" * (600 * 1024), "a config is at most")],
+)
+async def test_text_that_cannot_be_a_config_is_refused_before_it_is_read(
+    start_engine: EngineFactory, tmp_path: Path, text: str, says: str
+) -> None:
+    original = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, original)
+    admin = admin_of(run)
+    checked = await admin.check_config_text(text)
+    assert says in checked["errors"][0]["message"]
+    applied = await admin.apply_config(text, file_version(path)[1])
+    assert applied["outcome"] == "refused" and says in applied["problems"][0]["message"]
+    assert path.read_text() == original

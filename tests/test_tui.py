@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,31 +36,16 @@ from .support.configs import relay_config, to_sink, write_config
 from .support.engine import EngineFactory, RunningEngine
 from .support.smtp import send, send_sync
 from .support.spool import new_message, sort_key
+from .support.tui import notes, until
 from .tui_seed import NOW, seeded_app
 
 SIZE = (120, 30)
-
-
-async def until(check: Callable[[], Any], pilot: Any, timeout: float = 10.0) -> Any:
-    """Let the app run until `check()` is truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "the UI did not get there in time"
-        await pilot.pause(0.05)
 
 
 def _lines(app: RelayboxApp) -> str:
     view = app.queue_view
     height = view.scrollable_content_region.height
     return "\n".join(view.render_line(y).text for y in range(height))
-
-
-def notes(app: RelayboxApp) -> list[str]:
-    """The notifications on screen now."""
-    return [n.message for n in app._notifications]
 
 
 def app_for(run: RunningEngine) -> RelayboxApp:

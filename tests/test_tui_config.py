@@ -35,9 +35,8 @@ from .smtpsink import Sink
 from .support.configs import toml_string, write_config
 from .support.engine import EngineFactory, RunningEngine, wait_state
 from .support.smtp import SMTPClient, send, simple_message
-from .test_tui import until
-from .test_tui_snapshots import settled
-from .tui_seed import NOW, SIZES, SeededApp, SeededLink
+from .support.tui import until
+from .tui_seed import NOW, SIZES, SeededApp, SeededLink, settled
 
 T = TypeVar("T")
 SIZE = (120, 36)

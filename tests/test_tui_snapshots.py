@@ -18,33 +18,10 @@ import pytest
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
 
-from .tui_seed import SIZES, seeded_app
+from .tui_seed import SIZES, seeded_app, settled
 
 pytestmark = pytest.mark.usefixtures("utc")
 """Times on screen are local time: pinned to UTC for every test here."""
-
-
-async def settled(pilot: Any) -> None:
-    """Until the seeded queue is loaded and the engine has held what it was given (bounded)."""
-    app = pilot.app
-    deadline = time.monotonic() + 15
-    while True:
-        view = app.queue_view
-        rows = [view.rows.get(i) for i in view.ids]
-        status = app.status_text()
-        if (
-            len(view.ids) == 6  # the unfinished ones
-            and all(r is not None and r.state != "queued" for r in rows)
-            and "held 4" in status
-            and "relay 127.0.0.1:2525" in status
-        ):
-            break
-        assert time.monotonic() < deadline, (
-            f"the seeded UI did not settle: {len(view.ids)} rows "
-            f"{[r.state if r else None for r in rows]}; status {status!r}"
-        )
-        await pilot.pause(0.05)
-    await pilot.pause(0.3)  # (not workers.wait_for_complete: the event pump never completes)
 
 
 def then(*keys: str, wait: Callable[[Any], Awaitable[None]] | None = None) -> Any:

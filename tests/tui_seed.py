@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import time
 from pathlib import Path
+from typing import Any
 
 from relaybox.config.model import Config, RouteConfig
 from relaybox.engine import Engine
@@ -244,6 +246,7 @@ class SeededLink:
         self.config = config
         self.started_at = NOW - 3 * 3600
         self.config_loaded_at = NOW - 3 * 3600
+        self.config_generation = 1
         self.engine: Engine | None = None
         self.admin = None  # set by open()
         self._subscription = None
@@ -294,3 +297,26 @@ def seeded_app(tmp_path: Path) -> SeededApp:
     )
     link: EngineLink = SeededLink(config)  # type: ignore[assignment]
     return SeededApp(link, clock=lambda: NOW, theme="relaybox-dark")
+
+
+async def settled(pilot: Any) -> None:
+    """Until the seeded queue is loaded and the engine has held what it was given (bounded)."""
+    app = pilot.app
+    deadline = time.monotonic() + 15
+    while True:
+        view = app.queue_view
+        rows = [view.rows.get(i) for i in view.ids]
+        status = app.status_text()
+        if (
+            len(view.ids) == 6  # the unfinished ones
+            and all(r is not None and r.state != "queued" for r in rows)
+            and "held 4" in status
+            and "relay 127.0.0.1:2525" in status
+        ):
+            break
+        assert time.monotonic() < deadline, (
+            f"the seeded UI did not settle: {len(view.ids)} rows "
+            f"{[r.state if r else None for r in rows]}; status {status!r}"
+        )
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)  # (not workers.wait_for_complete: the event pump never completes)

@@ -194,6 +194,7 @@ async def _info(served: Served, kwargs: dict[str, Any]) -> dict[str, Any]:
         "pid": os.getpid(),
         "started_at": served.started_at,
         "config_loaded_at": getattr(served.admin.live, "config_loaded_at", served.started_at),
+        "generation": getattr(served.admin.live, "generation", 1),
         "listeners": [
             {"name": li.name, "address": str(a), "role": li.role, "tls": li.tls}
             for li in config.listeners
@@ -246,7 +247,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "info",
         "",
         (),
-        Result("{pid, started_at, config_loaded_at, listeners: [{name, address, role, tls}]}"),
+        Result(
+            "{pid, started_at, config_loaded_at, generation, listeners: [{name, address, "
+            "role, tls}]}"
+        ),
         "The engine serving the socket.",
         run=_info,
     ),

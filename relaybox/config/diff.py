@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import re
 
+from relaybox.config.layout import split_lines
+
 __all__ = ["MASK", "is_secret_key", "mask_secrets", "masked_diff"]
 
 MASK = "********"
@@ -27,10 +29,11 @@ an admin needs to see which file or variable a route reads its password from."""
 _KEY = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _ASSIGNMENT = re.compile(
     rf"(?P<key>{_KEY}(?:\s*\.\s*{_KEY})*)(?P<eq>\s*=\s*)"
-    r"(?P<value>\"\"\"|'''|\"(?:[^\"\\]|\\.)*\"?|'[^']*'?|[^\s,}#]+)"
+    r"(?P<value>\"\"\".*?\"\"\"\"{0,2}|'''.*?''''{0,2}|\"\"\"|'''"
+    r"|\"(?:[^\"\\]|\\.)*\"?|'[^']*'?|[^\s,}#]+)"
 )
 """`key = value` anywhere in a line (also inside an inline table): the value is a one-line
-string, the opening of a multi-line string, or a bare word (a number, say)."""
+string (triple-quoted ones too), the opening of a multi-line string, or a bare word."""
 
 _HASH = re.compile(r"\$scrypt\$[^\s\"']*")
 """A relaybox password hash wherever it appears, even under a key with another name."""
@@ -52,7 +55,7 @@ def mask_secrets(text: str) -> str:
     """
     out: list[str] = []
     closing = ""
-    for line in text.splitlines(keepends=True):
+    for line in split_lines(text):
         if closing:
             end = line.find(closing)
             if end < 0:
@@ -78,11 +81,10 @@ def _mask_line(line: str) -> tuple[str, str]:
         if not is_secret_key(key):
             return match[0]
         if value in ('"""', "'''"):
-            rest = line[match.end() :]
-            if value not in rest:
-                closing = value
+            closing = value  # the secret goes on over the next lines
             return f"{key}{match['eq']}{value}{MASK}"
-        quote = value[0] if value[0] in "\"'" else ""
+        quote = value[:3] if value[:3] in ('"""', "'''") else value[0]
+        quote = quote if quote[0] in "\"'" else ""
         return f"{key}{match['eq']}{quote}{MASK}{quote}"
 
     masked = _ASSIGNMENT.sub(replace, line)
@@ -134,8 +136,8 @@ class _MaskedLine(str):
 
 
 def _masked_lines(text: str) -> list[str]:
-    written = _terminated(text.splitlines(keepends=True))
-    masked = _terminated(mask_secrets(text).splitlines(keepends=True))
+    written = _terminated(split_lines(text))
+    masked = _terminated(split_lines(mask_secrets(text)))
     if len(masked) != len(written):  # masking keeps line breaks; never trust it blindly
         return masked
     return [_MaskedLine(m, w) for m, w in zip(masked, written, strict=True)]

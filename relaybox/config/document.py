@@ -30,18 +30,20 @@ default back, as the file then has none.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import Array, Item
+from tomlkit.items import AoT, Array, Item, Table
 
 from relaybox.config.layout import Layout, scan_layout
 from relaybox.config.load import _syntax_message
-from relaybox.config.model import DEFAULT_LISTENER, DEFAULT_ROUTE
+from relaybox.config.model import DEFAULT_LISTENER, DEFAULT_ROUTE, HostPort, SocketAddress
 from relaybox.config.passwords import hash_password
 from relaybox.config.problems import ConfigError, Problem
 
@@ -139,10 +141,10 @@ class ConfigDocument:
         In a file without routes, the embedded default route is written after it too (see
         the module docstring), unless this route takes every domain from every sender.
         """
-        extra: list[Mapping[str, Any]] = []
+        tables = [("", values)]
         if not self._entries("routes") and not _catches_all(values):
-            extra.append(_default_route())
-        self._add("routes", values, index, after=extra)
+            tables.append((_DEFAULT_ROUTE_COMMENT, _default_route()))
+        self._add("routes", tables, index)
 
     def update_route(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one route; a value None removes that key."""
@@ -163,10 +165,10 @@ class ConfigDocument:
     def add_listener(self, values: Mapping[str, Any], index: int | None = None) -> None:
         """Insert a listener (None: after the last one). The first listener of a file also
         writes the embedded default listener, unless it uses port 2525 itself."""
-        before: list[Mapping[str, Any]] = []
+        tables = [("", values)]
         if not self._entries("listeners") and not _uses_default_port(values):
-            before.append(_default_listener())
-        self._add("listeners", values, index, before=before)
+            tables.insert(0, (_DEFAULT_LISTENER_COMMENT, _default_listener()))
+        self._add("listeners", tables, index)
 
     def update_listener(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one listener; a value None removes that key."""
@@ -197,7 +199,7 @@ class ConfigDocument:
         values: dict[str, Any] = {"name": name, "password_hash": hash_password(password)}
         if allowed_senders:
             values["allowed_senders"] = list(allowed_senders)
-        self._add("users", values, None)
+        self._add("users", [("", values)], None)
 
     def delete_user(self, name: str) -> None:
         """Remove the user of that name with the comment block above it."""
@@ -217,7 +219,7 @@ class ConfigDocument:
 
     def add_dkim(self, values: Mapping[str, Any]) -> None:
         """Add a DKIM key (domain, selector, private_key, algorithm) after the last one."""
-        self._add("dkim", values, None)
+        self._add("dkim", [("", values)], None)
 
     def update_dkim(self, index: int, values: Mapping[str, Any]) -> None:
         """Set keys of one DKIM entry; a value None removes that key."""
@@ -298,23 +300,17 @@ class ConfigDocument:
         return index
 
     def _add(
-        self,
-        name: str,
-        values: Mapping[str, Any],
-        index: int | None,
-        *,
-        before: Sequence[Mapping[str, Any]] = (),
-        after: Sequence[Mapping[str, Any]] = (),
+        self, name: str, tables: Sequence[tuple[str, Mapping[str, Any]]], index: int | None
     ) -> None:
+        """Insert `[[name]]` tables, each `(comment above it, its keys)`, at `index`."""
         entries = self._entries(name)
         position = len(entries) if index is None else self._checked_index(name, index, insert=True)
-        new = [*before, values, *after]
         expected = _copy(self._data)
-        expected[name] = [*entries[:position], *(_plain(v) for v in new), *entries[position:]]
-        comments = {id(v): _DEFAULT_ROUTE_COMMENT for v in after}
-        comments.update({id(v): _DEFAULT_LISTENER_COMMENT for v in before})
-        blocks = [comments.get(id(v), "") + _render_table(name, v, array=True) for v in new]
-        chunk = "\n".join(blocks)
+        added = [_plain(values) for _, values in tables]
+        expected[name] = [*entries[:position], *added, *entries[position:]]
+        chunk = "\n".join(
+            comment + _render_table(name, values, array=True) for comment, values in tables
+        )
 
         def surgery(layout: Layout) -> str | None:
             found = layout.entries(name)
@@ -383,13 +379,11 @@ class ConfigDocument:
             lines = layout.lines
             before, after = lines[: found[index].start], lines[found[index].stop :]
             if before and not before[-1].strip() and (not after or not after[0].strip()):
-                # Keep one run of blank lines where the table was, not two.
+                # The blank line that separated it goes too (as `_add` wrote one).
                 if after:
-                    while after and not after[0].strip():
-                        after = after[1:]
+                    after = after[1:]
                 else:
-                    while before and not before[-1].strip():
-                        before = before[:-1]
+                    before = before[:-1]
             return "".join(before + after)
 
         def whole(document: tomlkit.TOMLDocument) -> None:
@@ -440,7 +434,10 @@ class ConfigDocument:
     ) -> None:
         """Make the edit by line surgery, or by tomlkit on the whole document when the
         surgery cannot place it; keep the result only if it parses to `expected`."""
-        newline = "\r\n" if "\r\n" in self._text else "\n"
+        # Only a file whose every line ends in CRLF gets CRLF on added lines too: in a file
+        # that mixes both, converting would change lines the edit did not touch.
+        crlf = "\r\n" in self._text and _LONE_LF.search(self._text) is None
+        newline = "\r\n" if crlf else "\n"
         candidate = surgery(scan_layout(self._text))
         if candidate is not None:
             candidate = _newlines(candidate, newline)
@@ -448,10 +445,16 @@ class ConfigDocument:
             if data == expected:
                 self._text, self._data = candidate, data
                 return
-        document = tomlkit.parse(self._text)
         try:
+            document = tomlkit.parse(self._text)
             whole(document)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+            tomlkit.exceptions.TOMLKitError,
+        ) as exc:
             raise EditError(f"this edit cannot be written in this file: {exc}") from exc
         candidate = _newlines(document.as_string(), newline)
         data = _parse_or_none(candidate)
@@ -476,10 +479,11 @@ def _render_table(name: str, values: Mapping[str, Any], *, array: bool) -> str:
 
 def _render(value: Any, multiline: bool | None = None, indent: int = 0) -> str:
     """One value as TOML text: arrays on one line unless long, inline tables `{ k = v }`."""
+    value = _plain(value)
     if isinstance(value, bool | int | float):
         return tomlkit.item(value).as_string()
-    if isinstance(value, str | Path):
-        return tomlkit.string(str(value)).as_string()
+    if isinstance(value, str):
+        return tomlkit.string(value).as_string()
     if isinstance(value, Mapping):
         if not value:
             return "{}"
@@ -518,13 +522,27 @@ def _edit_lines(
     core = "".join(_terminated(lines[first : last + 1]))
     part = tomlkit.parse(core)
     table = part[name][0] if array else part[name]
+    indent = _key_indent(table)
     for key, value in values.items():
         if value is None:
             if key in table:
                 del table[key]
-        else:
+        elif key in table:
             table[key] = _value_item(value, table.get(key), indent=len(f"{key} = "))
+        else:
+            item = _value_item(value, indent=len(indent) + len(f"{key} = "))
+            item.trivia.indent = indent
+            table[key] = item
     return "".join(lines[:first]) + part.as_string() + "".join(lines[last + 1 :])
+
+
+def _key_indent(table: Any) -> str:
+    """How the table's keys are indented, so a key added to it lines up with them."""
+    indent = ""
+    for key, item in table.value.body:
+        if key is not None and isinstance(item, Item) and not isinstance(item, Table | AoT):
+            indent = item.trivia.indent
+    return str(indent)
 
 
 def _aot(name: str, entries: Sequence[Mapping[str, Any]]) -> Any:
@@ -559,28 +577,48 @@ def _newlines(text: str, newline: str) -> str:
 
 
 def _parse(text: str, file: str) -> dict[str, Any]:
+    """The data of `text`. tomllib is fifty times quicker than tomlkit on the sample; tomlkit
+    words a syntax error as `config.load` does, so it is asked only then."""
     try:
-        data: dict[str, Any] = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError as exc:
-        raise ConfigError([Problem(file, exc.line, "", _syntax_message(exc))]) from exc
-    return data
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        try:
+            tomlkit.parse(text)
+        except tomlkit.exceptions.ParseError as kit:
+            raise ConfigError([Problem(file, kit.line, "", _syntax_message(kit))]) from exc
+        found = re.search(r"line (\d+)", str(exc))
+        line = int(found[1]) if found else None
+        raise ConfigError([Problem(file, line, "", f"this is not valid TOML: {exc}")]) from exc
 
 
 def _parse_or_none(text: str) -> dict[str, Any] | None:
     try:
-        data: dict[str, Any] = tomlkit.parse(text).unwrap()
-    except tomlkit.exceptions.ParseError:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return None
-    return data
+
+
+_WRITTEN_AS_TEXT = (
+    Path,
+    HostPort,
+    SocketAddress,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+)
+"""Values the model holds as objects and the file as text; `str()` gives the file's form
+(`smtp.example.net:587`, `[::1]:2525`, `192.168.1.0/24`)."""
 
 
 def _plain(value: Any) -> Any:
-    """`value` as the parsed file will hold it: tuples as lists, paths as strings."""
+    """`value` as the parsed file will hold it: tuples as lists, paths and the model's
+    addresses and networks as text."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, _WRITTEN_AS_TEXT):
         return str(value)
     return value
 

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Entry", "Layout", "Unit", "scan_layout"]
+__all__ = ["Entry", "Layout", "Unit", "scan_layout", "split_lines"]
 
 LineKind = Literal["blank", "comment", "header", "content"]
 
@@ -118,6 +118,18 @@ class Layout:
         return line
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of `text`, each with its line end, split at LF only.
+
+    `str.splitlines` also splits at form feed, U+2028 and other characters a TOML string or
+    comment may hold, which would cut a value in two (and could make text after a form feed
+    in a comment look like a table header).
+    """
+    lines = text.split("\n")
+    ended = [line + "\n" for line in lines[:-1]]
+    return [*ended, lines[-1]] if lines[-1] else ended
+
+
 def scan_layout(text: str) -> Layout:
     """Classify every line of valid TOML text and group the lines into top-level tables.
 
@@ -127,7 +139,7 @@ def scan_layout(text: str) -> Layout:
     Returns:
         The layout; `Unit`s in file order, the keys before the first header (if any) first.
     """
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     kinds: list[LineKind] = []
     headers: dict[int, tuple[tuple[str, ...], bool]] = {}
     scanner = _ValueScanner()

@@ -255,7 +255,7 @@ class ConfigHistory:
             lines = (self.directory / self.INDEX).read_text("utf-8", errors="replace")
         except FileNotFoundError:
             return []
-        rows = [row for row in map(_row, lines.splitlines()) if row is not None]
+        rows = [row for row in map(_row, lines.split("\n")) if row is not None]
         return sorted(rows, key=lambda row: int(row["sequence"]))
 
     def _prune(self, kept: set[int]) -> None:

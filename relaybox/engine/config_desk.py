@@ -50,7 +50,7 @@ class ConfigDesk:
         }
 
     async def check(self, text: str) -> dict[str, Any]:
-        if (refused := _too_large(text, self.path)) is not None:
+        if (refused := _unusable(text, self.path)) is not None:
             return {
                 "errors": [problem_json(refused)],
                 "warnings": [],
@@ -76,7 +76,7 @@ class ConfigDesk:
 
     async def apply(self, text: str, base_version: str, trigger: str = "ui") -> dict[str, Any]:
         engine = self.engine
-        if (refused := _too_large(text, self.path)) is not None:
+        if (refused := _unusable(text, self.path)) is not None:
             return ReloadResult("refused", engine.generation, "", (refused,)).to_json()
         async with engine.reloader.lock:
             current, version = await asyncio.to_thread(file_version, self.path)
@@ -90,6 +90,8 @@ class ConfigDesk:
             if text == current:
                 return ReloadResult("unchanged", engine.generation, "", (), version).to_json()
             try:
+                # On the embedded default, the first apply creates the default file.
+                await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
                 await asyncio.to_thread(write_atomically, self.path, text)
             except OSError as exc:
                 problem = Problem(str(self.path), None, "", f"cannot write the file: {exc}")
@@ -143,8 +145,14 @@ def _same_file(given: Path, engine_file: Path) -> bool:
         return False
 
 
-def _too_large(text: str, path: Path) -> Problem | None:
-    size = len(text.encode("utf-8", "surrogatepass"))
+def _unusable(text: str, path: Path) -> Problem | None:
+    """Why `text` cannot be a config file at all (before it is even parsed), or None."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate, which JSON can carry
+        return Problem(
+            str(path), None, "", f"the text is not valid Unicode (at character {exc.start})"
+        )
     if size <= MAX_CONFIG_BYTES:
         return None
     return Problem(

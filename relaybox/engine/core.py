@@ -258,9 +258,7 @@ class Engine:
     async def reload_config(self, trigger: str, text: str | None = None) -> ReloadResult:
         """Check the config file (or `text` as its new content) and put it in force, or refuse
         it and keep the config in force; see `engine.reload`."""
-        result = await self.reloader.reload(trigger, text)
-        self._sync_watcher()
-        return result
+        return await self.reloader.reload(trigger, text)
 
     def _sync_watcher(self) -> None:
         """Watch the config file while `[server] watch_config` says so (a reload may turn it
@@ -316,11 +314,12 @@ class Engine:
 
     async def after_swap(self) -> None:
         """What follows a swap and may take a moment: outbound connection settings (idle
-        connections close) and the log level."""
+        connections close), the log level and the file watch."""
         config = self._config
         if self.courier is not None:
             await self.courier.reconfigure(**_courier_settings(config))
         self.log.set_level(config.log.level)
+        self._sync_watcher()  # watch_config may have changed, or the first file appeared
 
     def sessions(self) -> list[InboundSMTP]:
         """The inbound sessions open now."""

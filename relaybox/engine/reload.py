@@ -247,11 +247,15 @@ class Reloader:
             return await self.reload_locked(trigger, text)
 
     async def started(self, history: ConfigHistory) -> None:
-        """The engine is up: number this run's first config after the last one recorded (so
-        a generation names one version across restarts) and keep it."""
+        """The engine is up: a file as it was last recorded keeps its generation; a file that
+        changed while the engine was down is the next one, and is recorded (so a generation
+        names one version across restarts, and restarts do not push versions out)."""
         self.history = history
         text, self.version = await asyncio.to_thread(file_version, self.path)
         entries = await asyncio.to_thread(history.entries)
+        if entries and entries[0].version == self.version:
+            self.generation = entries[0].generation
+            return
         if entries:
             self.generation = entries[0].generation + 1
         await self._record("start", "started", text)

@@ -378,7 +378,7 @@ class Scheduler:
         # mail recorded as delivered, never sent twice): its recipients alone are deferred.
         results = await asyncio.gather(
             *(
-                self._send_group(job, dest, rcpts, signed, credentials.get(id(dest.route)))
+                self._send_group(job, dest, rcpts, signed, config, credentials.get(id(dest.route)))
                 for dest, rcpts in sends
             ),
             return_exceptions=True,
@@ -411,9 +411,10 @@ class Scheduler:
         destination: Destination,
         recipients: list[PendingRecipient],
         signed: dict[str, bytes],
+        config: Config,
         credentials: Credentials | None,
     ) -> tuple[list[RecipientOutcome], list[AttemptRow]]:
-        config = self._config()
+        """One destination's share of an attempt, under the config the attempt began with."""
         route = destination.route
         now = self.clock()
         suspended = self.suspended.get(destination.key)

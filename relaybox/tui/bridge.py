@@ -148,27 +148,10 @@ class EventBridge:
         elif isinstance(event, DeliveryPaused | DeliveryResumed):
             self._delivery_paused(event)
         elif isinstance(event, ConfigReloaded | ConfigRefused):
-            self._config(event)
+            self._config_changed(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
-
-    def _config(self, event: ConfigReloaded | ConfigRefused) -> None:
-        """A reload, from any trigger (a signal, `relaybox reload`, the file, a UI): the
-        status bar says a refusal until the next success; the Config pane reads the file."""
-        if isinstance(event, ConfigReloaded):
-            self._status.config_refused = None
-            self._status.config_loaded_at = event.at
-            self._app.config_pane.file_changed()
-        else:
-            first = event.problems[0] if event.problems else "invalid"
-            self._status.config_refused = f"{len(event.problems)} problem(s): {first}"
-            self._app.notify(
-                f"Config reload refused ({event.trigger}); the relay keeps its config: {first}",
-                severity="error",
-                timeout=10,
-            )
-        self._status.show(None)
 
     def _delivery_paused(self, event: DeliveryPaused | DeliveryResumed) -> None:
         """The spool cannot record outcomes (or can again): on the status bar until it is
@@ -182,4 +165,27 @@ class EventBridge:
                 timeout=15,
             )
         self._status.delivery_paused = paused
+        self._status.show(None)
+
+    def _config_changed(self, event: ConfigReloaded | ConfigRefused) -> None:
+        """A reload, by whoever asked: the status bar says which generation is in force (and
+        why the last one was refused, until one applies), one notification says it, and the
+        Config pane reads the file the engine now runs."""
+        if isinstance(event, ConfigReloaded):
+            self._status.config_refused = None
+            self._app.notify(
+                f"Config generation {event.generation} applied ({event.trigger}): {event.summary}",
+                timeout=8,
+            )
+            self._status.load_listeners()  # listeners, generation and load time, re-read
+            self._app.config_pane.file_changed()  # (reads the file only once it was opened)
+            return
+        first = event.problems[0] if event.problems else "(no reason given)"
+        more = len(event.problems) - 1
+        self._status.config_refused = first + (f" (+{more} more)" if more > 0 else "")
+        self._app.notify(
+            "Config refused; the relay keeps its settings:\n" + "\n".join(event.problems[:5]),
+            severity="error",
+            timeout=15,
+        )
         self._status.show(None)

@@ -56,6 +56,11 @@ class EngineLink(Protocol):
         ...
 
     @property
+    def config_generation(self) -> int:
+        """The generation of the engine's config in force (1 at start, +1 per reload)."""
+        ...
+
+    @property
     def connected(self) -> bool:
         """False once the engine is known to be out of reach (its requests fail)."""
         ...
@@ -135,6 +140,10 @@ class InProcessLink:
         return self.engine.config_loaded_at
 
     @property
+    def config_generation(self) -> int:
+        return self.engine.generation
+
+    @property
     def connected(self) -> bool:
         return True
 
@@ -170,10 +179,15 @@ class SocketLink:
         self.pid = pid
         self.started_at = clock()
         self._config_loaded_at = self.started_at
+        self._config_generation = 1
 
     @property
     def config_loaded_at(self) -> float:
         return self._config_loaded_at
+
+    @property
+    def config_generation(self) -> int:
+        return self._config_generation
 
     @property
     def connected(self) -> bool:
@@ -206,6 +220,7 @@ class SocketLink:
         info = await self.client.request("info")
         self.started_at = float(info.get("started_at", self.started_at))
         self._config_loaded_at = float(info.get("config_loaded_at", self.started_at))
+        self._config_generation = int(info.get("generation", 1))
         return [ListenerInfo(**entry) for entry in info.get("listeners", [])]
 
     async def subscribe(

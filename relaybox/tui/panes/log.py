@@ -117,7 +117,7 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
     ),
     ConfigRefused: lambda e, at: (
         "bad",
-        f"{at} config refused ({e.trigger}), the old one stays: {'; '.join(e.problems)}",
+        f"{at} config refused ({e.trigger}), the old one keeps serving: " + " | ".join(e.problems),
     ),
 }
 """How each kind of event reads in the log (looked up by class: the log formats every

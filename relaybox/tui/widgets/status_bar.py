@@ -95,9 +95,8 @@ class StatusBar(Horizontal):
         """Why delivery is paused (the spool refused an outcome), None when it is not; the
         event bridge sets and clears it."""
         self.config_refused: str | None = None
-        """Why the last reload was refused, None once one succeeds (the event bridge)."""
-        self.config_loaded_at: float | None = None
-        """When the last reload this UI saw was applied (the link knows only the start)."""
+        """Why the last reload was refused (its first problem), None once one applies; the
+        event bridge sets and clears it."""
         self._read_at = 0.0
         self._status = ""
 
@@ -162,11 +161,11 @@ class StatusBar(Horizontal):
         if self.engine_gone:
             mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
-        loaded = fmt.age(now - max(self.link.config_loaded_at, self.config_loaded_at or 0.0))
+        loaded = fmt.age(now - self.link.config_loaded_at)
         # Most telling first: a narrow terminal cuts the line's end.
         first = (
             f"relaybox · {mode} · {listeners or 'no listeners'} · up {up} · "
-            f"config loaded {loaded} ago"
+            f"config gen {self.link.config_generation} loaded {loaded} ago"
         )
         warning = False
         if overview is not None:
@@ -194,7 +193,10 @@ class StatusBar(Horizontal):
             second = self._status or "reading the queue…"
         if self.config_refused is not None:
             warning = True
-            second = f"CONFIG REFUSED, the old one runs ({self.config_refused}) · {second}"
+            second = (
+                f"CONFIG REFUSED, gen {self.link.config_generation} still in force: "
+                f"{self.config_refused} · {second}"
+            )
         if self.delivery_paused is not None:
             # First on the line: nothing is being sent until the spool can write again.
             warning = True

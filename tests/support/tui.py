@@ -1,0 +1,28 @@
+"""Driving the UI in tests: wait (bounded) for what the screen should come to, and read the
+notifications it shows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from relaybox.tui.app import RelayboxApp
+
+__all__ = ["notes", "until"]
+
+
+async def until(check: Callable[[], Any], pilot: Any, timeout: float = 10.0) -> Any:
+    """Let the app run until `check()` is truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "the UI did not get there in time"
+        await pilot.pause(0.05)
+
+
+def notes(app: RelayboxApp) -> list[str]:
+    """The notifications on screen now."""
+    return [n.message for n in app._notifications]
