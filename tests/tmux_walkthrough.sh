@@ -108,7 +108,7 @@ keys y; wait_for "as applied"; shot 16-config-applied 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" || { echo "walkthrough: the rule was not written" >&2; exit 1; }
 keys ']' ']' ']' ']' ']'; wait_for "[[routes]]"; shot 17-config-toml 0.3
 keys Escape; sleep 0.4; keys ']'; wait_for "Trigger"; wait_for "ui"; shot 18-config-history 0.3
-keys z; wait_for "Roll back to the version"; keys y; wait_for "Rolled back"; shot 19-config-rolled-back 0.5
+keys z; wait_for "Roll back to the version"; keys y; wait_for "rollback  routes"; shot 19-config-rolled-back 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" && { echo "walkthrough: the rollback did not restore the file" >&2; exit 1; }
 keys 1; keys h; shot 20-hold-under-cursor
 keys q; wait_for "stops the relay"; shot 21-quit-question 0.3

@@ -627,8 +627,7 @@ class ConfigPane(Vertical):
         result = outcome.applied or {}
         if result.get("outcome") == "unchanged":
             self.notify("Nothing to apply: the engine already runs this config.")
-        else:
-            self.notify(f"Applied: generation {result.get('generation')} · {result.get('summary')}")
+        # (An apply is said by the event bridge, as every reload is, whoever asked.)
         self.load(replace=True)
         self.load_history()
 
@@ -663,9 +662,7 @@ class ConfigPane(Vertical):
         except Exception as exc:
             self.notify(f"No rollback: {exc}", severity="error")
             return
-        if result["outcome"] == "applied":
-            self.notify(f"Rolled back: generation {result['generation']} · {result['summary']}")
-        else:
+        if result["outcome"] != "applied":  # (an applied one is said by the event bridge)
             problems = "; ".join(str(p["text"]) for p in result["problems"])
             self.notify(
                 f"No rollback ({result['outcome']}): {result['summary']} {problems}",
