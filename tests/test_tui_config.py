@@ -115,12 +115,18 @@ async def answer(pilot: Any, *answers: str | None) -> None:
         await pilot.press("enter")
 
 
+async def review(app: RelayboxApp, pilot: Any, key: str = "w") -> ReviewScreen:
+    """`key` (w or Ctrl+S) and the review once the engine has checked the edit."""
+    await pilot.press(key)
+    screen = await screen_of(app, pilot, ReviewScreen)
+    await until(lambda: screen.checked, pilot)
+    return screen
+
+
 async def review_and_apply(app: RelayboxApp, pilot: Any, pane: ConfigPane) -> None:
     """`w`, wait for the engine's check, `y`, and wait until the pane reads the new file."""
     generation = pane.generation
-    await pilot.press("w")
-    screen = await screen_of(app, pilot, ReviewScreen)
-    await until(lambda: screen.checked, pilot)
+    screen = await review(app, pilot, "w")
     assert screen.errors == 0, screen.problems
     await pilot.press("y")
     await until(
@@ -260,9 +266,7 @@ async def test_the_queue_effect_counts_the_mail_that_would_move(
         await pilot.press("a")
         await answer(pilot, "example.org", "", "smarthost", f"127.0.0.1:{new.port}", "none")
         await answer(pilot, None, None)
-        await pilot.press("w")
-        screen = await screen_of(app, pilot, ReviewScreen)
-        await until(lambda: screen.checked, pilot)
+        screen = await review(app, pilot, "w")
         effect = str(screen.query_one("#review-effect").render())
         assert (
             f"2 messages (3 recipients): smarthost:127.0.0.1:{old.port} → "
@@ -318,9 +322,7 @@ async def test_an_apply_over_a_file_changed_underneath_is_refused_and_shows_thei
         await until(lambda: pane.changed_underneath, pilot)
         assert "FILE CHANGED" in pane.title and "mine.example" in pane.pending
         assert "theirs.example" not in pane.pending
-        await pilot.press("w")
-        screen = await screen_of(app, pilot, ReviewScreen)
-        await until(lambda: screen.checked, pilot)
+        screen = await review(app, pilot, "w")
         await pilot.press("y")
         await until(lambda: "NOT applied" in screen.title_text, pilot)
         shown = "\n".join(t for _, t in screen.query_one("#review-diff").lines)  # type: ignore[attr-defined]
@@ -347,9 +349,7 @@ async def test_a_problem_in_the_review_jumps_to_its_line_in_the_toml_editor(
         editor.cursor_location = (line, len('transport = "smarthost"'))
         await pilot.press("backspace", "x", '"')
         await until(lambda: pane.dirty, pilot)
-        await pilot.press("ctrl+s")
-        screen = await screen_of(app, pilot, ReviewScreen)
-        await until(lambda: screen.checked, pilot)
+        screen = await review(app, pilot, "ctrl+s")
         assert screen.errors >= 1
         await pilot.press("y")  # errors: nothing is applied
         assert isinstance(app.screen, ReviewScreen)
@@ -562,9 +562,9 @@ def config_app(tmp_path: Path) -> SeededApp:
     return SeededApp(link, clock=lambda: NOW, theme="relaybox-dark")
 
 
-def config_then(*steps: tuple[str, ...] | list[str | None], review: bool = False) -> Any:
+def config_then(*steps: tuple[str, ...] | list[str | None], reviewed: bool = False) -> Any:
     """A `run_before`: key 6, then each step (a tuple of keys to press, or a list of form
-    answers), then (`review`) `w` and the engine's check."""
+    answers), then (`reviewed`) `w` and the engine's check."""
 
     async def run_before(pilot: Any) -> None:
         await settled(pilot)
@@ -576,10 +576,8 @@ def config_then(*steps: tuple[str, ...] | list[str | None], review: bool = False
             else:
                 await pilot.press(*step)
             await pilot.pause(0.1)
-        if review:
-            await pilot.press("w")
-            screen = await screen_of(app, pilot, ReviewScreen)
-            await until(lambda: screen.checked, pilot)
+        if reviewed:
+            await review(app, pilot)
         await pilot.pause(0.3)
 
     return run_before
@@ -602,7 +600,7 @@ def test_config_validation_snapshot(
     error with its line and key, "not applicable", and the diff with the password file
     line as context."""
     steps = (("e",), [None, None, None, "gw.partner.example:99999", None, None, None])
-    run_before = config_then(*steps, review=True)
+    run_before = config_then(*steps, reviewed=True)
     assert snap_compare(config_app(tmp_path), terminal_size=size, run_before=run_before)
 
 
@@ -614,7 +612,7 @@ def test_config_diff_preview_snapshot(
     """The review of a valid edit (a rule added above the first): "valid", the summary, the
     queue effect, and the diff with the new table in green."""
     steps = (("a",), ["example.org", "", "mx", "", "", "", ""])
-    run_before = config_then(*steps, review=True)
+    run_before = config_then(*steps, reviewed=True)
     assert snap_compare(config_app(tmp_path), terminal_size=size, run_before=run_before)
 
 
