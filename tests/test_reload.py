@@ -541,3 +541,29 @@ async def test_text_that_cannot_be_a_config_is_refused_before_it_is_read(
     applied = await admin.apply_config(text, file_version(path)[1])
     assert applied["outcome"] == "refused" and says in applied["problems"][0]["message"]
     assert path.read_text() == original
+
+
+async def test_a_sending_domain_added_by_a_reload_is_checked_at_once(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    from relaybox.events import DomainsChecked
+    from relaybox.signing.keys import generate, write_private_key
+
+    def dkim(domain: str) -> str:
+        key = tmp_path / f"{domain}.key"
+        if not key.exists():
+            write_private_key(generate("rsa-sha256", 2048), key)
+        return (
+            f'[[dkim]]\ndomain = "{domain}"\nselector = "s1"\n'
+            f"private_key = {json.dumps(str(key))}\n\n"
+        )
+
+    base = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, dkim("old.example") + base)
+    checked = run.engine.bus.subscribe(types=[DomainsChecked])
+    first = await asyncio.wait_for(checked.get(), 10)  # the monitor's own, soon after start
+    assert first.domains == ("old.example",)
+    result = await reload_with(run, path, dkim("old.example") + dkim("new.example") + base)
+    assert result.outcome == "applied"
+    event = await asyncio.wait_for(checked.get(), 10)  # not in [health] check_interval (6 h)
+    assert event.domains == ("new.example",)
