@@ -357,3 +357,11 @@ def test_a_masked_diff_of_an_edit_shows_the_edit() -> None:
     diff = masked_diff(SECRETS, doc.text(), "relaybox.toml")
     assert '-hosts = ["smtp.example.net:587"]\n+hosts = ["smtp2.example.net:587"]\n' in diff
     assert "hunter2" not in diff and "$scrypt$" not in diff
+
+
+def test_a_kept_version_comes_back_with_its_line_endings(tmp_path: Path) -> None:
+    """A CRLF file rolled back stays CRLF (text mode would turn its endings into LF)."""
+    history = ConfigHistory(tmp_path / "history")
+    text = '[server]\r\nhostname = "relay.example.test"\r\n'
+    history.record(1, "start", "started", text, 1.0)
+    assert history.text_of(1) == text

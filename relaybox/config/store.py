@@ -239,7 +239,9 @@ class ConfigHistory:
         for row in reversed(self._rows()):
             if row["generation"] == generation:
                 try:
-                    return (self.directory / _text_name(row["sequence"])).read_text("utf-8")
+                    return (
+                        (self.directory / _text_name(row["sequence"])).read_bytes().decode("utf-8")
+                    )
                 except (OSError, UnicodeDecodeError):
                     return None
         return None
