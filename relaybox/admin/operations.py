@@ -390,6 +390,19 @@ OPERATIONS: tuple[Operation, ...] = (
         run=_resume,
     ),
     Operation(
+        "destinations",
+        "destinations",
+        (),
+        Result(
+            "[{destination, domains, queued, active, deferred, held, oldest_at, "
+            "next_attempt_at, causes: [{reply, count}], suspended_until, suspended_reason, "
+            "attempts_now, pace}]",
+            plain,
+            list,
+        ),
+        "The unfinished queue by next hop, most deferred first (qshape's view, with causes).",
+    ),
+    Operation(
         "suspended",
         "suspended",
         (),

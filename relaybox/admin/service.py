@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relaybox.admin.destinations import group_by_destination
 from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, default_config
 from relaybox.dsn.bounce import dsn_message
@@ -50,6 +51,7 @@ from relaybox.queue import (
     Spool,
     SuppressionRow,
 )
+from relaybox.queue.reroute import ROUTABLE
 from relaybox.untrusted import first_unsafe, visible
 
 __all__ = [
@@ -189,6 +191,10 @@ class LiveEngine(Protocol):
         """Check these sending domains (default: all) now."""
         ...
 
+    def attempts_to(self, destination: str) -> int:
+        """Attempts holding or awaiting a connection to `destination` right now."""
+        ...
+
     @property
     def config_desk(self) -> ConfigDesk:
         """The engine's config file: reading, checking, applying, history."""
@@ -232,6 +238,10 @@ class IdPage:
     ids: tuple[int, ...]
     next_after: tuple[Any, int] | None
     """Pass as `after` to get the following page; None when this was the last."""
+
+
+ALL_UNFINISHED = (*ROUTABLE, "held")
+"""The recipients the destinations view groups: everything not yet delivered or bounced."""
 
 
 class Admin:
@@ -623,6 +633,22 @@ class Admin:
         found = await check_domains(config, resolver_for(config), domains)
         now = self.clock()
         return DomainReport(tuple(found), {f.domain: now for f in found}, False)
+
+    async def destinations(self) -> builtins.list[dict[str, Any]]:
+        """The unfinished queue by next hop, the one needing attention first (qshape's view,
+        with causes; see `admin.destinations`)."""
+        recipients = await self.spool.unfinished_recipients(ALL_UNFINISHED)
+        suspended = await self.suspended()
+        live = self.live
+        found = await asyncio.to_thread(
+            group_by_destination,
+            recipients,
+            self.config(),
+            suspended=suspended,
+            delivering=live.delivering if live is not None else (lambda _: False),
+            attempts_now=live.attempts_to if live is not None else (lambda _: 0),
+        )
+        return [summary.to_json() for summary in found]
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""

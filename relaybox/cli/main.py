@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from relaybox.admin.service import ACTIONS
 from relaybox.cli import doctor, queue, setup
 from relaybox.cli.common import EXIT_CONFIG, EXIT_FAIL, load_config, with_admin
+from relaybox.cli.destinations import destinations
 from relaybox.cli.parser import build_parser
 from relaybox.cli.reload import reload
 from relaybox.cli.run import run
@@ -74,6 +75,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return with_admin(
                     config, lambda admin, live: queue.suspension(admin, args), write=True
                 )
+            if action == "destinations":
+                return with_admin(config, lambda admin, live: destinations(admin, args))
             if action == "suspended":
                 return with_admin(config, lambda admin, live: queue.suspended(admin, args))
             return with_admin(config, lambda admin, live: queue.queue_list(admin, args, sys.stdout))

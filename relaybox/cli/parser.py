@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("destination", metavar="DESTINATION")
     _add_config(a)
+    a = qsub.add_parser(
+        "destinations",
+        help="unfinished mail by next hop, with counts, ages and the causes (as qshape)",
+    )
+    a.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_config(a)
+
     a = qsub.add_parser("suspended", help="list the suspended destinations")
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_config(a)

@@ -337,6 +337,10 @@ class Engine:
         """Whether the message with this row id is in an attempt right now."""
         return self.scheduler is not None and self.scheduler.is_delivering(message_id)
 
+    def attempts_to(self, destination: str) -> int:
+        """Attempts holding or awaiting a connection to `destination` right now."""
+        return self.scheduler.attempts_to(destination) if self.scheduler is not None else 0
+
     def claim(self, message_id: int) -> bool:
         """Keep delivery off the message until `unclaim`; False while it is being delivered."""
         return self.scheduler is None or self.scheduler.claim(message_id)

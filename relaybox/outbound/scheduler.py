@@ -210,6 +210,11 @@ class Scheduler:
         """Whether the message with this row id is in an attempt right now."""
         return message_id in self._active
 
+    def attempts_to(self, destination: str) -> int:
+        """Attempts holding or awaiting one of `destination`'s connections now."""
+        gate = self._per_destination.get(destination)
+        return gate.users if gate is not None else 0
+
     def claim(self, message_id: int) -> bool:
         """Keep the message out of attempts until `unclaim` (for an admin's read-then-write).
 

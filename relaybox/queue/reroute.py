@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from relaybox.queue.model import RecipientState
 from relaybox.queue.outcomes import refresh_message
 
-__all__ = ["Unfinished", "make_due", "unfinished_recipients"]
+__all__ = ["ROUTABLE", "Unfinished", "make_due", "unfinished_recipients"]
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,26 @@ class Unfinished:
     state: str
     destination: str | None
     """Where its last attempt went (None: never tried)."""
+    last_reply: str | None
+    arrived_at: float
+    next_attempt_at: float | None
 
 
-def unfinished_recipients(conn: sqlite3.Connection) -> list[Unfinished]:
-    """Every queued or deferred recipient, oldest message first."""
+ROUTABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
+"""The states a reload may make due now; held mail waits for an admin whatever its route."""
+
+
+def unfinished_recipients(
+    conn: sqlite3.Connection, states: tuple[str, ...] = ROUTABLE
+) -> list[Unfinished]:
+    """Every recipient in one of `states`, oldest message first."""
+    marks = ", ".join("?" for _ in states)
     rows = conn.execute(
-        "SELECT r.message_id, r.idx, m.sender, r.address, r.state, r.destination"
+        "SELECT r.message_id, r.idx, m.sender, r.address, r.state, r.destination,"
+        " r.last_reply, m.arrived_at, r.next_attempt_at"
         " FROM recipients r JOIN messages m ON m.id = r.message_id"
-        f" WHERE r.state IN ('{RecipientState.QUEUED}', '{RecipientState.DEFERRED}')"
-        " ORDER BY r.message_id, r.idx"
+        f" WHERE r.state IN ({marks}) ORDER BY r.message_id, r.idx",
+        tuple(str(s) for s in states),
     )
     return [Unfinished(*row) for row in rows]
 

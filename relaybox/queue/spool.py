@@ -557,10 +557,13 @@ class Spool:
         returns the queue IDs touched. By recipient, whatever the message's last reply."""
         return await self._write(lambda conn: suspension.retry_destination(conn, destination, now))
 
-    async def unfinished_recipients(self) -> list[reroute.Unfinished]:
-        """Every queued or deferred recipient with its sender and last destination (a reload
-        places each under the new routes)."""
-        return await self._read(reroute.unfinished_recipients)
+    async def unfinished_recipients(
+        self, states: tuple[str, ...] = reroute.ROUTABLE
+    ) -> list[reroute.Unfinished]:
+        """Every recipient in `states` (default: queued or deferred) with its sender, last
+        destination and reply (a reload places each under the new routes; the destinations
+        view groups them)."""
+        return await self._read(lambda conn: reroute.unfinished_recipients(conn, states))
 
     async def make_due(self, recipients: Sequence[tuple[int, int]], now: float) -> int:
         """Make these (message row id, recipient idx) due now: their next hop changed."""

@@ -1,0 +1,75 @@
+"""`relaybox queue destinations` and the `destinations` operation: the unfinished queue by
+next hop, with the causes, the one needing attention first (qshape's view)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from relaybox.admin.service import UNTIL_RESUMED
+from relaybox.config.model import RouteConfig
+
+from .relayproc import Cli, StartRelay, free_port
+from .smtpsink import SinkFactory
+from .support.configs import relay_config, to_sink, write_config
+from .support.engine import EngineFactory, admin_of, wait_state
+from .support.smtp import send, send_sync
+
+BUSY = "451 4.2.1 mailbox busy, try later"
+
+
+async def test_destinations_group_the_unfinished_queue_by_next_hop_with_their_causes(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    sink = await smtp_sink(rcpt_replies={"a@busy.example": BUSY, "b@busy.example": BUSY})
+    routes = (
+        to_sink(sink, ("busy.example", "other.example")),
+        RouteConfig(domains=("held.example",), transport="hold"),
+        to_sink(sink, ("*",)),
+    )
+    run = await start_engine(relay_config(tmp_path, routes))
+    first = await send(run, "app@example.com", ["a@busy.example", "b@busy.example"])
+    second = await send(run, "app@example.com", ["a@busy.example"])
+    held = await send(run, "app@example.com", ["x@held.example"])
+    for queue_id in (first, second):
+        await wait_state(run, queue_id, {"deferred"})
+    await wait_state(run, held, {"held"})
+    admin = admin_of(run)
+    key = f"smarthost:127.0.0.1:{sink.port}"
+    await admin.suspend(key, UNTIL_RESUMED, "the provider asked us to wait")
+
+    found = await admin.destinations()
+
+    assert [d["destination"] for d in found] == [key, "hold"]
+    busy, kept = found
+    assert busy["domains"] == ["busy.example"]
+    assert (busy["queued"], busy["active"], busy["deferred"], busy["held"]) == (0, 0, 3, 0)
+    assert busy["causes"] == [{"reply": BUSY, "count": 3}]
+    assert busy["suspended_until"] == UNTIL_RESUMED
+    assert busy["suspended_reason"] == "the provider asked us to wait"
+    assert busy["next_attempt_at"] is not None and busy["oldest_at"] is not None
+    assert (kept["domains"], kept["held"], kept["deferred"]) == (["held.example"], 1, 0)
+
+
+def test_the_command_prints_each_destination_with_its_cause_and_json_says_suspended(
+    tmp_path: Path, start_relay: StartRelay, cli: Cli
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)  # every route holds its mail
+    relay = start_relay("--headless", "--config", config, port=port)
+    send_sync(port, recipient="someone@example.org")
+    send_sync(port, recipient="else@example.net")
+
+    text = cli("queue", "destinations", "--config", config)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("hold  (example.net, example.org): 2 held, oldest ")
+
+    listed: list[dict[str, Any]] = json.loads(
+        cli("queue", "destinations", "--json", "--config", config).stdout
+    )
+    assert [(d["destination"], d["held"], d["suspended"]) for d in listed] == [("hold", 2, False)]
+    assert relay.terminate() == 0
+    offline = cli("queue", "destinations", "--config", config)  # no engine: the spool itself
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.startswith("hold  (example.net, example.org): 2 held, oldest ")
