@@ -294,6 +294,30 @@ async def test_the_selection_shown_follows_space_escape_and_actions(tmp_path: Pa
         assert marked() == [] and "selected" not in pane.title
 
 
+@pytest.mark.parametrize(
+    ("keys", "question"),
+    [
+        (("d",), "Delete 0SEEDED000001? It is removed with its transcripts; nobody is told."),
+        (
+            ("space", "space", "d"),
+            "Delete 2 messages? They are removed with their transcripts; nobody is told.",
+        ),
+        (("space", "space", "b"), "Bounce 2 messages? Each sender gets a bounce (DSN)."),
+    ],
+)
+async def test_the_question_before_delete_or_bounce_is_worded_for_one_or_many(
+    tmp_path: Path, keys: tuple[str, ...], question: str
+) -> None:
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.queue_view
+        await until(lambda: len(view.ids) == 6 and view.ids[1] in view.rows, pilot)
+        await pilot.press(*keys)
+        screen = await until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen, pilot)
+        assert screen.question == question
+        await pilot.press("escape")
+
+
 class GatedAdmin:
     """The engine's admin layer with the queue's id listing and row reads held at a gate:
     the moments a big queue takes to load, made as long as a test needs."""

@@ -84,11 +84,7 @@ class MailActions:
         flt = MessageFilter(states=(), queue_ids=tuple(queue_ids))
         label = queue_ids[0] if len(queue_ids) == 1 else f"{len(queue_ids)} messages"
         if action in _CONFIRM:
-            consequence = (
-                "It is removed with its transcripts; nobody is told."
-                if action == "delete"
-                else "Its sender gets a bounce (DSN)."
-            )
+            consequence = _consequence(action, len(queue_ids))
             confirm_then(
                 self._app,
                 f"{action.capitalize()} {label}? {consequence}",
@@ -187,3 +183,14 @@ def system_commands(app: RelayboxApp, screen: Screen[object]) -> Iterable[System
             f"Show {name} messages",
             lambda i=index: on_queue(lambda: app.queue_pane.set_view(i)),
         )
+
+
+def _consequence(action: str, count: int) -> str:
+    """What a delete or bounce does, worded for one message or many."""
+    if action == "delete":
+        if count == 1:
+            return "It is removed with its transcripts; nobody is told."
+        return "They are removed with their transcripts; nobody is told."
+    if count == 1:
+        return "Its sender gets a bounce (DSN)."
+    return "Each sender gets a bounce (DSN)."
