@@ -10,6 +10,7 @@ chmod) is one reload. The watching is watchfiles' (inotify on Linux, polling els
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +22,8 @@ QUIET = 0.3
 """Seconds without a change to the file before it is reloaded."""
 LONGEST_SAVE = 10.0
 """A save that goes on writing longer than this is reloaded anyway (and again when done)."""
+STOP_CHECK_MS = 500
+"""The longest the watching thread waits before it looks at the stop event again."""
 RETRY_AFTER = 5.0
 """Seconds before watching again when the folder cannot be watched (it was removed)."""
 
@@ -29,12 +32,15 @@ async def watch_config_file(
     path: Path,
     changed: Callable[[], Awaitable[object]],
     failed: Callable[[Exception], None],
+    stop: asyncio.Event,
     *,
     quiet: float = QUIET,
 ) -> None:
-    """Call `changed()` after each burst of writes to `path`; runs until cancelled.
+    """Call `changed()` after each burst of writes to `path`, until `stop` is set.
 
-    `failed` is told when the folder cannot be watched (it is tried again later).
+    Set `stop` to end it: the watching thread looks at it every `quiet` seconds. (Cancelling
+    alone waits for the thread's own timeout: watchfiles runs it as a thread that cannot be
+    cancelled.) `failed` is told when the folder cannot be watched (it is tried again later).
     """
     folder = path.absolute().parent
     name = path.name
@@ -42,7 +48,7 @@ async def watch_config_file(
     def wanted(_: watchfiles.Change, changed_path: str) -> bool:
         return Path(changed_path).name == name
 
-    while True:
+    while not stop.is_set():
         try:
             async for _ in watchfiles.awatch(
                 folder,
@@ -50,10 +56,14 @@ async def watch_config_file(
                 step=int(quiet * 1000),
                 debounce=int(LONGEST_SAVE * 1000),
                 recursive=False,
+                stop_event=stop,
+                rust_timeout=STOP_CHECK_MS,
             ):
                 await changed()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a missing folder, inotify limits: say so and try again
             failed(exc)
-        await asyncio.sleep(RETRY_AFTER)
+        if not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETRY_AFTER)

@@ -97,6 +97,7 @@ class Engine:
         self.stopping = False
         """Set when `stop()` begins: reloads are refused from then on."""
         self._watcher: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
         """Reloads the config file when it changes (`[server] watch_config`)."""
         self._watch_failed = False
         self.control: ControlServer | None = None
@@ -222,11 +223,7 @@ class Engine:
         await self._close_everything()
 
     async def _close_everything(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await self._stop_watcher()
         if self.control is not None:
             await self.control.stop()
             self.control = None
@@ -270,13 +267,27 @@ class Engine:
             and self.started_at is not None
         )
         if wanted and self._watcher is None:
+            self._watch_stop = asyncio.Event()
             self._watcher = asyncio.create_task(
-                watch_config_file(self.reloader.path, self._file_changed, self._watch_trouble),
+                watch_config_file(
+                    self.reloader.path, self._file_changed, self._watch_trouble, self._watch_stop
+                ),
                 name="config-watch",
             )
         elif not wanted and self._watcher is not None:
-            self._watcher.cancel()
+            self._watch_stop.set()  # ends within half a second; nothing waits for it here
             self._watcher = None
+
+    async def _stop_watcher(self) -> None:
+        """End the file watch and its thread (bounded: a stuck thread does not hold up a
+        stop)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
+            return
+        self._watch_stop.set()
+        done, _ = await asyncio.wait({watcher}, timeout=2.0)
+        if not done:
+            watcher.cancel()
 
     async def _file_changed(self) -> None:
         await self.reload_config("file")
