@@ -120,7 +120,7 @@ class ConfigDesk:
         if problem:
             raise ValueError(problem)
         path = self.path.parent / "dkim" / f"{domain}.{selector}.key"
-        if path.exists():
+        if await asyncio.to_thread(path.exists):  # a stat: never on the loop
             raise ValueError(f"{path} already exists; choose another selector")
         key = await asyncio.to_thread(generate, "rsa-sha256", 2048)
         await asyncio.to_thread(write_private_key, key, path)
