@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,10 @@ __all__ = [
     "DomainsChecked",
     "Event",
     "EventBus",
+    "EventRing",
+    "LOGGED_EVENTS",
+    "LogFileFailed",
+    "RecentEvents",
     "MessageAccepted",
     "MessageBounced",
     "MessageDeferred",
@@ -51,6 +56,10 @@ class Event:
 
     Required, never defaulted: a default would read the system clock behind the engine's back
     (tests move the engine's clock), and the publisher already holds the time it acted at."""
+    seq: int = field(default=0, kw_only=True, compare=False, repr=False)
+    """Its place among everything the bus published (from 1), stamped by `EventBus.publish`;
+    0 until published. A reader that takes the recent history (`EventRing`) and the live
+    stream uses it to join them without losing or doubling an event."""
 
 
 @dataclass(frozen=True)
@@ -162,13 +171,92 @@ class Subscription:
         return await self.get()
 
 
+@dataclass(frozen=True)
+class RecentEvents:
+    """What an `EventRing` holds now, for a reader joining it to the live stream."""
+
+    epoch: str
+    """The engine run they come from (`EventRing.epoch`)."""
+    events: tuple[Event, ...]
+    """Oldest first, each with its `seq`."""
+
+
+class EventRing:
+    """The most recent events of some classes, kept for a reader that comes later (the Log
+    pane opened after mail flowed, or attached to an engine that has run for days).
+
+    Bounded twice: by count, and by an estimate of the bytes its text holds (a reply can be
+    long), whichever comes first; the oldest go first.
+    """
+
+    def __init__(
+        self, types: Iterable[type[Event]], max_events: int = 10_000, max_bytes: int = 8 << 20
+    ) -> None:
+        self.types = frozenset(types)
+        """The event classes kept."""
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._events: collections.deque[tuple[Event, int]] = collections.deque()
+        self._bytes = 0
+        self.epoch = secrets.token_hex(8)
+        """Names this engine's run: sequence numbers start again at 1 in the next one."""
+
+    def keep(self, event: Event) -> None:
+        """Keep `event` (of one of `types`), letting the oldest go past either bound."""
+        weight = _weight(event)
+        self._events.append((event, weight))
+        self._bytes += weight
+        while len(self._events) > self.max_events or (
+            self._bytes > self.max_bytes and len(self._events) > 1
+        ):
+            self._bytes -= self._events.popleft()[1]
+
+    def recent(self, limit: int, before: int = 0, max_bytes: int = 0) -> RecentEvents:
+        """The last `limit` events kept, oldest first: only those with `seq` below `before`
+        (when given), and only as many of the newest as `max_bytes` of text hold (when given;
+        at least one). A reader pages back by passing the first one's `seq` as `before`."""
+        out: list[Event] = []
+        total = 0
+        for event, weight in reversed(self._events):
+            if len(out) >= limit:
+                break
+            if before and event.seq >= before:
+                continue
+            total += weight
+            if max_bytes and out and total > max_bytes:
+                break
+            out.append(event)
+        out.reverse()
+        return RecentEvents(self.epoch, tuple(out))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(events kept, their estimated bytes)."""
+        return len(self._events), self._bytes
+
+
+def _weight(event: Event) -> int:
+    """About the bytes an event holds: its text, plus a fixed cost per object."""
+    total = 200
+    for value in vars(event).values():
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, tuple):
+            total += sum(len(v) + 50 for v in value if isinstance(v, str))
+    return total
+
+
 class EventBus:
     """Fan-out of events to subscribers; `publish` is synchronous and never blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, ring: EventRing | None = None) -> None:
         self._subscribers: list[Subscription] = []
         self._wanted: dict[type[Event], tuple[Subscription, ...]] = {}
         """Per event class, the subscribers that take it (rebuilt when subscriptions change)."""
+        self.seq = 0
+        """The sequence number of the last event published."""
+        self.ring = ring
+        """Where the recent events of its classes are kept (None: nowhere)."""
 
     def subscribe(
         self, maxsize: int = 10_000, types: Iterable[type[Event]] | None = None
@@ -207,6 +295,12 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Hand `event` to every subscriber that takes it; a full one loses its oldest event."""
+        self.seq += 1
+        # The one write to a published event: its place in the sequence, before anyone sees it.
+        object.__setattr__(event, "seq", self.seq)
+        ring = self.ring
+        if ring is not None and type(event) in ring.types:
+            ring.keep(event)
         for sub in self._takers(type(event)):
             sub._put(event)
 
@@ -246,6 +340,8 @@ class MessageDelivered(Event):
     """Every recipient of the message is delivered (or captured)."""
 
     queue_id: str
+    captured: tuple[str, ...] = ()
+    """Recipients a `capture` route kept in this attempt (never sent on)."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +435,16 @@ class DeliveryResumed(Event):
     """Every outcome that waited is written now; delivery goes on."""
 
 
+@dataclass(frozen=True)
+class LogFileFailed(Event):
+    """The log file stopped taking lines (a full disk, a file made unwritable): the relay runs
+    on and the lines are lost until it can be written again. Said once each time."""
+
+    file: str
+    problem: str
+    """What went wrong and what happens now, in a sentence."""
+
+
 MESSAGE_CHANGES: tuple[type[Event], ...] = (
     MessageDelivered,
     MessageDeferred,
@@ -369,3 +475,24 @@ class ConfigRefused(Event):
     trigger: str
     problems: tuple[str, ...]
     """Each problem as `file:line: key: message`."""
+
+
+LOGGED_EVENTS: tuple[type[Event], ...] = (
+    SessionOpened,
+    SessionClosed,
+    MessageAccepted,
+    MessageRejected,
+    *MESSAGE_CHANGES,
+    AttemptStarted,
+    AttemptFinished,
+    DeliveryPaused,
+    DeliveryResumed,
+    DestinationSuspended,
+    DkimKeyChecked,
+    DomainsChecked,
+    ConfigReloaded,
+    ConfigRefused,
+    LogFileFailed,
+)
+"""What the Log pane shows, one line each, and so what the engine's `EventRing` keeps for it.
+Not the per-line events (SessionLine, AttemptLine): thousands a second, in the transcripts."""

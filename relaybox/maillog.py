@@ -3,12 +3,14 @@
 Events are queued as plain tuples and formatted and written by a background thread, so a slow
 terminal or disk never stalls the event loop and a busy relay pays little per line. The queue is
 bounded: when the writer cannot keep up (stderr a pipe nobody reads), lines are dropped and
-counted, and one line says how many once it can write again. The optional log file is reopened
-on SIGUSR1 so logrotate can move it away.
+counted, and one line says how many once it can write again. The optional log file is rotated
+by size, and reopened on SIGUSR1 so logrotate can move it away; a file that cannot be written
+(a full disk) costs its lines, never the relay, and is reported once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,13 +19,14 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from relaybox.clock import Clock, system_clock
 from relaybox.untrusted import UNSAFE, visible
 
-__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "MailLog", "setup_logging"]
+__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "LogFile", "MailLog", "setup_logging"]
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
@@ -77,6 +80,62 @@ def format_json(record: _Record) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
+class LogFile:
+    """The log file, written by the log's writer thread only: appended to with plain `write`
+    calls (no buffer to hold half a batch after a failed write), rotated by size."""
+
+    def __init__(self, path: Path, max_size: int = 0, keep: int = 0) -> None:
+        self.path = path
+        self.max_size = max_size
+        """Rotate once the file reaches this many bytes (0: never; logrotate's job then)."""
+        self.keep = keep
+        """Old files kept by rotation: `relaybox.log.1` (the newest) to `.{keep}`."""
+        self._fd: int | None = None
+        self.size = 0
+
+    def open(self) -> None:
+        """(Re)open the file for appending; a symbolic link is refused (O_NOFOLLOW).
+        Raises OSError, leaving the file open before (if any) in use."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o600)
+        old, self._fd = self._fd, fd
+        self.size = os.fstat(fd).st_size
+        if old is not None:
+            os.close(old)
+
+    def append(self, data: bytes) -> None:
+        """Write all of `data` (opening the file first if it is not open), in a new file when
+        it would take this one past `max_size`; raises OSError."""
+        if self._fd is None:
+            self.open()
+        if self.max_size and self.size and self.size + len(data) > self.max_size:
+            with contextlib.suppress(OSError):
+                self._rotate()  # (failing, the file grows on: lines matter more than its size)
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            self.size += written
+            view = view[written:]
+
+    def _rotate(self) -> None:
+        """`relaybox.log` becomes `relaybox.log.1`, each older one moves up, the oldest goes."""
+        for n in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.keep:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self.open()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class MailLog:
     """What the engine logs through: `log.event("accepted", queue_id=..., size=...)`."""
 
@@ -89,14 +148,42 @@ class MailLog:
         stream: TextIO | None = None,
         clock: Clock = system_clock,
         max_queued: int = MAX_QUEUED,
+        max_size: int = 0,
+        keep: int = 0,
+        stream_too: bool = True,
+        must_open: bool = True,
     ) -> None:
+        """A log writing to `stream` (default stderr) and, when given, to `file`.
+
+        Args:
+            max_size: Rotate `file` at this many bytes (0: never), keeping `keep` old ones.
+            stream_too: With a `file`, whether `stream` gets every line too (False: only a
+                problem with the file, once), as Postfix's `maillog_file` replaces syslog.
+            must_open: Raise OSError when `file` cannot be opened now; False: carry on
+                without it (said once, see `on_problem`) and try it again at each batch.
+        """
         self.level = _LEVELS[level]
         self.clock = clock
         """What stamps each line: the engine's clock, so a log read beside events agrees."""
         self._format = format_json if fmt == "json" else format_text
         self._stream = stream if stream is not None else sys.stderr
+        self._stream_too = stream_too or file is None
         self._path = file
-        self._file: TextIO | None = self._open_file() if file is not None else None
+        self._file = LogFile(file, max_size, keep) if file is not None else None
+        self._failure: str | None = None
+        """Why the file cannot be written now (None while it can)."""
+        self._lost = 0
+        """Lines the file missed since `_failure` began."""
+        self._on_problem: Callable[[str], None] | None = None
+        self._problem_unheard: str | None = None
+        """A problem found before anyone asked to hear of it (`on_problem`)."""
+        if self._file is not None:
+            try:
+                self._file.open()
+            except OSError as exc:
+                if must_open:
+                    raise
+                self._file_failed(exc, [])
         self._reopen = threading.Event()
         self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
         self._max_queued = max_queued
@@ -110,10 +197,54 @@ class MailLog:
         self._thread = threading.Thread(target=self._write_loop, name="maillog", daemon=True)
         self._thread.start()
 
-    def _open_file(self) -> TextIO:
-        assert self._path is not None
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8")
+    @property
+    def file(self) -> Path | None:
+        """Where the log is written besides (or instead of) the stream."""
+        return self._path
+
+    def on_problem(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(text)` (from the writer thread) once each time the log file stops
+        taking lines: a full disk, a file or folder made unwritable. A problem found before
+        this was called is passed on now."""
+        self._on_problem = callback
+        pending, self._problem_unheard = self._problem_unheard, None
+        if pending is not None:
+            callback(pending)
+
+    def _file_failed(self, exc: OSError, lines: list[str]) -> None:
+        """The file refused a write: count the lines lost; the first time, say so (on the
+        stream, and to `on_problem`)."""
+        self._lost += len(lines)
+        if self._failure is not None:
+            return
+        self._failure = exc.strerror or str(exc)
+        text = (
+            f"cannot write the log file {self._path}: {self._failure}; the relay keeps "
+            "running, and the file gets its lines again once it can be written"
+        )
+        fields = {"file": str(self._path), "error": self._failure}
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(self._format((self.clock(), ERROR, "log-file-failed", fields)))
+            self._stream.write("\n")
+            self._stream.flush()
+        if self._on_problem is not None:
+            self._on_problem(text)
+        else:
+            self._problem_unheard = text
+
+    def _write_file(self, lines: list[str]) -> None:
+        assert self._file is not None
+        if self._failure is not None:
+            fields = {"file": str(self._path), "lines_lost": self._lost, "error_was": self._failure}
+            note = self._format((self.clock(), WARNING, "log-file-resumed", fields)) + "\n"
+            lines = [note, *lines]
+        data = "".join(lines).encode("utf-8", "backslashreplace")
+        try:
+            self._file.append(data)
+        except OSError as exc:
+            self._file_failed(exc, lines[1:] if self._failure is not None else lines)
+            return
+        self._failure, self._lost = None, 0
 
     def event(self, name: str, level: int = INFO, **fields: Any) -> None:
         """Log one event with its fields (None values are left out). Never blocks: when
@@ -187,26 +318,22 @@ class MailLog:
             if self._reopen.is_set() and self._file is not None:
                 self._reopen.clear()
                 try:
-                    new = self._open_file()
+                    self._file.open()
                 except OSError as exc:
                     # Keep writing to the old file rather than lose the writer thread.
                     fields = {"file": str(self._path), "error": str(exc)}
                     failed: _Record = (self.clock(), ERROR, "log-reopen-failed", fields)
                     lines.append(self._format(failed) + "\n")
-                else:
-                    old, self._file = self._file, new
-                    old.close()
-            text = "".join(lines)
             flushed = [r[3]["_flushed"] for r in batch if r is not None and "_flushed" in r[3]]
-            if text:
-                for out in (self._stream, self._file):
-                    if out is None:
-                        continue
+            if lines:
+                if self._stream_too:
                     try:
-                        out.write(text)
-                        out.flush()
+                        self._stream.write("".join(lines))
+                        self._stream.flush()
                     except (OSError, ValueError):
-                        pass  # a closed stderr or a full disk must not kill the relay
+                        pass  # a closed stderr must not kill the relay
+                if self._file is not None:
+                    self._write_file(lines)
             for event in flushed:
                 event.set()
             if stop:
@@ -219,7 +346,6 @@ class MailLog:
             self._thread.join(timeout=5)
         if self._file is not None:
             self._file.close()
-            self._file = None
 
 
 def setup_logging(
@@ -228,8 +354,21 @@ def setup_logging(
     level: str = "info",
     file: Path | None = None,
     stream: TextIO | None = None,
+    max_size: int = 0,
+    keep: int = 0,
+    stream_too: bool = True,
+    must_open: bool = True,
 ) -> MailLog:
-    """The engine's log: stderr (or `stream`) always, `file` too when given."""
+    """The engine's log: stderr (or `stream`), `file` too when given (see `MailLog`)."""
     # aiosmtpd logs every command line at INFO; our transcript does that job, without secrets.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
-    return MailLog(fmt=fmt, level=level, file=file, stream=stream)
+    return MailLog(
+        fmt=fmt,
+        level=level,
+        file=file,
+        stream=stream,
+        max_size=max_size,
+        keep=keep,
+        stream_too=stream_too,
+        must_open=must_open,
+    )

@@ -24,6 +24,7 @@ __all__ = [
     "HISTORY_DIR_NAME",
     "IDENTITY_NAME",
     "LOCK_NAME",
+    "LOG_NAME",
     "EngineRunning",
     "StateDirUnsafe",
     "StateLock",
@@ -39,6 +40,8 @@ __all__ = [
 LOCK_NAME = "engine.lock"
 DATABASE_NAME = "spool.db"
 SOCKET_NAME = "admin.sock"
+LOG_NAME = "relaybox.log"
+"""The log file of an engine run under the UI when `[log] file` names none."""
 IDENTITY_NAME = "spool.id"
 HISTORY_DIR_NAME = "config-history"
 """The versions of the config applied (backups, 0600), for history and rollback."""

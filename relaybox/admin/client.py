@@ -27,7 +27,7 @@ from relaybox.admin.operations import (
 )
 from relaybox.admin.service import Admin, IdPage, Page, every_page
 from relaybox.admin.socketpath import addressable
-from relaybox.events import Event
+from relaybox.events import Event, RecentEvents
 from relaybox.health.monitor import DomainReport
 from relaybox.queue import (
     MessageDetail,
@@ -114,6 +114,8 @@ class AdminClient(Protocol):
     async def resume(self, destination: str) -> bool: ...
 
     async def suspended(self) -> dict[str, tuple[float, str]]: ...
+
+    async def log_tail(self, limit: int = 1000, before: int = 0) -> RecentEvents: ...
 
     async def domain_report(self) -> DomainReport: ...
 

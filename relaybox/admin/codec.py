@@ -16,7 +16,7 @@ from typing import Any
 
 from relaybox import events as _events
 from relaybox.admin.service import IdPage, Page
-from relaybox.events import Event
+from relaybox.events import Event, RecentEvents
 from relaybox.health.findings import Finding
 from relaybox.health.monitor import DomainReport
 from relaybox.message.transcript import TranscriptLine
@@ -218,6 +218,18 @@ def event_from_json(data: dict[str, Any]) -> Event | EventsDropped | None:
         return make(**values)
     except TypeError:
         return None
+
+
+def recent_events_to_json(recent: RecentEvents) -> dict[str, Any]:
+    return {"epoch": recent.epoch, "events": [event_to_json(e) for e in recent.events]}
+
+
+def recent_events_from_json(data: dict[str, Any]) -> RecentEvents:
+    """The `log_tail` answer; events this relaybox does not know are left out."""
+    events = (event_from_json(e) for e in data.get("events", ()) if isinstance(e, dict))
+    return RecentEvents(
+        str(data.get("epoch", "")), tuple(e for e in events if isinstance(e, Event))
+    )
 
 
 def is_str_list(value: Any) -> bool:

@@ -37,6 +37,8 @@ from relaybox.admin.codec import (
     only,
     page_from_json,
     plain,
+    recent_events_from_json,
+    recent_events_to_json,
     row_from_json,
     row_ids,
     suspended_to_json,
@@ -401,6 +403,22 @@ OPERATIONS: tuple[Operation, ...] = (
             list,
         ),
         "The unfinished queue by next hop, most deferred first (qshape's view, with causes).",
+    ),
+    Operation(
+        "log_tail",
+        "log_tail",
+        (
+            Arg("limit", int_range(1, 10_000, clamp=True), 1000),
+            Arg("before", int_range(0, 2**62), 0),
+        ),
+        Result(
+            "{epoch, events: [event]}",
+            recent_events_to_json,
+            recent_events_from_json,
+        ),
+        "The engine's latest log events (what the Log pane shows), oldest first, with `seq` "
+        "below `before` (0: any): a page of at most 256 KB; the next page back is "
+        "`before` = its first event's `seq`. `epoch` names the engine's run.",
     ),
     Operation(
         "suspended",

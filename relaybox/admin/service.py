@@ -31,6 +31,7 @@ from relaybox.events import (
     MessageDeleted,
     MessageHeld,
     MessageReleased,
+    RecentEvents,
 )
 from relaybox.health import check_domains, resolver_for
 from relaybox.health.monitor import DomainReport
@@ -112,6 +113,8 @@ def suppression_days_problem(days: float) -> str | None:
     )
 
 
+LOG_TAIL_BYTES = 256 * 1024
+"""Text of the events in one `log_tail` page at most: its JSON stays well under a line."""
 MAX_REASON_CHARS = 200
 """The longest reason an admin may give: it is written into SMTP replies (a 550 at RCPT, a 451
 on deferred mail), whose lines RFC 5321 §4.5.3.1.5 caps at 512 octets with the address."""
@@ -658,6 +661,15 @@ class Admin:
             for key, (until, reason) in (await self.spool.suspended()).items()
             if until > now
         }
+
+    async def log_tail(self, limit: int = 1000, before: int = 0) -> RecentEvents:
+        """The engine's last `limit` events of the log (`events.LOGGED_EVENTS`) with `seq`
+        below `before` (0: any), oldest first, as many as LOG_TAIL_BYTES hold: a page to
+        show before the live stream; the next page back is `before=` its first `seq`."""
+        ring = self.live.bus.ring if self.live is not None else None
+        if ring is None:
+            return RecentEvents("", ())
+        return ring.recent(limit, before, LOG_TAIL_BYTES)
 
     # ------------------------------------------------------------------ suppression list
 

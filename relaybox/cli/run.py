@@ -36,7 +36,16 @@ def run(args: argparse.Namespace) -> int:
         )
     fmt = args.log_format or config.log.format
     try:
-        log = setup_logging(fmt=fmt, level=config.log.level, file=config.log.file)
+        # With a file, the log goes there instead of stderr (as Postfix's maillog_file
+        # replaces syslog); without one, to stderr, which systemd hands to journald.
+        log = setup_logging(
+            fmt=fmt,
+            level=config.log.level,
+            file=config.log.file,
+            max_size=config.log.max_size,
+            keep=config.log.keep,
+            stream_too=False,
+        )
     except OSError as exc:
         # A planted link is refused (O_NOFOLLOW) rather than written through.
         print(f"relaybox: cannot open the log file {config.log.file}: {exc}", file=sys.stderr)

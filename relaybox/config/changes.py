@@ -22,7 +22,7 @@ __all__ = ["NO_CHANGE", "RESTART_ONLY", "change_list", "summarize"]
 
 NO_CHANGE = "no change"
 
-RESTART_ONLY: tuple[str, ...] = ("log.format", "log.file")
+RESTART_ONLY: tuple[str, ...] = ("log.format", "log.file", "log.max_size", "log.keep")
 """Settings a running engine cannot take: they apply at the next start (the log is open)."""
 
 MAX_SUMMARY = 400

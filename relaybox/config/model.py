@@ -300,7 +300,12 @@ class LogConfig:
     level: LogLevel = "info"
     """Lowest level written."""
     file: Path | None = None
-    """Also append to this file (reopened on SIGUSR1 for logrotate); stderr always gets the log."""
+    """Write the log to this file instead of stderr (reopened on SIGUSR1 for logrotate). Unset:
+    headless writes to stderr (journald), the UI to `state_dir/relaybox.log`."""
+    max_size: Annotated[int, Range(0, 2**40, unit="bytes")] = 20_000_000
+    """Rotate the log file once it reaches this size (0: never, when logrotate does it)."""
+    keep: Annotated[int, Range(0, 1000, unit="files")] = 5
+    """Old log files rotation keeps (`relaybox.log.1`, the newest, to `relaybox.log.5`)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from relaybox.config.model import Config, SocketAddress
 from relaybox.config.watch import watch_config_file
 from relaybox.engine.config_desk import ConfigDesk
 from relaybox.engine.reload import Reloader, ReloadResult, delivery_resolver
-from relaybox.events import DestinationSuspended, EventBus
+from relaybox.events import (
+    LOGGED_EVENTS,
+    DestinationSuspended,
+    EventBus,
+    EventRing,
+    LogFileFailed,
+)
 from relaybox.health.monitor import DomainMonitor, DomainReport
 from relaybox.inbound.auth import Authenticator
 from relaybox.inbound.certificates import ServerCertificate
@@ -54,6 +60,8 @@ DELIVERY_HOUSEKEEPING_INTERVAL = 2.0
 PURGE_INTERVAL = 600.0
 VACUUM_INTERVAL = 30.0
 """Seconds between looks at the spool's free pages (deleted mail), given back to the disk."""
+LOG_RING_EVENTS = 10_000
+"""Recent log events the engine keeps for a Log pane opened later (also bounded in bytes)."""
 
 
 class Engine:
@@ -69,7 +77,8 @@ class Engine:
         """When the config in force was loaded (wall clock): at start, for now."""
         self.log = log
         self.clock = clock
-        self.bus = EventBus()
+        self.bus = EventBus(EventRing(LOGGED_EVENTS, max_events=LOG_RING_EVENTS))
+        """The engine's events; the ring keeps the last ones the Log pane shows (`log_tail`)."""
         self.spool: Spool | None = None
         self.admin: Admin | None = None
         self.listeners: ListenerSet | None = None
@@ -187,6 +196,8 @@ class Engine:
             asyncio.create_task(self.domains.run()),
         ]
         self._sync_watcher()
+        loop = asyncio.get_running_loop()
+        self.log.on_problem(lambda text: _call_soon(loop, self._log_file_failed, text))
         self.log.event(
             "started",
             pid=os.getpid(),
@@ -360,6 +371,11 @@ class Engine:
         """Give a claimed message back to delivery."""
         if self.scheduler is not None:
             self.scheduler.unclaim(message_id)
+
+    def _log_file_failed(self, text: str) -> None:
+        """The log file stopped taking lines: on the bus (the Log pane, a notification) once;
+        stderr had it from the log itself."""
+        self.bus.publish(LogFileFailed(str(self.log.file or ""), text, at=self.clock()))
 
     def suspend(self, destination: str, until: float, reason: str) -> None:
         """Defer mail to `destination` until `until` (the spool already records it)."""
@@ -540,3 +556,9 @@ def _courier_settings(config: Config) -> dict[str, Any]:
 
 def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[str], None], text: str) -> None:
+    """`callback(text)` on `loop`, from another thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, text)

@@ -41,6 +41,7 @@ from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.client import Courier, Outcome, Transaction
 from relaybox.outbound.content import prepare, received_count
 from relaybox.outbound.handshake import Credentials, Hop
+from relaybox.outbound.outcome_log import CAPTURE, log_outcomes
 from relaybox.outbound.recorder import RETRY_EVERY, Recorder
 from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
@@ -350,8 +351,10 @@ class Scheduler:
             await self._record(job, looping, [], config, now)
             return
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
+        routed: dict[int, str] = {}  # for the log line of an outcome that names none
         for rcpt in job.recipients:
             destination = destination_for(config, rcpt.address, job.sender)
+            routed[rcpt.idx] = destination.key if destination is not None else "no route"
             if destination is None:
                 outcomes[rcpt.idx] = RecipientOutcome(
                     rcpt.idx, "bounced", "550 5.7.1 No route for this recipient's domain"
@@ -372,7 +375,7 @@ class Scheduler:
                     rcpt.idx,
                     "delivered",
                     "250 2.0.0 Captured by relaybox (transport capture); not sent on",
-                    destination="capture",
+                    destination=CAPTURE,
                 )
             else:
                 groups.setdefault(destination.key, (destination, []))[1].append(rcpt)
@@ -408,7 +411,9 @@ class Scheduler:
             outcomes.update({o.idx: o for o in group_outcomes})
             attempts.extend(group_attempts)
         new_signatures = {v: h for v, h in signed.items() if v not in job.signatures}
-        await self._record(job, list(outcomes.values()), attempts, config, now, new_signatures)
+        await self._record(
+            job, list(outcomes.values()), attempts, config, now, new_signatures, routed
+        )
 
     async def _send_group(
         self,
@@ -569,7 +574,6 @@ class Scheduler:
                 reply=failed_auth[-1].reply,
                 note="mail is deferred, not bounced; check the route's username and password",
             )
-        last_hop = result.attempts[-1].hop if result.attempts else None
         outcomes = []
         for r, address in zip(recipients, addresses, strict=True):
             outcome = result.outcomes.get(address) or Outcome("deferred", "451 4.3.0 No result")
@@ -582,15 +586,6 @@ class Scheduler:
                     destination.key,
                     rcpt_reply=outcome.rcpt_reply,
                 )
-            )
-            self.log.event(
-                {"delivered": "sent", "deferred": "deferred", "bounced": "bounced"}[outcome.state],
-                queue_id=job.queue_id,
-                to=f"<{r.address}>",
-                relay=f"{last_hop.host}[{last_hop.ip}]:{last_hop.port}" if last_hop else None,
-                delay=round(self.clock() - job.arrived_at, 2),
-                tls=result.attempts[-1].tls if result.attempts else None,
-                reply=outcome.reply,
             )
         return outcomes, rows
 
@@ -626,10 +621,12 @@ class Scheduler:
         config: Config,
         started: float,
         signatures: dict[str, bytes] | None = None,
+        routed: dict[int, str] | None = None,
     ) -> None:
         now = self.clock()
         by_idx = {r.idx: r for r in job.recipients}
         decision = decide(job, outcomes, config.delivery, now)
+        log_outcomes(self.log, job, decision.outcomes, attempts, now, routed)
         bounced, deferred, held = decision.bounced, decision.deferred, decision.held
         new_messages: list[NewMessage] = []
         # A DSN quotes the original's headers: milliseconds, off the loop that serves SMTP.
@@ -700,4 +697,7 @@ class Scheduler:
                 )
             )
         if decision.delivered:
-            self.bus.publish(MessageDelivered(job.queue_id, at=at))
+            captured = tuple(
+                by_idx[o.idx].address for o in decision.outcomes if o.destination == CAPTURE
+            )
+            self.bus.publish(MessageDelivered(job.queue_id, captured, at=at))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from relaybox.admin.client import EventsDropped
 from relaybox.events import (
+    LOGGED_EVENTS,
     MESSAGE_CHANGES,
     AttemptFinished,
     AttemptStarted,
@@ -19,16 +20,14 @@ from relaybox.events import (
     ConfigReloaded,
     DeliveryPaused,
     DeliveryResumed,
-    DestinationSuspended,
-    DkimKeyChecked,
     DomainsChecked,
     Event,
+    LogFileFailed,
     MessageAccepted,
     MessageDelivered,
-    MessageRejected,
-    SessionClosed,
-    SessionOpened,
+    RecentEvents,
 )
+from relaybox.tui import format as fmt
 from relaybox.tui.screens.inspector import InspectorScreen
 
 if TYPE_CHECKING:
@@ -36,22 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RECONNECT_EVERY", "UI_EVENTS", "EventBridge"]
 
-UI_EVENTS: tuple[type[Event], ...] = (
-    SessionOpened,
-    SessionClosed,
-    MessageAccepted,
-    MessageRejected,
-    *MESSAGE_CHANGES,
-    AttemptStarted,
-    AttemptFinished,
-    DeliveryPaused,
-    DeliveryResumed,
-    DestinationSuspended,
-    DkimKeyChecked,
-    DomainsChecked,
-    ConfigReloaded,
-    ConfigRefused,
-)
+UI_EVENTS: tuple[type[Event], ...] = LOGGED_EVENTS
 """What the UI's panes show. Not the per-line events (SessionLine, AttemptLine): the engine
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
 only while it watches a retry."""
@@ -61,6 +45,8 @@ _QUEUE_EVENTS: frozenset[type[Event]] = frozenset(
 """The events after which the Queue pane and the status bar read the queue again."""
 RECONNECT_EVERY = 2.0
 """Seconds between looks for an engine gone away (attached)."""
+LOG_HISTORY = 5000
+"""Recent events the Log pane asks the engine for when it keeps no fewer."""
 
 
 class EventBridge:
@@ -68,6 +54,7 @@ class EventBridge:
 
     def __init__(self, app: RelayboxApp) -> None:
         self._app = app
+        self._told_log_failed: tuple[float, int] = (0.0, 0)
 
     def start(self) -> None:
         """Find the panes every event goes to (once: a query per event is not free) and
@@ -113,6 +100,10 @@ class EventBridge:
             stream = await app.link.subscribe(UI_EVENTS)
         except Exception as exc:
             return str(exc)
+        self._log_view.subscribed()
+        app.run_worker(
+            self._load_log_history(), group="log-history", exclusive=True, exit_on_error=False
+        )
         if self._status.engine_gone:
             self._status.engine_gone = False
             app.notify(f"Connected to the engine again ({app.link.describe()}).")
@@ -126,6 +117,35 @@ class EventBridge:
         finally:
             await stream.aclose()
         return "it closed the connection"
+
+    async def _load_log_history(self) -> None:
+        """The engine's recent log events, for the Log pane to show before the live ones: a
+        page at a time back to what the pane keeps, or to what it showed already."""
+        view = self._log_view
+        want = view.history.maxlen or LOG_HISTORY
+        pages: list[RecentEvents] = []
+        got, before = 0, 0
+        try:
+            while got < want:
+                page = await self._app.link.admin.log_tail(want - got, before)
+                if pages and page.epoch != pages[0].epoch:
+                    break  # another engine run began meanwhile: its events come live
+                pages.append(page)
+                if not page.events:
+                    break
+                got += len(page.events)
+                before = page.events[0].seq
+                if before <= view.shown_upto(page.epoch):
+                    break
+        except Exception:
+            return  # an engine without the history (or gone again): the log starts live
+        if pages:
+            events = tuple(e for page in reversed(pages) for e in page.events)
+            view.load_history(RecentEvents(pages[0].epoch, events))
+            # Said once as it happened, maybe before this UI was there to hear it.
+            failed = [e for e in events if isinstance(e, LogFileFailed)]
+            if failed and failed[-1].seq > view.shown_upto(pages[0].epoch):
+                self._log_file_failed(failed[-1])
 
     def on_engine_event(self, event: Event | EventsDropped) -> None:
         """One event, to the panes and the screen that show it."""
@@ -149,9 +169,18 @@ class EventBridge:
             self._delivery_paused(event)
         elif isinstance(event, ConfigReloaded | ConfigRefused):
             self._config_changed(event)
+        elif isinstance(event, LogFileFailed):
+            self._log_file_failed(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
             screen.on_engine_event(event)
+
+    def _log_file_failed(self, event: LogFileFailed) -> None:
+        """The log file stopped taking lines: one notification (live, or from the history)."""
+        if (event.at, event.seq) == self._told_log_failed:
+            return
+        self._told_log_failed = (event.at, event.seq)
+        self._app.notify(f"{fmt.clock(event.at)} {event.problem}", severity="error", timeout=15)
 
     def _delivery_paused(self, event: DeliveryPaused | DeliveryResumed) -> None:
         """The spool cannot record outcomes (or can again): on the status bar until it is

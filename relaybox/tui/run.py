@@ -15,14 +15,14 @@ from typing import TextIO, cast
 from relaybox.admin.connect import EngineUnreachable, attach
 from relaybox.config import Config
 from relaybox.engine import Engine
-from relaybox.maillog import setup_logging
+from relaybox.maillog import MailLog, setup_logging
 from relaybox.queue import SpoolError
-from relaybox.statedir import EngineRunning
+from relaybox.statedir import LOG_NAME, EngineRunning, ensure_state_dir
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import EngineLink, InProcessLink, SocketLink
 from relaybox.tui.terminal import SurvivingDriver
 
-__all__ = ["run_ui"]
+__all__ = ["run_ui", "ui_log"]
 
 
 def run_ui(config: Config, *, config_dir: Path | None, log_format: str | None) -> int:
@@ -48,15 +48,8 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
         finally:
             await link.close()
 
-    # The engine's log goes to its file (when configured) and to the Log pane, never to the
-    # terminal the UI draws on.
     logging.getLogger().addHandler(logging.NullHandler())
-    log = setup_logging(
-        fmt=log_format or config.log.format,
-        level=config.log.level,
-        file=config.log.file,
-        stream=cast(TextIO, _Discard()),
-    )
+    log = ui_log(config, log_format)
     engine = Engine(config, log)
     try:
         await engine.start()
@@ -69,7 +62,7 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
         log.close()
         return 1
     try:
-        return await _run_app(InProcessLink(engine), config, config_dir)
+        return await _run_app(InProcessLink(engine), config, config_dir, log)
     finally:
         # The terminal may be gone (a dropped SSH session): saying so must not keep the relay
         # from stopping.
@@ -83,7 +76,28 @@ async def _main(config: Config, config_dir: Path | None, log_format: str | None)
             log.close()
 
 
-async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) -> int:
+def ui_log(config: Config, log_format: str | None = None) -> MailLog:
+    """The log of an engine run beside the UI: to its file (`[log] file`, or relaybox.log in
+    the state directory) and the Log pane, never to the terminal the UI draws on. A file that
+    cannot be written is said once (the Log pane, a notification); the relay runs on."""
+    log_file = config.log.file or config.server.state_dir / LOG_NAME
+    if config.log.file is None:
+        with contextlib.suppress(OSError):  # (the engine's start says why it cannot)
+            ensure_state_dir(config.server.state_dir)
+    return setup_logging(
+        fmt=log_format or config.log.format,
+        level=config.log.level,
+        file=log_file,
+        stream=cast(TextIO, _Discard()),
+        max_size=config.log.max_size,
+        keep=config.log.keep,
+        must_open=False,
+    )
+
+
+async def _run_app(
+    link: EngineLink, config: Config, config_dir: Path | None, log: MailLog | None = None
+) -> int:
     app = RelayboxApp(
         link,
         driver_class=SurvivingDriver,
@@ -97,6 +111,8 @@ async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) ->
     # Ctrl+C reaches the UI as a key (it asks first); SIGTERM and SIGHUP end it at once.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    if log is not None:  # logrotate moved the file (its default action would end the relay)
+        loop.add_signal_handler(signal.SIGUSR1, log.reopen)
     ui = asyncio.create_task(app.run_async(), name="ui")
     watch = asyncio.create_task(_watch_terminal(stop), name="terminal-watch")
     try:
@@ -115,7 +131,7 @@ async def _run_app(link: EngineLink, config: Config, config_dir: Path | None) ->
             await asyncio.wait({ui}, timeout=5)
     finally:
         watch.cancel()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
     if ui.done() and not ui.cancelled() and ui.exception() is not None:
         raise ui.exception()  # type: ignore[misc]

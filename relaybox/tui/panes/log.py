@@ -14,6 +14,7 @@ from textual.widgets import Input, Static
 
 from relaybox.admin.client import EventsDropped
 from relaybox.events import (
+    LOGGED_EVENTS,
     AttemptFinished,
     AttemptStarted,
     ConfigRefused,
@@ -24,6 +25,7 @@ from relaybox.events import (
     DkimKeyChecked,
     DomainsChecked,
     Event,
+    LogFileFailed,
     MessageAccepted,
     MessageBounced,
     MessageDeferred,
@@ -32,6 +34,7 @@ from relaybox.events import (
     MessageHeld,
     MessageRejected,
     MessageReleased,
+    RecentEvents,
     SessionClosed,
     SessionOpened,
 )
@@ -41,6 +44,8 @@ from relaybox.tui.widgets.strip_view import shown
 
 __all__ = ["LogPane", "LogView", "describe_event"]
 
+_RING_KEPT = frozenset(LOGGED_EVENTS)
+
 
 def _accepted(e: MessageAccepted, at: str) -> tuple[str, str]:
     rcpts = fmt.recipients(e.recipients[0] if e.recipients else "", len(e.recipients))
@@ -49,6 +54,13 @@ def _accepted(e: MessageAccepted, at: str) -> tuple[str, str]:
         f"{at} {e.queue_id}: accepted from=<{e.sender}> to={rcpts} "
         f"size={e.size} client={e.client_ip}",
     )
+
+
+def _delivered(e: MessageDelivered, at: str) -> tuple[str, str]:
+    if e.captured:
+        # Kept by a capture route: nobody received it, and the log must not say they did.
+        return ("note", f"{at} {e.queue_id}: captured, not sent on: {', '.join(e.captured)}")
+    return ("good", f"{at} {e.queue_id}: delivered")
 
 
 def _held(e: MessageHeld, at: str) -> tuple[str, str]:
@@ -89,7 +101,7 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
     MessageAccepted: _accepted,
     AttemptStarted: lambda e, at: ("note", f"{at} {e.queue_id}: attempt to {e.destination}"),
     AttemptFinished: _attempt_finished,
-    MessageDelivered: lambda e, at: ("good", f"{at} {e.queue_id}: delivered"),
+    MessageDelivered: _delivered,
     MessageDeferred: lambda e, at: ("warn", f"{at} {e.queue_id}: deferred: {e.reply}"),
     MessageBounced: lambda e, at: (
         "bad",
@@ -115,6 +127,7 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
         "good",
         f"{at} config generation {e.generation} applied ({e.trigger}): {e.summary}",
     ),
+    LogFileFailed: lambda e, at: ("bad", f"{at} {e.problem}"),
     ConfigRefused: lambda e, at: (
         "bad",
         f"{at} config refused ({e.trigger}), the old one keeps serving: " + " | ".join(e.problems),
@@ -138,6 +151,10 @@ class LogView(LineView):
     Events are kept as they come and turned into text only when the log is on screen; new
     lines are shown within a quarter-second, and under load (hundreds a second) once a second
     in one update (see BUSY_INTERVAL).
+
+    It opens with the engine's recent events (`load_history`, the engine's `log_tail`), joined
+    to the live stream by their sequence numbers (`Event.seq`): an event that is in both is
+    shown once, and one published while the history was on its way is not lost.
     """
 
     FLUSH_INTERVAL = 0.25
@@ -158,6 +175,14 @@ class LogView(LineView):
         self._busy = False
         """The last update brought more lines than the pane shows."""
         self._flushed_at = 0.0
+        self._epoch = ""
+        """The engine run the events shown come from (`RecentEvents.epoch`)."""
+        self._upto = 0
+        """The highest `seq` shown of that run: a live event at or below it came already."""
+        self._live = 0
+        """Events recorded since the live stream (re)started."""
+        self._seen_before: tuple[str, int] = ("", 0)
+        """(`_epoch`, `_upto`) when the live stream (re)started: what is shown already."""
 
     def on_mount(self) -> None:
         self.set_interval(self.FLUSH_INTERVAL, self._tick)
@@ -166,9 +191,22 @@ class LogView(LineView):
         if not self._busy or time.monotonic() - self._flushed_at >= self.BUSY_INTERVAL:
             self.flush()
 
+    def subscribed(self) -> None:
+        """The live stream (re)starts here: what `record` gets from now on is live, and
+        `load_history` puts the engine's recent events before it."""
+        self._seen_before = (self._epoch, self._upto)
+        self._upto = 0
+        self._live = 0
+
     def record(self, event: Event | EventsDropped) -> None:
         """Keep the event; it is shown (if it makes a line that passes the filter) at the next
-        flush while the log is on screen."""
+        flush while the log is on screen. One the history brought already is left out."""
+        seq = getattr(event, "seq", 0)
+        if seq:
+            if seq <= self._upto and type(event) in _RING_KEPT:
+                return
+            self._upto = seq
+        self._live += 1
         self.history.append(event)
         if len(self._pending) == self._pending.maxlen:
             self._stale = True
@@ -182,9 +220,44 @@ class LogView(LineView):
                 out.append(line)
         return out
 
+    def shown_upto(self, epoch: str) -> int:
+        """The highest `seq` of engine run `epoch` shown before the live stream (re)started."""
+        seen_epoch, upto = self._seen_before
+        return upto if seen_epoch == epoch else 0
+
+    def load_history(self, recent: RecentEvents) -> None:
+        """Put the engine's recent events (oldest first) before those recorded live since
+        `subscribed`, leaving out any shown already (the same engine run, seen before a
+        reconnection, or come live meanwhile)."""
+        epoch, floor = self._seen_before
+        if recent.epoch != epoch:
+            floor = 0
+        events = list(self.history)
+        live_count = min(self._live, len(events))
+        older, live = events[: len(events) - live_count], events[len(events) - live_count :]
+        live_seqs = {getattr(e, "seq", 0) for e in live}
+        fresh = collections.deque(
+            e for e in recent.events if e.seq > floor and e.seq not in live_seqs
+        )
+        self._epoch = recent.epoch
+        if recent.events:
+            self._upto = max(self._upto, recent.events[-1].seq)
+        if not fresh:
+            return
+        merged: list[Event | EventsDropped] = []
+        for event in live:
+            seq = getattr(event, "seq", 0)
+            while fresh and seq and fresh[0].seq < seq:
+                merged.append(fresh.popleft())
+            merged.append(event)
+        merged.extend(fresh)
+        self._live = len(merged)
+        self.history = collections.deque(older + merged, maxlen=self.history.maxlen)
+        self._stale = True
+
     def flush(self) -> None:
         """Show the events recorded since the last flush, in one update (when on screen)."""
-        if not self._pending or not shown(self):
+        if not (self._pending or self._stale) or not shown(self):
             return
         if self._stale:
             self._stale = False

@@ -1,0 +1,64 @@
+"""The mail log's line for what became of each recipient of an attempt: `sent`, `captured`,
+`deferred`, `bounced` or `held`, with the queue ID, the recipient, the destination and the
+reason (the reply), in one place so that no outcome goes unlogged, however it was decided."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from relaybox.maillog import MailLog
+from relaybox.queue import AttemptRow, DeliveryJob, RecipientOutcome
+
+__all__ = ["CAPTURE", "log_outcomes"]
+
+CAPTURE = "capture"
+"""The destination of a recipient taken by a `capture` route: kept, never sent on."""
+
+_EVENT = {"delivered": "sent", "deferred": "deferred", "bounced": "bounced", "held": "held"}
+
+
+def log_outcomes(
+    log: MailLog,
+    job: DeliveryJob,
+    outcomes: Sequence[RecipientOutcome],
+    attempts: Sequence[AttemptRow],
+    now: float,
+    routed: Mapping[int, str] | None = None,
+) -> None:
+    """One line per recipient outcome (as decided: a deferral past the queue lifetime is a
+    bounce here).
+
+    Args:
+        outcomes: The final outcomes of the attempt (`RetryDecision.outcomes`).
+        attempts: The attempt's rows: the last one to a destination names the relay and TLS.
+        now: When the outcome was decided (the line's `delay` is counted from arrival to it).
+        routed: Each recipient's destination key, for outcomes that name none (a `hold` or
+            `reject` route, no route at all).
+    """
+    address = {r.idx: r.address for r in job.recipients}
+    last = {a.destination: a for a in attempts}
+    for outcome in outcomes:
+        destination = outcome.destination or (routed or {}).get(outcome.idx)
+        attempt = last.get(destination) if destination else None
+        relay = None
+        if attempt is not None and attempt.host:
+            relay = f"{attempt.host}[{attempt.ip}]:{attempt.port}"
+        event = _EVENT[outcome.state]
+        if outcome.state == "delivered" and destination == CAPTURE:
+            event = "captured"
+        log.event(
+            event,
+            queue_id=job.queue_id,
+            to=f"<{address.get(outcome.idx, '?')}>",
+            relay=relay,
+            destination=destination,
+            delay=round(now - job.arrived_at, 2),
+            tls=attempt.tls if attempt is not None else None,
+            next_attempt=_iso(outcome.next_attempt_at) if outcome.state == "deferred" else None,
+            reply=outcome.reply,
+        )
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
