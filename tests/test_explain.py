@@ -185,3 +185,17 @@ def test_a_flood_of_junk_costs_a_bounded_look() -> None:
     junk = "451 4.7.1 " + "\x1b[31m" * 100_000
     found = explain(junk)
     assert found is not None and found.key == "greylisting"
+
+
+def test_the_inspector_explains_each_kind_of_failure_once_wrapped_for_80_columns() -> None:
+    from relaybox.tui.screens.inspector import explained_lines
+
+    grey = "451 4.7.1 Please try again later"
+    lines = explained_lines([grey, grey, "550 5.1.1 No such user", "weird 999"])
+    whys = [text for kind, text in lines if text.strip().startswith("Why:")]
+    assert whys == [
+        "  Why: greylisting: the receiver asks to try again later",
+        "  Why: recipient unknown: the receiver has no such mailbox",
+    ]
+    assert all(len(text) <= 80 for _, text in lines)
+    assert any(text.strip().startswith("Fix:") for _, text in lines)
