@@ -362,6 +362,12 @@ class Admin:
         """The recipients of many listed messages at once, by `MessageRow.id`."""
         return await self.spool.recipients_of(message_ids)
 
+    async def delivering(self, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these messages a delivery attempt holds right now (mailq's `*`): only
+        the running engine knows; without one, none."""
+        live = self.live
+        return {i: True for i in message_ids if live is not None and live.delivering(i)}
+
     # ------------------------------------------------------------------ actions on messages
     #
     # Each takes the messages `flt` selects (MessageFilter() is every unfinished message) and
