@@ -390,8 +390,8 @@ class Admin:
     async def release(self, flt: MessageFilter) -> builtins.list[str]:
         """Make every held recipient due now (held by an admin or by a `hold` route).
 
-        A recipient held by a `hold` route is held again by its next attempt: change the
-        route, or bounce or delete the message, to be rid of it.
+        A released recipient goes past `hold` routes from then on: by the first other route
+        that matches it, else by MX (`Config.route_for`).
         """
         now = self.clock()
         touched = await self.spool.update_recipients(_upper(flt), "release", now)

@@ -187,7 +187,7 @@ class QueueMove:
 
 
 def _key(config: Config, recipient: Unfinished) -> str:
-    destination = destination_for(config, recipient.address, recipient.sender)
+    destination = destination_for(config, recipient.address, recipient.sender, recipient.released)
     return "no route (bounced)" if destination is None else destination.key
 
 
