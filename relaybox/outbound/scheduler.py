@@ -353,7 +353,7 @@ class Scheduler:
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
         routed: dict[int, str] = {}  # for the log line of an outcome that names none
         for rcpt in job.recipients:
-            destination = destination_for(config, rcpt.address, job.sender)
+            destination = destination_for(config, rcpt.address, job.sender, rcpt.released)
             routed[rcpt.idx] = destination.key if destination is not None else "no route"
             if destination is None:
                 outcomes[rcpt.idx] = RecipientOutcome(
