@@ -109,19 +109,32 @@ async def test_each_outcome_decided_without_a_next_hop_has_its_log_line(
         f"smarthost:127.0.0.1:{sink.port}", None, "the office's provider is down"
     )
     expected = {
-        # recipient: (event, destination, what the reason says)
-        "x@servfail.example": ("deferred", "mx:servfail.example", "451 4.4.3 DNS lookup"),
-        "x@timeout.example": ("deferred", "mx:timeout.example", "451 4.4.3 DNS lookup"),
-        "x@nxdomain.example": ("bounced", "mx:nxdomain.example", "550 5.1.2 Domain"),
-        "x@suspended.example": ("deferred", destination, "provider is down"),
-        "x@held.example": ("held", "hold", "held by route"),
-        "x@captured.example": ("captured", "capture", "Captured by relaybox"),
+        # recipient: (event, destination, what the reason says, what it means)
+        "x@servfail.example": (
+            "deferred",
+            "mx:servfail.example",
+            "451 4.4.3 DNS lookup",
+            "DNS failure",
+        ),
+        "x@timeout.example": ("deferred", "mx:timeout.example", "451 4.4.3 DNS lookup", "DNS"),
+        "x@nxdomain.example": (
+            "bounced",
+            "mx:nxdomain.example",
+            "550 5.1.2 Domain",
+            "domain does not exist",
+        ),
+        "x@suspended.example": ("deferred", destination, "provider is down", None),
+        "x@held.example": ("held", "hold", "held by route", None),
+        "x@captured.example": ("captured", "capture", "Captured by relaybox", None),
     }
     queue_id = await send(run, "a@example.com", list(expected))
-    for recipient, (event, where, reason) in expected.items():
+    for recipient, (event, where, reason, meaning) in expected.items():
         line = await wait_line(run, queue_id, recipient, fmt, event)
         assert line["destination"] == where, line
         assert reason in line["reply"], line
+        assert (meaning is None) == ("explained" not in line), line
+        if meaning is not None:
+            assert meaning in line["explained"], line
         if event == "deferred":
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["next_attempt"]), line
     # Exactly one line each: nothing said twice (an attempt that also reached the courier).
@@ -178,3 +191,21 @@ async def test_the_log_pane_says_captured_not_delivered(start_engine: Any, tmp_p
         (line,) = [t for _, t in lines if f"{queue_id}: captured" in t]
         assert "not sent on: b@example.org" in line
         assert not any(f"{queue_id}: delivered" in t for _, t in lines)
+
+
+async def test_a_greylisted_deferral_is_explained_in_the_log_and_the_log_pane(
+    start_engine: Any, smtp_sink: Any, tmp_path: Path
+) -> None:
+    sink = await smtp_sink(rcpt_replies={"new@example.org": "451 4.7.1 Greylisted, come back"})
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    app = RelayboxApp(InProcessLink(run.engine))
+    async with app.run_test(size=(200, 30)) as pilot:
+        await pilot.press("4")
+        queue_id = await send(run, "a@example.com", ["new@example.org"])
+        line = await wait_line(run, queue_id, "new@example.org", "text", "deferred")
+        assert line["explained"] == "greylisting: the receiver asks to try again later"
+        lines = app.log_view.lines
+        await until(lambda: any(f"{queue_id}: deferred (" in t for _, t in lines), pilot)
+        shown = [t for _, t in lines if queue_id in t and "4.7.1" in t]
+        assert len(shown) == 2  # the attempt, and the message's deferral
+        assert all("(greylisting: the receiver asks to try again later): 451" in t for t in shown)

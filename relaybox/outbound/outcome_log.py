@@ -1,6 +1,7 @@
 """The mail log's line for what became of each recipient of an attempt: `sent`, `captured`,
 `deferred`, `bounced` or `held`, with the queue ID, the recipient, the destination and the
-reason (the reply), in one place so that no outcome goes unlogged, however it was decided."""
+reason (the reply, and for a failure what it means in plain words), in one place so that no
+outcome goes unlogged, however it was decided."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from relaybox.maillog import MailLog
+from relaybox.message.explain import explain
+from relaybox.outbound.routing import Destination
 from relaybox.queue import AttemptRow, DeliveryJob, RecipientOutcome
 
 __all__ = ["CAPTURE", "log_outcomes"]
@@ -24,7 +27,7 @@ def log_outcomes(
     outcomes: Sequence[RecipientOutcome],
     attempts: Sequence[AttemptRow],
     now: float,
-    routed: Mapping[int, str] | None = None,
+    routed: Mapping[int, Destination | None] | None = None,
 ) -> None:
     """One line per recipient outcome (as decided: a deferral past the queue lifetime is a
     bounce here).
@@ -33,13 +36,21 @@ def log_outcomes(
         outcomes: The final outcomes of the attempt (`RetryDecision.outcomes`).
         attempts: The attempt's rows: the last one to a destination names the relay and TLS.
         now: When the outcome was decided (the line's `delay` is counted from arrival to it).
-        routed: Each recipient's destination key, for outcomes that name none (a `hold` or
-            `reject` route, no route at all).
+        routed: Each recipient's destination (None: no route), for outcomes that name none
+            (a `hold` or `reject` route, no route at all) and the route's TLS mode (which the
+            explanation of a TLS failure names).
     """
     address = {r.idx: r.address for r in job.recipients}
     last = {a.destination: a for a in attempts}
     for outcome in outcomes:
-        destination = outcome.destination or (routed or {}).get(outcome.idx)
+        routed_to = (routed or {}).get(outcome.idx)
+        destination = outcome.destination or (routed_to.key if routed_to else None)
+        if destination is None and routed is not None and outcome.idx in routed:
+            destination = "no route"
+        explained = None
+        if outcome.state in ("deferred", "bounced"):
+            found = explain(outcome.reply, tls_mode=routed_to.route.tls if routed_to else None)
+            explained = found.summary if found is not None else None
         attempt = last.get(destination) if destination else None
         relay = None
         if attempt is not None and attempt.host:
@@ -57,6 +68,7 @@ def log_outcomes(
             tls=attempt.tls if attempt is not None else None,
             next_attempt=_iso(outcome.next_attempt_at) if outcome.state == "deferred" else None,
             reply=outcome.reply,
+            explained=explained,
         )
 
 

@@ -351,10 +351,10 @@ class Scheduler:
             await self._record(job, looping, [], config, now)
             return
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
-        routed: dict[int, str] = {}  # for the log line of an outcome that names none
+        routed: dict[int, Destination | None] = {}  # for the outcomes' log lines
         for rcpt in job.recipients:
             destination = destination_for(config, rcpt.address, job.sender, rcpt.released)
-            routed[rcpt.idx] = destination.key if destination is not None else "no route"
+            routed[rcpt.idx] = destination
             if destination is None:
                 outcomes[rcpt.idx] = RecipientOutcome(
                     rcpt.idx, "bounced", "550 5.7.1 No route for this recipient's domain"
@@ -621,7 +621,7 @@ class Scheduler:
         config: Config,
         started: float,
         signatures: dict[str, bytes] | None = None,
-        routed: dict[int, str] | None = None,
+        routed: dict[int, Destination | None] | None = None,
     ) -> None:
         now = self.clock()
         by_idx = {r.idx: r for r in job.recipients}

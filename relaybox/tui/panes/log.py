@@ -38,6 +38,7 @@ from relaybox.events import (
     SessionClosed,
     SessionOpened,
 )
+from relaybox.message.explain import explain
 from relaybox.tui import format as fmt
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.strip_view import shown
@@ -73,9 +74,25 @@ def _rejected(e: MessageRejected, at: str) -> tuple[str, str]:
     return ("warn", f"{at} rejected {e.stage} {who} from {e.client_ip}: {e.reply}")
 
 
+def _explained(reply: str | None) -> str:
+    """ " (what the reply means)" when the table of replies knows it; nothing otherwise."""
+    found = explain(reply) if reply else None
+    return f" ({found.summary})" if found is not None else ""
+
+
 def _attempt_finished(e: AttemptFinished, at: str) -> tuple[str, str]:
     kind = {"delivered": "good", "bounced": "bad"}.get(e.outcome, "warn")
-    return (kind, f"{at} {e.queue_id}: {e.destination}: {e.outcome}: {e.reply}")
+    why = _explained(e.reply) if e.outcome != "delivered" else ""
+    return (kind, f"{at} {e.queue_id}: {e.destination}: {e.outcome}{why}: {e.reply}")
+
+
+def _deferred(e: MessageDeferred, at: str) -> tuple[str, str]:
+    return ("warn", f"{at} {e.queue_id}: deferred{_explained(e.reply)}: {e.reply}")
+
+
+def _bounced(e: MessageBounced, at: str) -> tuple[str, str]:
+    whom = ", ".join(e.recipients)
+    return ("bad", f"{at} {e.queue_id}: bounced {whom}{_explained(e.reply)}: {e.reply}")
 
 
 def _suspended(e: DestinationSuspended, at: str) -> tuple[str, str]:
@@ -102,11 +119,8 @@ _DESCRIBE: dict[type[Any], Callable[[Any, str], tuple[str, str]]] = {
     AttemptStarted: lambda e, at: ("note", f"{at} {e.queue_id}: attempt to {e.destination}"),
     AttemptFinished: _attempt_finished,
     MessageDelivered: _delivered,
-    MessageDeferred: lambda e, at: ("warn", f"{at} {e.queue_id}: deferred: {e.reply}"),
-    MessageBounced: lambda e, at: (
-        "bad",
-        f"{at} {e.queue_id}: bounced {', '.join(e.recipients)}: {e.reply}",
-    ),
+    MessageDeferred: _deferred,
+    MessageBounced: _bounced,
     MessageHeld: _held,
     MessageReleased: lambda e, at: ("plain", f"{at} {e.queue_id}: released by an admin"),
     MessageDeleted: lambda e, at: ("warn", f"{at} {e.queue_id}: deleted by an admin"),
