@@ -7,9 +7,10 @@
 # few messages (one route holds its mail, the other points at a smart host that is not there,
 # so mail defers), then walks the Queue pane, the inspector (details and raw), a filter, the
 # state views and sort, the Log pane, help, the Config pane (route tester, a rule added,
-# reviewed and applied, the TOML and History tabs, a rollback) and the quit question, saving
-# each screen as text in OUT_DIR (default: a new temp dir). Loopback only; every wait is
-# bounded.
+# reviewed and applied, the TOML and History tabs, a rollback) and the quit question; then
+# checks the log file the UI wrote in the state directory, and attaches to a headless engine
+# that relayed mail first to see the Log pane open with that history. Each screen is saved as
+# text in OUT_DIR (default: a new temp dir). Loopback only; every wait is bounded.
 set -euo pipefail
 
 out=${1:-$(mktemp -d -t relaybox-walkthrough.XXXXXX)}
@@ -114,4 +115,36 @@ keys 1; keys h; shot 20-hold-under-cursor
 keys q; wait_for "stops the relay"; shot 21-quit-question 0.3
 keys n; shot 22-quit-declined 0.4
 keys q; keys y; wait_for "exit status"; shot 23-after-quit 0.3
+
+# Beside the UI the mail log went to the state directory, a line for every outcome.
+log_file="$work/state/relaybox.log"
+for line in ' accepted ' ' held ' ' deferred '; do
+    grep -qF -- "$line" "$log_file" || { echo "walkthrough: no '$line' line in $log_file" >&2; exit 1; }
+done
+cp "$log_file" "$out/24-relaybox.log"; echo "saved $out/24-relaybox.log"
+
+# A headless engine that has relayed mail before the UI comes: the Log pane, attached, opens
+# with that history.
+for _ in $(seq 100); do tmux_ has-session -t "$session" 2>/dev/null || break; sleep 0.1; done
+"$python" -m relaybox --headless --config "$work/relaybox.toml" 2>"$work/headless.err" &
+headless=$!
+trap 'kill $headless 2>/dev/null || true; cleanup' EXIT
+"$python" - "$port" <<'EOF2'
+import smtplib, sys, time
+port = int(sys.argv[1])
+for _ in range(100):
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.sendmail("history@office.example", ["old@held.example"],
+                       "From: history@office.example\r\nSubject: Before the UI\r\n\r\nHi.\r\n")
+        break
+    except OSError:
+        time.sleep(0.1)
+EOF2
+tmux_ new-session -d -s "$session" -x "$width" -y "$height" \
+    "cd '$here' && '$python' -m relaybox --config '$work/relaybox.toml'; echo \"exit status \$?\"; sleep 5"
+wait_for "attached to pid"
+keys 4; wait_for "from=<history@office.example>"; shot 25-log-attached-history 0.5
+keys q; wait_for "keeps running"; keys y; wait_for "exit status"
+kill "$headless"; wait "$headless" || true
 echo "walkthrough: screens in $out"
