@@ -174,6 +174,9 @@ class MailLog:
         """Why the file cannot be written now (None while it can)."""
         self._lost = 0
         """Lines the file missed since `_failure` began."""
+        self._counts = threading.Lock()
+        """Guards the counts of queued and dropped lines, and who hears of a problem with the
+        file (held for an assignment, never while writing)."""
         self._on_problem: Callable[[str], None] | None = None
         self._problem_unheard: str | None = None
         """A problem found before anyone asked to hear of it (`on_problem`)."""
@@ -187,8 +190,6 @@ class MailLog:
         self._reopen = threading.Event()
         self._queue: queue.SimpleQueue[_Record | None] = queue.SimpleQueue()
         self._max_queued = max_queued
-        self._counts = threading.Lock()
-        """Guards the two counts below (held for an addition, never while writing)."""
         self._queued = 0
         self._unreported = 0
         """Lines dropped since the last `log-lines-dropped` line."""
@@ -206,8 +207,9 @@ class MailLog:
         """Call `callback(text)` (from the writer thread) once each time the log file stops
         taking lines: a full disk, a file or folder made unwritable. A problem found before
         this was called is passed on now."""
-        self._on_problem = callback
-        pending, self._problem_unheard = self._problem_unheard, None
+        with self._counts:  # (the writer thread may be finding a problem right now)
+            self._on_problem = callback
+            pending, self._problem_unheard = self._problem_unheard, None
         if pending is not None:
             callback(pending)
 
@@ -227,10 +229,12 @@ class MailLog:
             self._stream.write(self._format((self.clock(), ERROR, "log-file-failed", fields)))
             self._stream.write("\n")
             self._stream.flush()
-        if self._on_problem is not None:
-            self._on_problem(text)
-        else:
-            self._problem_unheard = text
+        with self._counts:
+            callback = self._on_problem
+            if callback is None:
+                self._problem_unheard = text
+        if callback is not None:
+            callback(text)
 
     def _write_file(self, lines: list[str]) -> None:
         assert self._file is not None

@@ -247,17 +247,8 @@ async def test_a_bounce_is_never_bounced(start_engine, smtp_sink, tmp_path):
     assert "bounce-dropped" in run.log_text()
 
 
-async def test_queue_lifetime_turns_deferral_into_bounce(start_engine, smtp_sink, tmp_path):
-    sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
-    clock = FakeClock()
-    config = relay_config(tmp_path, (to_sink(sink),), queue_lifetime=3600.0)
-    run = await start_engine(config, clock=clock)
-    queue_id = await send(run, "a@example.com", ["slow@example.org"])
-    await wait_state(run, queue_id, {"deferred"})
-    let_time_pass(run, clock, 3600)
-    detail = await wait_state(run, queue_id, {"bounced"})
-    assert "451 4.3.0 try later" in detail.recipients[0].last_reply
-    assert "5.4.7" in detail.recipients[0].last_reply
+# The queue lifetime turning a deferral into a bounce: tests/test_outcome_log.py (the spool's
+# state and the log line together).
 
 
 async def test_soft_bounce_defers_permanent_failures(start_engine, smtp_sink, tmp_path):

@@ -157,7 +157,7 @@ async def test_a_dns_server_out_of_reach_defers_with_a_line(
     assert line["reply"].startswith("451 4.4.3")
 
 
-async def test_a_deferral_past_the_queue_lifetime_is_logged_as_a_bounce(
+async def test_queue_lifetime_turns_deferral_into_bounce_and_the_log_says_so(
     start_engine: Any, smtp_sink: Any, tmp_path: Path
 ) -> None:
     sink = await smtp_sink(rcpt_replies={"slow@example.org": "451 4.3.0 try later"})
@@ -170,7 +170,9 @@ async def test_a_deferral_past_the_queue_lifetime_is_logged_as_a_bounce(
     assert [line["event"] for line in first] == ["deferred"]
     assert first[0]["relay"] == f"127.0.0.1[127.0.0.1]:{sink.port}"
     let_time_pass(run, clock, 3600)
-    await wait_state(run, queue_id, {"bounced"})
+    detail = await wait_state(run, queue_id, {"bounced"})
+    assert "451 4.3.0 try later" in detail.recipients[0].last_reply
+    assert "5.4.7" in detail.recipients[0].last_reply
     line = await wait_line(run, queue_id, "slow@example.org", "text", "bounced")
     assert "5.4.7" in line["reply"] and "try later" in line["reply"]
     assert [x["event"] for x in lines_for(run, queue_id, "slow@example.org", "text")] == [
