@@ -578,7 +578,8 @@ def test_log_file_is_reopened_on_sigusr1_after_rotation(
         "--headless", "--config", write_config(tmp_path, port, log_file=log_file), port=port
     )
     before = send_sync(port, subject="before")
-    wait_until(lambda: before in log_file.read_text(), "the first message in the log file")
+    # Its last line: the hold route's outcome, logged once delivery has looked at it.
+    wait_until(lambda: f"{before}: held" in log_file.read_text(), "the first message held")
 
     log_file.rename(rotated)
     relay.proc.send_signal(signal.SIGUSR1)

@@ -211,7 +211,7 @@ def event_from_json(data: dict[str, Any]) -> Event | EventsDropped | None:
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         return None
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _EVENT_FIELDS[cls]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
     make: Callable[..., Event] = cls
     try:
