@@ -140,6 +140,28 @@ async def test_a_reconnection_to_the_same_engine_fills_the_gap_and_doubles_nothi
         assert _ports(app) == [1000 + n for n in range(15)]
 
 
+def test_events_in_flight_when_the_history_came_are_shown_once_in_order() -> None:
+    """The history was read after events 6 and 7 were published but before the live stream
+    brought them: they are shown from the history, and not again when they come live."""
+    from relaybox.tui.panes.log import LogView
+
+    view = LogView()
+    bus = EventBus(EventRing(LOGGED_EVENTS))
+    events = [_opened(n) for n in range(1, 10)]
+    for event in events[:7]:
+        bus.publish(event)  # seq 1..7
+    view.subscribed()
+    view.record(events[4])  # seq 5: the first live one (subscribed after 4 was published)
+    assert bus.ring is not None
+    view.load_history(bus.ring.recent(100))  # 1..7
+    for event in events[5:7]:
+        view.record(event)  # 6 and 7 arrive live: already shown
+    bus.publish(events[7])
+    view.record(events[7])
+    seqs = [e.seq for e in view.history if isinstance(e, SessionOpened)]
+    assert seqs == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
 def test_history_from_another_engine_run_goes_after_what_is_shown() -> None:
     """After a restart, sequence numbers begin again: the new run's history is shown after
     the old lines (none of it mistaken for lines seen already), before its live events."""

@@ -579,7 +579,9 @@ an error response and the connection stays usable.
 `subscribe` turns its connection into a stream of events, one object a line:
 `{"event": "MessageAccepted", "at": ..., "queue_id": ...}`, the fields of the `events`
 dataclass of that name; `{"event": "Dropped", "count": n}` says that `n` events were lost to a
-slow reader, who should re-read a snapshot.
+slow reader, who should re-read a snapshot. Every event's `seq` is its place among all the
+engine published since it started: `log_tail`'s recent events and a stream opened before it join
+without a gap or a double by it.
 
 A `filter` is `{"queue_ids": [...], "domain": "", "states": [...], "text": "",
 "recipients": [...]}`, every key optional; without `states` it means the unfinished messages,
