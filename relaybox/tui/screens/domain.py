@@ -11,13 +11,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from relaybox.admin.client import AdminClient
 from relaybox.health.findings import Finding
 from relaybox.health.monitor import DomainReport
 from relaybox.tui.format import printable
+from relaybox.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DomainScreen", "finding_text", "status_text", "theme_colours"]
 
@@ -82,7 +83,7 @@ class DomainScreen(Screen[None]):
         yield Static(f"Domain {printable(self.domain)}", id="domain-title", markup=False)
         yield OptionList(*self._options(), id="domain-findings")
         yield Static("", id="domain-detail")
-        yield Footer()
+        yield KeyFooter()
 
     def _options(self) -> list[Option]:
         colours = theme_colours(self.app)
