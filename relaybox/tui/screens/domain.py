@@ -10,6 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
@@ -81,8 +82,11 @@ class DomainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(f"Domain {printable(self.domain)}", id="domain-title", markup=False)
+        # The list takes the rows its findings need (up to half the screen); the selected
+        # finding's explanation and record get the rest, and scroll when longer.
         yield OptionList(*self._options(), id="domain-findings")
-        yield Static("", id="domain-detail")
+        with VerticalScroll(id="domain-detail-box", can_focus=False):
+            yield Static("", id="domain-detail")
         yield KeyFooter()
 
     def _options(self) -> list[Option]:
