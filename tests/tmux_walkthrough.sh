@@ -98,7 +98,7 @@ keys v; shot 08-view-deferred 0.6
 keys s; shot 09-sorted-by-next-column 0.6
 keys 4; shot 10-log
 keys '?'; shot 11-help
-keys x; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
+keys Escape; sleep 0.4; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
 keys t; wait_for "Route tester"; keys -l "bob@held.example"; wait_for "Rule 1"
 shot 13-route-tester 0.3
 keys Escape; sleep 0.4; keys a; wait_for "Add a routing rule"; sleep 0.3
@@ -112,16 +112,24 @@ keys Escape; sleep 0.4; keys ']'; wait_for "Trigger"; wait_for "ui"; shot 18-con
 keys z; wait_for "Roll back to the version"; keys y; wait_for "rollback  routes"; shot 19-config-rolled-back 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" && { echo "walkthrough: the rollback did not restore the file" >&2; exit 1; }
 keys 1; keys h; shot 20-hold-under-cursor
+# logrotate's move and SIGUSR1: the relay beside the UI reopens its log file (and lives on).
+ui_pid=$(tmux_ capture-pane -p -t "$session" | grep -o 'in-process (pid [0-9]*' | grep -o '[0-9]*$')
+mv "$work/state/relaybox.log" "$work/state/relaybox.log.moved"
+kill -USR1 "$ui_pid"
+for _ in $(seq 50); do [ -e "$work/state/relaybox.log" ] && break; sleep 0.1; done
+[ -e "$work/state/relaybox.log" ] || { echo "walkthrough: no new log file after SIGUSR1" >&2; exit 1; }
 keys q; wait_for "stops the relay"; shot 21-quit-question 0.3
 keys n; shot 22-quit-declined 0.4
 keys q; keys y; wait_for "exit status"; shot 23-after-quit 0.3
 
-# Beside the UI the mail log went to the state directory, a line for every outcome.
+# Beside the UI the mail log went to the state directory, a line for every outcome; after
+# SIGUSR1, to a new file (the relay's stop is in it).
 log_file="$work/state/relaybox.log"
 for line in ' accepted ' ' held ' ' deferred '; do
-    grep -qF -- "$line" "$log_file" || { echo "walkthrough: no '$line' line in $log_file" >&2; exit 1; }
+    grep -qF -- "$line" "$log_file.moved" || { echo "walkthrough: no '$line' line in $log_file.moved" >&2; exit 1; }
 done
-cp "$log_file" "$out/24-relaybox.log"; echo "saved $out/24-relaybox.log"
+grep -qF ' stopped ' "$log_file" || { echo "walkthrough: the reopened $log_file lacks the stop" >&2; exit 1; }
+cat "$log_file.moved" "$log_file" >"$out/24-relaybox.log"; echo "saved $out/24-relaybox.log"
 
 # A headless engine that has relayed mail before the UI comes: the Log pane, attached, opens
 # with that history.
