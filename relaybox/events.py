@@ -1,4 +1,5 @@
-"""Typed facts the engine publishes, and the bus that carries them to subscribers.
+"""Typed facts the engine publishes, the bus that carries them to subscribers, and the ring
+that keeps the recent ones the Log pane shows, numbered, for a reader that comes later.
 
 Events are frozen dataclasses named in the past tense. The bus never makes the engine wait: each
 subscriber has a bounded queue, and when it overflows the oldest events are dropped and the
@@ -30,7 +31,6 @@ __all__ = [
     "EventRing",
     "LOGGED_EVENTS",
     "LogFileFailed",
-    "RecentEvents",
     "MessageAccepted",
     "MessageBounced",
     "MessageDeferred",
@@ -40,6 +40,7 @@ __all__ = [
     "MessageRejected",
     "MessageReleased",
     "MESSAGE_CHANGES",
+    "RecentEvents",
     "SessionClosed",
     "SessionLine",
     "SessionOpened",

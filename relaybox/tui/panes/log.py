@@ -75,7 +75,7 @@ def _rejected(e: MessageRejected, at: str) -> tuple[str, str]:
 
 
 def _explained(reply: str | None) -> str:
-    """ " (what the reply means)" when the table of replies knows it; nothing otherwise."""
+    """What the reply means, in brackets, when the table of replies knows it; else nothing."""
     found = explain(reply) if reply else None
     return f" ({found.summary})" if found is not None else ""
 
