@@ -16,9 +16,9 @@ HELP_TEXT = """\
 [b]relaybox keys[/b]  (any key closes this)
 
 [b]Everywhere[/b] (when no text box has focus)
-  1            Queue pane              4          Log pane
-  5            Domains pane            6          Config pane
-  2 3          reserved (later releases)
+  1            Queue pane              3          Sessions pane
+  4            Log pane                5          Domains pane
+  6            Config pane             2          reserved (a later release)
   /            filter the pane         Escape     back, clear the filter or selection
   ?  F1        this help               Ctrl+P     command palette (every action, themes)
   q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
@@ -38,6 +38,9 @@ HELP_TEXT = """\
   ↑ ↓ PgUp PgDn Home End   scroll      m          raw message / details
   r            retry now and watch the attempt live
   h l d b      hold, release, delete, bounce          Escape     back to the queue
+
+[b]Sessions[/b]  (connections open now, in and out; refreshed every second)
+  ↑ ↓          move                    Enter      watch its transcript live (Escape stops)
 
 [b]Log[/b]
   / filters the log; End follows new lines again after scrolling up.

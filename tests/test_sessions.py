@@ -1,0 +1,321 @@
+"""The live view of connections, engine side: the `sessions` snapshot of inbound SMTP sessions
+and delivery's outbound connections, and one of them followed line by line, in process and
+over the admin socket; the subscription goes when the watcher stops."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaybox.admin.client import ControlClient, ControlError
+from relaybox.config.model import LimitsConfig
+from relaybox.events import AttemptLine, EventBus, SessionLine
+from relaybox.message.transcript import TranscriptLine
+from relaybox.statedir import SOCKET_NAME
+
+from .smtpsink import SinkFactory
+from .support.configs import relay_config, to_sink
+from .support.engine import RunningEngine, admin_of
+from .support.smtp import SMTPClient, send
+from .test_tls_auth import PASSWORD, plain, starttls, tls_config
+from .test_tls_auth import ca as _ca  # noqa: F401  (fixtures, found by their own names)
+from .test_tls_auth import cert_files as _cert_files  # noqa: F401
+from .test_tls_auth import client_tls as _client_tls  # noqa: F401
+
+EscapedEhlo = "EHLO evil\x1b[2J\x1b]0;owned\x07.test"
+LONG_MAIL = "MAIL FROM:<" + "x" * 2000 + "@example.com>"
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "did not get there in time"
+        await asyncio.sleep(0.02)
+
+
+async def inbound_of(run: RunningEngine) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (await admin_of(run).sessions())["inbound"]
+    return found
+
+
+def line_subscribers(bus: EventBus) -> bool:
+    """Whether anyone takes the per-line events (a watcher's subscription)."""
+    return bus.wants(SessionLine) or bus.wants(AttemptLine)
+
+
+async def take(stream: AsyncGenerator[TranscriptLine, None], n: int) -> list[TranscriptLine]:
+    return [await asyncio.wait_for(anext(stream), 5) for _ in range(n)]
+
+
+async def lines_until(
+    stream: AsyncGenerator[TranscriptLine, None], last: Callable[[str], bool] | str
+) -> list[TranscriptLine]:
+    """Lines of `stream` up to the first whose text contains `last` (or passes it), bounded."""
+    got: list[TranscriptLine] = []
+    ends = last if callable(last) else lambda text: last in text
+    while not got or not ends(got[-1].text):
+        got.append(await asyncio.wait_for(anext(stream), 5))
+    return got
+
+
+# ---------------------------------------------------------------------- the snapshot
+
+
+async def test_an_open_session_is_in_the_snapshot_with_its_peer_command_and_bytes(
+    start_engine: Any,
+) -> None:
+    """A session held open: its client port, listener, EHLO name, last command (a stranger's
+    control characters kept as sent: readers escape them) and the exact bytes it sent."""
+    run = await start_engine(limits=LimitsConfig(max_command_length=4096))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet("client.example.test")
+    await client.cmd(EscapedEhlo)  # refused: the EHLO name stays the first one
+    await client.cmd(LONG_MAIL)  # refused too, but it is the last command
+    port = client.writer.get_extra_info("sockname")[1]
+    [found] = await inbound_of(run)
+    assert found["client_ip"] == "127.0.0.1" and found["client_port"] == port
+    assert found["listener"] == run.engine.config.listeners[0].name
+    assert found["helo"] == "client.example.test"
+    assert found["tls"] is None and found["auth_user"] is None and found["messages"] == 0
+    sent = len("EHLO client.example.test\r\n") + len(EscapedEhlo) + len(LONG_MAIL) + 4
+    assert found["bytes_received"] == sent
+    assert found["command"].startswith("MAIL FROM:<xxx")
+    assert found["command"].endswith(f"... ({len(LONG_MAIL)} characters)")
+    assert len(found["command"]) < 300
+    await client.cmd("RSET")
+    await client.send("NOOP \x1b[31mred\r\n")
+    await client.reply()
+    [found] = await inbound_of(run)
+    assert found["command"] == "NOOP \x1b[31mred"
+    await client.cmd("QUIT")
+    await client.close()
+    await until(lambda: not run.engine.sessions())
+    assert await inbound_of(run) == []
+
+
+async def test_the_snapshot_says_tls_and_the_user_logged_in(
+    start_engine: Any, tmp_path: Path, cert_files: Any, client_tls: Any
+) -> None:
+    run = await start_engine(tls_config(tmp_path, cert_files, role="submission", networks=()))
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    await starttls(client, client_tls)
+    await client.cmd("EHLO again.example.test")
+    await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")
+    [found] = await inbound_of(run)
+    assert found["tls"].startswith("TLSv1.")
+    assert found["auth_user"] == "alice"
+    assert found["command"] == "AUTH PLAIN <secret>"
+    await client.close()
+
+
+async def test_outbound_connections_show_destination_host_tls_and_messages_sent(
+    start_engine: Any, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """A connection carrying a message (the next hop holds its reply to DATA), then idle in
+    the cache with one message sent on it, then gone when the cache lets it go."""
+    sink = await smtp_sink()
+    stall = asyncio.Event()
+    sink.behaviour.stall = stall
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), connection_cache_idle=0.5))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await until(sink.in_data.is_set)
+    [busy] = (await admin_of(run).sessions())["outbound"]
+    assert busy["state"] == "sending" and busy["queue_id"] == queue_id
+    assert busy["destination"] == f"smarthost:127.0.0.1:{sink.port}"
+    assert (busy["host"], busy["ip"], busy["port"]) == ("127.0.0.1", "127.0.0.1", sink.port)
+    assert busy["tls"] is None and busy["messages"] == 0
+    assert busy["connection_id"].startswith("O")
+    stall.set()
+    await sink.wait_for(1)
+
+    async def idle() -> dict[str, Any] | None:
+        found = (await admin_of(run).sessions())["outbound"]
+        return found[0] if found and found[0]["state"] == "idle" else None
+
+    deadline = time.monotonic() + 5
+    while (entry := await idle()) is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert entry["messages"] == 1 and entry["queue_id"] == ""
+    assert entry["connection_id"] == busy["connection_id"]
+    deadline = time.monotonic() + 10
+    while (await admin_of(run).sessions())["outbound"]:
+        assert time.monotonic() < deadline, "the idle connection was never let go"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_failed_connection_leaves_no_record(
+    start_engine: Any, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """A next hop that hangs up at DATA: the connection is closed mid-transaction and is not
+    reported as open afterwards."""
+    sink = await smtp_sink(drop_at_data=True)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    deadline = time.monotonic() + 10
+    while (detail := await admin_of(run).show(queue_id)) is None or not detail.attempts:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert (await admin_of(run).sessions())["outbound"] == []
+    assert len(run.engine.courier.connections) == 0  # type: ignore[union-attr]
+
+
+async def test_no_engine_means_no_sessions(tmp_path: Path) -> None:
+    from relaybox.admin.service import Admin
+    from relaybox.queue import Spool
+
+    spool = await Spool.open(tmp_path / "spool.db", identity=tmp_path / "identity")
+    try:
+        admin = Admin(spool)
+        assert (await admin.sessions())["inbound"] == []
+        with pytest.raises(ValueError, match="no relaybox engine"):
+            admin.session_transcript("S1")
+    finally:
+        await spool.close()
+
+
+# ---------------------------------------------------------------------- following one
+
+
+async def open_stream(
+    run: RunningEngine, session_id: str, attached: bool
+) -> AsyncGenerator[TranscriptLine, None]:
+    if not attached:
+        return admin_of(run).session_transcript(session_id)
+    client = await ControlClient.connect(run.engine.config.server.state_dir / SOCKET_NAME)
+    try:
+        return await client.session_transcript(session_id)
+    finally:
+        await client.close()  # the stream has a connection of its own
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
+async def test_a_session_is_followed_live_and_the_watch_ends_with_it(
+    start_engine: Any, attached: bool
+) -> None:
+    """The lines so far, then each command and reply as it happens; the session's end ends
+    the stream, and the engine keeps no subscriber."""
+    run = await start_engine()
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    [session] = run.engine.sessions()
+    assert not line_subscribers(run.engine.bus)
+    stream = await open_stream(run, session.session_id, attached)
+    so_far = await lines_until(stream, lambda text: text.startswith("250 "))
+    said = [(line.direction, line.text) for line in so_far]
+    assert said[0][1].startswith("connect from [127.0.0.1]:")
+    assert said[1:3] == [
+        ("S", "220 relay.example.test ESMTP relaybox"),
+        ("C", "EHLO client.example.test"),
+    ]
+    await until(lambda: line_subscribers(run.engine.bus))
+    await client.send("NOOP live\r\n")
+    await client.reply()
+    live = await take(stream, 2)
+    assert [(line.direction, line.text) for line in live] == [("C", "NOOP live"), ("S", "250 OK")]
+    await client.cmd("QUIT")
+    rest = [line async for line in stream]
+    assert rest[-1].text == "session closed"
+    assert any(line.text == "disconnect" for line in rest)
+    await until(lambda: not line_subscribers(run.engine.bus))
+    await client.close()
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
+async def test_closing_the_watch_drops_the_subscription(start_engine: Any, attached: bool) -> None:
+    """The watcher stops while the session goes on: the engine holds no subscriber after,
+    and the session's lines are built for no one."""
+    run = await start_engine()
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    [session] = run.engine.sessions()
+    stream = await open_stream(run, session.session_id, attached)
+    await take(stream, 1)
+    await until(lambda: line_subscribers(run.engine.bus))
+    await stream.aclose()
+    await until(lambda: not line_subscribers(run.engine.bus))
+    assert not run.engine.bus.has_subscribers or not line_subscribers(run.engine.bus)
+    await client.cmd("NOOP")  # the session goes on
+    await client.close()
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
+async def test_a_session_that_is_not_open_cannot_be_followed(
+    start_engine: Any, attached: bool
+) -> None:
+    run = await start_engine()
+    error = ControlError if attached else ValueError
+    with pytest.raises(error, match="no session or connection 'S0000' is open"):
+        await open_stream(run, "S0000", attached)
+    assert not run.engine.bus.has_subscribers or not line_subscribers(run.engine.bus)
+
+
+@pytest.mark.parametrize("attached", [False, True], ids=["in-process", "attached"])
+async def test_an_outbound_connection_is_followed_live(
+    start_engine: Any, smtp_sink: SinkFactory, tmp_path: Path, attached: bool
+) -> None:
+    """Delivery's connection, held at DATA: its lines so far, then the reply to DATA and the
+    next message's commands on the same connection, as they happen."""
+    sink = await smtp_sink()
+    stall = asyncio.Event()
+    sink.behaviour.stall = stall
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), connection_cache_idle=5))
+    first = await send(run, "a@example.com", ["b@example.org"])
+    await until(sink.in_data.is_set)
+    [connection] = run.engine.outbound_connections()
+    stream = await open_stream(run, connection.connection_id, attached)
+    so_far = await lines_until(stream, "bytes of message data")
+    assert so_far[0].text.startswith("connecting to 127.0.0.1")
+    assert any(line.text.startswith("MAIL FROM:<a@example.com>") for line in so_far)
+    stall.set()
+    [done] = await take(stream, 1)
+    assert done.direction == "S" and done.text.startswith("250")
+    stall.clear()
+    second = await send(run, "c@example.com", ["d@example.org"])
+    later = await lines_until(stream, "MAIL FROM:<c@example.com>")
+    assert any("reusing the connection" in line.text for line in later)
+    assert connection.queue_id == second != first
+    stall.set()
+    await stream.aclose()
+    await until(lambda: not line_subscribers(run.engine.bus))
+
+
+async def test_a_long_session_is_followed_from_its_kept_lines_and_latest_ones(
+    start_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session past its transcript's bounds: the watcher sees the kept lines, a note of
+    how many were not kept, and the latest."""
+    from relaybox.message import transcript
+
+    monkeypatch.setattr(transcript, "MAX_LINES", 20)
+    run = await start_engine()
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    for n in range(15):
+        await client.cmd(f"NOOP {n}")
+    [session] = run.engine.sessions()
+    stream = admin_of(run).session_transcript(session.session_id)
+    lines = await take(stream, 20 + 1 + 6)
+    assert "lines not kept; the latest:" in lines[20].text
+    assert [line.text for line in lines[-2:]] == ["NOOP 14", "250 OK"]
+    await stream.aclose()
+    await client.close()
+
+
+def test_events_carry_the_connection() -> None:
+    """(The wire keeps the new field of AttemptLine.)"""
+    from relaybox.admin.codec import event_from_json, event_to_json
+
+    event = AttemptLine("Q", "mx:x", "h", "C", "t", connection="O3", at=1.0)
+    assert event_from_json(event_to_json(event)) == event
+    assert dataclasses.asdict(event)["connection"] == "O3"
