@@ -5,31 +5,32 @@ over the admin socket; the subscription goes when the watcher stops."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import ssl
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from relaybox.admin.client import ControlClient, ControlError
-from relaybox.config.model import LimitsConfig
-from relaybox.events import AttemptLine, EventBus, SessionLine
+from relaybox.config.model import LimitsConfig, UserConfig
+from relaybox.config.passwords import hash_password
+from relaybox.events import AttemptLine
 from relaybox.message.transcript import TranscriptLine
 from relaybox.statedir import SOCKET_NAME
 
 from .smtpsink import SinkFactory
-from .support.configs import relay_config, to_sink
+from .support.configs import make_config, relay_config, relay_listener, to_sink
 from .support.engine import RunningEngine, admin_of
+from .support.sessions import ESCAPED_EHLO, LONG_MAIL, line_subscribers
 from .support.smtp import SMTPClient, send
-from .test_tls_auth import PASSWORD, plain, starttls, tls_config
-from .test_tls_auth import ca as _ca  # noqa: F401  (fixtures, found by their own names)
-from .test_tls_auth import cert_files as _cert_files  # noqa: F401
-from .test_tls_auth import client_tls as _client_tls  # noqa: F401
 
-EscapedEhlo = "EHLO evil\x1b[2J\x1b]0;owned\x07.test"
-LONG_MAIL = "MAIL FROM:<" + "x" * 2000 + "@example.com>"
+PASSWORD = "correct horse battery staple"
+HOSTNAME = "relay.example.test"
 
 
 async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -45,11 +46,6 @@ async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
 async def inbound_of(run: RunningEngine) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = (await admin_of(run).sessions())["inbound"]
     return found
-
-
-def line_subscribers(bus: EventBus) -> bool:
-    """Whether anyone takes the per-line events (a watcher's subscription)."""
-    return bus.wants(SessionLine) or bus.wants(AttemptLine)
 
 
 async def take(stream: AsyncGenerator[TranscriptLine, None], n: int) -> list[TranscriptLine]:
@@ -78,7 +74,7 @@ async def test_an_open_session_is_in_the_snapshot_with_its_peer_command_and_byte
     run = await start_engine(limits=LimitsConfig(max_command_length=4096))
     client = await SMTPClient.connect(*run.address())
     await client.greet("client.example.test")
-    await client.cmd(EscapedEhlo)  # refused: the EHLO name stays the first one
+    await client.cmd(ESCAPED_EHLO)  # refused: the EHLO name stays the first one
     await client.cmd(LONG_MAIL)  # refused too, but it is the last command
     port = client.writer.get_extra_info("sockname")[1]
     [found] = await inbound_of(run)
@@ -86,7 +82,7 @@ async def test_an_open_session_is_in_the_snapshot_with_its_peer_command_and_byte
     assert found["listener"] == run.engine.config.listeners[0].name
     assert found["helo"] == "client.example.test"
     assert found["tls"] is None and found["auth_user"] is None and found["messages"] == 0
-    sent = len("EHLO client.example.test\r\n") + len(EscapedEhlo) + len(LONG_MAIL) + 4
+    sent = len("EHLO client.example.test\r\n") + len(ESCAPED_EHLO) + len(LONG_MAIL) + 4
     assert found["bytes_received"] == sent
     assert found["command"].startswith("MAIL FROM:<xxx")
     assert found["command"].endswith(f"... ({len(LONG_MAIL)} characters)")
@@ -103,14 +99,30 @@ async def test_an_open_session_is_in_the_snapshot_with_its_peer_command_and_byte
 
 
 async def test_the_snapshot_says_tls_and_the_user_logged_in(
-    start_engine: Any, tmp_path: Path, cert_files: Any, client_tls: Any
+    start_engine: Any, tmp_path: Path
 ) -> None:
-    run = await start_engine(tls_config(tmp_path, cert_files, role="submission", networks=()))
+    ca = trustme.CA()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued = ca.issue_cert(HOSTNAME, "127.0.0.1")
+    issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    listener = relay_listener(
+        tls="starttls", role="submission", certificate=cert, private_key=key, allowed_networks=()
+    )
+    alice = UserConfig("alice", hash_password(PASSWORD, log2_n=10), ("example.org",))
+    config = dataclasses.replace(
+        make_config(tmp_path / "state", listeners=(listener,)), users=(alice,)
+    )
+    run = await start_engine(config)
     client = await SMTPClient.connect(*run.address())
     await client.greet()
-    await starttls(client, client_tls)
+    assert (await client.cmd("STARTTLS"))[0] == 220
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    await client.writer.start_tls(context, server_hostname=HOSTNAME)
     await client.cmd("EHLO again.example.test")
-    await client.cmd(f"AUTH PLAIN {plain('alice', PASSWORD)}")
+    login = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
+    assert (await client.cmd(f"AUTH PLAIN {login}"))[0] == 235
     [found] = await inbound_of(run)
     assert found["tls"].startswith("TLSv1.")
     assert found["auth_user"] == "alice"

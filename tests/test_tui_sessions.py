@@ -24,9 +24,9 @@ from relaybox.tui.widgets.text_line import TextLine
 from .smtpsink import SinkFactory
 from .support.configs import relay_config, to_sink
 from .support.engine import EngineFactory, RunningEngine
+from .support.sessions import ESCAPED_EHLO, LONG_MAIL, line_subscribers
 from .support.smtp import SMTPClient, send
 from .support.tui import until
-from .test_sessions import LONG_MAIL, EscapedEhlo, line_subscribers
 
 SIZE = (120, 30)
 
@@ -60,7 +60,7 @@ def title(app: RelayboxApp) -> str:
 
 
 def detail(app: RelayboxApp) -> str:
-    return app.sessions_pane.query_one("#sessions-detail", TextLine).text
+    return app.sessions_pane.detail
 
 
 def cursor_key(app: RelayboxApp) -> str | None:
@@ -215,7 +215,7 @@ async def test_a_strangers_escapes_and_long_command_are_drawn_as_text(
     app = RelayboxApp(InProcessLink(run.engine))
     async with app.run_test(size=(200, 40)) as pilot:
         client = await client_of(run)
-        await client.cmd(EscapedEhlo)
+        await client.cmd(ESCAPED_EHLO)
         await pilot.press("3")
         await until(lambda: "EHLO evil" in " ".join(table_text(app)), pilot)
         row = table_text(app)[0]

@@ -66,7 +66,7 @@ class RelayboxApp(App[int]):
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
-        Binding("3", "show_pane('sessions')", "Sessions"),
+        Binding("3", "show_pane('sessions')", "Sessions", show=False),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
         Binding("6", "show_pane('config')", "Config"),

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from relaybox.admin.client import AdminClient
 from relaybox.clock import Clock, system_clock
@@ -54,7 +54,7 @@ class Connection:
     received: int | None
     since: float
     detail: str
-    """Everything about it, in full, for the line under the table."""
+    """Everything about it, in full, for the lines under the table (made printable)."""
 
     def cells(self, now: float, widths: dict[str, int]) -> tuple[str, ...]:
         """The row's cells for the columns of `widths`, each cut and padded to its width."""
@@ -105,13 +105,13 @@ def connections_of(snapshot: dict[str, Any]) -> list[Connection]:
         user = fmt.printable(s.get("auth_user") or "")
         command = fmt.printable(s.get("command") or "")
         facts = [
-            f"{s['session_id']} from {peer} on {s['listener']}",
+            f"from {peer} on {s['listener']}",
             f"EHLO {fmt.printable(s['helo'])}" if s.get("helo") else "no EHLO yet",
             s.get("tls") or "no TLS",
             f"user {user}" if user else "no AUTH",
             f"{s['messages']} message{'' if s['messages'] == 1 else 's'}",
             f"{fmt.size(s['bytes_received'])} received",
-            f"last command: {command or '-'}",
+            f"session {s['session_id']}",
         ]
         rows.append(
             Connection(
@@ -125,7 +125,7 @@ def connections_of(snapshot: dict[str, Any]) -> list[Connection]:
                 int(s["messages"]),
                 int(s["bytes_received"]),
                 float(s["started_at"]),
-                " · ".join(facts),
+                " · ".join(facts) + f"\nlast command: {command or '-'}",
             )
         )
     for c in snapshot.get("outbound", []):
@@ -133,11 +133,12 @@ def connections_of(snapshot: dict[str, Any]) -> list[Connection]:
             c["state"], f"sending {c['queue_id']}"
         )
         facts = [
-            f"{c['connection_id']} to {c['host']} [{c['ip']}]:{c['port']}",
+            f"to {c['host']} [{c['ip']}]:{c['port']}",
             f"for {c['destination'] or '-'}",
             c.get("tls") or "no TLS",
             doing,
             f"{c['messages']} message{'' if c['messages'] == 1 else 's'} sent on it",
+            f"connection {c['connection_id']}",
         ]
         rows.append(
             Connection(
@@ -182,13 +183,16 @@ class SessionsPane(Vertical):
         self.rows: dict[str, Connection] = {}
         self._timer: Timer | None = None
         self._widths: dict[str, int] = {}
+        self.detail = ""
+        """What the lines under the table say now: the row under the cursor in full."""
         self.requests = 0
         """Snapshots asked for so far (tests count them)."""
 
     def compose(self) -> ComposeResult:
         yield TextLine("Sessions", id="sessions-title")
         yield DataTable(id="sessions-table", cursor_type="row")
-        yield TextLine("", id="sessions-detail")
+        # Wrapped, a few lines: an inbound session's last command may be 200 characters.
+        yield Static("", id="sessions-detail", markup=False)
 
     @property
     def table(self) -> DataTable[Text | str]:
@@ -278,7 +282,10 @@ class SessionsPane(Vertical):
     def _detail(self) -> None:
         key = self._key_under_cursor()
         row = self.rows.get(key) if key is not None else None
-        self.query_one("#sessions-detail", TextLine).set(row.detail if row else "")
+        text = row.detail if row else ""
+        if text != self.detail:  # (a new text lays the screen out again: only on a change)
+            self.detail = text
+            self.query_one("#sessions-detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
