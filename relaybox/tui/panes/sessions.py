@@ -192,7 +192,9 @@ class SessionsPane(Vertical):
         yield TextLine("Sessions", id="sessions-title")
         yield DataTable(id="sessions-table", cursor_type="row")
         # Wrapped, a few lines: an inbound session's last command may be 200 characters.
-        yield Static("", id="sessions-detail", markup=False)
+        detail = Static("", id="sessions-detail", markup=False)
+        detail.display = False  # until a row is under the cursor
+        yield detail
 
     @property
     def table(self) -> DataTable[Text | str]:
@@ -285,7 +287,9 @@ class SessionsPane(Vertical):
         text = row.detail if row else ""
         if text != self.detail:  # (a new text lays the screen out again: only on a change)
             self.detail = text
-            self.query_one("#sessions-detail", Static).update(text)
+            box = self.query_one("#sessions-detail", Static)
+            box.update(text)
+            box.display = bool(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
