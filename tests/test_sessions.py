@@ -182,6 +182,24 @@ async def test_a_failed_connection_leaves_no_record(
     assert len(run.engine.courier.connections) == 0  # type: ignore[union-attr]
 
 
+async def test_a_hop_that_cannot_be_reached_leaves_no_record(
+    start_engine: Any, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """Connection refused: the record made while connecting goes with the failure (it never
+    had a socket to notice closing)."""
+    sink = await smtp_sink()
+    route = to_sink(sink)
+    await sink.stop()
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    deadline = time.monotonic() + 10
+    while (detail := await admin_of(run).show(queue_id)) is None or not detail.attempts:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert "Cannot connect" in (detail.attempts[0].reply or "")
+    assert len(run.engine.courier.connections) == 0  # type: ignore[union-attr]
+
+
 async def test_no_engine_means_no_sessions(tmp_path: Path) -> None:
     from relaybox.admin.service import Admin
     from relaybox.queue import Spool

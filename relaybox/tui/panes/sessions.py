@@ -4,7 +4,8 @@ open now, in one table with a kind column; Enter opens one's transcript, live
 
 It asks the engine for a snapshot (`sessions`) about once a second while it shows, and not at
 all while it is hidden or covered; rows are updated by key, so the cursor stays on its
-connection. A few dozen rows: a DataTable is the right widget, as for the Domains pane.
+connection. The rows are a line-API list (`widgets.row_list`): the ages tick every second, and
+a DataTable would draw every row again for each tick.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.text import Text
-from textual import events, work
+from textual import events, on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from relaybox.admin.client import AdminClient
 from relaybox.clock import Clock, system_clock
 from relaybox.tui import format as fmt
+from relaybox.tui.widgets.row_list import RowList
 from relaybox.tui.widgets.text_line import TextLine
 
 __all__ = ["REFRESH_EVERY", "Connection", "SessionsPane", "column_widths", "connections_of"]
@@ -87,10 +87,10 @@ _WIDE = {
 
 
 def column_widths(width: int) -> dict[str, int]:
-    """Each column's width for a table `width` cells wide; the command takes what is left
-    (each column has a cell of padding on either side, and the scroll bar two)."""
+    """Each column's width for rows `width` cells wide; the command takes what is left (a
+    cell before the first column, two between columns)."""
     widths = dict(_WIDE if width >= WIDE else _NARROW)
-    taken = sum(widths.values()) + 2 * len(widths) + 2
+    taken = sum(widths.values()) + 2 * len(widths) - 1
     widths["Command"] = max(8, width - taken)
     return widths
 
@@ -161,8 +161,6 @@ def connections_of(snapshot: dict[str, Any]) -> list[Connection]:
 class SessionsPane(Vertical):
     """The table of open connections; Enter follows one live."""
 
-    BINDINGS = [Binding("enter", "open", "Watch", show=False)]
-
     class Opened(Message):
         """Enter on a row: open its live transcript."""
 
@@ -182,7 +180,6 @@ class SessionsPane(Vertical):
         self.clock = clock
         self.rows: dict[str, Connection] = {}
         self._timer: Timer | None = None
-        self._widths: dict[str, int] = {}
         self.detail = ""
         """What the lines under the table say now: the row under the cursor in full."""
         self.requests = 0
@@ -190,15 +187,16 @@ class SessionsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield TextLine("Sessions", id="sessions-title")
-        yield DataTable(id="sessions-table", cursor_type="row")
+        yield TextLine("", id="sessions-header")
+        yield RowList(id="sessions-rows")
         # Wrapped, a few lines: an inbound session's last command may be 200 characters.
         detail = Static("", id="sessions-detail", markup=False)
         detail.display = False  # until a row is under the cursor
         yield detail
 
     @property
-    def table(self) -> DataTable[Text | str]:
-        return self.query_one("#sessions-table", DataTable)
+    def table(self) -> RowList:
+        return self.query_one("#sessions-rows", RowList)
 
     def shown(self) -> None:
         """The pane is on screen: read now, then every REFRESH_EVERY seconds."""
@@ -231,48 +229,19 @@ class SessionsPane(Vertical):
         self.show(connections_of(snapshot))
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.rows and self._widths != column_widths(self.size.width):
-            self.show(list(self.rows.values()))
+        self.show(list(self.rows.values()))
 
     def show(self, rows: list[Connection]) -> None:
-        """Draw `rows`, keeping the cursor on the connection it was on."""
-        table = self.table
-        widths = column_widths(self.size.width)
+        """Draw `rows`; the cursor stays on the connection it was on."""
+        widths = column_widths(self.table.scrollable_content_region.width or self.size.width)
         now = self.clock()
-        under = self._key_under_cursor()
-        with self.app.batch_update():
-            if widths != self._widths:
-                table.clear(columns=True)
-                for title, width in widths.items():
-                    table.add_column(title, width=width, key=title)
-                self._widths = widths
-                self.rows = {}
-            titles = tuple(widths)
-            fresh = {row.key: row for row in rows}
-            for key in [k for k in self.rows if k not in fresh]:
-                table.remove_row(key)
-            for row in rows:
-                cells = row.cells(now, widths)
-                old = self.rows.get(row.key)
-                if old is None:
-                    table.add_row(*(Text(c) for c in cells), key=row.key)
-                    continue
-                for title, cell, before in zip(titles, cells, old.cells(now, widths), strict=True):
-                    if cell != before or title == "Age":
-                        table.update_cell(row.key, title, Text(cell))
-            self.rows = fresh
-            if under in fresh:
-                table.move_cursor(row=table.get_row_index(under), scroll=False)
-            elif table.row_count:
-                table.move_cursor(row=min(table.cursor_row, table.row_count - 1), scroll=False)
+        header = "  ".join(fmt.clip(title, width) for title, width in widths.items())
+        self.query_one("#sessions-header", TextLine).set(" " + header)
+        self.rows = {row.key: row for row in rows}
+        self.table.set_rows(
+            [(row.key, row.kind, " " + "  ".join(row.cells(now, widths))) for row in rows]
+        )
         self._title()
-        self._detail()
-
-    def _key_under_cursor(self) -> str | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def _title(self) -> None:
         inbound = sum(1 for r in self.rows.values() if r.kind == "in")
@@ -281,9 +250,10 @@ class SessionsPane(Vertical):
         text += " · Enter watch live" if self.rows else " · none open now"
         self.query_one("#sessions-title", TextLine).set(text)
 
-    def _detail(self) -> None:
-        key = self._key_under_cursor()
-        row = self.rows.get(key) if key is not None else None
+    @on(RowList.Highlighted)
+    def _detail(self, event: RowList.Highlighted) -> None:
+        event.stop()
+        row = self.rows.get(event.key) if event.key is not None else None
         text = row.detail if row else ""
         if text != self.detail:  # (a new text lays the screen out again: only on a change)
             self.detail = text
@@ -291,17 +261,9 @@ class SessionsPane(Vertical):
             box.update(text)
             box.display = bool(text)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(RowList.Opened)
+    def _open(self, event: RowList.Opened) -> None:
         event.stop()
-        self._detail()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        row = self.rows.get(str(event.row_key.value))
+        row = self.rows.get(event.key)
         if row is not None:
             self.post_message(self.Opened(row))
-
-    def action_open(self) -> None:
-        key = self._key_under_cursor()
-        if key is not None and key in self.rows:
-            self.post_message(self.Opened(self.rows[key]))
