@@ -96,6 +96,7 @@ async def watch_then_stop(app: RelayboxApp, pilot: Any, run: RunningEngine) -> N
     await until(lambda: not isinstance(app.screen, SessionScreen), pilot)
     await until(lambda: not line_subscribers(run.engine.bus), pilot)
     assert app.current_pane == "sessions"
+    assert "NOOP watched" in detail(app)  # read again on the way back
     await client.cmd("QUIT")
     await client.close()
     await until(lambda: title(app).startswith("Sessions · 0 inbound"), pilot)

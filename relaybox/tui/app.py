@@ -313,7 +313,10 @@ class RelayboxApp(App[int]):
 
     @on(SessionsPane.Opened)
     def _open_session(self, event: SessionsPane.Opened) -> None:
-        self.push_screen(SessionScreen(self.link, event.connection.key, event.connection.peer))
+        self.push_screen(
+            SessionScreen(self.link, event.connection.key, event.connection.peer),
+            lambda _: self.sessions_pane.reload(),  # (back: what changed meanwhile, at once)
+        )
 
     # ------------------------------------------------------------------ actions on mail
 
