@@ -25,22 +25,13 @@ from relaybox.statedir import SOCKET_NAME
 
 from .smtpsink import SinkFactory
 from .support.configs import make_config, relay_config, relay_listener, to_sink
-from .support.engine import RunningEngine, admin_of
+from .support.engine import RunningEngine, admin_of, wait_attempts
 from .support.sessions import ESCAPED_EHLO, LONG_MAIL, line_subscribers
 from .support.smtp import SMTPClient, send
+from .support.tui import until
 
 PASSWORD = "correct horse battery staple"
 HOSTNAME = "relay.example.test"
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "did not get there in time"
-        await asyncio.sleep(0.02)
 
 
 async def inbound_of(run: RunningEngine) -> list[dict[str, Any]]:
@@ -61,6 +52,21 @@ async def lines_until(
     while not got or not ends(got[-1].text):
         got.append(await asyncio.wait_for(anext(stream), 5))
     return got
+
+
+async def held_at_data(
+    start_engine: Any, smtp_sink: SinkFactory, tmp_path: Path, cache_idle: float
+) -> tuple[RunningEngine, Any, asyncio.Event, str]:
+    """An engine relaying to a sink, and a message whose DATA the sink holds its reply to
+    until the returned event is set: delivery's connection is open and busy."""
+    sink = await smtp_sink()
+    stall = asyncio.Event()
+    sink.behaviour.stall = stall
+    config = relay_config(tmp_path, (to_sink(sink),), connection_cache_idle=cache_idle)
+    run = await start_engine(config)
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    await until(sink.in_data.is_set)
+    return run, sink, stall, queue_id
 
 
 # ---------------------------------------------------------------------- the snapshot
@@ -135,12 +141,7 @@ async def test_outbound_connections_show_destination_host_tls_and_messages_sent(
 ) -> None:
     """A connection carrying a message (the next hop holds its reply to DATA), then idle in
     the cache with one message sent on it, then gone when the cache lets it go."""
-    sink = await smtp_sink()
-    stall = asyncio.Event()
-    sink.behaviour.stall = stall
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), connection_cache_idle=0.5))
-    queue_id = await send(run, "a@example.com", ["b@example.org"])
-    await until(sink.in_data.is_set)
+    run, sink, stall, queue_id = await held_at_data(start_engine, smtp_sink, tmp_path, 0.5)
     [busy] = (await admin_of(run).sessions())["outbound"]
     assert busy["state"] == "sending" and busy["queue_id"] == queue_id
     assert busy["destination"] == f"smarthost:127.0.0.1:{sink.port}"
@@ -174,10 +175,7 @@ async def test_a_failed_connection_leaves_no_record(
     sink = await smtp_sink(drop_at_data=True)
     run = await start_engine(relay_config(tmp_path, (to_sink(sink),)))
     queue_id = await send(run, "a@example.com", ["b@example.org"])
-    deadline = time.monotonic() + 10
-    while (detail := await admin_of(run).show(queue_id)) is None or not detail.attempts:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await wait_attempts(run, queue_id, 1)
     assert (await admin_of(run).sessions())["outbound"] == []
     assert len(run.engine.courier.connections) == 0  # type: ignore[union-attr]
 
@@ -192,10 +190,7 @@ async def test_a_hop_that_cannot_be_reached_leaves_no_record(
     await sink.stop()
     run = await start_engine(relay_config(tmp_path, (route,)))
     queue_id = await send(run, "a@example.com", ["b@example.org"])
-    deadline = time.monotonic() + 10
-    while (detail := await admin_of(run).show(queue_id)) is None or not detail.attempts:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    detail = await wait_attempts(run, queue_id, 1)
     assert "Cannot connect" in (detail.attempts[0].reply or "")
     assert len(run.engine.courier.connections) == 0  # type: ignore[union-attr]
 
@@ -296,12 +291,7 @@ async def test_an_outbound_connection_is_followed_live(
 ) -> None:
     """Delivery's connection, held at DATA: its lines so far, then the reply to DATA and the
     next message's commands on the same connection, as they happen."""
-    sink = await smtp_sink()
-    stall = asyncio.Event()
-    sink.behaviour.stall = stall
-    run = await start_engine(relay_config(tmp_path, (to_sink(sink),), connection_cache_idle=5))
-    first = await send(run, "a@example.com", ["b@example.org"])
-    await until(sink.in_data.is_set)
+    run, sink, stall, first = await held_at_data(start_engine, smtp_sink, tmp_path, 5.0)
     [connection] = run.engine.outbound_connections()
     stream = await open_stream(run, connection.connection_id, attached)
     so_far = await lines_until(stream, "bytes of message data")

@@ -308,40 +308,42 @@ class ControlClient:
     ) -> AsyncGenerator[Event | EventsDropped, None]:
         """`events()`, returned once the engine has confirmed the subscription: every event
         published after this returns is in the stream (close it with `aclose()`)."""
-        reader, writer = await _open(self.path)
-        try:
-            args: dict[str, Any] = {"maxsize": maxsize}
-            if names is not None:
-                args["events"] = list(names)
-            writer.write(dumps({"id": 1, "op": "subscribe", "args": args}))
-            await writer.drain()
-            response = json.loads(await reader.readline() or b"null")
-            if not isinstance(response, dict) or not response.get("ok"):
-                error = response.get("error") if isinstance(response, dict) else None
-                raise ControlError(error or "the engine refused the subscription")
-        except BaseException:
-            await _close(writer)
-            raise
+        args: dict[str, Any] = {"maxsize": maxsize}
+        if names is not None:
+            args["events"] = list(names)
+        reader, writer = await self._open_stream(
+            "subscribe", args, "the engine refused the subscription"
+        )
         return _event_stream(reader, writer)
 
     async def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
         """`Admin.session_transcript` over a connection of its own, returned once the engine
         has found the session (ControlError when it has not). Close it with `aclose()`: the
         connection closes and the engine lets go of its subscription."""
+        reader, writer = await self._open_stream(
+            "session_transcript",
+            {"session": session_id},
+            "the engine refused to stream the session",
+        )
+        return _transcript_stream(reader, writer)
+
+    async def _open_stream(
+        self, op: str, args: dict[str, Any], refused: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection of its own made a stream by `op`, once the engine said yes (else
+        ControlError with the engine's words, or `refused`)."""
         reader, writer = await _open(self.path)
         try:
-            writer.write(
-                dumps({"id": 1, "op": "session_transcript", "args": {"session": session_id}})
-            )
+            writer.write(dumps({"id": 1, "op": op, "args": args}))
             await writer.drain()
             response = json.loads(await reader.readline() or b"null")
             if not isinstance(response, dict) or not response.get("ok"):
                 error = response.get("error") if isinstance(response, dict) else None
-                raise ControlError(error or "the engine refused to stream the session")
+                raise ControlError(error or refused)
         except BaseException:
             await _close(writer)
             raise
-        return _transcript_stream(reader, writer)
+        return reader, writer
 
     # ------------------------------------------------------------------ AdminClient
 
