@@ -332,6 +332,37 @@ async def test_a_long_session_is_followed_from_its_kept_lines_and_latest_ones(
     await client.close()
 
 
+async def test_a_watcher_that_falls_behind_is_told_lines_may_be_missing(
+    start_engine: Any,
+) -> None:
+    """A session floods NOOPs while its watcher reads nothing: the watcher's queue stays
+    bounded (the oldest lines go) and the stream says lines may be missing, then goes on."""
+    from relaybox.admin.sessions import follow
+
+    run = await start_engine()
+    client = await SMTPClient.connect(*run.address())
+    await client.greet()
+    [session] = run.engine.sessions()
+    engine = run.engine
+    stream = follow(
+        engine.bus,
+        session.session_id,
+        inbound=engine.sessions,
+        outbound=engine.outbound_connection,
+        maxsize=10,
+    )
+    so_far = await lines_until(stream, lambda text: text.startswith("250 "))
+    for n in range(30):
+        await client.cmd(f"NOOP {n}")
+    rest = await take(stream, 11)
+    assert rest[0].text == "lines may be missing: the view fell behind"
+    assert [line.text for line in rest[-2:]] == ["NOOP 29", "250 OK"]
+    assert len(so_far) > 5
+    await stream.aclose()
+    assert not line_subscribers(engine.bus)
+    await client.close()
+
+
 def test_events_carry_the_connection() -> None:
     """(The wire keeps the new field of AttemptLine.)"""
     from relaybox.admin.codec import event_from_json, event_to_json
