@@ -261,3 +261,29 @@ async def test_outbound_connections_are_listed_and_followed(
         await until(lambda: any("S: 250" in t for t in texts(screen)[-2:]), pilot)
         await pilot.press("escape")
         await until(lambda: not line_subscribers(run.engine.bus), pilot)
+
+
+async def test_an_attached_watch_ends_when_the_engine_goes_away(
+    start_engine: EngineFactory,
+) -> None:
+    """The admin socket closes under an attached watcher: the screen keeps the lines and says
+    the watch is closed (the session itself goes on)."""
+    run = await start_engine()
+    client = await ControlClient.connect(run.engine.config.server.state_dir / SOCKET_NAME)
+    app = RelayboxApp(SocketLink(client, 4242))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            smtp = await client_of(run)
+            await pilot.press("3")
+            await until(lambda: app.sessions_pane.rows, pilot)
+            screen = await open_watch(app, pilot)
+            await until(lambda: any("EHLO" in t for t in texts(screen)), pilot)
+            assert run.engine.control is not None
+            await run.engine.control.stop()
+            title = screen.query_one("#session-title", TextLine)
+            await until(lambda: "closed" in title.text, pilot)
+            assert any("EHLO client.example.test" in t for t in texts(screen))
+            assert run.engine.sessions()
+            await smtp.close()
+    finally:
+        await client.close()

@@ -75,6 +75,8 @@ class SessionScreen(Screen[None]):
                 # LineView draws every line through fmt.printable: a stranger's control
                 # characters are shown as escapes, never sent to the terminal.
                 self.view.add(kind, f"{fmt.clock(line.at)} {prefix}{line.text}")
+        except Exception as exc:  # the engine went away (attached): say so, keep the lines
+            self.view.add("bad", f"The engine stopped sending: {exc}")
         finally:
             await stream.aclose()
         self._set_state("closed")
