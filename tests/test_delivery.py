@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -439,23 +438,6 @@ async def test_restart_keeps_the_retry_schedule(start_engine, smtp_sink, tmp_pat
 
 
 # ---------------------------------------------------------------------- TLS and AUTH outbound
-
-
-@pytest.fixture
-def sink_tls(tmp_path: Path):
-    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
-    CA file that verifies it."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return context, ca_file
 
 
 async def test_opportunistic_tls_is_used_when_offered(start_engine, smtp_sink, sink_tls, tmp_path):
