@@ -34,17 +34,22 @@ def _log(tmp_path: Path, **kwargs: object) -> tuple[MailLog, io.StringIO]:
     return MailLog(stream=stream, **kwargs), stream  # type: ignore[arg-type]
 
 
-def test_the_file_is_rotated_by_size_keeping_so_many_old_ones(tmp_path: Path) -> None:
-    path = tmp_path / "relaybox.log"
-    log, _ = _log(tmp_path, file=path, max_size=2000, keep=2)
+def _lines_then_close(log: MailLog, count: int, every: int = 1) -> None:
+    """`count` accepted lines (Q0000, Q0001, ...), written out every `every`; then closed."""
     try:
-        for n in range(200):
+        for n in range(count):
             log.event("accepted", queue_id=f"Q{n:04d}", size=1000)
-            if n % 10 == 9:
+            if n % every == every - 1:
                 log.flush()
         log.flush()
     finally:
         log.close()
+
+
+def test_the_file_is_rotated_by_size_keeping_so_many_old_ones(tmp_path: Path) -> None:
+    path = tmp_path / "relaybox.log"
+    log, _ = _log(tmp_path, file=path, max_size=2000, keep=2)
+    _lines_then_close(log, 200, every=10)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["relaybox.log", "relaybox.log.1", "relaybox.log.2"]
     for p in tmp_path.iterdir():
@@ -62,12 +67,7 @@ def test_the_file_is_rotated_by_size_keeping_so_many_old_ones(tmp_path: Path) ->
 def test_without_old_files_to_keep_rotation_starts_the_file_again(tmp_path: Path) -> None:
     path = tmp_path / "relaybox.log"
     log, _ = _log(tmp_path, file=path, max_size=1000, keep=0)
-    try:
-        for n in range(100):
-            log.event("accepted", queue_id=f"Q{n:04d}")
-            log.flush()
-    finally:
-        log.close()
+    _lines_then_close(log, 100)
     assert [p.name for p in tmp_path.iterdir()] == ["relaybox.log"]
     assert 0 < path.stat().st_size <= 1000 and "Q0099" in path.read_text()
 
@@ -76,12 +76,7 @@ def test_a_full_disk_is_said_once_and_the_log_goes_on(tmp_path: Path) -> None:
     heard: list[str] = []
     log, stream = _log(tmp_path, file=FULL, stream_too=False)
     log.on_problem(heard.append)
-    try:
-        for n in range(50):
-            log.event("accepted", queue_id=f"Q{n}")
-            log.flush()
-    finally:
-        log.close()
+    _lines_then_close(log, 50)
     assert len(heard) == 1 and "No space left on device" in heard[0]
     assert "keeps running" in heard[0]
     said = stream.getvalue().splitlines()
@@ -160,13 +155,8 @@ def test_beside_the_ui_the_log_goes_to_the_state_directory_or_the_file_named(
         make_config(tmp_path / "state2"), log=LogConfig(file=named, max_size=500, keep=1)
     )
     log = ui_log(config)
-    try:
-        for n in range(30):
-            log.event("accepted", queue_id=f"Q{n}")
-            log.flush()
-    finally:
-        log.close()
-    assert "Q29" in named.read_text() and (tmp_path / "named.log.1").exists()
+    _lines_then_close(log, 30)
+    assert "Q0029" in named.read_text() and (tmp_path / "named.log.1").exists()
     assert not (tmp_path / "state2" / LOG_NAME).exists()
 
 
