@@ -124,6 +124,11 @@ CASES = [
         "connection-refused",
     ),
     (
+        "451 4.4.1 Cannot connect to relay.example.net [127.0.0.1]:9: Error connecting to "
+        "127.0.0.1 on port 9: [Errno 111] Connect call failed ('127.0.0.1', 9)",
+        "connection-refused",
+    ),
+    (
         "451 4.4.1 Cannot connect to mx.example.org [192.0.2.1]:25: Timed out connecting to "
         "192.0.2.1 on port 25",
         "connection-timeout",

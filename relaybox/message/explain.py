@@ -230,7 +230,8 @@ def _connection(r: _Reply, mode: str | None) -> Explanation | None:
             "Usually nothing; if it persists, the next hop's admin looks at its load, or raise "
             "[delivery] command_timeout / data_timeout for slow receivers.",
         )
-    if r.has("refused"):
+    # asyncio words a refused connection "[Errno 111] Connect call failed" (ECONNREFUSED).
+    if r.has("refused", "errno 111", "connect call failed"):
         return Explanation(
             "connection-refused",
             "connection refused: nothing listens at the next hop's port",

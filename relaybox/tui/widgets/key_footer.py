@@ -53,7 +53,8 @@ class KeyFooter(Footer):
         items = list(super().compose())
         palette = [i for i in items if i.has_class("-command-palette")]
         keys = [i for i in items if not i.has_class("-command-palette")]
-        room = (self.size.width or self.app.size.width) - sum(_width(p) for p in palette)
+        self._fitted_to = self.size.width or self.app.size.width
+        room = self._fitted_to - sum(_width(p) for p in palette)
         ranks = [self.ranks.get(str(getattr(k, "action", "")), DEFAULT_RANK) for k in keys]
         keep = fitting([_width(k) for k in keys], ranks, room)
         shown: Iterable[Widget] = [k for n, k in enumerate(keys) if n in keep]
@@ -62,6 +63,7 @@ class KeyFooter(Footer):
         yield from palette
 
     def on_resize(self, event: events.Resize) -> None:
+        # Only a new width: the first size of a footer composed for the app's width is not.
         if event.size.width != self._fitted_to:
             self._fitted_to = event.size.width
             self.call_after_refresh(self.recompose)
