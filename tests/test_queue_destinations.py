@@ -3,11 +3,13 @@ next hop, with the causes, the one needing attention first (qshape's view)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from relaybox.admin.service import UNTIL_RESUMED
+from relaybox.cli.destinations import load_text
 from relaybox.config.model import RouteConfig
 
 from .relayproc import Cli, StartRelay, free_port
@@ -73,3 +75,42 @@ def test_the_command_prints_each_destination_with_its_cause_and_json_says_suspen
     offline = cli("queue", "destinations", "--config", config)  # no engine: the spool itself
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.startswith("hold  (example.net, example.org): 2 held, oldest ")
+
+
+async def test_destinations_show_the_connections_open_the_limit_the_pace_and_the_messages(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    stall = asyncio.Event()
+    sink = await smtp_sink(stall=stall)
+    route = to_sink(sink, max_connections=1, max_messages_per_minute=30)
+    run = await start_engine(relay_config(tmp_path, (route,)))
+    first = await send(run, "app@example.com", ["a@slow.example"])
+    second = await send(run, "app@example.com", ["b@slow.example"])
+    admin = admin_of(run)
+    try:
+        await asyncio.wait_for(sink.in_data.wait(), 10)
+        for _ in range(100):  # the second attempt starts and waits for the one connection
+            found = await admin.destinations()
+            if found and found[0]["attempts_now"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        [slow] = found
+        assert slow["destination"] == f"smarthost:127.0.0.1:{sink.port}"
+        assert (slow["attempts_now"], slow["connections"], slow["connection_limit"]) == (2, 1, 1)
+        assert (slow["pace"], slow["started_last_minute"]) == (30, 2)
+        assert slow["active"] == 2
+        assert slow["queue_ids"] == [first, second]
+    finally:
+        stall.set()
+    for queue_id in (first, second):
+        await wait_state(run, queue_id, {"delivered"})
+    assert await admin.destinations() == []
+
+
+def test_the_load_line_says_connections_waiting_and_pace() -> None:
+    entry = {"attempts_now": 3, "connections": 2, "connection_limit": 2, "pace": 30}
+    entry["started_last_minute"] = 5
+    assert load_text(entry) == (
+        "2 of 2 connections open, 1 waiting; paced at 30 a minute (5 started)"
+    )
+    assert load_text({**entry, "attempts_now": 0, "pace": 0}) == ""

@@ -37,6 +37,7 @@ from relaybox.health.monitor import DomainReport
 from relaybox.message.address import AddressError, parse_rcpt
 from relaybox.message.replies import Reply
 from relaybox.outbound.routing import destination_for, smarthost_key
+from relaybox.outbound.scheduler import DestinationLoad
 from relaybox.queue import (
     SORT_COLUMNS,
     DeliveryJob,
@@ -191,8 +192,8 @@ class LiveEngine(Protocol):
         """Check these sending domains (default: all) now."""
         ...
 
-    def attempts_to(self, destination: str) -> int:
-        """Attempts holding or awaiting a connection to `destination` right now."""
+    def load_of(self, destination: str) -> DestinationLoad:
+        """The attempts and connections `destination` has right now, and its recent starts."""
         ...
 
     @property
@@ -646,7 +647,7 @@ class Admin:
             self.config(),
             suspended=suspended,
             delivering=live.delivering if live is not None else (lambda _: False),
-            attempts_now=live.attempts_to if live is not None else (lambda _: 0),
+            load=live.load_of if live is not None else (lambda _: DestinationLoad()),
         )
         return [summary.to_json() for summary in found]
 

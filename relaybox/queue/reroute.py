@@ -31,6 +31,7 @@ class Unfinished:
     last_reply: str | None
     arrived_at: float
     next_attempt_at: float | None
+    queue_id: str = ""
 
 
 ROUTABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -44,7 +45,7 @@ def unfinished_recipients(
     marks = ", ".join("?" for _ in states)
     rows = conn.execute(
         "SELECT r.message_id, r.idx, m.sender, r.address, r.state, r.destination,"
-        " r.last_reply, m.arrived_at, r.next_attempt_at"
+        " r.last_reply, m.arrived_at, r.next_attempt_at, m.queue_id"
         " FROM recipients r JOIN messages m ON m.id = r.message_id"
         f" WHERE r.state IN ({marks}) ORDER BY r.message_id, r.idx",
         tuple(str(s) for s in states),
