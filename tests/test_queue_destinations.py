@@ -11,6 +11,7 @@ from typing import Any
 from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.cli.destinations import load_text
 from relaybox.config.model import RouteConfig
+from relaybox.message.replies import Reply
 
 from .relayproc import Cli, StartRelay, free_port
 from .smtpsink import SinkFactory
@@ -39,7 +40,9 @@ async def test_destinations_group_the_unfinished_queue_by_next_hop_with_their_ca
     await wait_state(run, held, {"held"})
     admin = admin_of(run)
     key = f"smarthost:127.0.0.1:{sink.port}"
-    await admin.suspend(key, UNTIL_RESUMED, "the provider asked us to wait")
+    before = await admin.destinations()
+    assert before[0]["causes"] == [{"reply": BUSY, "count": 3}]
+    await admin.suspend(key, None, "the provider asked us to wait")
 
     found = await admin.destinations()
 
@@ -47,7 +50,9 @@ async def test_destinations_group_the_unfinished_queue_by_next_hop_with_their_ca
     busy, kept = found
     assert busy["domains"] == ["busy.example"]
     assert (busy["queued"], busy["active"], busy["deferred"], busy["held"]) == (0, 0, 3, 0)
-    assert busy["causes"] == [{"reply": BUSY, "count": 3}]
+    # Suspending says so at once, as the next attempt would have.
+    reply = Reply.suspended(key, "the provider asked us to wait")
+    assert busy["causes"] == [{"reply": reply, "count": 3}]
     assert busy["suspended_until"] == UNTIL_RESUMED
     assert busy["suspended_reason"] == "the provider asked us to wait"
     assert busy["next_attempt_at"] is not None and busy["oldest_at"] is not None
@@ -114,3 +119,35 @@ def test_the_load_line_says_connections_waiting_and_pace() -> None:
         "2 of 2 connections open, 1 waiting; paced at 30 a minute (5 started)"
     )
     assert load_text({**entry, "attempts_now": 0, "pace": 0}) == ""
+
+
+async def test_suspending_defers_its_mail_at_once_until_resumed_and_resuming_retries_it(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """The recipients already deferred there say "suspended by the admin" at once (not
+    after their next attempt, maybe hours away), with no next attempt before the end; the
+    other destinations' mail is untouched."""
+    busy = await smtp_sink(rcpt_replies={"a@busy.example": BUSY})
+    elsewhere = await smtp_sink(rcpt_replies={"b@other.example": BUSY})
+    routes = (to_sink(busy, ("busy.example",)), to_sink(elsewhere, ("*",)))
+    run = await start_engine(relay_config(tmp_path, routes))
+    stuck = await send(run, "app@example.com", ["a@busy.example"])
+    other = await send(run, "app@example.com", ["b@other.example"])
+    for queue_id in (stuck, other):
+        await wait_state(run, queue_id, {"deferred"})
+    admin = admin_of(run)
+    busy_key = f"smarthost:127.0.0.1:{busy.port}"
+
+    await admin.suspend(busy_key, None, "provider outage")
+
+    detail = await admin.show(stuck)
+    [rcpt] = detail.recipients
+    assert rcpt.last_reply == Reply.suspended(busy_key, "provider outage")
+    assert rcpt.next_attempt_at == UNTIL_RESUMED
+    assert detail.row.last_reply == rcpt.last_reply  # the Queue pane's row says it too
+    untouched = (await admin.show(other)).recipients[0]
+    assert untouched.last_reply == BUSY and untouched.next_attempt_at < UNTIL_RESUMED
+
+    await admin.resume(busy_key)
+    again = await admin.show(stuck)
+    assert again.recipients[0].next_attempt_at < UNTIL_RESUMED

@@ -544,9 +544,13 @@ class Spool:
 
     # ------------------------------------------------------------------ suspended destinations
 
-    async def suspend(self, destination: str, until: float, reason: str) -> None:
-        """Hold back delivery to `destination` until `until` (admin action)."""
-        await self._write(lambda conn: suspension.suspend(conn, destination, until, reason))
+    async def suspend(self, destination: str, until: float, reason: str) -> list[str]:
+        """Hold back delivery to `destination` until `until` (admin action); the queue IDs
+        whose deferred recipients now say so."""
+        now = self.clock()
+        return await self._write(
+            lambda conn: suspension.suspend(conn, destination, until, reason, now)
+        )
 
     async def resume(self, destination: str) -> bool:
         """Lift a suspension; False if there was none."""

@@ -56,7 +56,7 @@ UI_EVENTS: tuple[type[Event], ...] = (
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
 only while it watches a retry."""
 _QUEUE_EVENTS: frozenset[type[Event]] = frozenset(
-    {*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished}
+    {*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished, DestinationSuspended}
 )
 """The events after which the Queue pane and the status bar read the queue again."""
 RECONNECT_EVERY = 2.0

@@ -94,7 +94,7 @@ def _layout(width: int) -> tuple[tuple[str, int], ...]:
     """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
     less useful columns). The column titles and the rows are both laid out by this, from the
     same width."""
-    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 7}
+    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 9}
     if width < 100:
         keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
     elif width < 130:

@@ -23,6 +23,7 @@ from relaybox.clock import Clock, system_clock
 from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptLine,
+    DestinationSuspended,
     Event,
     MessageBounced,
     MessageDeferred,
@@ -95,7 +96,12 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     for rcpt in detail.recipients:
         nxt = ""
         if rcpt.state == "deferred" and rcpt.next_attempt_at:
-            nxt = f", next {fmt.until(rcpt.next_attempt_at, now)}"
+            when = fmt.until(rcpt.next_attempt_at, now)
+            nxt = (
+                ", suspended by the admin until resumed"
+                if when == "suspended"
+                else f", next {when}"
+            )
         out.append(
             (
                 kinds.get(rcpt.state, "plain"),
@@ -323,3 +329,5 @@ class InspectorScreen(Screen[None]):
             return  # the watch worker re-reads the page when the attempt is recorded
         if getattr(event, "queue_id", None) == self.queue_id and isinstance(event, MESSAGE_CHANGES):
             self.reload()
+        elif isinstance(event, DestinationSuspended):
+            self.reload()  # its recipients there may say "suspended" now, or not any more
