@@ -54,6 +54,8 @@ class SinkBehaviour:
     auth: tuple[str, str] | None = None
     """(user, password) the sink requires; AUTH is then offered (after TLS when tls_context)."""
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: ssl.SSLContext | None = None
+    """Speak TLS from the first byte (port 465 style) with this context; no STARTTLS."""
     no_8bitmime: bool = False
     smtputf8: bool = True
 
@@ -185,7 +187,9 @@ class Sink:
 
     async def start(self, host: str = "127.0.0.1") -> Sink:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self._protocol, host=host, port=0)
+        self.server = await loop.create_server(
+            self._protocol, host=host, port=0, ssl=self.behaviour.implicit_tls
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 

@@ -16,6 +16,7 @@ from relaybox.config.model import (
     HostPort,
     RouteConfig,
 )
+from relaybox.message.explain import explain
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
@@ -486,6 +487,32 @@ async def test_verify_defers_on_an_untrusted_certificate(
     detail = await wait_state(run, queue_id, {"deferred"})
     assert "CERTIFICATE_VERIFY_FAILED" in detail.recipients[0].last_reply
     assert sink.messages == []
+    explained = explain(detail.recipients[0].last_reply)
+    assert explained is not None and explained.key == "tls-certificate"
+    assert 'tls = "verify"' in explained.summary
+
+
+async def test_implicit_tls_names_the_mode_when_the_certificate_is_refused(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, ca_file = sink_tls
+    sink = await smtp_sink(implicit_tls=context)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="implicit"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    reply = detail.recipients[0].last_reply
+    assert "CERTIFICATE_VERIFY_FAILED" in reply and "route tls = 'implicit'" in reply
+    explained = explain(reply)
+    assert explained is not None and explained.key == "tls-certificate"
+    assert "certificate" in explained.summary and 'tls = "implicit"' in explained.summary
+    # With the CA trusted, the same sink takes the mail over implicit TLS.
+    trusted = await smtp_sink(implicit_tls=context)
+    run2 = await start_engine(
+        relay_config(tmp_path / "2", (to_sink(trusted, tls="implicit", ca_file=ca_file),))
+    )
+    second = await send(run2, "a@example.com", ["b@example.org"])
+    delivered = await wait_state(run2, second, {"delivered"})
+    assert delivered.attempts[-1].tls.startswith("TLSv1.")
 
 
 async def test_smarthost_auth_succeeds_and_the_password_is_not_recorded(

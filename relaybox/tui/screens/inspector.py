@@ -8,6 +8,7 @@ events), then the page is re-read from the spool once the attempt is recorded.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Iterable
 
 from textual import work
@@ -30,6 +31,7 @@ from relaybox.events import (
     MessageDelivered,
     MessageHeld,
 )
+from relaybox.message.explain import explain
 from relaybox.message.headers import field_addresses
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
@@ -38,7 +40,7 @@ from relaybox.tui.link import EngineLink
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.widgets.line_view import LineView
 
-__all__ = ["InspectorScreen", "auth_domain", "detail_lines"]
+__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines"]
 
 _WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
@@ -80,6 +82,32 @@ def auth_domain(detail: MessageDetail) -> str | None:
     return sender.rpartition("@")[2].lower() if "@" in sender else None
 
 
+def explained_lines(replies: Iterable[str], width: int = 76) -> list[tuple[str, str]]:
+    """What the replies most likely mean and where to fix it (`relaybox.message.explain`),
+    once per kind of failure; nothing for replies no rule knows."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for reply in replies:
+        found = explain(reply)
+        if found is None or found.key in seen:
+            continue
+        seen.add(found.key)
+        out += [("plain", ""), ("warn", f"  Why: {found.summary}")]
+        out += [
+            ("note", line)
+            for line in textwrap.wrap(
+                found.cause, width, initial_indent="    ", subsequent_indent="    "
+            )
+        ]
+        out += [
+            ("note", line)
+            for line in textwrap.wrap(
+                "Fix: " + found.fix, width, initial_indent="    ", subsequent_indent="         "
+            )
+        ]
+    return out
+
+
 def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     """The inspector's page for one message, as (kind, text) lines."""
     row = detail.row
@@ -111,6 +139,9 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         )
         if rcpt.last_reply:
             out.append(("note", f"      {rcpt.last_reply}"))
+    out += explained_lines(
+        [r.last_reply or "" for r in detail.recipients if r.state != "delivered"]
+    )
     domain = auth_domain(detail)
     if domain:
         out += [
