@@ -30,6 +30,7 @@ from relaybox.admin.socketpath import addressable
 from relaybox.events import Event
 from relaybox.health.monitor import DomainReport
 from relaybox.queue import (
+    AttemptRow,
     MessageDetail,
     MessageFilter,
     MessageRow,
@@ -120,6 +121,10 @@ class AdminClient(Protocol):
     async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport: ...
 
     async def destinations(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> builtins.list[tuple[str, AttemptRow]]: ...
 
     async def config_file(self) -> dict[str, Any]: ...
 

@@ -50,9 +50,11 @@ class DestinationSummary:
     connections: int = 0
     """Of those, the ones holding a connection (open, or being opened)."""
     connection_limit: int = 0
-    """Connections its route allows at once (0: no route takes it any more)."""
+    """Connections its route allows at once (0: none, a hold route or no route any more)."""
     pace: int = 0
     """Message starts a minute its route allows (0: no pace)."""
+    tls: str | None = None
+    """Its route's `tls` mode (explaining a TLS failure names it)."""
     started_last_minute: int = 0
     """Messages started to it in the last minute (counted for paced routes only)."""
     queue_ids: list[str] = field(default_factory=list)
@@ -97,9 +99,11 @@ def group_by_destination(
             if destination is not None:
                 route = destination.route
                 summary.pace = route.max_messages_per_minute
-                summary.connection_limit = (
-                    route.max_connections or config.delivery.max_connections_per_destination
-                )
+                summary.tls = route.tls
+                if route.transport != "hold":  # (held mail opens no connection)
+                    summary.connection_limit = (
+                        route.max_connections or config.delivery.max_connections_per_destination
+                    )
         domains[key].add(rcpt.address.rpartition("@")[2].lower())
         if len(summary.queue_ids) < MOST_QUEUE_IDS and rcpt.queue_id not in listed[key]:
             listed[key].add(rcpt.queue_id)

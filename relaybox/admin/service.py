@@ -40,6 +40,7 @@ from relaybox.outbound.routing import destination_for, smarthost_key
 from relaybox.outbound.scheduler import DestinationLoad
 from relaybox.queue import (
     SORT_COLUMNS,
+    AttemptRow,
     DeliveryJob,
     MessageDetail,
     MessageFilter,
@@ -650,6 +651,12 @@ class Admin:
             load=live.load_of if live is not None else (lambda _: DestinationLoad()),
         )
         return [summary.to_json() for summary in found]
+
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> builtins.list[tuple[str, AttemptRow]]:
+        """The newest attempts to a destination key, newest first, with their queue IDs."""
+        return await self.spool.recent_attempts(destination, limit)
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""

@@ -445,6 +445,12 @@ class Spool:
         """Recipients of many messages at once (for listings that show them)."""
         return await self._read(lambda conn: listing.recipients_of(conn, message_ids))
 
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> list[tuple[str, AttemptRow]]:
+        """The newest attempts to `destination`, newest first, with their queue IDs."""
+        return await self._read(lambda conn: detail.recent_attempts(conn, destination, limit))
+
     async def message_detail(self, queue_id: str) -> MessageDetail | None:
         """Envelope, recipients, headers and inbound transcript of one message."""
         return await self._read(lambda conn: detail.message_detail(conn, queue_id))

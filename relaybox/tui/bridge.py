@@ -29,6 +29,7 @@ from relaybox.events import (
     SessionClosed,
     SessionOpened,
 )
+from relaybox.tui.screens.destination import DestinationScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class EventBridge:
         app = self._app
         self._log_view = app.log_view
         self._queue_view = app.queue_view
+        self._destinations = app.destinations_pane
         self._status = app.status_bar
         self._rates = self._status.rates
         app.run_worker(self._pump(), group="events", exit_on_error=False)
@@ -134,10 +136,12 @@ class EventBridge:
         self._log_view.record(event)
         if isinstance(event, EventsDropped):
             self._queue_view.touch()
+            self._destinations.touch()
             return
         kind = type(event)
         if kind in _QUEUE_EVENTS:
             self._queue_view.touch()
+            self._destinations.touch()
             self._status.stale = True
             if kind is MessageAccepted:
                 self._rates.count("in")
@@ -151,6 +155,8 @@ class EventBridge:
             self._config_changed(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
+            screen.on_engine_event(event)
+        elif isinstance(screen, DestinationScreen) and kind in _QUEUE_EVENTS:
             screen.on_engine_event(event)
 
     def _delivery_paused(self, event: DeliveryPaused | DeliveryResumed) -> None:

@@ -69,14 +69,16 @@ class ViewState:
     """Index into STATE_VIEWS."""
     sort: str = "arrived"
     descending: bool = False
+    scope: tuple[str, ...] = ()
+    """Only these queue IDs (a destination's messages); empty: every message."""
 
     def filter(self) -> MessageFilter:
         """The spool filter: `@example.org` is the domain, other text a substring."""
         states = STATE_VIEWS[self.view][1]
         text = self.text.strip()
         if text.startswith("@") and len(text) > 1:
-            return MessageFilter(states=states, domain=text[1:])
-        return MessageFilter(states=states, text=text)
+            return MessageFilter(states=states, domain=text[1:], queue_ids=self.scope)
+        return MessageFilter(states=states, text=text, queue_ids=self.scope)
 
     def describe(self) -> str:
         arrow = "↓" if self.descending else "↑"

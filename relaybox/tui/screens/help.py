@@ -18,7 +18,7 @@ HELP_TEXT = """\
 [b]Everywhere[/b] (when no text box has focus)
   1            Queue pane              4          Log pane
   5            Domains pane            6          Config pane
-  2 3          reserved (later releases)
+  2            Destinations pane       3          (reserved)
   /            filter the pane         Escape     back, clear the filter or selection
   ?  F1        this help               Ctrl+P     command palette (every action, themes)
   q  Ctrl+Q  Ctrl+C   quit (asks first; in-process this stops the relay)
@@ -38,6 +38,10 @@ HELP_TEXT = """\
   ↑ ↓ PgUp PgDn Home End   scroll      m          raw message / details
   r            retry now and watch the attempt live
   h l d b      hold, release, delete, bounce          Escape     back to the queue
+
+[b]Destinations[/b]  (the queue by next hop, most deferred first; the cause below)
+  Enter        open: its messages, recent attempts (Tab, Enter for the transcript)
+  r  s  u      (in a destination) retry all now, suspend (for a while or until resumed), resume
 
 [b]Log[/b]
   / filters the log; End follows new lines again after scrolling up.

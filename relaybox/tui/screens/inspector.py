@@ -40,7 +40,7 @@ from relaybox.tui.link import EngineLink
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.widgets.line_view import LineView
 
-__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines"]
+__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines", "transcript_lines"]
 
 _WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
@@ -49,7 +49,7 @@ RAW_LIMIT = 64 * 1024
 _PREFIX = {"C": ("client", "C: "), "S": ("server", "S: "), "-": ("note", "-- ")}
 
 
-def _transcript(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
+def transcript_lines(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
     out = []
     for line in lines:
         kind, prefix = _PREFIX.get(line.direction, ("note", "-- "))
@@ -162,7 +162,7 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     # A folded header's value holds CRLF and tabs: one line on screen, never a raw CR.
     out += [("plain", f"  {name}: {' '.join(value.split())}") for name, value in detail.headers]
     out += [("plain", ""), ("head", "Inbound session")]
-    out += _transcript(detail.inbound_transcript)
+    out += transcript_lines(detail.inbound_transcript)
     for n, attempt in enumerate(detail.attempts, 1):
         where = attempt.destination
         if attempt.host:
@@ -175,7 +175,7 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         ]
         if attempt.tls:
             out.append(("note", f"  TLS: {attempt.tls}"))
-        out += _transcript(attempt.transcript)
+        out += transcript_lines(attempt.transcript)
     return out
 
 
