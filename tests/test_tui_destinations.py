@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import InProcessLink
-from relaybox.tui.panes.destinations import DestinationsPane
+from relaybox.tui.panes.destinations import DestinationsPane, matches
 from relaybox.tui.screens.config_forms import FormScreen
-from relaybox.tui.screens.destination import AttemptScreen, DestinationScreen
+from relaybox.tui.screens.destination import AttemptScreen, DestinationScreen, parse_duration
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
 
@@ -261,3 +263,31 @@ async def test_retry_all_suspend_and_resume_from_the_destination(
         await until(lambda: "SUSPENDED" not in title(), pilot)
         assert busy not in await admin.suspended()
         await until(lambda: len(screen.attempts) == 6, pilot)
+
+
+def test_a_suspension_is_asked_as_a_duration_or_until_resumed() -> None:
+    assert parse_duration("") is None and parse_duration("  ") is None
+    assert [parse_duration(t) for t in ("90s", "30m", "30", "2h", "1.5d", "2 H")] == [
+        90,
+        1800,
+        1800,
+        7200,
+        129600,
+        7200,
+    ]
+    for bad in ("2x", "-1h", "0m", "h", "1h30m"):
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration(bad)
+
+
+def test_the_filter_matches_the_name_a_domain_a_reply_or_the_suspension_reason() -> None:
+    entry = {
+        "destination": "mx:example.org",
+        "domains": ["example.org", "sub.example.org"],
+        "causes": [{"reply": BUSY, "count": 2}],
+        "suspended_reason": "Provider outage",
+    }
+    for text in ("", "MX:EXAMPLE", "sub.example", "mailbox busy", "outage", "@example.org"):
+        assert matches(entry, text), text
+    for text in ("example.net", "@example", "greylist"):
+        assert not matches(entry, text), text
