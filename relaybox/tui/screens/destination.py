@@ -9,6 +9,7 @@ cause (also the pane's) are here, from `message/explain.py`.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,9 @@ __all__ = [
 
 RECENT = 20
 """Attempts listed."""
+ENTRY_EVERY = 2.0
+"""Seconds between reads of the figures while the screen is on top (and never more than
+a tenth of the time: grouping a big queue takes a while)."""
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$", re.I)
 _UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 60}
 
@@ -167,6 +171,8 @@ class DestinationScreen(Screen[None]):
         self._reload_pane = reload
         self.attempts: list[tuple[str, AttemptRow]] = []
         self._attempts_stale = False
+        self._entry_read = time.monotonic()
+        self._entry_seconds = 0.0
 
     @property
     def admin(self) -> AdminClient:
@@ -194,9 +200,11 @@ class DestinationScreen(Screen[None]):
         self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
-        # The figures every second while on top; the attempts when one to here finished.
+        # The figures while on top; the attempts when one to here finished.
         if self.is_current:
-            self.refresh_entry()
+            since = time.monotonic() - self._entry_read
+            if since >= max(ENTRY_EVERY, self._entry_seconds * 10):
+                self.refresh_entry()
             if self._attempts_stale:
                 self._attempts_stale = False
                 self.load_attempts()
@@ -212,11 +220,15 @@ class DestinationScreen(Screen[None]):
     @work(exclusive=True, group="destination-entry", exit_on_error=False)
     async def refresh_entry(self) -> None:
         """Read this destination's figures again (gone: nothing waits for it any more)."""
+        started = time.monotonic()
         try:
             found = await self.admin.destinations()
         except Exception as exc:
             self.notify(f"Cannot read the destinations: {exc}", severity="error", timeout=5)
             return
+        finally:
+            self._entry_read = time.monotonic()
+            self._entry_seconds = self._entry_read - started
         entry = next((e for e in found if e["destination"] == self.key), None)
         if entry is None:
             entry = {**self.entry, "queued": 0, "active": 0, "deferred": 0, "held": 0}
