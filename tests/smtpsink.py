@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +230,18 @@ async def smtp_sink() -> AsyncIterator[SinkFactory]:
     yield start
     for sink in sinks:
         await sink.stop()
+
+
+@pytest.fixture
+def sink_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
+    CA file that verifies it."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, ca_file

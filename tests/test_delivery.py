@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -309,12 +308,34 @@ async def test_capture_keeps_the_message_and_sends_nothing(start_engine, smtp_si
 
 
 async def test_hold_route_holds_and_release_sends(start_engine, smtp_sink, tmp_path):
-    sink = await smtp_sink()
+    """Released, a route-held recipient goes on by the next route that matches it, and stays
+    past the hold after a deferral (a greylisting next hop)."""
+    sink = await smtp_sink(greylist=True)
     routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
-    run = await start_engine(relay_config(tmp_path, routes))
+    clock = FakeClock()
+    run = await start_engine(relay_config(tmp_path, routes), clock=clock)
     queue_id = await send(run, "a@example.com", ["x@held.example"])
     await wait_state(run, queue_id, {"held"})
     assert sink.messages == []
+
+    assert await run.engine.admin.release(MessageFilter(queue_ids=(queue_id,))) == [queue_id]
+    detail = await wait_state(run, queue_id, {"deferred"})  # greylisted at the first try
+    assert detail.attempts[-1].destination == f"smarthost:127.0.0.1:{sink.port}"
+    let_time_pass(run, clock, 300)  # min_backoff: the retry goes to the sink, not the hold
+    (got,) = await sink.wait_for(1)
+    assert got.recipients == ["x@held.example"]
+    await wait_state(run, queue_id, {"delivered"})
+
+
+async def test_a_release_with_only_hold_routes_matching_sends_by_mx(start_engine, tmp_path):
+    routes = (RouteConfig(domains=("*",), transport="hold"),)
+    run = await start_engine(relay_config(tmp_path, routes))
+    queue_id = await send(run, "a@example.com", ["x@held.example"])
+    await wait_state(run, queue_id, {"held"})
+    await run.engine.admin.release(MessageFilter(queue_ids=(queue_id,)))
+    detail = await wait_state(run, queue_id, {"deferred"})
+    # No DNS answers in this test: the MX lookup of the recipient's domain is what failed.
+    assert "DNS lookup for held.example failed" in (detail.recipients[0].last_reply or "")
 
 
 async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
@@ -417,23 +438,6 @@ async def test_restart_keeps_the_retry_schedule(start_engine, smtp_sink, tmp_pat
 
 
 # ---------------------------------------------------------------------- TLS and AUTH outbound
-
-
-@pytest.fixture
-def sink_tls(tmp_path: Path):
-    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
-    CA file that verifies it."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return context, ca_file
 
 
 async def test_opportunistic_tls_is_used_when_offered(start_engine, smtp_sink, sink_tls, tmp_path):

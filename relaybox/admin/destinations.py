@@ -89,7 +89,7 @@ def group_by_destination(
     causes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     listed: dict[str, set[str]] = collections.defaultdict(set)
     for rcpt in recipients:
-        destination = destination_for(config, rcpt.address, rcpt.sender)
+        destination = destination_for(config, rcpt.address, rcpt.sender, rcpt.released)
         key = NO_ROUTE if destination is None else destination.key
         if rcpt.state == "deferred" and rcpt.destination:
             key = rcpt.destination

@@ -239,7 +239,7 @@ def _action(name: str, doc: str) -> Operation:
 
 RELOADED = Result(
     "{outcome: applied|refused|conflict|unchanged, generation, summary, problems: [{file, "
-    "line, key, message, text}], version, text}",
+    "line, key, message, text}], version, text, warnings: [{file, line, key, message, text}]}",
     plain,
     dict,
 )
@@ -352,6 +352,30 @@ OPERATIONS: tuple[Operation, ...] = (
             lambda pairs: {i: [RecipientRow(**r) for r in rows] for i, rows in pairs},
         ),
         "The recipients of many listed messages at once, by row id (the `id` of list rows).",
+        batch=RECIPIENTS_PER_REQUEST,
+    ),
+    Operation(
+        "delivering",
+        "delivering",
+        (
+            Arg(
+                "ids",
+                row_ids(
+                    RECIPIENTS_PER_REQUEST,
+                    f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row ids "
+                    "(the `id` of list rows)",
+                ),
+                param="message_ids",
+                missing=f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row "
+                "ids (the `id` of list rows)",
+            ),
+        ),
+        Result(
+            "[id]",
+            lambda found: plain(builtins.list(found)),
+            lambda ids: dict.fromkeys(ids, True),
+        ),
+        "Which of these messages (row ids) are being delivered right now: mailq's `*`.",
         batch=RECIPIENTS_PER_REQUEST,
     ),
     _action("retry", "Make every queued or deferred recipient due now."),

@@ -364,6 +364,12 @@ class Admin:
         """The recipients of many listed messages at once, by `MessageRow.id`."""
         return await self.spool.recipients_of(message_ids)
 
+    async def delivering(self, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these messages a delivery attempt holds right now (mailq's `*`): only
+        the running engine knows; without one, none."""
+        live = self.live
+        return {i: True for i in message_ids if live is not None and live.delivering(i)}
+
     # ------------------------------------------------------------------ actions on messages
     #
     # Each takes the messages `flt` selects (MessageFilter() is every unfinished message) and
@@ -386,8 +392,8 @@ class Admin:
     async def release(self, flt: MessageFilter) -> builtins.list[str]:
         """Make every held recipient due now (held by an admin or by a `hold` route).
 
-        A recipient held by a `hold` route is held again by its next attempt: change the
-        route, or bounce or delete the message, to be rid of it.
+        A released recipient goes past `hold` routes from then on: by the first other route
+        that matches it, else by MX (`Config.route_for`).
         """
         now = self.clock()
         touched = await self.spool.update_recipients(_upper(flt), "release", now)

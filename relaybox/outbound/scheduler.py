@@ -378,7 +378,7 @@ class Scheduler:
             return
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
         for rcpt in job.recipients:
-            destination = destination_for(config, rcpt.address, job.sender)
+            destination = destination_for(config, rcpt.address, job.sender, rcpt.released)
             if destination is None:
                 outcomes[rcpt.idx] = RecipientOutcome(
                     rcpt.idx, "bounced", "550 5.7.1 No route for this recipient's domain"

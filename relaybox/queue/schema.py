@@ -151,6 +151,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE identity (id TEXT NOT NULL);
     INSERT INTO identity (id) VALUES (lower(hex(randomblob(16))));
     """,
+    # 5 -> 6: a recipient an admin released goes past `hold` routes from then on (routing
+    # would hold it again at once otherwise), until it is delivered or bounced.
+    """
+    ALTER TABLE recipients ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import ContentSwitcher, Input
 
 from relaybox.clock import Clock, system_clock
 from relaybox.tui import format as fmt
@@ -37,9 +37,28 @@ from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.screens.help import HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.themes import DEFAULT_THEME, load_themes, theme_dirs
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.status_bar import StatusBar
 
 __all__ = ["RelayboxApp"]
+
+
+FOOTER_RANKS = {
+    "help": 0,
+    "quit": 1,
+    "show_pane('queue')": 2,
+    "show_pane('destinations')": 2,
+    "show_pane('sessions')": 2,
+    "show_pane('log')": 2,
+    "show_pane('domains')": 2,
+    "show_pane('config')": 2,
+    "act('retry')": 3,
+    "act('hold')": 3,
+    "act('release')": 3,
+    "filter": 3,
+}
+"""What the footer keeps first on a narrow terminal (0 first; the rest rank 5): the way to
+every key (help), out, the panes, then the Queue pane's commonest actions."""
 
 
 class RelayboxApp(App[int]):
@@ -138,7 +157,7 @@ class RelayboxApp(App[int]):
             yield LogPane(id="log")
             yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
             yield ConfigPane(lambda: self.link.admin, id="config")
-        yield Footer()
+        yield KeyFooter(FOOTER_RANKS)
 
     @property
     def current_pane(self) -> str | None:

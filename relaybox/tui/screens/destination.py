@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from relaybox.admin.client import AdminClient
@@ -30,6 +30,7 @@ from relaybox.tui import format as fmt
 from relaybox.tui.panes.queue_view import QueueView, ViewState
 from relaybox.tui.screens.config_forms import Answers, Field, FormScreen
 from relaybox.tui.screens.inspector import transcript_lines
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.text_line import TextLine
 
@@ -123,7 +124,7 @@ class AttemptScreen(Screen[None]):
             id="attempt-title",
         )
         yield LineView(id="attempt-lines")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         a = self.attempt
@@ -185,7 +186,7 @@ class DestinationScreen(Screen[None]):
         yield QueueView(self._admin, clock=self.clock, id="destination-queue")
         yield TextLine("Recent attempts (Tab, then Enter on one)", id="destination-attempts-head")
         yield OptionList(id="destination-attempts")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def queue(self) -> QueueView:

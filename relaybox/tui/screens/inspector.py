@@ -15,7 +15,7 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from relaybox.admin.client import AdminClient
@@ -38,6 +38,7 @@ from relaybox.queue import MessageDetail
 from relaybox.tui import format as fmt
 from relaybox.tui.link import EngineLink
 from relaybox.tui.screens.domain import DomainScreen
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.line_view import LineView
 
 __all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines", "transcript_lines"]
@@ -224,7 +225,7 @@ class InspectorScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f"Message {fmt.printable(self.queue_id)}", id="inspector-title", markup=False)
         yield LineView(id="inspector-lines")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def admin(self) -> AdminClient:
