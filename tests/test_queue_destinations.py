@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from relaybox.admin.destinations import DestinationSummary
 from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.cli.destinations import load_text
 from relaybox.config.model import RouteConfig
+from relaybox.message.explain import explain
 from relaybox.message.replies import Reply
 
 from .relayproc import Cli, StartRelay, free_port
@@ -41,7 +43,7 @@ async def test_destinations_group_the_unfinished_queue_by_next_hop_with_their_ca
     admin = admin_of(run)
     key = f"smarthost:127.0.0.1:{sink.port}"
     before = await admin.destinations()
-    assert before[0]["causes"] == [{"reply": BUSY, "count": 3}]
+    assert before[0]["causes"] == [{"reply": BUSY, "count": 3, "explained": None}]
     await admin.suspend(key, None, "the provider asked us to wait")
 
     found = await admin.destinations()
@@ -52,7 +54,7 @@ async def test_destinations_group_the_unfinished_queue_by_next_hop_with_their_ca
     assert (busy["queued"], busy["active"], busy["deferred"], busy["held"]) == (0, 0, 3, 0)
     # Suspending says so at once, as the next attempt would have.
     reply = Reply.suspended(key, "the provider asked us to wait")
-    assert busy["causes"] == [{"reply": reply, "count": 3}]
+    assert busy["causes"] == [{"reply": reply, "count": 3, "explained": None}]
     assert busy["suspended_until"] == UNTIL_RESUMED
     assert busy["suspended_reason"] == "the provider asked us to wait"
     assert busy["next_attempt_at"] is not None and busy["oldest_at"] is not None
@@ -151,3 +153,13 @@ async def test_suspending_defers_its_mail_at_once_until_resumed_and_resuming_ret
     await admin.resume(busy_key)
     again = await admin.show(stuck)
     assert again.recipients[0].next_attempt_at < UNTIL_RESUMED
+
+
+def test_each_cause_is_explained_in_plain_words_when_a_rule_knows_it() -> None:
+    grey = "450 4.7.1 <a@example.org>: Recipient address rejected: Greylisted"
+    summary = DestinationSummary("mx:example.org", causes=[(grey, 2), (BUSY, 1)])
+    assert summary.to_json()["causes"] == [
+        {"reply": grey, "count": 2, "explained": explain(grey).summary},  # type: ignore[union-attr]
+        {"reply": BUSY, "count": 1, "explained": None},
+    ]
+    assert "greylisting" in summary.to_json()["causes"][0]["explained"]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from relaybox.config.model import Config
+from relaybox.message.explain import explain
 from relaybox.outbound.routing import destination_for
 from relaybox.outbound.scheduler import DestinationLoad
 from relaybox.queue.reroute import Unfinished
@@ -66,8 +67,17 @@ class DestinationSummary:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["causes"] = [{"reply": reply, "count": count} for reply, count in self.causes]
+        data["causes"] = [
+            {"reply": reply, "count": count, "explained": _summary(reply, self.tls)}
+            for reply, count in self.causes
+        ]
         return data
+
+
+def _summary(reply: str, tls: str | None) -> str | None:
+    """The reply in plain words (None when no rule knows it: shown as it is)."""
+    found = explain(reply, tls_mode=tls)
+    return found.summary if found is not None else None
 
 
 def group_by_destination(

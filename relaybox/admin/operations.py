@@ -421,7 +421,8 @@ OPERATIONS: tuple[Operation, ...] = (
         (),
         Result(
             "[{destination, domains, queued, active, deferred, held, oldest_at, "
-            "next_attempt_at, causes: [{reply, count}], suspended_until, suspended_reason, "
+            "next_attempt_at, causes: [{reply, count, explained}], suspended_until, "
+            "suspended_reason, "
             "attempts_now, connections, connection_limit, pace, started_last_minute, tls, "
             "queue_ids (the first 1000)}]",
             plain,

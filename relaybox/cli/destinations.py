@@ -48,6 +48,8 @@ async def destinations(admin: AdminClient, args: argparse.Namespace) -> int:
             w(f"    {load}")
         for cause in entry["causes"]:
             w(f"    {cause['count']} x {cause['reply']}")
+            if cause.get("explained"):
+                w(f"        ({cause['explained']})")
     return EXIT_OK
 
 
