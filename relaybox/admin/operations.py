@@ -443,6 +443,30 @@ OPERATIONS: tuple[Operation, ...] = (
         "The newest attempts to a destination key (among the last 50,000), newest first.",
     ),
     Operation(
+        "sessions",
+        "sessions",
+        (),
+        Result(
+            "{at, inbound: [{session_id, listener, client_ip, client_port, started_at, tls, "
+            "auth_user, helo, command, bytes_received, messages}], outbound: [{connection_id, "
+            "destination, host, ip, port, state, queue_id, tls, messages, opened_at}]}",
+            plain,
+            dict,
+        ),
+        "The inbound SMTP sessions and delivery's connections open now, oldest first (text "
+        "from clients as they sent it, `command` cut at 200 characters).",
+    ),
+    Operation(
+        "session_transcript",
+        "",
+        (Arg("session", STR),),
+        Result("{}, then the lines"),
+        "Turn the connection into a stream of one open session's (`session_id`) or outbound "
+        "connection's (`connection_id`) transcript: its lines so far, then each as it is said, "
+        'one `{"line": [at, direction, text]}` a line, and `{"end": true}` when it closes.',
+        streams=True,
+    ),
+    Operation(
         "suspended",
         "suspended",
         (),

@@ -15,11 +15,12 @@ import asyncio
 import builtins
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relaybox.admin.destinations import group_by_destination
+from relaybox.admin.sessions import follow, snapshot
 from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, default_config
 from relaybox.dsn.bounce import dsn_message
@@ -36,6 +37,8 @@ from relaybox.health import check_domains, resolver_for
 from relaybox.health.monitor import DomainReport
 from relaybox.message.address import AddressError, parse_rcpt
 from relaybox.message.replies import Reply
+from relaybox.message.transcript import TranscriptLine
+from relaybox.outbound.connections import OutboundConnection
 from relaybox.outbound.routing import destination_for, smarthost_key
 from relaybox.outbound.scheduler import DestinationLoad
 from relaybox.queue import (
@@ -55,6 +58,9 @@ from relaybox.queue import (
 )
 from relaybox.queue.reroute import ROUTABLE
 from relaybox.untrusted import first_unsafe, visible
+
+if TYPE_CHECKING:
+    from relaybox.inbound.server import InboundSMTP
 
 __all__ = [
     "ACTIONS",
@@ -195,6 +201,18 @@ class LiveEngine(Protocol):
 
     def load_of(self, destination: str) -> DestinationLoad:
         """The attempts and connections `destination` has right now, and its recent starts."""
+        ...
+
+    def sessions(self) -> list[InboundSMTP]:
+        """The inbound SMTP sessions open now."""
+        ...
+
+    def outbound_connections(self) -> list[OutboundConnection]:
+        """The courier's connections open now (in use or idle), oldest first."""
+        ...
+
+    def outbound_connection(self, connection_id: str) -> OutboundConnection | None:
+        """The courier's connection of this id while it is open."""
         ...
 
     @property
@@ -663,6 +681,27 @@ class Admin:
     ) -> builtins.list[tuple[str, AttemptRow]]:
         """The newest attempts to a destination key, newest first, with their queue IDs."""
         return await self.spool.recent_attempts(destination, limit)
+
+    async def sessions(self) -> dict[str, Any]:
+        """The inbound sessions and outbound connections open now (none beside no engine)."""
+        live = self.live
+        if live is None:
+            return snapshot([], [], self.clock())
+        return snapshot(live.sessions(), live.outbound_connections(), self.clock())
+
+    def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        """One open session's or connection's lines, so far and live (see `sessions.follow`;
+        close it with `aclose()`). Raises ValueError when it is not open (or no engine runs)."""
+        live = self.live
+        if live is None:
+            raise ValueError("no relaybox engine is running: there are no sessions to watch")
+        return follow(
+            live.bus,
+            session_id,
+            inbound=live.sessions,
+            outbound=live.outbound_connection,
+            clock=self.clock,
+        )
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""

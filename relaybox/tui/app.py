@@ -30,12 +30,14 @@ from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.panes.log import LogPane, LogView
 from relaybox.tui.panes.queue import QueuePane
 from relaybox.tui.panes.queue_view import QueueView
+from relaybox.tui.panes.sessions import SessionsPane
 from relaybox.tui.screens.config_review import ReviewScreen
 from relaybox.tui.screens.confirm import ConfirmScreen, confirm_then
 from relaybox.tui.screens.destination import DestinationScreen
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.screens.help import HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.screens.session import SessionScreen
 from relaybox.tui.themes import DEFAULT_THEME, load_themes, theme_dirs
 from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.status_bar import StatusBar
@@ -86,6 +88,7 @@ class RelayboxApp(App[int]):
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
         Binding("2", "show_pane('destinations')", "Destinations"),
+        Binding("3", "show_pane('sessions')", "Sessions", show=False),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
         Binding("6", "show_pane('config')", "Config"),
@@ -154,6 +157,7 @@ class RelayboxApp(App[int]):
         with ContentSwitcher(initial="queue"):
             yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
             yield DestinationsPane(lambda: self.link.admin, clock=self.clock, id="destinations")
+            yield SessionsPane(lambda: self.link.admin, clock=self.clock, id="sessions")
             yield LogPane(id="log")
             yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
             yield ConfigPane(lambda: self.link.admin, id="config")
@@ -161,7 +165,8 @@ class RelayboxApp(App[int]):
 
     @property
     def current_pane(self) -> str | None:
-        """The id of the pane showing: "queue", "destinations", "log", "domains" or "config"."""
+        """The id of the pane showing: "queue", "destinations", "sessions", "log", "domains"
+        or "config"."""
         return self.query_one(ContentSwitcher).current
 
     @property
@@ -183,6 +188,10 @@ class RelayboxApp(App[int]):
     @property
     def destinations_pane(self) -> DestinationsPane:
         return self.query_one(DestinationsPane)
+
+    @property
+    def sessions_pane(self) -> SessionsPane:
+        return self.query_one(SessionsPane)
 
     @property
     def domains_pane(self) -> DomainsPane:
@@ -241,11 +250,16 @@ class RelayboxApp(App[int]):
 
     def action_show_pane(self, pane: str) -> None:
         while isinstance(
-            self.screen, (InspectorScreen, DomainScreen, ReviewScreen, DestinationScreen)
+            self.screen,
+            (InspectorScreen, DomainScreen, ReviewScreen, DestinationScreen, SessionScreen),
         ):
             self.pop_screen()
         self.query_one(ContentSwitcher).current = pane
-        if pane == "domains":
+        if pane != "sessions":
+            self.sessions_pane.hidden()
+        if pane == "sessions":
+            self.sessions_pane.shown()
+        elif pane == "domains":
             self.domains_pane.table.focus()
             self._show_domains()
         elif pane == "config":
@@ -309,7 +323,7 @@ class RelayboxApp(App[int]):
 
     def action_clear(self) -> None:
         """Escape: close the filter line, else clear the selection, else the pane's filter."""
-        if self.current_pane in ("domains", "config"):
+        if self.current_pane in ("sessions", "domains", "config"):
             return
         box = self._pane_input()
         view = self.queue_view
@@ -343,6 +357,13 @@ class RelayboxApp(App[int]):
     def _open_message(self, event: QueueView.Opened) -> None:
         self.push_screen(
             InspectorScreen(self.link, event.queue_id, self.mail.act_on, clock=self.clock)
+        )
+
+    @on(SessionsPane.Opened)
+    def _open_session(self, event: SessionsPane.Opened) -> None:
+        self.push_screen(
+            SessionScreen(self.link, event.connection.key, event.connection.peer),
+            lambda _: self.sessions_pane.reload(),  # (back: what changed meanwhile, at once)
         )
 
     # ------------------------------------------------------------------ actions on mail

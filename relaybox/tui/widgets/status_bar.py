@@ -7,6 +7,7 @@ arrivals and deliveries, and says when the engine is gone or delivery paused.
 from __future__ import annotations
 
 import collections
+import re
 import time
 
 from textual import work
@@ -21,6 +22,8 @@ from relaybox.tui.widgets.text_line import TextLine
 
 __all__ = ["Rates", "StatusBar"]
 
+_FOLDER = re.compile(r"^/[^:]*/")
+"""The folders of a problem's file ("/etc/relaybox/relaybox.toml:3: ...")."""
 _RATE_BUCKET = 10.0  # seconds per sparkline bar
 _RATE_BARS = 30
 
@@ -217,13 +220,16 @@ class StatusBar(Horizontal):
             second = self._status or [(0, ("reading the queue…",))]
         if self.config_refused is not None:
             warning = True
+            # The problem is the point: its file is named without its folder, and the rest
+            # of the line gives way to it (the notification and the Log pane have it whole).
+            short = _FOLDER.sub("", self.config_refused)
             second = [
                 (
                     0,
                     (
                         f"CONFIG REFUSED, gen {gen} still in force: {self.config_refused}",
-                        f"CONFIG REFUSED, gen {gen} still in force",
-                        "CONFIG REFUSED",
+                        f"CONFIG REFUSED, gen {gen} still in force: {short}",
+                        f"CONFIG REFUSED: {short}",
                     ),
                 ),
                 *second,
@@ -236,8 +242,7 @@ class StatusBar(Horizontal):
                     0,
                     (
                         f"DELIVERY PAUSED: the spool cannot write ({self.delivery_paused})",
-                        "DELIVERY PAUSED: the spool cannot write",
-                        "DELIVERY PAUSED",
+                        f"DELIVERY PAUSED: {self.delivery_paused}",
                     ),
                 ),
                 *second,
