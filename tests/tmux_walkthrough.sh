@@ -103,7 +103,7 @@ keys Tab Enter; wait_for "Attempt ·"; shot 09d-attempt-transcript 0.3
 keys Escape; wait_for "Recent attempts"; sleep 0.5; keys Escape; wait_for "Destinations ·"
 keys 4; shot 10-log
 keys '?'; shot 11-help
-keys x; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
+keys Escape; sleep 0.4; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5
 keys t; wait_for "Route tester"; keys -l "bob@held.example"; wait_for "Rule 1"
 shot 13-route-tester 0.3
 keys Escape; sleep 0.4; keys a; wait_for "Add a routing rule"; sleep 0.3
