@@ -4,20 +4,23 @@ next hop, with the causes, the one needing attention first (qshape's view)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from relaybox.admin.destinations import DestinationSummary
+from relaybox.admin.destinations import DestinationSummary, group_by_destination
 from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.cli.destinations import load_text
 from relaybox.config.model import RouteConfig
 from relaybox.message.explain import explain
 from relaybox.message.replies import Reply
+from relaybox.outbound.scheduler import DestinationLoad
+from relaybox.queue.reroute import Unfinished
 
 from .relayproc import Cli, StartRelay, free_port
 from .smtpsink import SinkFactory
-from .support.configs import relay_config, to_sink, write_config
+from .support.configs import make_config, relay_config, to_sink, write_config
 from .support.engine import EngineFactory, admin_of, wait_state
 from .support.smtp import send, send_sync
 
@@ -163,3 +166,26 @@ def test_each_cause_is_explained_in_plain_words_when_a_rule_knows_it() -> None:
         {"reply": BUSY, "count": 1, "explained": None},
     ]
     assert "greylisting" in summary.to_json()["causes"][0]["explained"]
+
+
+def test_grouping_routes_by_recipient_and_sender_domain_and_a_release(tmp_path: Path) -> None:
+    """Routing is decided once per (recipient domain, sender domain, released), not per
+    recipient: the same recipient domain still parts by sender and by a release."""
+    routes = (
+        RouteConfig(domains=("*",), transport="hold", sender_domains=("held.example",)),
+        RouteConfig(domains=("*",), transport="mx"),
+    )
+    config = dataclasses.replace(make_config(tmp_path / "state"), routes=routes)
+
+    def rcpt(n: int, sender: str, released: bool = False) -> Unfinished:
+        address = f"user{n}@example.org"
+        return Unfinished(n, 0, sender, address, "queued", None, None, 1.0 + n, None, released)
+
+    found = group_by_destination(
+        [rcpt(1, "a@held.example"), rcpt(2, "b@other.example"), rcpt(3, "c@held.example", True)],
+        config,
+        suspended={},
+        delivering=lambda _: False,
+        load=lambda _: DestinationLoad(),
+    )
+    assert sorted((s.destination, s.queued) for s in found) == [("hold", 1), ("mx:example.org", 2)]
