@@ -399,6 +399,34 @@ async def test_suspend_defers_a_destination_until_resumed(
     assert await run.engine.spool.suspended() == {key: (UNTIL_RESUMED, "no reason given")}  # type: ignore[union-attr]
 
 
+async def test_recent_attempts_and_destinations_over_the_socket(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
+) -> None:
+    """The destination screen's reads, through the socket as an attached UI makes them: the
+    newest attempts to a destination with their transcripts, newest first; the destination's
+    figures with its queue IDs."""
+    run, sink = await deferring_engine(start_engine, smtp_sink, tmp_path)
+    client = await connect(run)
+    first = await send(run, SENDER, [BUSY])
+    await wait_state(run, first, {"deferred"})
+    second = await send(run, SENDER, [BUSY])
+    await wait_state(run, second, {"deferred"})
+    key = f"smarthost:127.0.0.1:{sink.port}"
+
+    found = await client.recent_attempts(key, 5)
+    assert [queue_id for queue_id, _ in found] == [second, first]
+    attempt = found[0][1]
+    assert (attempt.destination, attempt.outcome, attempt.recipients) == (key, "deferred", (BUSY,))
+    assert any(line.text == f"RCPT TO:<{BUSY}>" for line in attempt.transcript)
+    assert found == await run.engine.admin.recent_attempts(key, 5)
+    assert [q for q, _ in await client.recent_attempts(key, 1)] == [second]
+    assert await client.recent_attempts("mx:nowhere.example") == []
+
+    [entry] = await client.destinations()
+    assert entry["queue_ids"] == [first, second]
+    assert (entry["connection_limit"], entry["tls"]) == (10, "none")
+
+
 async def test_resume_retries_suspended_recipients_whatever_the_messages_last_reply(
     start_engine: EngineFactory, smtp_sink: SinkFactory, tmp_path: Path, connect: Any
 ) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from relaybox.config.model import LimitsConfig
 from relaybox.inbound import server
+from relaybox.tui.screens.destination import DestinationScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.screens.session import SessionScreen
 from relaybox.tui.widgets.line_view import LineView
@@ -122,6 +123,47 @@ def test_help(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
 def test_quit_question(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     """`q` in-process: the quit question saying the relay stops with it, "No" focused."""
     assert snap_compare(seeded_app(tmp_path), terminal_size=size, run_before=then("q"))
+
+
+async def destinations_loaded(pilot: Any) -> None:
+    """Until the Destinations pane shows what it read, the cursor on its first row."""
+    pane = pilot.app.destinations_pane
+    deadline = time.monotonic() + 10
+    while not (pane.loaded and pane.table.row_count):
+        assert time.monotonic() < deadline, "the Destinations pane did not load"
+        await asyncio.sleep(0.05)
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_destinations_pane(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Key 2: the seeded queue by next hop, the smart host with its two greylisted
+    recipients first (the cause in plain words), then the hold route's four; every figure
+    at 200 columns, destination, domains and cause at 80; the first row's cause in full
+    under the table."""
+    assert snap_compare(
+        seeded_app(tmp_path), terminal_size=size, run_before=then("2", wait=destinations_loaded)
+    )
+
+
+def test_destination_screen(snap_compare: Any, tmp_path: Path) -> None:
+    """Enter on the smart host: its figures and cause, its two deferred messages as the
+    Queue pane shows them, its recent attempts, and the keys to retry, suspend, resume."""
+
+    async def opened(pilot: Any) -> None:
+        await destinations_loaded(pilot)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 10
+        while not (
+            isinstance(pilot.app.screen, DestinationScreen)
+            and len(pilot.app.screen.queue.ids) == 2
+            and pilot.app.screen.attempts
+        ):
+            assert time.monotonic() < deadline, "the destination screen did not load"
+            await asyncio.sleep(0.05)
+
+    run_before = then("2", wait=opened)
+    assert snap_compare(seeded_app(tmp_path), terminal_size=(80, 24), run_before=run_before)
 
 
 HELD_PORT = 40123

@@ -31,6 +31,7 @@ from relaybox.events import Event, RecentEvents
 from relaybox.health.monitor import DomainReport
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import (
+    AttemptRow,
     MessageDetail,
     MessageFilter,
     MessageRow,
@@ -125,6 +126,10 @@ class AdminClient(Protocol):
     async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport: ...
 
     async def destinations(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> builtins.list[tuple[str, AttemptRow]]: ...
 
     async def sessions(self) -> dict[str, Any]: ...
 

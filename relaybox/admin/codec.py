@@ -52,7 +52,10 @@ __all__ = [
     "suspended_to_json",
     "BadRequest",
     "EventsDropped",
+    "attempt_from_json",
     "detail_from_json",
+    "recent_attempts_from_json",
+    "recent_attempts_to_json",
     "domain_report_from_json",
     "dumps",
     "encode_events",
@@ -144,27 +147,33 @@ def row_from_json(d: dict[str, Any]) -> MessageRow:
     return MessageRow(**d)
 
 
-def detail_from_json(d: dict[str, Any]) -> MessageDetail:
-    def lines(raw: builtins.list[Any]) -> tuple[TranscriptLine, ...]:
-        return tuple(TranscriptLine(*line) for line in raw)
+def _lines(raw: builtins.list[Any]) -> tuple[TranscriptLine, ...]:
+    return tuple(TranscriptLine(*line) for line in raw)
 
+
+def attempt_from_json(a: dict[str, Any]) -> AttemptRow:
+    return AttemptRow(
+        **{**a, "recipients": tuple(a["recipients"]), "transcript": _lines(a["transcript"])}
+    )
+
+
+def recent_attempts_to_json(found: Sequence[tuple[str, AttemptRow]]) -> builtins.list[Any]:
+    return [{"queue_id": qid, "attempt": dataclasses.asdict(a)} for qid, a in found]
+
+
+def recent_attempts_from_json(data: builtins.list[Any]) -> builtins.list[tuple[str, AttemptRow]]:
+    return [(d["queue_id"], attempt_from_json(d["attempt"])) for d in data]
+
+
+def detail_from_json(d: dict[str, Any]) -> MessageDetail:
     return MessageDetail(
         **{
             **d,
             "row": row_from_json(d["row"]),
             "recipients": tuple(RecipientRow(**r) for r in d["recipients"]),
             "headers": tuple((k, v) for k, v in d["headers"]),
-            "inbound_transcript": lines(d["inbound_transcript"]),
-            "attempts": tuple(
-                AttemptRow(
-                    **{
-                        **a,
-                        "recipients": tuple(a["recipients"]),
-                        "transcript": lines(a["transcript"]),
-                    }
-                )
-                for a in d["attempts"]
-            ),
+            "inbound_transcript": _lines(d["inbound_transcript"]),
+            "attempts": tuple(attempt_from_json(a) for a in d["attempts"]),
         }
     )
 

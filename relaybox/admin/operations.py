@@ -37,6 +37,8 @@ from relaybox.admin.codec import (
     only,
     page_from_json,
     plain,
+    recent_attempts_from_json,
+    recent_attempts_to_json,
     recent_events_from_json,
     recent_events_to_json,
     row_from_json,
@@ -421,12 +423,26 @@ OPERATIONS: tuple[Operation, ...] = (
         (),
         Result(
             "[{destination, domains, queued, active, deferred, held, oldest_at, "
-            "next_attempt_at, causes: [{reply, count}], suspended_until, suspended_reason, "
-            "attempts_now, pace}]",
+            "next_attempt_at, causes: [{reply, count, explained}], suspended_until, "
+            "suspended_reason, "
+            "attempts_now, connections, connection_limit, pace, started_last_minute, tls, "
+            "queue_ids (the first 1000)}]",
             plain,
             list,
         ),
         "The unfinished queue by next hop, most deferred first (qshape's view, with causes).",
+    ),
+    Operation(
+        "recent_attempts",
+        "recent_attempts",
+        (Arg("destination", STR), Arg("limit", int_range(1, 200), 20)),
+        Result(
+            "[{queue_id, attempt: {started_at, finished_at, destination, host, ip, port, tls, "
+            "recipients, outcome, reply, transcript}}]",
+            recent_attempts_to_json,
+            recent_attempts_from_json,
+        ),
+        "The newest attempts to a destination key (among the last 50,000), newest first.",
     ),
     Operation(
         "sessions",

@@ -41,8 +41,10 @@ from relaybox.message.replies import Reply
 from relaybox.message.transcript import TranscriptLine
 from relaybox.outbound.connections import OutboundConnection
 from relaybox.outbound.routing import destination_for, smarthost_key
+from relaybox.outbound.scheduler import DestinationLoad
 from relaybox.queue import (
     SORT_COLUMNS,
+    AttemptRow,
     DeliveryJob,
     MessageDetail,
     MessageFilter,
@@ -200,8 +202,8 @@ class LiveEngine(Protocol):
         """Check these sending domains (default: all) now."""
         ...
 
-    def attempts_to(self, destination: str) -> int:
-        """Attempts holding or awaiting a connection to `destination` right now."""
+    def load_of(self, destination: str) -> DestinationLoad:
+        """The attempts and connections `destination` has right now, and its recent starts."""
         ...
 
     def sessions(self) -> list[InboundSMTP]:
@@ -673,9 +675,15 @@ class Admin:
             self.config(),
             suspended=suspended,
             delivering=live.delivering if live is not None else (lambda _: False),
-            attempts_now=live.attempts_to if live is not None else (lambda _: 0),
+            load=live.load_of if live is not None else (lambda _: DestinationLoad()),
         )
         return [summary.to_json() for summary in found]
+
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> builtins.list[tuple[str, AttemptRow]]:
+        """The newest attempts to a destination key, newest first, with their queue IDs."""
+        return await self.spool.recent_attempts(destination, limit)
 
     async def sessions(self) -> dict[str, Any]:
         """The inbound sessions and outbound connections open now (none beside no engine)."""

@@ -13,7 +13,7 @@ from relaybox.admin.client import AdminClient
 from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.cli.common import EXIT_OK, iso, line_writer
 
-__all__ = ["destinations"]
+__all__ = ["destinations", "load_text"]
 
 
 async def destinations(admin: AdminClient, args: argparse.Namespace) -> int:
@@ -43,9 +43,28 @@ async def destinations(admin: AdminClient, args: argparse.Namespace) -> int:
         elif entry["next_attempt_at"] is not None:
             due = entry["next_attempt_at"] - now
             w(f"    next attempt {'now' if due <= 0 else 'in ' + _age(due)}")
+        load = load_text(entry)
+        if load:
+            w(f"    {load}")
         for cause in entry["causes"]:
             w(f"    {cause['count']} x {cause['reply']}")
+            if cause.get("explained"):
+                w(f"        ({cause['explained']})")
     return EXIT_OK
+
+
+def load_text(entry: dict[str, Any]) -> str:
+    """What the destination takes of delivery now: `1 of 2 connections open, 1 waiting;
+    paced at 30 a minute (2 started)`; empty when idle and unpaced."""
+    parts = []
+    if entry["attempts_now"]:
+        limit = entry["connection_limit"]
+        waiting = entry["attempts_now"] - entry["connections"]
+        text = f"{entry['connections']} of {limit} connections open"
+        parts.append(text + (f", {waiting} waiting" if waiting else ""))
+    if entry["pace"]:
+        parts.append(f"paced at {entry['pace']} a minute ({entry['started_last_minute']} started)")
+    return "; ".join(parts)
 
 
 def _as_json(entry: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from relaybox.outbound.client import Courier
 from relaybox.outbound.connections import OutboundConnection
 from relaybox.outbound.handshake import Credentials
 from relaybox.outbound.routing import load_credentials
-from relaybox.outbound.scheduler import Scheduler
+from relaybox.outbound.scheduler import DestinationLoad, Scheduler
 from relaybox.queue import Spool
 from relaybox.queue.integrity import RECOVER_COMMAND, SpoolDamaged
 from relaybox.resolver import Resolver
@@ -368,9 +368,11 @@ class Engine:
         """Whether the message with this row id is in an attempt right now."""
         return self.scheduler is not None and self.scheduler.is_delivering(message_id)
 
-    def attempts_to(self, destination: str) -> int:
-        """Attempts holding or awaiting a connection to `destination` right now."""
-        return self.scheduler.attempts_to(destination) if self.scheduler is not None else 0
+    def load_of(self, destination: str) -> DestinationLoad:
+        """The attempts and connections `destination` has right now, and its recent starts."""
+        return (
+            self.scheduler.load_of(destination) if self.scheduler is not None else DestinationLoad()
+        )
 
     def claim(self, message_id: int) -> bool:
         """Keep delivery off the message until `unclaim`; False while it is being delivered."""

@@ -56,7 +56,7 @@ from relaybox.queue import (
 from relaybox.resolver import Resolver
 from relaybox.signing.signer import KeyCheck, PublishedKeys
 
-__all__ = ["Scheduler"]
+__all__ = ["DestinationLoad", "Scheduler"]
 
 IDLE_POLL = 5.0
 """Longest sleep between looks at the queue when nothing woke the scheduler."""
@@ -77,6 +77,11 @@ class _Pace:
             return 0.0
         return 60 - (now - self.starts[0])
 
+    def recent(self, now: float) -> int:
+        """Starts in the last minute."""
+        self._forget(now)
+        return len(self.starts)
+
     def idle(self, now: float) -> bool:
         """No start in the last minute: forgetting this pace changes nothing."""
         self._forget(now)
@@ -93,6 +98,9 @@ class _Gate:
     def __init__(self, limit: int) -> None:
         self._semaphore = asyncio.Semaphore(limit)
         self.users = 0
+        """Attempts holding or awaiting one of its connections."""
+        self.holding = 0
+        """Attempts holding one: a connection open or being opened."""
 
     async def __aenter__(self) -> None:
         self.users += 1
@@ -101,10 +109,24 @@ class _Gate:
         except BaseException:
             self.users -= 1
             raise
+        self.holding += 1
 
     async def __aexit__(self, *exc: object) -> None:
         self._semaphore.release()
+        self.holding -= 1
         self.users -= 1
+
+
+@dataclass(frozen=True)
+class DestinationLoad:
+    """What one destination takes of delivery right now (the destinations view shows it)."""
+
+    attempts: int = 0
+    """Attempts holding or awaiting one of its connections."""
+    connections: int = 0
+    """Of those, the ones holding a connection (open, or being opened)."""
+    starts_last_minute: int = 0
+    """Messages started to it in the last minute (counted for paced routes only)."""
 
 
 FAILED_ATTEMPT_PAUSE = 60.0
@@ -211,10 +233,15 @@ class Scheduler:
         """Whether the message with this row id is in an attempt right now."""
         return message_id in self._active
 
-    def attempts_to(self, destination: str) -> int:
-        """Attempts holding or awaiting one of `destination`'s connections now."""
+    def load_of(self, destination: str) -> DestinationLoad:
+        """The attempts and connections `destination` has now, and its recent starts."""
         gate = self._per_destination.get(destination)
-        return gate.users if gate is not None else 0
+        pace = self._pace.get(destination)
+        return DestinationLoad(
+            gate.users if gate is not None else 0,
+            gate.holding if gate is not None else 0,
+            pace.recent(self.clock()) if pace is not None else 0,
+        )
 
     def claim(self, message_id: int) -> bool:
         """Keep the message out of attempts until `unclaim` (for an admin's read-then-write).

@@ -7,6 +7,7 @@ Read-only functions of a reader connection. The header block is parsed here for 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from relaybox.message.headers import fields, parse_header, split_header
@@ -14,10 +15,48 @@ from relaybox.queue.listing import ROW_COLUMNS
 from relaybox.queue.model import AttemptRow, MessageDetail, MessageRow, RecipientRow
 from relaybox.queue.schema import decode_transcript
 
-__all__ = ["message_data", "message_detail"]
+__all__ = ["RECENT_ATTEMPTS_SCANNED", "message_data", "message_detail", "recent_attempts"]
 
 # The most of a message read to show its headers; a longer header block is cut here.
 _HEAD_BYTES = 65536
+_ATTEMPT_COLUMNS = (
+    "a.started_at, a.finished_at, a.destination, a.host, a.ip, a.port, a.tls, a.recipients,"
+    " a.outcome, a.reply, a.transcript"
+)
+RECENT_ATTEMPTS_SCANNED = 50_000
+"""The newest attempts `recent_attempts` looks through (attempts have no index by
+destination: a rare destination costs a bounded scan, not the whole history)."""
+
+
+def _attempt(a: Sequence[Any]) -> AttemptRow:
+    return AttemptRow(
+        started_at=a[0],
+        finished_at=a[1],
+        destination=a[2],
+        host=a[3],
+        ip=a[4],
+        port=a[5],
+        tls=a[6],
+        recipients=tuple(r for r in a[7].split("\n") if r),
+        outcome=a[8],
+        reply=a[9],
+        transcript=decode_transcript(a[10]),
+    )
+
+
+def recent_attempts(
+    conn: sqlite3.Connection, destination: str, limit: int
+) -> list[tuple[str, AttemptRow]]:
+    """The newest `limit` attempts to `destination` (among the last
+    `RECENT_ATTEMPTS_SCANNED` of all), newest first, each with its message's queue ID."""
+    rows = conn.execute(
+        f"SELECT m.queue_id, {_ATTEMPT_COLUMNS} FROM attempts a"
+        " JOIN messages m ON m.id = a.message_id"
+        " WHERE a.destination = ? AND a.id > (SELECT COALESCE(MAX(id), 0) FROM attempts) - ?"
+        " ORDER BY a.id DESC LIMIT ?",
+        (destination, RECENT_ATTEMPTS_SCANNED, limit),
+    )
+    return [(row[0], _attempt(row[1:])) for row in rows]
 
 
 def message_detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | None:
@@ -54,26 +93,10 @@ def message_detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | N
     ).fetchone()
     transcript = decode_transcript(session[0]) if session else ()
     attempt_rows = conn.execute(
-        "SELECT started_at, finished_at, destination, host, ip, port, tls, recipients,"
-        " outcome, reply, transcript FROM attempts WHERE message_id = ? ORDER BY id",
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a WHERE a.message_id = ? ORDER BY a.id",
         (base.id,),
     )
-    attempts = tuple(
-        AttemptRow(
-            started_at=a[0],
-            finished_at=a[1],
-            destination=a[2],
-            host=a[3],
-            ip=a[4],
-            port=a[5],
-            tls=a[6],
-            recipients=tuple(r for r in a[7].split("\n") if r),
-            outcome=a[8],
-            reply=a[9],
-            transcript=decode_transcript(a[10]),
-        )
-        for a in attempt_rows
-    )
+    attempts = tuple(_attempt(a) for a in attempt_rows)
     return MessageDetail(
         attempts=attempts,
         is_bounce=bool(is_bounce),

@@ -33,6 +33,7 @@ class Unfinished:
     next_attempt_at: float | None
     released: bool = False
     """An admin released it from a hold: routing takes it past `hold` routes."""
+    queue_id: str = ""
 
 
 ROUTABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -46,14 +47,14 @@ def unfinished_recipients(
     marks = ", ".join("?" for _ in states)
     rows = conn.execute(
         "SELECT r.message_id, r.idx, m.sender, r.address, r.state, r.destination,"
-        " r.last_reply, m.arrived_at, r.next_attempt_at, r.released"
+        " r.last_reply, m.arrived_at, r.next_attempt_at, r.released, m.queue_id"
         " FROM recipients r JOIN messages m ON m.id = r.message_id"
         f" WHERE r.state IN ({marks}) ORDER BY r.message_id, r.idx",
         tuple(str(s) for s in states),
     )
     return [
-        Unfinished(mid, idx, sender, address, state, dest, reply, arrived, due, bool(released))
-        for mid, idx, sender, address, state, dest, reply, arrived, due, released in rows
+        Unfinished(mid, idx, sender, address, state, dest, reply, at, due, bool(released), qid)
+        for mid, idx, sender, address, state, dest, reply, at, due, released, qid in rows
     ]
 
 

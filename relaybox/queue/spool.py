@@ -445,6 +445,12 @@ class Spool:
         """Recipients of many messages at once (for listings that show them)."""
         return await self._read(lambda conn: listing.recipients_of(conn, message_ids))
 
+    async def recent_attempts(
+        self, destination: str, limit: int = 20
+    ) -> list[tuple[str, AttemptRow]]:
+        """The newest attempts to `destination`, newest first, with their queue IDs."""
+        return await self._read(lambda conn: detail.recent_attempts(conn, destination, limit))
+
     async def message_detail(self, queue_id: str) -> MessageDetail | None:
         """Envelope, recipients, headers and inbound transcript of one message."""
         return await self._read(lambda conn: detail.message_detail(conn, queue_id))
@@ -544,9 +550,13 @@ class Spool:
 
     # ------------------------------------------------------------------ suspended destinations
 
-    async def suspend(self, destination: str, until: float, reason: str) -> None:
-        """Hold back delivery to `destination` until `until` (admin action)."""
-        await self._write(lambda conn: suspension.suspend(conn, destination, until, reason))
+    async def suspend(self, destination: str, until: float, reason: str) -> list[str]:
+        """Hold back delivery to `destination` until `until` (admin action); the queue IDs
+        whose deferred recipients now say so."""
+        now = self.clock()
+        return await self._write(
+            lambda conn: suspension.suspend(conn, destination, until, reason, now)
+        )
 
     async def resume(self, destination: str) -> bool:
         """Lift a suspension; False if there was none."""

@@ -25,6 +25,7 @@ from relaybox.tui.bridge import RECONNECT_EVERY, EventBridge
 from relaybox.tui.commands import MailActions, system_commands
 from relaybox.tui.link import EngineLink
 from relaybox.tui.panes.config import ConfigPane
+from relaybox.tui.panes.destinations import DestinationsPane
 from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.panes.log import LogPane, LogView
 from relaybox.tui.panes.queue import QueuePane
@@ -32,6 +33,7 @@ from relaybox.tui.panes.queue_view import QueueView
 from relaybox.tui.panes.sessions import SessionsPane
 from relaybox.tui.screens.config_review import ReviewScreen
 from relaybox.tui.screens.confirm import ConfirmScreen, confirm_then
+from relaybox.tui.screens.destination import DestinationScreen
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.screens.help import HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
@@ -85,6 +87,7 @@ class RelayboxApp(App[int]):
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
+        Binding("2", "show_pane('destinations')", "Destinations"),
         Binding("3", "show_pane('sessions')", "Sessions", show=False),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
@@ -135,7 +138,9 @@ class RelayboxApp(App[int]):
             if self.screen is not self.screen_stack[0]:
                 return False
             current = self.current_pane
-            return current in ("queue", "log") if action == "filter" else current == "queue"
+            if action == "filter":
+                return current in ("queue", "log", "destinations")
+            return current == "queue"
         return True
 
     # ------------------------------------------------------------------ layout
@@ -151,6 +156,7 @@ class RelayboxApp(App[int]):
         )
         with ContentSwitcher(initial="queue"):
             yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
+            yield DestinationsPane(lambda: self.link.admin, clock=self.clock, id="destinations")
             yield SessionsPane(lambda: self.link.admin, clock=self.clock, id="sessions")
             yield LogPane(id="log")
             yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
@@ -159,7 +165,8 @@ class RelayboxApp(App[int]):
 
     @property
     def current_pane(self) -> str | None:
-        """The id of the pane showing: "queue", "sessions", "log", "domains" or "config"."""
+        """The id of the pane showing: "queue", "destinations", "sessions", "log", "domains"
+        or "config"."""
         return self.query_one(ContentSwitcher).current
 
     @property
@@ -177,6 +184,10 @@ class RelayboxApp(App[int]):
     @property
     def log_view(self) -> LogView:
         return self.query_one("#log-view", LogView)
+
+    @property
+    def destinations_pane(self) -> DestinationsPane:
+        return self.query_one(DestinationsPane)
 
     @property
     def sessions_pane(self) -> SessionsPane:
@@ -238,7 +249,10 @@ class RelayboxApp(App[int]):
     # ------------------------------------------------------------------ panes and filters
 
     def action_show_pane(self, pane: str) -> None:
-        while isinstance(self.screen, (InspectorScreen, DomainScreen, ReviewScreen, SessionScreen)):
+        while isinstance(
+            self.screen,
+            (InspectorScreen, DomainScreen, ReviewScreen, DestinationScreen, SessionScreen),
+        ):
             self.pop_screen()
         self.query_one(ContentSwitcher).current = pane
         if pane != "sessions":
@@ -250,6 +264,9 @@ class RelayboxApp(App[int]):
             self._show_domains()
         elif pane == "config":
             self.config_pane.shown()
+        elif pane == "destinations":
+            self.destinations_pane.table.focus()
+            self.destinations_pane.shown_now()
         elif pane == "queue":
             self.queue_view.focus()
             self.queue_view.touch()
@@ -291,12 +308,16 @@ class RelayboxApp(App[int]):
     def _apply_filter(self, text: str) -> None:
         if self.current_pane == "log":
             self.log_view.set_filter(text)
+        elif self.current_pane == "destinations":
+            self.destinations_pane.set_filter(text)
         else:
             self.queue_pane.set_filter(text)
 
     def _focus_pane(self) -> None:
         if self.current_pane == "log":
             self.log_view.focus()
+        elif self.current_pane == "destinations":
+            self.destinations_pane.table.focus()
         else:
             self.queue_view.focus()
 
@@ -309,11 +330,19 @@ class RelayboxApp(App[int]):
         on_queue = self.current_pane == "queue"
         if not box.has_focus and on_queue and view.selected:
             view.clear_selection()
-        elif box.has_focus or (view.state.text if on_queue else self.log_view.filter_text):
+        elif box.has_focus or self._filter_text():
             box.value = ""
             box.remove_class("shown")
             self._apply_filter("")
             self._focus_pane()
+
+    def _filter_text(self) -> str:
+        """The filter the current pane applies now."""
+        if self.current_pane == "log":
+            return self.log_view.filter_text
+        if self.current_pane == "destinations":
+            return self.destinations_pane.filter_text
+        return self.queue_view.state.text
 
     def action_next_view(self) -> None:
         self.queue_pane.next_view()

@@ -20,6 +20,7 @@ from relaybox.events import (
     ConfigReloaded,
     DeliveryPaused,
     DeliveryResumed,
+    DestinationSuspended,
     DomainsChecked,
     Event,
     LogFileFailed,
@@ -28,6 +29,7 @@ from relaybox.events import (
     RecentEvents,
 )
 from relaybox.tui import format as fmt
+from relaybox.tui.screens.destination import DestinationScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ UI_EVENTS: tuple[type[Event], ...] = LOGGED_EVENTS
 builds those only while someone takes them, and the inspector asks for AttemptLine itself,
 only while it watches a retry."""
 _QUEUE_EVENTS: frozenset[type[Event]] = frozenset(
-    {*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished}
+    {*MESSAGE_CHANGES, MessageAccepted, AttemptStarted, AttemptFinished, DestinationSuspended}
 )
 """The events after which the Queue pane and the status bar read the queue again."""
 RECONNECT_EVERY = 2.0
@@ -62,6 +64,7 @@ class EventBridge:
         app = self._app
         self._log_view = app.log_view
         self._queue_view = app.queue_view
+        self._destinations = app.destinations_pane
         self._status = app.status_bar
         self._rates = self._status.rates
         app.run_worker(self._pump(), group="events", exit_on_error=False)
@@ -154,10 +157,12 @@ class EventBridge:
         self._log_view.record(event)
         if isinstance(event, EventsDropped):
             self._queue_view.touch()
+            self._destinations.touch()
             return
         kind = type(event)
         if kind in _QUEUE_EVENTS:
             self._queue_view.touch()
+            self._destinations.touch()
             self._status.stale = True
             if kind is MessageAccepted:
                 self._rates.count("in")
@@ -173,6 +178,8 @@ class EventBridge:
             self._log_file_failed(event)
         screen = self._app.screen
         if isinstance(screen, InspectorScreen):
+            screen.on_engine_event(event)
+        elif isinstance(screen, DestinationScreen) and kind in _QUEUE_EVENTS:
             screen.on_engine_event(event)
 
     def _log_file_failed(self, event: LogFileFailed) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import time
 
+from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.untrusted import visible
 
 __all__ = [
@@ -35,9 +36,12 @@ def age(seconds: float) -> str:
 
 
 def until(at: float | None, now: float) -> str:
-    """When the next attempt is: `now`, `in 4m`, or empty when there is none."""
+    """When the next attempt is: `now`, `in 4m`, `suspended` (until an admin resumes its
+    destination), or empty when there is none."""
     if at is None:
         return ""
+    if at >= UNTIL_RESUMED:
+        return "suspended"
     if at <= now:
         return "now"
     return f"in {age(at - now)}"

@@ -69,14 +69,16 @@ class ViewState:
     """Index into STATE_VIEWS."""
     sort: str = "arrived"
     descending: bool = False
+    scope: tuple[str, ...] = ()
+    """Only these queue IDs (a destination's messages); empty: every message."""
 
     def filter(self) -> MessageFilter:
         """The spool filter: `@example.org` is the domain, other text a substring."""
         states = STATE_VIEWS[self.view][1]
         text = self.text.strip()
         if text.startswith("@") and len(text) > 1:
-            return MessageFilter(states=states, domain=text[1:])
-        return MessageFilter(states=states, text=text)
+            return MessageFilter(states=states, domain=text[1:], queue_ids=self.scope)
+        return MessageFilter(states=states, text=text, queue_ids=self.scope)
 
     def describe(self) -> str:
         arrow = "↓" if self.descending else "↑"
@@ -94,7 +96,7 @@ def _layout(width: int) -> tuple[tuple[str, int], ...]:
     """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
     less useful columns). The column titles and the rows are both laid out by this, from the
     same width."""
-    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 7}
+    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 9}
     if width < 100:
         keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
     elif width < 130:

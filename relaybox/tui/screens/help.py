@@ -51,7 +51,8 @@ HELP_TEXT = """\
 
 [b]Destinations[/b]
   ↑ ↓  j k     move                 Enter      open the destination
-  (in one)     r retry all now, s suspend, u resume
+  (in one)     r retry all now, s suspend, u resume; Tab: messages or
+               recent attempts (Enter shows an attempt's transcript)
 
 [b]Sessions[/b]
   ↑ ↓  j k     move                 Enter      watch its transcript live

@@ -24,6 +24,7 @@ from relaybox.clock import Clock, system_clock
 from relaybox.events import (
     MESSAGE_CHANGES,
     AttemptLine,
+    DestinationSuspended,
     Event,
     MessageBounced,
     MessageDeferred,
@@ -40,7 +41,7 @@ from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.line_view import LineView
 
-__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines"]
+__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines", "transcript_lines"]
 
 _WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
@@ -49,7 +50,7 @@ RAW_LIMIT = 64 * 1024
 _PREFIX = {"C": ("client", "C: "), "S": ("server", "S: "), "-": ("note", "-- ")}
 
 
-def _transcript(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
+def transcript_lines(lines: tuple[TranscriptLine, ...]) -> list[tuple[str, str]]:
     out = []
     for line in lines:
         kind, prefix = _PREFIX.get(line.direction, ("note", "-- "))
@@ -124,7 +125,12 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     for rcpt in detail.recipients:
         nxt = ""
         if rcpt.state == "deferred" and rcpt.next_attempt_at:
-            nxt = f", next {fmt.until(rcpt.next_attempt_at, now)}"
+            when = fmt.until(rcpt.next_attempt_at, now)
+            nxt = (
+                ", suspended by the admin until resumed"
+                if when == "suspended"
+                else f", next {when}"
+            )
         out.append(
             (
                 kinds.get(rcpt.state, "plain"),
@@ -157,7 +163,7 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     # A folded header's value holds CRLF and tabs: one line on screen, never a raw CR.
     out += [("plain", f"  {name}: {' '.join(value.split())}") for name, value in detail.headers]
     out += [("plain", ""), ("head", "Inbound session")]
-    out += _transcript(detail.inbound_transcript)
+    out += transcript_lines(detail.inbound_transcript)
     for n, attempt in enumerate(detail.attempts, 1):
         where = attempt.destination
         if attempt.host:
@@ -170,7 +176,7 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         ]
         if attempt.tls:
             out.append(("note", f"  TLS: {attempt.tls}"))
-        out += _transcript(attempt.transcript)
+        out += transcript_lines(attempt.transcript)
     return out
 
 
@@ -355,3 +361,5 @@ class InspectorScreen(Screen[None]):
             return  # the watch worker re-reads the page when the attempt is recorded
         if getattr(event, "queue_id", None) == self.queue_id and isinstance(event, MESSAGE_CHANGES):
             self.reload()
+        elif isinstance(event, DestinationSuspended):
+            self.reload()  # its recipients there may say "suspended" now, or not any more
