@@ -151,6 +151,36 @@ MIGRATIONS: list[str] = [
     CREATE TABLE identity (id TEXT NOT NULL);
     INSERT INTO identity (id) VALUES (lower(hex(randomblob(16))));
     """,
+    # 5 -> 6: the Subject (a message stored before has none: its body is not parsed here),
+    # which `search` holds too from now on; and a trigram index over `search` and the last
+    # reply, so a filter of 3 characters or more looks up its matches instead of reading every
+    # message (listing.py). Which messages hold each trigram, no positions (detail = none) nor
+    # lengths (columnsize = 0): the cheapest to write, and the listing checks each match with
+    # LIKE anyway. The triggers keep it in step in the transaction of every write; a state
+    # change that leaves both columns as they were does not touch it.
+    """
+    ALTER TABLE messages ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+    CREATE VIRTUAL TABLE messages_fts USING fts5 (
+        search, last_reply, content = 'messages', content_rowid = 'id', tokenize = 'trigram',
+        detail = none, columnsize = 0
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, search, last_reply)
+        VALUES (new.id, new.search, new.last_reply);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, search, last_reply)
+        VALUES ('delete', old.id, old.search, old.last_reply);
+    END;
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF search, last_reply ON messages
+    WHEN old.search IS NOT new.search OR old.last_reply IS NOT new.last_reply BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, search, last_reply)
+        VALUES ('delete', old.id, old.search, old.last_reply);
+        INSERT INTO messages_fts (rowid, search, last_reply)
+        VALUES (new.id, new.search, new.last_reply);
+    END;
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
