@@ -5,8 +5,9 @@
 #
 # Starts relaybox (engine in-process) on a loopback port with a temporary state dir, sends a
 # few messages (one route holds its mail, the other points at a smart host that is not there,
-# so mail defers), then walks the Queue pane, the inspector (details and raw), a filter, the
-# state views and sort, the Log pane, help, the Config pane (route tester, a rule added,
+# so mail defers), then walks the Queue pane, the inspector (details and raw), a filter (a
+# domain, a subject), ages moving on, the state views and sort (by Size, a column hidden below
+# 100 columns), the Log pane, help, the Config pane (route tester, a rule added,
 # reviewed and applied, the TOML and History tabs, a rollback) and the quit question, saving
 # each screen as text in OUT_DIR (default: a new temp dir). Loopback only; every wait is
 # bounded.
@@ -93,8 +94,11 @@ keys m; wait_for "Raw message"; shot 04-inspector-raw
 keys Escape; shot 05-back-to-queue 0.5
 keys / ; keys -l "@example.net"; keys Enter; shot 06-filter-domain
 keys Escape; shot 07-filter-cleared 0.6
+keys / ; keys -l "Nightly"; keys Enter; wait_for "filter 'Nightly'"; shot 07b-filter-subject
+keys Escape; wait_for "3 messages"; shot 07c-ages-now 0.3; shot 07d-ages-3s-later 3
 keys v; shot 08-view-deferred 0.6
 keys s; shot 09-sorted-by-next-column 0.6
+keys s s; wait_for "sorted by Size"; shot 09b-sorted-by-size 0.4
 keys 4; shot 10-log
 keys '?'; shot 11-help
 keys x; keys 6; wait_for "Config ·"; wait_for "as applied"; shot 12-config-routes 0.5

@@ -64,7 +64,8 @@ ROW_COLUMNS = (
 _CHUNK = 500
 
 TRIGRAM = 3
-"""A text filter this long or longer is looked up in the trigram index (`messages_fts`);
+"""A text filter this long or longer is looked up in the trigram indexes (`messages_fts`,
+`replies_fts`);
 a shorter one has no trigram to look up and is checked against every message (LIKE)."""
 
 FEW_MATCHES = 1000
@@ -138,30 +139,35 @@ def trigram_query(text: str) -> str:
 
 def _source(conn: sqlite3.Connection, flt: MessageFilter) -> tuple[str, list[Any]]:
     """The FROM clause a listing of `flt` reads from, and its parameters: the messages the
-    trigram index found, when there are few (see `FEW_MATCHES`), else every message.
+    trigram indexes found, when there are few (see `FEW_MATCHES`), else every message.
 
-    The index only narrows (a message holding every trigram of the text, in any order, in
+    The indexes only narrow (a message holding every trigram of the text, in any order, in
     any case): `filter_terms` still checks its LIKE on every message listed, so both ways
-    select exactly the same messages. CROSS JOIN makes SQLite start from the matches.
+    select exactly the same messages. CROSS JOIN makes SQLite start from the matches. A view
+    with delivered messages in it reads every message: their last replies are not indexed.
     """
     text = flt.text
-    if len(text) < TRIGRAM:
-        return _MESSAGES, []
-    sql = (
-        "SELECT messages_fts.rowid FROM messages_fts CROSS JOIN messages m"
-        " ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
-    )
-    params: list[Any] = [trigram_query(text)]
-    if flt.states:
+    if len(text) < TRIGRAM or not flt.states or MessageState.DELIVERED in flt.states:
+        return _MESSAGES, []  # (delivered messages' replies are not in `replies_fts`)
+    query = trigram_query(text)
+    hits: set[int] = set()
+    for index in ("messages_fts", "replies_fts"):
+        sql = (
+            f"SELECT {index}.rowid FROM {index} CROSS JOIN messages m ON m.id = {index}.rowid"
+            f" WHERE {index} MATCH ?"
+        )
+        params: list[Any] = [query]
         sql += f" AND m.state IN ({', '.join('?' * len(flt.states))})"
         params.extend(flt.states)
-    try:
-        hits = [r[0] for r in conn.execute(sql + " LIMIT ?", [*params, FEW_MATCHES + 1])]
-    except sqlite3.OperationalError:  # no index (a spool being salvaged), or a query it refuses
-        return _MESSAGES, []
-    if len(hits) > FEW_MATCHES:
-        return _MESSAGES, []
-    return "json_each(?) AS hit CROSS JOIN messages m ON m.id = hit.value", [json.dumps(hits)]
+        try:
+            hits.update(r[0] for r in conn.execute(sql + " LIMIT ?", [*params, FEW_MATCHES + 1]))
+        except sqlite3.OperationalError:  # no index (a spool being salvaged), a query refused
+            return _MESSAGES, []
+        if len(hits) > FEW_MATCHES:
+            return _MESSAGES, []
+    return "json_each(?) AS hit CROSS JOIN messages m ON m.id = hit.value", [
+        json.dumps(sorted(hits))
+    ]
 
 
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:

@@ -95,6 +95,45 @@ async def set_column(spool: Spool, sql: str) -> None:
     await spool._write(lambda conn: conn.execute(sql))
 
 
+async def check_trigram_indexes(spool: Spool) -> None:
+    """FTS5's own check that the trigram index of `search` holds exactly what the messages
+    table does (it raises if not), and that the index of replies holds the last reply of
+    each message not delivered, and no other: every trigram of each, and nothing more."""
+    await spool._write(
+        lambda conn: conn.execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+        )
+    )
+    await spool._write(
+        lambda conn: conn.execute(
+            "INSERT INTO replies_fts (replies_fts) VALUES ('integrity-check')"
+        )
+    )
+
+    def replies(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
+        want = {
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM messages WHERE last_reply IS NOT NULL AND state <> 'delivered'"
+            )
+        }
+        found: set[int] = set()
+        for (term,) in conn.execute(
+            "SELECT DISTINCT substr(last_reply, 1, 3) FROM messages WHERE length(last_reply) >= 3"
+        ):
+            found |= {
+                row[0]
+                for row in conn.execute(
+                    "SELECT rowid FROM replies_fts WHERE replies_fts MATCH ?",
+                    ('"' + term.replace('"', '""') + '"',),
+                )
+            }
+        return want, found
+
+    want, found = await spool._read(replies)
+    assert found == want, (found, want)
+
+
 async def queue_ids_matching(spool: Spool, flt: MessageFilter) -> set[str]:
     """The queue IDs of every message `flt` lists, through the admin layer as the UI sees them."""
     return {r.queue_id for r in await Admin(spool).list_all(flt)}
