@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import ipaddress
 import statistics
 import sys
 import tempfile
@@ -28,18 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from textual import events  # noqa: E402
 from textual.widgets import Input  # noqa: E402
-from tui_keys import Timer, seed  # noqa: E402
+from tui_keys import Timer, held_engine  # noqa: E402
 
-from relaybox.config.model import (  # noqa: E402
-    Config,
-    DnsConfig,
-    ListenerConfig,
-    RouteConfig,
-    ServerConfig,
-    SocketAddress,
-)
-from relaybox.engine import Engine  # noqa: E402
-from relaybox.maillog import setup_logging  # noqa: E402
 from relaybox.queue import UNFINISHED_STATES, MessageFilter  # noqa: E402
 from relaybox.tui.app import RelayboxApp  # noqa: E402
 from relaybox.tui.link import InProcessLink  # noqa: E402
@@ -66,27 +54,9 @@ async def main() -> int:
     width, height = (int(x) for x in args.size.split("x"))
 
     with tempfile.TemporaryDirectory(prefix="relaybox-filter-bench.") as tmp:
-        config = Config(
-            server=ServerConfig(hostname="bench.invalid", state_dir=Path(tmp) / "state"),
-            listeners=(
-                ListenerConfig(
-                    listen=(SocketAddress("127.0.0.1", 0),),
-                    allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
-                ),
-            ),
-            dns=DnsConfig(resolvers=(SocketAddress("127.0.0.1", 9),), timeout=0.5),
-            routes=(RouteConfig(domains=("*",), transport="hold"),),
-        )
-        engine = Engine(config, setup_logging(stream=io.StringIO()))
-        await engine.start()
-        started = time.perf_counter()
-        await seed(engine, args.n)
-        print(f"seeded {args.n} messages in {time.perf_counter() - started:.1f} s")
-        engine.wake_delivery()
+        engine = await held_engine(Path(tmp), args.n)
         admin = engine.admin
         assert admin is not None
-        while await admin.count(MessageFilter(states=("queued",))):
-            await asyncio.sleep(0.5)
 
         print(f"\nthe listing query alone (ms; a page of {height} rows, then the count)")
         for label, text in FILTERS:
