@@ -229,6 +229,8 @@ class AttemptLine(Event):
     host: str
     direction: Literal["C", "S", "-"]
     text: str
+    connection: str = ""
+    """The courier's id of the connection the line was said on (`O1`), once it has one."""
 
 
 @dataclass(frozen=True)

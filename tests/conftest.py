@@ -24,6 +24,7 @@ from relaybox.queue import Spool
 from .dnsserver import dns_server as dns_server
 from .healthzones import new_key
 from .relayproc import cli, env, run_cli, start_relay  # noqa: F401 (fixtures)
+from .smtpsink import sink_tls as sink_tls
 from .smtpsink import smtp_sink as smtp_sink
 from .support.configs import make_config
 from .support.engine import EngineFactory, RunningEngine

@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,6 +55,8 @@ class SinkBehaviour:
     auth: tuple[str, str] | None = None
     """(user, password) the sink requires; AUTH is then offered (after TLS when tls_context)."""
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: ssl.SSLContext | None = None
+    """Speak TLS from the first byte (port 465 style) with this context; no STARTTLS."""
     no_8bitmime: bool = False
     smtputf8: bool = True
 
@@ -185,7 +188,9 @@ class Sink:
 
     async def start(self, host: str = "127.0.0.1") -> Sink:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self._protocol, host=host, port=0)
+        self.server = await loop.create_server(
+            self._protocol, host=host, port=0, ssl=self.behaviour.implicit_tls
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -225,3 +230,18 @@ async def smtp_sink() -> AsyncIterator[SinkFactory]:
     yield start
     for sink in sinks:
         await sink.stop()
+
+
+@pytest.fixture
+def sink_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
+    CA file that verifies it."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return context, ca_file

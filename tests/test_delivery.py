@@ -8,7 +8,6 @@ import email
 import email.policy
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,6 +15,7 @@ from relaybox.config.model import (
     HostPort,
     RouteConfig,
 )
+from relaybox.message.explain import explain
 from relaybox.message.replies import Reply
 from relaybox.queue import MessageFilter
 
@@ -308,12 +308,34 @@ async def test_capture_keeps_the_message_and_sends_nothing(start_engine, smtp_si
 
 
 async def test_hold_route_holds_and_release_sends(start_engine, smtp_sink, tmp_path):
-    sink = await smtp_sink()
+    """Released, a route-held recipient goes on by the next route that matches it, and stays
+    past the hold after a deferral (a greylisting next hop)."""
+    sink = await smtp_sink(greylist=True)
     routes = (RouteConfig(domains=("held.example",), transport="hold"), to_sink(sink))
-    run = await start_engine(relay_config(tmp_path, routes))
+    clock = FakeClock()
+    run = await start_engine(relay_config(tmp_path, routes), clock=clock)
     queue_id = await send(run, "a@example.com", ["x@held.example"])
     await wait_state(run, queue_id, {"held"})
     assert sink.messages == []
+
+    assert await run.engine.admin.release(MessageFilter(queue_ids=(queue_id,))) == [queue_id]
+    detail = await wait_state(run, queue_id, {"deferred"})  # greylisted at the first try
+    assert detail.attempts[-1].destination == f"smarthost:127.0.0.1:{sink.port}"
+    let_time_pass(run, clock, 300)  # min_backoff: the retry goes to the sink, not the hold
+    (got,) = await sink.wait_for(1)
+    assert got.recipients == ["x@held.example"]
+    await wait_state(run, queue_id, {"delivered"})
+
+
+async def test_a_release_with_only_hold_routes_matching_sends_by_mx(start_engine, tmp_path):
+    routes = (RouteConfig(domains=("*",), transport="hold"),)
+    run = await start_engine(relay_config(tmp_path, routes))
+    queue_id = await send(run, "a@example.com", ["x@held.example"])
+    await wait_state(run, queue_id, {"held"})
+    await run.engine.admin.release(MessageFilter(queue_ids=(queue_id,)))
+    detail = await wait_state(run, queue_id, {"deferred"})
+    # No DNS answers in this test: the MX lookup of the recipient's domain is what failed.
+    assert "DNS lookup for held.example failed" in (detail.recipients[0].last_reply or "")
 
 
 async def test_a_held_recipient_does_not_hold_back_its_deferred_co_recipient(
@@ -418,23 +440,6 @@ async def test_restart_keeps_the_retry_schedule(start_engine, smtp_sink, tmp_pat
 # ---------------------------------------------------------------------- TLS and AUTH outbound
 
 
-@pytest.fixture
-def sink_tls(tmp_path: Path):
-    """A server context for the sink (certificate for sink.example.test and 127.0.0.1) and the
-    CA file that verifies it."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("sink.example.test", "127.0.0.1")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return context, ca_file
-
-
 async def test_opportunistic_tls_is_used_when_offered(start_engine, smtp_sink, sink_tls, tmp_path):
     context, _ = sink_tls
     sink = await smtp_sink(tls_context=context)
@@ -486,6 +491,32 @@ async def test_verify_defers_on_an_untrusted_certificate(
     detail = await wait_state(run, queue_id, {"deferred"})
     assert "CERTIFICATE_VERIFY_FAILED" in detail.recipients[0].last_reply
     assert sink.messages == []
+    explained = explain(detail.recipients[0].last_reply)
+    assert explained is not None and explained.key == "tls-certificate"
+    assert 'tls = "verify"' in explained.summary
+
+
+async def test_implicit_tls_names_the_mode_when_the_certificate_is_refused(
+    start_engine, smtp_sink, sink_tls, tmp_path
+):
+    context, ca_file = sink_tls
+    sink = await smtp_sink(implicit_tls=context)
+    run = await start_engine(relay_config(tmp_path, (to_sink(sink, tls="implicit"),)))
+    queue_id = await send(run, "a@example.com", ["b@example.org"])
+    detail = await wait_state(run, queue_id, {"deferred"})
+    reply = detail.recipients[0].last_reply
+    assert "CERTIFICATE_VERIFY_FAILED" in reply and "route tls = 'implicit'" in reply
+    explained = explain(reply)
+    assert explained is not None and explained.key == "tls-certificate"
+    assert "certificate" in explained.summary and 'tls = "implicit"' in explained.summary
+    # With the CA trusted, the same sink takes the mail over implicit TLS.
+    trusted = await smtp_sink(implicit_tls=context)
+    run2 = await start_engine(
+        relay_config(tmp_path / "2", (to_sink(trusted, tls="implicit", ca_file=ca_file),))
+    )
+    second = await send(run2, "a@example.com", ["b@example.org"])
+    delivered = await wait_state(run2, second, {"delivered"})
+    assert delivered.attempts[-1].tls.startswith("TLSv1.")
 
 
 async def test_smarthost_auth_succeeds_and_the_password_is_not_recorded(

@@ -492,8 +492,9 @@ async def test_reaping_never_puts_back_a_connection_a_delivery_took_meanwhile(
     (key,) = cache._idle
     reaper = asyncio.create_task(cache.reap_idle())
     await asyncio.wait_for(sink.quitting.wait(), 5)
-    taken = cache._take_idle(key)
-    assert taken is fresh.smtp
+    entry = cache._take_idle(key)
+    assert entry is not None and entry.smtp is fresh.smtp
+    taken = entry.smtp
     goodbye.set()
     await asyncio.wait_for(reaper, 5)
     assert cache._take_idle(key) is None  # `taken` is in use, not idle

@@ -229,13 +229,13 @@ async def test_a_version_3_spool_gets_every_message_searchable_by_text(db_path: 
         await spool.close()
 
 
-async def test_a_version_5_spool_opens_with_its_messages_in_the_trigram_index(
+async def test_a_version_6_spool_opens_with_its_messages_in_the_trigram_index(
     db_path: Path,
 ) -> None:
-    """Migration 5 -> 6 adds the subject (empty for the messages already there) and indexes
+    """Migration 6 -> 7 adds the subject (empty for the messages already there) and indexes
     the messages already there, last replies included: a filter finds them through the
     index, and a message deleted afterwards leaves it."""
-    old = await Spool.open(db_path, migrations=MIGRATIONS[:5])
+    old = await Spool.open(db_path, migrations=MIGRATIONS[:6])
     await old._write(lambda c: insert_old_messages(c, (1, 2, 3)))
     await old._write(
         lambda c: c.execute(
@@ -246,7 +246,7 @@ async def test_a_version_5_spool_opens_with_its_messages_in_the_trigram_index(
 
     spool = await Spool.open(db_path)
     try:
-        assert spool.migrated_from == 5
+        assert spool.migrated_from == 6
         rows = await spool.list_messages(MessageFilter(text="greylisted"))
         assert [(r.queue_id, r.subject) for r in rows] == [("0OLDQUEUEID03", "")]
         indexed = await spool._read(

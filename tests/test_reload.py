@@ -153,6 +153,21 @@ async def test_a_new_route_applies_to_the_next_message_and_is_published_and_logg
     assert len(first.messages) == 1
 
 
+async def test_an_applied_reload_returns_the_new_config_warnings(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    good = config_text(tmp_path)
+    run, path = await start_from_file(start_engine, tmp_path, good)
+    risky = good.replace("[delivery]\n", "[delivery]\nsoft_bounce = true\n")
+    assert risky != good
+
+    result = await reload_with(run, path, risky)
+
+    assert result.outcome == "applied"
+    assert [w.key for w in result.warnings] == ["delivery.soft_bounce"]
+    assert result.to_json()["warnings"][0]["key"] == "delivery.soft_bounce"
+
+
 async def test_deferred_mail_whose_next_hop_changed_is_due_at_once_and_the_rest_keeps_its_time(
     start_engine: EngineFactory, tmp_path: Path, smtp_sink: SinkFactory
 ) -> None:

@@ -100,7 +100,7 @@ async def _deliver(port: int, password: str) -> tuple[Result, list[TranscriptLin
             Transaction("a@example.com", ("b@example.org",), simple_message()),
             tls="none",
             credentials=Credentials(USER, password),
-            on_line=lambda hop, line: published.append(line),
+            on_line=lambda attempt, line: published.append(line),
         )
     finally:
         await courier.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from relaybox.admin.client import ControlClient, EventsDropped
@@ -26,7 +27,7 @@ from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.panes.queue import QueuePane
 from relaybox.tui.panes.queue_view import COLUMNS, SORTS, STATE_VIEWS, QueueView, ViewState
 from relaybox.tui.screens.confirm import ConfirmScreen
-from relaybox.tui.screens.help import HelpScreen
+from relaybox.tui.screens.help import HELP_TEXT, HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.status_bar import Rates
@@ -918,13 +919,47 @@ async def test_help_lists_the_keys_and_actions_work_right_after_switching_panes(
         text = str(app.screen.query_one(Static).render())
         for words in ("Queue pane", "Log pane", "retry", "bounce", "command palette"):
             assert words in text, words
-        await pilot.press("x")  # any key closes it
+        await pilot.press("x")  # a key of its own does nothing: it is not lost by a typo
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await pilot.press("4", "1", "h")
         await until(lambda: "held" in _lines(app), pilot)
     assert run.engine.admin is not None
     detail = await run.engine.admin.show(queue_id)
     assert detail is not None and detail.row.state == "held"
+
+
+async def test_help_scrolls_at_80x24_so_every_section_is_reachable(
+    start_engine: EngineFactory, tmp_path: Path
+) -> None:
+    run = await start_engine(relay_config(tmp_path, ()))
+    app = app_for(run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        box = app.screen.query_one(VerticalScroll)
+        await pilot.pause()
+        assert box.max_scroll_y > 0  # more than a screen: it must scroll
+        assert box.scroll_offset.y == 0
+        await pilot.press("pagedown", "down", "j")
+        await pilot.pause()
+        assert box.scroll_offset.y > 0 and isinstance(app.screen, HelpScreen)
+        await pilot.press("end")
+        await pilot.pause()
+        assert box.scroll_offset.y == box.max_scroll_y
+        # The last section's last line is inside the visible region.
+        lines = HELP_TEXT.rstrip().splitlines()
+        at = len(lines) - 1
+        top, height = box.scroll_offset.y, box.scrollable_content_region.height
+        assert top <= at < top + height, (top, at, height)
+        shown = app.screen.query_one(Static).render_line(at)
+        assert lines[-1].strip()[:20] in shown.text, shown.text
+        await pilot.press("home")
+        await pilot.pause()
+        assert box.scroll_offset.y == 0
+        await pilot.press("question_mark")  # ? again closes it, as Escape does
+        assert not isinstance(app.screen, HelpScreen)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

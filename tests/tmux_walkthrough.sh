@@ -7,7 +7,9 @@
 # few messages (one route holds its mail, the other points at a smart host that is not there,
 # so mail defers), then walks the Queue pane, the inspector (details and raw), a filter (a
 # domain, a subject), ages moving on, the state views and sort (by Size, a column hidden below
-# 100 columns), the Log pane, help, the Config pane (route tester, a rule added,
+# 100 columns), the Log pane, help, the Sessions pane (a session held open by a client whose
+# EHLO carries ESC sequences, its transcript followed live), the Config pane (route tester, a
+# rule added,
 # reviewed and applied, the TOML and History tabs, a rollback) and the quit question, saving
 # each screen as text in OUT_DIR (default: a new temp dir). Loopback only; every wait is
 # bounded.
@@ -114,8 +116,33 @@ keys ']' ']' ']' ']' ']'; wait_for "[[routes]]"; shot 17-config-toml 0.3
 keys Escape; sleep 0.4; keys ']'; wait_for "Trigger"; wait_for "ui"; shot 18-config-history 0.3
 keys z; wait_for "Roll back to the version"; keys y; wait_for "rollback  routes"; shot 19-config-rolled-back 0.5
 grep -qF 'partner.example' "$work/relaybox.toml" && { echo "walkthrough: the rollback did not restore the file" >&2; exit 1; }
-keys 1; keys h; shot 20-hold-under-cursor
-keys q; wait_for "stops the relay"; shot 21-quit-question 0.3
-keys n; shot 22-quit-declined 0.4
-keys q; keys y; wait_for "exit status"; shot 23-after-quit 0.3
+# Sessions (key 3): a client holds a session open; its EHLO name carries ESC sequences, which
+# must show as escapes. It says NOOP once $work/go exists, and QUIT once $work/stop does.
+"$python" - "$port" "$work" <<'EOF' &
+import pathlib, socket, sys, time
+port, work = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+f = socket.create_connection(("127.0.0.1", port), timeout=10).makefile("rwb")
+def say(line):
+    f.write(line + b"\r\n"); f.flush()
+    while f.readline()[3:4] == b"-":
+        pass
+f.readline()
+say(b"EHLO client.office.example")
+say(b"EHLO evil\x1b[2J\x1b]0;owned\x07.test")
+for flag, line in (("go", b"NOOP typed while watched"), ("stop", b"QUIT")):
+    deadline = time.monotonic() + 60
+    while not (work / flag).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    say(line)
+EOF
+holder=$!
+keys 3; wait_for "Sessions ·"; wait_for "1 inbound"; shot 20-sessions 0.3
+keys Enter; wait_for "Session S"; wait_for "501 5.5.2"; shot 21-session-transcript 0.3
+touch "$work/go"; wait_for "NOOP typed while watched"; shot 22-session-live 0.3
+keys Escape; wait_for "Sessions ·"; shot 23-sessions-back 0.3
+touch "$work/stop"; wait "$holder"; wait_for "0 inbound"; shot 24-sessions-closed 0.3
+keys 1; keys h; shot 25-hold-under-cursor
+keys q; wait_for "stops the relay"; shot 26-quit-question 0.3
+keys n; shot 27-quit-declined 0.4
+keys q; keys y; wait_for "exit status"; shot 28-after-quit 0.3
 echo "walkthrough: screens in $out"

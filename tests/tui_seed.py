@@ -277,6 +277,10 @@ class SeededLink:
             return stream_of(subscription)
         return stream_of(self.engine.bus.subscribe(types=types))
 
+    async def session_transcript(self, session_id: str):
+        assert self.engine is not None and self.engine.admin is not None
+        return self.engine.admin.session_transcript(session_id)
+
     async def close(self) -> None:
         if self.engine is not None:
             await self.engine.stop()
@@ -289,11 +293,13 @@ class SeededApp(RelayboxApp):
         await self.link.close()
 
 
-def seeded_app(tmp_path: Path) -> SeededApp:
+def seeded_app(tmp_path: Path, **config: Any) -> SeededApp:
+    """The seeded UI; `config` replaces fields of the engine's config (`limits=...`)."""
     # A hold route and a dead resolver: nothing seeded or sent here ever leaves the machine.
     config = dataclasses.replace(
         make_config(tmp_path / "state"),
         routes=(RouteConfig(domains=("*",), transport="hold"),),
+        **config,
     )
     link: EngineLink = SeededLink(config)  # type: ignore[assignment]
     return SeededApp(link, clock=lambda: NOW, theme="relaybox-dark")
@@ -311,7 +317,7 @@ async def settled(pilot: Any) -> None:
             len(view.ids) == 6  # the unfinished ones
             and all(r is not None and r.state != "queued" for r in rows)
             and "held 4" in status
-            and "relay 127.0.0.1:2525" in status
+            and app.status_bar.listeners  # (shown when the width leaves room)
         ):
             break
         assert time.monotonic() < deadline, (

@@ -29,6 +29,7 @@ from relaybox.admin.service import Admin, IdPage, Page, every_page
 from relaybox.admin.socketpath import addressable
 from relaybox.events import Event
 from relaybox.health.monitor import DomainReport
+from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import (
     MessageDetail,
     MessageFilter,
@@ -97,6 +98,8 @@ class AdminClient(Protocol):
         self, message_ids: Sequence[int]
     ) -> dict[int, builtins.list[RecipientRow]]: ...
 
+    async def delivering(self, message_ids: Sequence[int]) -> dict[int, bool]: ...
+
     async def retry(self, flt: MessageFilter) -> builtins.list[str]: ...
 
     async def hold(self, flt: MessageFilter) -> builtins.list[str]: ...
@@ -120,6 +123,8 @@ class AdminClient(Protocol):
     async def check_domains(self, domains: Sequence[str] | None = None) -> DomainReport: ...
 
     async def destinations(self) -> builtins.list[dict[str, Any]]: ...
+
+    async def sessions(self) -> dict[str, Any]: ...
 
     async def config_file(self) -> dict[str, Any]: ...
 
@@ -159,6 +164,21 @@ async def _event_stream(
             event = event_from_json(json.loads(line))
             if event is not None:
                 yield event
+    finally:
+        await _close(writer)
+
+
+async def _transcript_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> AsyncGenerator[TranscriptLine, None]:
+    """The lines of a `session_transcript` connection until its end; then it is closed."""
+    try:
+        while line := await reader.readline():
+            data = json.loads(line)
+            if not isinstance(data, dict) or data.get("end"):
+                return
+            at, direction, text = data["line"]
+            yield TranscriptLine(float(at), str(direction), str(text))
     finally:
         await _close(writer)
 
@@ -288,21 +308,42 @@ class ControlClient:
     ) -> AsyncGenerator[Event | EventsDropped, None]:
         """`events()`, returned once the engine has confirmed the subscription: every event
         published after this returns is in the stream (close it with `aclose()`)."""
+        args: dict[str, Any] = {"maxsize": maxsize}
+        if names is not None:
+            args["events"] = list(names)
+        reader, writer = await self._open_stream(
+            "subscribe", args, "the engine refused the subscription"
+        )
+        return _event_stream(reader, writer)
+
+    async def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        """`Admin.session_transcript` over a connection of its own, returned once the engine
+        has found the session (ControlError when it has not). Close it with `aclose()`: the
+        connection closes and the engine lets go of its subscription."""
+        reader, writer = await self._open_stream(
+            "session_transcript",
+            {"session": session_id},
+            "the engine refused to stream the session",
+        )
+        return _transcript_stream(reader, writer)
+
+    async def _open_stream(
+        self, op: str, args: dict[str, Any], refused: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection of its own made a stream by `op`, once the engine said yes (else
+        ControlError with the engine's words, or `refused`)."""
         reader, writer = await _open(self.path)
         try:
-            args: dict[str, Any] = {"maxsize": maxsize}
-            if names is not None:
-                args["events"] = list(names)
-            writer.write(dumps({"id": 1, "op": "subscribe", "args": args}))
+            writer.write(dumps({"id": 1, "op": op, "args": args}))
             await writer.drain()
             response = json.loads(await reader.readline() or b"null")
             if not isinstance(response, dict) or not response.get("ok"):
                 error = response.get("error") if isinstance(response, dict) else None
-                raise ControlError(error or "the engine refused the subscription")
+                raise ControlError(error or refused)
         except BaseException:
             await _close(writer)
             raise
-        return _event_stream(reader, writer)
+        return reader, writer
 
     # ------------------------------------------------------------------ AdminClient
 

@@ -74,7 +74,7 @@ def group_by_destination(
     domains: dict[str, set[str]] = collections.defaultdict(set)
     causes: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for rcpt in recipients:
-        destination = destination_for(config, rcpt.address, rcpt.sender)
+        destination = destination_for(config, rcpt.address, rcpt.sender, rcpt.released)
         key = NO_ROUTE if destination is None else destination.key
         if rcpt.state == "deferred" and rcpt.destination:
             key = rcpt.destination

@@ -237,7 +237,7 @@ def _action(name: str, doc: str) -> Operation:
 
 RELOADED = Result(
     "{outcome: applied|refused|conflict|unchanged, generation, summary, problems: [{file, "
-    "line, key, message, text}], version, text}",
+    "line, key, message, text}], version, text, warnings: [{file, line, key, message, text}]}",
     plain,
     dict,
 )
@@ -352,6 +352,30 @@ OPERATIONS: tuple[Operation, ...] = (
         "The recipients of many listed messages at once, by row id (the `id` of list rows).",
         batch=RECIPIENTS_PER_REQUEST,
     ),
+    Operation(
+        "delivering",
+        "delivering",
+        (
+            Arg(
+                "ids",
+                row_ids(
+                    RECIPIENTS_PER_REQUEST,
+                    f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row ids "
+                    "(the `id` of list rows)",
+                ),
+                param="message_ids",
+                missing=f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row "
+                "ids (the `id` of list rows)",
+            ),
+        ),
+        Result(
+            "[id]",
+            lambda found: plain(builtins.list(found)),
+            lambda ids: dict.fromkeys(ids, True),
+        ),
+        "Which of these messages (row ids) are being delivered right now: mailq's `*`.",
+        batch=RECIPIENTS_PER_REQUEST,
+    ),
     _action("retry", "Make every queued or deferred recipient due now."),
     _action("hold", "Keep every queued or deferred recipient until released."),
     _action("release", "Make every held recipient due now."),
@@ -401,6 +425,30 @@ OPERATIONS: tuple[Operation, ...] = (
             list,
         ),
         "The unfinished queue by next hop, most deferred first (qshape's view, with causes).",
+    ),
+    Operation(
+        "sessions",
+        "sessions",
+        (),
+        Result(
+            "{at, inbound: [{session_id, listener, client_ip, client_port, started_at, tls, "
+            "auth_user, helo, command, bytes_received, messages}], outbound: [{connection_id, "
+            "destination, host, ip, port, state, queue_id, tls, messages, opened_at}]}",
+            plain,
+            dict,
+        ),
+        "The inbound SMTP sessions and delivery's connections open now, oldest first (text "
+        "from clients as they sent it, `command` cut at 200 characters).",
+    ),
+    Operation(
+        "session_transcript",
+        "",
+        (Arg("session", STR),),
+        Result("{}, then the lines"),
+        "Turn the connection into a stream of one open session's (`session_id`) or outbound "
+        "connection's (`connection_id`) transcript: its lines so far, then each as it is said, "
+        'one `{"line": [at, direction, text]}` a line, and `{"end": true}` when it closes.',
+        streams=True,
     ),
     Operation(
         "suspended",

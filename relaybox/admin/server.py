@@ -22,6 +22,7 @@ from relaybox.admin.socketpath import addressable
 from relaybox.clock import Clock, system_clock
 from relaybox.events import Event, EventBus
 from relaybox.maillog import MailLog
+from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import SpoolError
 
 __all__ = ["MAX_CLIENTS", "MAX_IN_FLIGHT", "MAX_LINE", "ControlServer"]
@@ -130,6 +131,12 @@ class ControlServer:
                     if await self._stream(request_id, args, reader, writer):
                         break  # the client hung up
                     continue
+                if op == "session_transcript":
+                    if working:
+                        await asyncio.wait(working)
+                    if await self._stream_transcript(request_id, args, reader, writer):
+                        break  # the session ended or the client hung up
+                    continue
                 await turns.acquire()
                 job = asyncio.create_task(self._answer(request_id, op, args, writer))
                 working.add(job)
@@ -218,6 +225,45 @@ class ControlServer:
             if get is not None:
                 get.cancel()
             subscription.close()
+            hangup.cancel()
+
+    async def _stream_transcript(
+        self,
+        request_id: Any,
+        args: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Send one session's lines until it closes or the client hangs up (True), or answer
+        with an error (False) when there is no such session open."""
+        try:
+            session_id = BY_NAME["session_transcript"].decode(args)["session"]
+            lines = self.admin.session_transcript(session_id)
+        except (BadRequest, ValueError) as exc:
+            await _send(writer, _failure(request_id, str(exc)))
+            return False
+        hangup = asyncio.create_task(_read_until_eof(reader))
+        step: asyncio.Task[TranscriptLine] | None = None
+        try:
+            await _send(writer, {"id": request_id, "ok": True, "result": {}})
+            while True:
+                step = asyncio.create_task(anext(lines))
+                await asyncio.wait({step, hangup}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    return True
+                try:
+                    line = step.result()
+                except StopAsyncIteration:
+                    await _send(writer, {"end": True})
+                    return True
+                writer.write(dumps({"line": list(line)}))
+                await writer.drain()
+        finally:
+            if step is not None and not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            await lines.aclose()
             hangup.cancel()
 
 

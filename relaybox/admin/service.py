@@ -15,11 +15,12 @@ import asyncio
 import builtins
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relaybox.admin.destinations import group_by_destination
+from relaybox.admin.sessions import follow, snapshot
 from relaybox.clock import Clock, system_clock
 from relaybox.config.model import Config, default_config
 from relaybox.dsn.bounce import dsn_message
@@ -36,6 +37,8 @@ from relaybox.health import check_domains, resolver_for
 from relaybox.health.monitor import DomainReport
 from relaybox.message.address import AddressError, parse_rcpt
 from relaybox.message.replies import Reply
+from relaybox.message.transcript import TranscriptLine
+from relaybox.outbound.connections import OutboundConnection
 from relaybox.outbound.routing import destination_for, smarthost_key
 from relaybox.queue import (
     SORT_COLUMNS,
@@ -53,6 +56,9 @@ from relaybox.queue import (
 )
 from relaybox.queue.reroute import ROUTABLE
 from relaybox.untrusted import first_unsafe, visible
+
+if TYPE_CHECKING:
+    from relaybox.inbound.server import InboundSMTP
 
 __all__ = [
     "ACTIONS",
@@ -193,6 +199,18 @@ class LiveEngine(Protocol):
 
     def attempts_to(self, destination: str) -> int:
         """Attempts holding or awaiting a connection to `destination` right now."""
+        ...
+
+    def sessions(self) -> list[InboundSMTP]:
+        """The inbound SMTP sessions open now."""
+        ...
+
+    def outbound_connections(self) -> list[OutboundConnection]:
+        """The courier's connections open now (in use or idle), oldest first."""
+        ...
+
+    def outbound_connection(self, connection_id: str) -> OutboundConnection | None:
+        """The courier's connection of this id while it is open."""
         ...
 
     @property
@@ -362,6 +380,12 @@ class Admin:
         """The recipients of many listed messages at once, by `MessageRow.id`."""
         return await self.spool.recipients_of(message_ids)
 
+    async def delivering(self, message_ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these messages a delivery attempt holds right now (mailq's `*`): only
+        the running engine knows; without one, none."""
+        live = self.live
+        return {i: True for i in message_ids if live is not None and live.delivering(i)}
+
     # ------------------------------------------------------------------ actions on messages
     #
     # Each takes the messages `flt` selects (MessageFilter() is every unfinished message) and
@@ -384,8 +408,8 @@ class Admin:
     async def release(self, flt: MessageFilter) -> builtins.list[str]:
         """Make every held recipient due now (held by an admin or by a `hold` route).
 
-        A recipient held by a `hold` route is held again by its next attempt: change the
-        route, or bounce or delete the message, to be rid of it.
+        A released recipient goes past `hold` routes from then on: by the first other route
+        that matches it, else by MX (`Config.route_for`).
         """
         now = self.clock()
         touched = await self.spool.update_recipients(_upper(flt), "release", now)
@@ -649,6 +673,27 @@ class Admin:
             attempts_now=live.attempts_to if live is not None else (lambda _: 0),
         )
         return [summary.to_json() for summary in found]
+
+    async def sessions(self) -> dict[str, Any]:
+        """The inbound sessions and outbound connections open now (none beside no engine)."""
+        live = self.live
+        if live is None:
+            return snapshot([], [], self.clock())
+        return snapshot(live.sessions(), live.outbound_connections(), self.clock())
+
+    def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        """One open session's or connection's lines, so far and live (see `sessions.follow`;
+        close it with `aclose()`). Raises ValueError when it is not open (or no engine runs)."""
+        live = self.live
+        if live is None:
+            raise ValueError("no relaybox engine is running: there are no sessions to watch")
+        return follow(
+            live.bus,
+            session_id,
+            inbound=live.sessions,
+            outbound=live.outbound_connection,
+            clock=self.clock,
+        )
 
     async def suspended(self) -> dict[str, tuple[float, str]]:
         """Destinations suspended now: until when (`UNTIL_RESUMED`: no end), and why."""

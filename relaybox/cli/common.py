@@ -48,13 +48,19 @@ EXIT_DOCTOR_CONFIG = 3
 REFUSED = (ValueError, ControlError)
 
 
-def load_config(args: argparse.Namespace) -> Config | None:
+def load_config(args: argparse.Namespace, *, warn: bool = True) -> Config | None:
+    """The config, or None after saying what is wrong with it.
+
+    Its warnings are printed only where an admin looks at the config as a whole (the
+    engine's start, `check-config`, `doctor`, a reload), with `warn`; a listing or an action
+    on mail run every minute by a script would otherwise repeat them each time.
+    """
     try:
         config, warnings = load_config_with_warnings(args.config)
     except ConfigError as exc:
         print(f"relaybox: the configuration has problems:\n{exc}", file=sys.stderr)
         return None
-    for warning in warnings:
+    for warning in warnings if warn else ():
         print(f"warning: {warning}", file=sys.stderr)
     return config
 

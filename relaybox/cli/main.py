@@ -61,7 +61,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         action = getattr(args, "action", None)
         if command == "queue" and action in ACTIONS:
             flt = queue.selection(args)  # a usage error exits before the config is read
-        config = load_config(args)
+        config = load_config(args, warn=False)  # (warned of at start, check-config, reload)
         if config is None:
             return EXIT_CONFIG
         if command == "queue":

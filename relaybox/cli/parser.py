@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qsub = p.add_subparsers(dest="action", metavar="ACTION")
     for action in ACTIONS:
-        a = qsub.add_parser(action, help=_ACTION_HELP[action], description=_ACTION_HELP[action])
+        a = qsub.add_parser(
+            action,
+            prog=f"relaybox queue {action}",
+            help=_ACTION_HELP[action],
+            description=_ACTION_HELP[action],
+        )
         a.add_argument("queue_ids", nargs="*", metavar="ID", help="queue IDs of the messages")
         a.add_argument(
             "--all", dest="every", action="store_true", help="every message not yet finished"
@@ -187,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.set_defaults(usage_error=a.error)
     a = qsub.add_parser(
         "suspend",
+        prog="relaybox queue suspend",
         help="defer all mail to a destination for a time",
         description=(
             "Defer (never bounce) all mail to DESTINATION until resumed or for SECONDS. "
@@ -208,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(a)
     a = qsub.add_parser(
         "resume",
+        prog="relaybox queue resume",
         help="deliver to a suspended destination again",
         description="Lift a suspension and retry the mail it deferred at once.",
     )
@@ -215,12 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(a)
     a = qsub.add_parser(
         "destinations",
+        prog="relaybox queue destinations",
         help="unfinished mail by next hop, with counts, ages and the causes (as qshape)",
     )
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_config(a)
 
-    a = qsub.add_parser("suspended", help="list the suspended destinations")
+    a = qsub.add_parser(
+        "suspended", prog="relaybox queue suspended", help="list the suspended destinations"
+    )
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_config(a)
 

@@ -39,6 +39,10 @@ _WHY_NOT = {
 }
 
 
+_PENDING = frozenset({"queued", "deferred", "held"})
+"""Recipient states mailq lists: not yet delivered or bounced."""
+
+
 def selection(args: argparse.Namespace) -> MessageFilter:
     """The messages `relaybox queue ACTION` acts on; a usage error (exit 2) when unclear."""
     ids = [q.strip().upper() for q in args.queue_ids]
@@ -55,9 +59,9 @@ def selection(args: argparse.Namespace) -> MessageFilter:
     if args.every:
         return MessageFilter()
     if not (args.domain or args.state or recipients):
+        also = "" if args.action == "delete" else " or --recipient ADDR"
         args.usage_error(
-            f"say which messages to {args.action}: ID..., --all, --domain D, --state S"
-            " or --recipient ADDR"
+            f"say which messages to {args.action}: ID..., --all, --domain D, --state S{also}"
         )
     return MessageFilter(
         states=(args.state,) if args.state else UNFINISHED_STATES,
@@ -177,21 +181,26 @@ async def queue_list(admin: AdminClient, args: argparse.Namespace, out: TextIO) 
     if not rows:
         out.write("Mail queue is empty\n")
         return EXIT_OK
-    # The layout of Postfix's mailq, so admins read it without thinking. Senders, recipients
-    # and next hops' replies are strangers' text: every line is made visible as it is written.
+    active = await admin.delivering([r.id for r in rows])
+    # The layout of Postfix's mailq, so admins read it without thinking: `*` a message being
+    # delivered, `!` a held one; under each, the recipients still pending with the reply that
+    # holds them up (with --all, the finished ones too, each with its state). Senders,
+    # recipients and replies are strangers' text: every line is made visible as it is written.
     w = line_writer(out)
     w("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------")
-    marks = {"active": "*", "held": "!"}
     total = 0
     for r in rows:
         total += r.size
         arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(r.arrived_at))
-        qid = r.queue_id + marks.get(r.state, "")
-        w(f"{qid:<14} {r.size:>8} {arrival}  {r.sender or 'MAILER-DAEMON'}")
+        mark = "*" if r.id in active else "!" if r.state == "held" else ""
+        w(f"{r.queue_id + mark:<14} {r.size:>8} {arrival}  {r.sender or 'MAILER-DAEMON'}")
         for rc in recipients.get(r.id, []):
-            if rc.last_reply and rc.state not in ("delivered",):
+            pending = rc.state in _PENDING
+            if not (pending or args.all):
+                continue
+            if rc.last_reply and rc.state != "delivered":
                 w(f"{'':<45}({rc.last_reply})")
-            w(f"{'':<45}{rc.address}")
+            w(f"{'':<45}{rc.address}" + ("" if pending else f"  [{rc.state}]"))
         w("")
     n = len(rows)
     out.write(f"-- {(total + 1023) // 1024} Kbytes in {n} Request{'s' if n != 1 else ''}.\n")

@@ -52,6 +52,8 @@ async def _reload(state_dir: Path, path: Path | None) -> int:
         await attached.client.close()
     if result.get("outcome") == "applied":
         print(f"relaybox: generation {result['generation']} applied: {result['summary']}")
+        for warning in result.get("warnings", []):
+            print(f"warning: {visible(str(warning.get('text', warning)))}", file=sys.stderr)
         return EXIT_OK
     print(
         f"relaybox: the config was refused; generation {result.get('generation')} stays in force:",

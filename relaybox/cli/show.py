@@ -13,7 +13,9 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from relaybox.admin.client import AdminClient
+from relaybox.admin.service import UNTIL_RESUMED
 from relaybox.cli.common import EXIT_FAIL, EXIT_OK, iso, line_writer
+from relaybox.message.explain import explain
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
 from relaybox.untrusted import visible
@@ -73,6 +75,14 @@ def _lines_json(lines: Sequence[TranscriptLine]) -> list[dict[str, Any]]:
     return [{"at": iso(line.at), "direction": line.direction, "text": line.text} for line in lines]
 
 
+def _next_attempt(at: float) -> str:
+    """When a recipient is tried next, local time; a destination suspended until an admin
+    resumes it has no time."""
+    if at >= UNTIL_RESUMED:
+        return "when resumed (suspended)"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def _write_transcript(
     w: Callable[[str], object], lines: Sequence[TranscriptLine], indent: str
 ) -> None:
@@ -116,8 +126,13 @@ async def show(admin: AdminClient, args: argparse.Namespace, out: TextIO) -> int
     w("Recipients:")
     for rc in detail.recipients:
         extra = f"  attempts={rc.attempts}" if rc.attempts else ""
+        if rc.state in ("queued", "deferred") and rc.next_attempt_at is not None:
+            extra += f"  next={_next_attempt(rc.next_attempt_at)}"
         reply = f"  {rc.last_reply}" if rc.last_reply else ""
         w(f"  {rc.address:<40} {rc.state}{extra}{reply}")
+        explained = explain(rc.last_reply) if rc.state != "delivered" else None
+        if explained is not None:
+            w(f"  {'':<40} why: {explained.summary}")
     w("")
     w("Headers:")
     for key, value in detail.headers:

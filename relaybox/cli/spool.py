@@ -55,7 +55,7 @@ SHELL_TIMEOUT = 3600.0
 
 def spool_check(args: argparse.Namespace) -> int:
     """`relaybox spool check`: "ok" and what the spool holds (exit 0), or what is wrong (1)."""
-    config = load_config(args)
+    config = load_config(args, warn=False)
     if config is None:
         return EXIT_CONFIG
     state_dir = config.server.state_dir
@@ -162,7 +162,7 @@ def _command(args: argparse.Namespace, action: str) -> str:
 def spool_recover(args: argparse.Namespace) -> int:
     """`relaybox spool recover`: rebuild a damaged spool from what can be read, keeping the
     damaged file aside; refused while an engine runs."""
-    config = load_config(args)
+    config = load_config(args, warn=False)
     if config is None:
         return EXIT_CONFIG
     state_dir = config.server.state_dir

@@ -437,7 +437,8 @@ class RouteConfig:
     transport: Annotated[Transport, Example('"mx" (or "smarthost", "reject", "hold", "capture")')]
     """`mx`: look up the domain's MX hosts and deliver there; `smarthost`: hand the mail to
     `hosts`; `reject`: refuse the recipient at RCPT with 550 5.7.1 `reject_text`; `hold`:
-    accept and keep the message until an admin releases it; `capture`: accept, keep it for
+    accept and keep the message until an admin releases it (a released recipient goes on by
+    the next route that matches it, else by MX); `capture`: accept, keep it for
     viewing and mark it delivered without sending it anywhere (a test sandbox)."""
     sender_domains: Annotated[tuple[str, ...], _DOMAINS] = ()
     """When not empty, the route applies only when the envelope sender's domain matches one
@@ -606,13 +607,18 @@ class Config:
         """
         return recipient if "@" in recipient else f"{recipient}@{self.server.hostname}"
 
-    def route_for(self, recipient: str, sender: str) -> RouteConfig | None:
+    def route_for(
+        self, recipient: str, sender: str, *, released: bool = False
+    ) -> RouteConfig | None:
         """The first route that matches a recipient and envelope sender, or None.
 
         Args:
             recipient: A parsed recipient address; the bare `postmaster` is routed as
                 `qualify` writes it, by the domain of `[server] hostname`.
             sender: The parsed envelope sender; `""` for the null sender.
+            released: An admin released this recipient from a hold: `hold` routes are
+                passed over, and when no other route matches it goes by MX (direct
+                delivery), so that a release always sends the mail on.
 
         Returns:
             The route, or None when no route matches: mail to that recipient is refused at
@@ -621,9 +627,11 @@ class Config:
         recipient_domain = self.qualify(recipient).rpartition("@")[2]
         sender_domain = sender.rpartition("@")[2] if "@" in sender else ""
         for route in self.routes:
+            if released and route.transport == "hold":
+                continue
             if route.matches(recipient_domain, sender_domain):
                 return route
-        return None
+        return DEFAULT_ROUTE if released else None
 
 
 def default_config() -> Config:

@@ -30,6 +30,7 @@ from relaybox.inbound.listeners import ListenerSet
 from relaybox.inbound.server import InboundSMTP
 from relaybox.maillog import MailLog
 from relaybox.outbound.client import Courier
+from relaybox.outbound.connections import OutboundConnection
 from relaybox.outbound.handshake import Credentials
 from relaybox.outbound.routing import load_credentials
 from relaybox.outbound.scheduler import Scheduler
@@ -335,6 +336,14 @@ class Engine:
     def sessions(self) -> list[InboundSMTP]:
         """The inbound sessions open now."""
         return list(self._ctx.sessions) if self._ctx is not None else []
+
+    def outbound_connections(self) -> list[OutboundConnection]:
+        """Delivery's connections open now, in use or idle in its cache, oldest first."""
+        return self.courier.connections.snapshot() if self.courier is not None else []
+
+    def outbound_connection(self, connection_id: str) -> OutboundConnection | None:
+        """Delivery's connection of this id while it is open."""
+        return self.courier.connections.get(connection_id) if self.courier is not None else None
 
     # ------------------------------------------------------------------ admin hooks
     # What `admin.LiveEngine` asks for, so that an admin action takes effect at once.

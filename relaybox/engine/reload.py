@@ -69,6 +69,8 @@ class ReloadResult:
     """The file's version (sha256) afterwards, for the UI's next apply."""
     text: str = ""
     """The file's current text, when the outcome is a conflict."""
+    warnings: tuple[Problem, ...] = ()
+    """What the applied config may not do as meant (`relaybox reload` prints them)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class ReloadResult:
             "problems": [problem_json(p) for p in self.problems],
             "version": self.version,
             "text": self.text,
+            "warnings": [problem_json(p) for p in self.warnings],
         }
 
 
@@ -184,7 +187,7 @@ class QueueMove:
 
 
 def _key(config: Config, recipient: Unfinished) -> str:
-    destination = destination_for(config, recipient.address, recipient.sender)
+    destination = destination_for(config, recipient.address, recipient.sender, recipient.released)
     return "no route (bounced)" if destination is None else destination.key
 
 
@@ -335,7 +338,9 @@ class Reloader:
         engine.bus.publish(ConfigReloaded(generation, trigger, summary, at=engine.clock()))
         self._check_new_domains(old, new)
         await self._record(trigger, summary, text)
-        return ReloadResult("applied", generation, summary, version=version)
+        return ReloadResult(
+            "applied", generation, summary, version=version, warnings=tuple(prepared.warnings)
+        )
 
     async def _record(self, trigger: str, summary: str, text: str) -> None:
         """Keep the version now in force (a 0600 backup) under its generation."""

@@ -32,6 +32,7 @@ from relaybox.inbound.content_checks import from_addresses, hop_refusal
 from relaybox.inbound.context import InboundContext, new_session_id
 from relaybox.inbound.data_reader import DataEnd, DataReader
 from relaybox.inbound.error_limit import JUNK_VERBS, SessionErrors
+from relaybox.inbound.live_sessions import ByteCount
 from relaybox.inbound.policy import (
     Client,
     check_from,
@@ -57,8 +58,8 @@ _READ_CHUNK = 1 << 16
 _MAX_AUTH_FAILURES_PER_SESSION = 3
 
 
-class InboundSMTP(SMTP):
-    """One SMTP connection on one listener."""
+class InboundSMTP(ByteCount, SMTP):
+    """One SMTP connection on one listener (`ByteCount`: bytes received, for the live view)."""
 
     def __init__(
         self, ctx: InboundContext, listener: ListenerConfig, address: SocketAddress | None = None

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from relaybox.clock import Clock, system_clock
 from relaybox.events import EventBus, SessionLine
 
-__all__ = ["Transcript", "TranscriptLine", "redact_command", "tls_summary"]
+__all__ = ["Transcript", "TranscriptLine", "redact_command", "shortened", "tls_summary"]
 
 MAX_LINES = 2000
 MAX_LINE_CHARS = 1000
@@ -131,6 +131,11 @@ class Transcript:
         if bus is not None and bus.wants(SessionLine):
             bus.publish(SessionLine(self.session_id, direction, text, at=line.at))  # type: ignore[arg-type]
 
+    @property
+    def last_command(self) -> str:
+        """The client's latest command as recorded (secrets removed, cut at MAX_LINE_CHARS)."""
+        return self._last_client.text if self._last_client is not None else ""
+
     def client(self, line: str) -> None:
         """A command from the client (AUTH secrets removed)."""
         if self.expect_secret:
@@ -212,13 +217,20 @@ def _cut_note(length: int) -> str:
 
 def _clipped(line: TranscriptLine) -> TranscriptLine:
     """`line` with its text cut to SUMMARY_LINE_BYTES of UTF-8 (and a note of its length)."""
-    data = line.text.encode("utf-8")
-    if len(data) <= SUMMARY_LINE_BYTES:
-        return line
-    cut = data[:SUMMARY_LINE_BYTES].decode("utf-8", "ignore")
+    text = shortened(line.text)
+    return line if text is line.text else line._replace(text=text)
+
+
+def shortened(text: str, max_bytes: int = SUMMARY_LINE_BYTES) -> str:
+    """`text` of a transcript line cut to `max_bytes` of UTF-8, with a note of its length
+    (its length as the client sent it, when the transcript had cut it already)."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    cut = data[:max_bytes].decode("utf-8", "ignore")
     # A line cut already at MAX_LINE_CHARS says its true length at its end: keep that one.
-    length = _CUT_NOTE.search(line.text) if len(line.text) > MAX_LINE_CHARS else None
-    return line._replace(text=f"{cut}{length[0] if length else _cut_note(len(line.text))}")
+    length = _CUT_NOTE.search(text) if len(text) > MAX_LINE_CHARS else None
+    return f"{cut}{length[0] if length else _cut_note(len(text))}"
 
 
 def _utf8_text(text: str) -> str:

@@ -22,6 +22,7 @@ import aiosmtplib
 
 from relaybox.clock import Clock, system_clock
 from relaybox.message.transcript import TranscriptLine, tls_summary
+from relaybox.outbound.connections import ConnectionTable, OutboundConnection
 from relaybox.outbound.handshake import (
     Credentials,
     Handshake,
@@ -66,6 +67,8 @@ class HopAttempt:
     reply: str | None = None
     auth_failed: bool = False
     """The hop refused our credentials, or wanted some (the scheduler says so in the log)."""
+    connection: str = ""
+    """The id of the connection it used (`connections`), once it has one."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class Transaction:
     data: bytes
     body_8bit: bool = False
     smtputf8: bool = False
+    queue_id: str = ""
+    """For the live view of connections only (`connections`): the message carried."""
+    destination: str = ""
+    """For the live view of connections only: the destination key it is sent to."""
 
 
 @dataclass
@@ -103,6 +110,7 @@ def _state_for(code: int, soft_bounce: bool) -> Literal["delivered", "deferred",
 class _Idle:
     smtp: RecordingSMTP
     since: float
+    record: OutboundConnection
 
 
 async def _quit_all(entries: Sequence[_Idle]) -> None:
@@ -113,6 +121,9 @@ async def _quit_all(entries: Sequence[_Idle]) -> None:
             await asyncio.wait_for(smtp.quit(), 2)
         smtp.close()
 
+    for entry in entries:
+        entry.record.state = "idle"
+        entry.record.queue_id = ""
     await asyncio.gather(*(quit_one(entry.smtp) for entry in entries))
 
 
@@ -135,6 +146,8 @@ class Courier:
         cache's idle times are intervals and use `time.monotonic`."""
         self._idle: dict[tuple[Any, ...], list[_Idle]] = {}
         self._closed = False
+        self.connections = ConnectionTable(clock)
+        """Every connection open now, in use or idle, for the admin's live view."""
         self._settle(
             helo_name=helo_name,
             connect_timeout=connect_timeout,
@@ -166,21 +179,26 @@ class Courier:
 
     # ------------------------------------------------------------------ connection cache
 
-    def _take_idle(self, key: tuple[Any, ...]) -> RecordingSMTP | None:
+    def _take_idle(self, key: tuple[Any, ...]) -> _Idle | None:
         pool = self._idle.get(key)
         now = time.monotonic()
         while pool:
             entry = pool.pop()
             if now - entry.since <= self.cache_idle and entry.smtp.is_connected:
-                return entry.smtp
+                return entry
             entry.smtp.close()
+            self.connections.forget(entry.record)
         return None
 
-    def _put_idle(self, key: tuple[Any, ...], smtp: RecordingSMTP) -> None:
+    def _put_idle(
+        self, key: tuple[Any, ...], smtp: RecordingSMTP, record: OutboundConnection
+    ) -> None:
+        record.state, record.queue_id = "idle", ""
         if self.cache_idle <= 0 or not smtp.is_connected or self._closed:
             smtp.close()
+            self.connections.forget(record)
             return
-        self._idle.setdefault(key, []).append(_Idle(smtp, time.monotonic()))
+        self._idle.setdefault(key, []).append(_Idle(smtp, time.monotonic(), record))
 
     async def reap_idle(self) -> None:
         """Close connections idle longer than the cache time (QUIT, politely).
@@ -230,7 +248,7 @@ class Courier:
         tls: TlsPolicy,
         credentials: Credentials | None = None,
         ca_file: str | None = None,
-        on_line: Callable[[Hop, TranscriptLine], None] | None = None,
+        on_line: Callable[[HopAttempt, TranscriptLine], None] | None = None,
         on_answered: Answered | None = None,
     ) -> Result:
         """Try `hops` in order until one answers for the recipients; never raises for SMTP.
@@ -259,7 +277,7 @@ class Courier:
             def record(line: TranscriptLine, attempt: HopAttempt = attempt) -> None:
                 attempt.lines.append(line)
                 if on_line is not None:
-                    on_line(attempt.hop, line)
+                    on_line(attempt, line)
 
             try:
                 outcomes = await self._try_hop(
@@ -300,11 +318,13 @@ class Courier:
     ) -> dict[str, Outcome]:
         key = (hop.ip, hop.port, hop.host, tls, credentials.username if credentials else None)
         lost = f"451 4.4.2 Connection to {hop.host} lost"
-        smtp = self._take_idle(key)
-        if smtp is not None:
+        idle = self._take_idle(key)
+        if idle is not None:
             # A cached connection ended its last transaction cleanly, so it needs no RSET
             # (RFC 5321 §4.1.1.5); if the server closed it meanwhile, MAIL fails at once and
             # a fresh connection takes over.
+            smtp, connection = idle.smtp, idle.record
+            self._carry(connection, attempt, message)
             smtp.on_line = record
             smtp.note("-", f"reusing the connection to {hop.host} [{hop.ip}]:{hop.port}")
             attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
@@ -315,21 +335,45 @@ class Courier:
                     smtp.close()
                     outcomes = None  # the server closed it meanwhile: a fresh one takes over
             if outcomes is not None:
-                await self._give_back(key, smtp, outcomes, on_answered)
+                await self._give_back(key, smtp, connection, outcomes, on_answered)
                 return outcomes
-        smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
-        attempt.tls = tls_summary(smtp.get_transport_info("ssl_object"))
+            self.connections.forget(connection)
+        connection = self.connections.opening(
+            hop.host,
+            hop.ip,
+            hop.port,
+            destination=message.destination,
+            queue_id=message.queue_id,
+            lines=attempt.lines,
+        )
+        attempt.connection = connection.connection_id
+        try:
+            smtp = await self._handshake.open(hop, tls, credentials, ca_file, record)
+        except BaseException:
+            self.connections.forget(connection)
+            raise
+        attempt.tls = connection.tls = tls_summary(smtp.get_transport_info("ssl_object"))
+        connection.smtp, connection.state = smtp, "sending"
         # On any failure mid-transaction the connection is in an unknown state: it is closed,
         # never left open or given to the next message.
         with closing_on_failure(smtp, lost):
             outcomes = await self._transaction(smtp, message)
-        await self._give_back(key, smtp, outcomes, on_answered)
+        await self._give_back(key, smtp, connection, outcomes, on_answered)
         return outcomes
+
+    @staticmethod
+    def _carry(connection: OutboundConnection, attempt: HopAttempt, message: Transaction) -> None:
+        """A cached connection is taken for `message`: the live view follows it there."""
+        connection.state = "sending"
+        connection.queue_id, connection.destination = message.queue_id, message.destination
+        connection.lines = attempt.lines
+        attempt.connection = connection.connection_id
 
     async def _give_back(
         self,
         key: tuple[Any, ...],
         smtp: RecordingSMTP,
+        connection: OutboundConnection,
         outcomes: dict[str, Outcome],
         on_answered: Answered | None,
     ) -> None:
@@ -339,13 +383,16 @@ class Courier:
         transaction done at the next hop and not in the spool. A failure or cancellation
         while recording closes it.
         """
+        if any(o.state == "delivered" for o in outcomes.values()):
+            connection.messages += 1
         if on_answered is not None:
             try:
                 await on_answered(outcomes)
             except BaseException:
                 smtp.close()
+                self.connections.forget(connection)
                 raise
-        self._put_idle(key, smtp)
+        self._put_idle(key, smtp, connection)
 
     async def _transaction(self, smtp: RecordingSMTP, message: Transaction) -> dict[str, Outcome]:
         """MAIL, RCPT for each, DATA; per-recipient outcomes (RFC 5321 §3.3)."""

@@ -155,8 +155,11 @@ class Handshake:
                 f"{exc.code} {exc.message}".strip(), permanent=exc.code >= 500
             ) from None
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+            # A certificate refused while connecting with implicit TLS says so, and names
+            # the route's mode as STARTTLS failures do (the admin's words for it).
+            mode = f" (route tls = {tls!r})" if tls == "implicit" else ""
             raise HopFailed(
-                f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}"
+                f"451 4.4.1 Cannot connect to {hop.host} [{hop.ip}]:{hop.port}: {exc}{mode}"
             ) from None
         smtp.note("S", reply_text(greeting))
         with closing_on_failure(smtp, f"451 4.4.2 {hop.host} [{hop.ip}]"):

@@ -47,9 +47,12 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
-def destination_for(config: Config, recipient: str, sender: str) -> Destination | None:
-    """The destination of `recipient`, or None when no route matches it."""
-    route = config.route_for(recipient, sender)
+def destination_for(
+    config: Config, recipient: str, sender: str, released: bool = False
+) -> Destination | None:
+    """The destination of `recipient`, or None when no route matches it (`released`: an
+    admin released it from a hold, see `Config.route_for`)."""
+    route = config.route_for(recipient, sender, released=released)
     if route is None:
         return None
     domain = _domain(config.qualify(recipient))

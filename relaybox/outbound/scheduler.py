@@ -38,9 +38,9 @@ from relaybox.maillog import MailLog
 from relaybox.message.headers import MAX_HOPS
 from relaybox.message.replies import Reply
 from relaybox.message.transcript import TranscriptLine
-from relaybox.outbound.client import Courier, Outcome, Transaction
+from relaybox.outbound.client import Courier, HopAttempt, Outcome, Transaction
 from relaybox.outbound.content import prepare, received_count
-from relaybox.outbound.handshake import Credentials, Hop
+from relaybox.outbound.handshake import Credentials
 from relaybox.outbound.recorder import RETRY_EVERY, Recorder
 from relaybox.outbound.retry import decide
 from relaybox.outbound.routing import Destination, destination_for, resolve_hops
@@ -351,7 +351,7 @@ class Scheduler:
             return
         groups: dict[str, tuple[Destination, list[PendingRecipient]]] = {}
         for rcpt in job.recipients:
-            destination = destination_for(config, rcpt.address, job.sender)
+            destination = destination_for(config, rcpt.address, job.sender, rcpt.released)
             if destination is None:
                 outcomes[rcpt.idx] = RecipientOutcome(
                     rcpt.idx, "bounced", "550 5.7.1 No route for this recipient's domain"
@@ -494,16 +494,17 @@ class Scheduler:
                 ], [attempt]
             sender = route.rewrite_sender(job.sender)
 
-            def live(hop: Hop, line: TranscriptLine) -> None:
+            def live(attempt: HopAttempt, line: TranscriptLine) -> None:
                 if self.bus.wants(AttemptLine):
                     # Stamped with the line's own time: no second reading of the clock.
                     self.bus.publish(
                         AttemptLine(
                             job.queue_id,
                             destination.key,
-                            hop.host,
+                            attempt.hop.host,
                             line.direction,  # type: ignore[arg-type]
                             line.text,
+                            connection=attempt.connection,
                             at=line.at,
                         )
                     )
@@ -532,7 +533,15 @@ class Scheduler:
             await self.recorder.wait_clear()
             result = await self.courier.deliver(
                 hops.hops,
-                Transaction(sender, addresses, content, job.body_8bit, job.smtputf8),
+                Transaction(
+                    sender,
+                    addresses,
+                    content,
+                    job.body_8bit,
+                    job.smtputf8,
+                    queue_id=job.queue_id,
+                    destination=destination.key,
+                ),
                 tls=route.tls,
                 credentials=credentials,
                 ca_file=str(route.ca_file) if route.ca_file else None,

@@ -47,7 +47,7 @@ def update_recipients(
         "hold": (f"state IN {_PENDING}", f"state = '{RecipientState.HELD}'", []),
         "release": (
             f"state = '{RecipientState.HELD}'",
-            f"state = '{RecipientState.QUEUED}', next_attempt_at = ?",
+            f"state = '{RecipientState.QUEUED}', next_attempt_at = ?, released = 1",
             [now],
         ),
     }

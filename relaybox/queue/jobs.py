@@ -59,9 +59,9 @@ def load_job(conn: sqlite3.Connection, message_id: int, now: float) -> DeliveryJ
     if row is None:
         return None
     recipients = tuple(
-        PendingRecipient(*r)
-        for r in conn.execute(
-            "SELECT idx, address, state, attempts, last_reply FROM recipients"
+        PendingRecipient(idx, address, state, attempts, reply, bool(released))
+        for idx, address, state, attempts, reply, released in conn.execute(
+            "SELECT idx, address, state, attempts, last_reply, released FROM recipients"
             f" WHERE message_id = ? AND state IN {_SENDABLE}"
             " AND next_attempt_at <= ? ORDER BY idx",
             (message_id, now),

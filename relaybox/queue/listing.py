@@ -124,7 +124,7 @@ def filter_terms(flt: MessageFilter, *, states: bool = True) -> tuple[list[str],
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         # `search` holds the queue ID, the sender, every recipient and the subject (see the
-        # migrations 3 -> 4 and 5 -> 6).
+        # migrations 3 -> 4 and 6 -> 7).
         where.append("(m.search LIKE ? ESCAPE '\\' OR m.last_reply LIKE ? ESCAPE '\\')")
         params.extend([pattern] * 2)
     return where, params

@@ -224,6 +224,8 @@ class PendingRecipient:
     state: RecipientState
     attempts: int
     last_reply: str | None
+    released: bool = False
+    """An admin released it: it goes past `hold` routes (see `Config.route_for`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", _RECIPIENT_STATES[self.state])

@@ -31,6 +31,8 @@ class Unfinished:
     last_reply: str | None
     arrived_at: float
     next_attempt_at: float | None
+    released: bool = False
+    """An admin released it from a hold: routing takes it past `hold` routes."""
 
 
 ROUTABLE = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -44,12 +46,15 @@ def unfinished_recipients(
     marks = ", ".join("?" for _ in states)
     rows = conn.execute(
         "SELECT r.message_id, r.idx, m.sender, r.address, r.state, r.destination,"
-        " r.last_reply, m.arrived_at, r.next_attempt_at"
+        " r.last_reply, m.arrived_at, r.next_attempt_at, r.released"
         " FROM recipients r JOIN messages m ON m.id = r.message_id"
         f" WHERE r.state IN ({marks}) ORDER BY r.message_id, r.idx",
         tuple(str(s) for s in states),
     )
-    return [Unfinished(*row) for row in rows]
+    return [
+        Unfinished(mid, idx, sender, address, state, dest, reply, arrived, due, bool(released))
+        for mid, idx, sender, address, state, dest, reply, arrived, due, released in rows
+    ]
 
 
 def make_due(conn: sqlite3.Connection, recipients: Iterable[tuple[int, int]], now: float) -> int:

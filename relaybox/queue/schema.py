@@ -151,7 +151,12 @@ MIGRATIONS: list[str] = [
     CREATE TABLE identity (id TEXT NOT NULL);
     INSERT INTO identity (id) VALUES (lower(hex(randomblob(16))));
     """,
-    # 5 -> 6: the Subject (a message stored before has none: its body is not parsed here),
+    # 5 -> 6: a recipient an admin released goes past `hold` routes from then on (routing
+    # would hold it again at once otherwise), until it is delivered or bounced.
+    """
+    ALTER TABLE recipients ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 6 -> 7: the Subject (a message stored before has none: its body is not parsed here),
     # which `search` holds too from now on; and trigram indexes, so that a filter of 3
     # characters or more looks up its matches instead of reading every message (listing.py):
     # one of `search`, written once with the message, and one of the last reply, which

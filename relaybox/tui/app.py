@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import ContentSwitcher, Input
 
 from relaybox.clock import Clock, system_clock
 from relaybox.tui import format as fmt
@@ -29,15 +29,36 @@ from relaybox.tui.panes.domains import DomainsPane
 from relaybox.tui.panes.log import LogPane, LogView
 from relaybox.tui.panes.queue import QueuePane
 from relaybox.tui.panes.queue_view import QueueView
+from relaybox.tui.panes.sessions import SessionsPane
 from relaybox.tui.screens.config_review import ReviewScreen
 from relaybox.tui.screens.confirm import ConfirmScreen, confirm_then
 from relaybox.tui.screens.domain import DomainScreen
 from relaybox.tui.screens.help import HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
+from relaybox.tui.screens.session import SessionScreen
 from relaybox.tui.themes import DEFAULT_THEME, load_themes, theme_dirs
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.status_bar import StatusBar
 
 __all__ = ["RelayboxApp"]
+
+
+FOOTER_RANKS = {
+    "help": 0,
+    "quit": 1,
+    "show_pane('queue')": 2,
+    "show_pane('destinations')": 2,
+    "show_pane('sessions')": 2,
+    "show_pane('log')": 2,
+    "show_pane('domains')": 2,
+    "show_pane('config')": 2,
+    "act('retry')": 3,
+    "act('hold')": 3,
+    "act('release')": 3,
+    "filter": 3,
+}
+"""What the footer keeps first on a narrow terminal (0 first; the rest rank 5): the way to
+every key (help), out, the panes, then the Queue pane's commonest actions."""
 
 
 class RelayboxApp(App[int]):
@@ -64,6 +85,7 @@ class RelayboxApp(App[int]):
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
+        Binding("3", "show_pane('sessions')", "Sessions", show=False),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
         Binding("6", "show_pane('config')", "Config"),
@@ -129,14 +151,15 @@ class RelayboxApp(App[int]):
         )
         with ContentSwitcher(initial="queue"):
             yield QueuePane(lambda: self.link.admin, clock=self.clock, id="queue")
+            yield SessionsPane(lambda: self.link.admin, clock=self.clock, id="sessions")
             yield LogPane(id="log")
             yield DomainsPane(lambda: self.link.admin, clock=self.clock, id="domains")
             yield ConfigPane(lambda: self.link.admin, id="config")
-        yield Footer()
+        yield KeyFooter(FOOTER_RANKS)
 
     @property
     def current_pane(self) -> str | None:
-        """The id of the pane showing: "queue", "log", "domains" or "config"."""
+        """The id of the pane showing: "queue", "sessions", "log", "domains" or "config"."""
         return self.query_one(ContentSwitcher).current
 
     @property
@@ -154,6 +177,10 @@ class RelayboxApp(App[int]):
     @property
     def log_view(self) -> LogView:
         return self.query_one("#log-view", LogView)
+
+    @property
+    def sessions_pane(self) -> SessionsPane:
+        return self.query_one(SessionsPane)
 
     @property
     def domains_pane(self) -> DomainsPane:
@@ -211,10 +238,14 @@ class RelayboxApp(App[int]):
     # ------------------------------------------------------------------ panes and filters
 
     def action_show_pane(self, pane: str) -> None:
-        while isinstance(self.screen, (InspectorScreen, DomainScreen, ReviewScreen)):
+        while isinstance(self.screen, (InspectorScreen, DomainScreen, ReviewScreen, SessionScreen)):
             self.pop_screen()
         self.query_one(ContentSwitcher).current = pane
-        if pane == "domains":
+        if pane != "sessions":
+            self.sessions_pane.hidden()
+        if pane == "sessions":
+            self.sessions_pane.shown()
+        elif pane == "domains":
             self.domains_pane.table.focus()
             self._show_domains()
         elif pane == "config":
@@ -271,7 +302,7 @@ class RelayboxApp(App[int]):
 
     def action_clear(self) -> None:
         """Escape: close the filter line, else clear the selection, else the pane's filter."""
-        if self.current_pane in ("domains", "config"):
+        if self.current_pane in ("sessions", "domains", "config"):
             return
         box = self._pane_input()
         view = self.queue_view
@@ -297,6 +328,13 @@ class RelayboxApp(App[int]):
     def _open_message(self, event: QueueView.Opened) -> None:
         self.push_screen(
             InspectorScreen(self.link, event.queue_id, self.mail.act_on, clock=self.clock)
+        )
+
+    @on(SessionsPane.Opened)
+    def _open_session(self, event: SessionsPane.Opened) -> None:
+        self.push_screen(
+            SessionScreen(self.link, event.connection.key, event.connection.peer),
+            lambda _: self.sessions_pane.reload(),  # (back: what changed meanwhile, at once)
         )
 
     # ------------------------------------------------------------------ actions on mail

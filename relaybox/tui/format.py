@@ -8,7 +8,18 @@ import time
 
 from relaybox.untrusted import visible
 
-__all__ = ["age", "clip", "clock", "printable", "printable_lines", "recipients", "size", "until"]
+__all__ = [
+    "Part",
+    "age",
+    "clip",
+    "clock",
+    "fit",
+    "printable",
+    "printable_lines",
+    "recipients",
+    "size",
+    "until",
+]
 
 
 def age(seconds: float) -> str:
@@ -57,6 +68,38 @@ def clip(text: str, width: int) -> str:
     if len(text) > width:
         text = text[: max(0, width - 1)] + "…"
     return text.ljust(width)
+
+
+Part = tuple[int, tuple[str, ...]]
+"""A piece of a status line: its rank (0 the most important) and its forms, longest first;
+a form may be "" (the piece can be left out)."""
+
+
+def fit(parts: list[Part], width: int, sep: str = " · ") -> str:
+    """The pieces joined by `sep` in their order, within `width` cells.
+
+    While too long, the least important piece that has a shorter form takes it (the last of
+    equal rank first); when none has, the line is cut at a word, never inside one, with "…".
+    The most telling words stay, whatever the terminal's width.
+    """
+    chosen = [0] * len(parts)
+
+    def line() -> str:
+        return sep.join(f for (_, forms), c in zip(parts, chosen, strict=True) if (f := forms[c]))
+
+    text = line()
+    while len(text) > width:
+        shorter = [i for i, (_, forms) in enumerate(parts) if chosen[i] + 1 < len(forms)]
+        if not shorter:
+            break
+        pick = max(shorter, key=lambda i: (parts[i][0], i))
+        chosen[pick] += 1
+        text = line()
+    if len(text) <= width:
+        return text
+    cut = text[: max(0, width - 1)]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else cut).rstrip(" ·,:") + "…"
 
 
 def clock(at: float) -> str:

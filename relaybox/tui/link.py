@@ -16,6 +16,7 @@ from relaybox.admin.client import AdminClient, ControlClient, ControlError, Even
 from relaybox.clock import Clock, system_clock
 from relaybox.engine import Engine
 from relaybox.events import Event, Subscription
+from relaybox.message.transcript import TranscriptLine
 
 __all__ = [
     "EngineLink",
@@ -88,6 +89,12 @@ class EngineLink(Protocol):
         """The engine's events of these classes (None: all) as they happen, returned once the
         subscription is in place: nothing published after this returns is missed. Close the
         stream with `aclose()`."""
+        ...
+
+    async def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        """One open inbound session's (`S...`) or outbound connection's (`O...`) lines, so far
+        and then live, ending when it closes; returned once the engine found it (an error
+        when it did not). Close it with `aclose()`: the engine lets go of its subscription."""
         ...
 
     async def close(self) -> None:
@@ -164,6 +171,10 @@ class InProcessLink:
     ) -> AsyncGenerator[Event | EventsDropped, None]:
         return stream_of(self.engine.bus.subscribe(types=types))
 
+    async def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        assert self.engine.admin is not None
+        return self.engine.admin.session_transcript(session_id)
+
     async def close(self) -> None:
         return None
 
@@ -227,6 +238,9 @@ class SocketLink:
         self, types: Sequence[type[Event]] | None = None
     ) -> AsyncGenerator[Event | EventsDropped, None]:
         return await self.client.subscribe(None if types is None else [t.__name__ for t in types])
+
+    async def session_transcript(self, session_id: str) -> AsyncGenerator[TranscriptLine, None]:
+        return await self.client.session_transcript(session_id)
 
     async def close(self) -> None:
         await self.client.close()

@@ -18,12 +18,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from relaybox.admin.client import AdminClient
 from relaybox.config.diff import masked_diff
 from relaybox.tui.format import printable, printable_lines
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.line_view import LineView
 from relaybox.tui.widgets.text_line import TextLine
 
@@ -121,7 +122,7 @@ class ReviewScreen(Screen[Outcome | None]):
         yield OptionList(id="review-problems")
         yield Static("", id="review-effect", markup=False)
         yield LineView(id="review-diff")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show_diff(masked_diff(self.base_text, self.text, self.label))

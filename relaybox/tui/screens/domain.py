@@ -10,14 +10,16 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from relaybox.admin.client import AdminClient
 from relaybox.health.findings import Finding
 from relaybox.health.monitor import DomainReport
 from relaybox.tui.format import printable
+from relaybox.tui.widgets.key_footer import KeyFooter
 
 __all__ = ["DomainScreen", "finding_text", "status_text", "theme_colours"]
 
@@ -80,9 +82,12 @@ class DomainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(f"Domain {printable(self.domain)}", id="domain-title", markup=False)
+        # The list takes the rows its findings need (up to half the screen); the selected
+        # finding's explanation and record get the rest, and scroll when longer.
         yield OptionList(*self._options(), id="domain-findings")
-        yield Static("", id="domain-detail")
-        yield Footer()
+        with VerticalScroll(id="domain-detail-box", can_focus=False):
+            yield Static("", id="domain-detail")
+        yield KeyFooter()
 
     def _options(self) -> list[Option]:
         colours = theme_colours(self.app)

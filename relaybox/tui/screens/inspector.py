@@ -8,13 +8,14 @@ events), then the page is re-read from the spool once the attempt is recorded.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable, Iterable
 
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from relaybox.admin.client import AdminClient
@@ -29,15 +30,17 @@ from relaybox.events import (
     MessageDelivered,
     MessageHeld,
 )
+from relaybox.message.explain import explain
 from relaybox.message.headers import field_addresses
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MessageDetail
 from relaybox.tui import format as fmt
 from relaybox.tui.link import EngineLink
 from relaybox.tui.screens.domain import DomainScreen
+from relaybox.tui.widgets.key_footer import KeyFooter
 from relaybox.tui.widgets.line_view import LineView
 
-__all__ = ["InspectorScreen", "auth_domain", "detail_lines"]
+__all__ = ["InspectorScreen", "auth_domain", "detail_lines", "explained_lines"]
 
 _WATCHED = (AttemptLine, MessageDelivered, MessageDeferred, MessageBounced, MessageHeld)
 RAW_LIMIT = 64 * 1024
@@ -79,6 +82,32 @@ def auth_domain(detail: MessageDetail) -> str | None:
     return sender.rpartition("@")[2].lower() if "@" in sender else None
 
 
+def explained_lines(replies: Iterable[str], width: int = 76) -> list[tuple[str, str]]:
+    """What the replies most likely mean and where to fix it (`relaybox.message.explain`),
+    once per kind of failure; nothing for replies no rule knows."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for reply in replies:
+        found = explain(reply)
+        if found is None or found.key in seen:
+            continue
+        seen.add(found.key)
+        out += [("plain", ""), ("warn", f"  Why: {found.summary}")]
+        out += [
+            ("note", line)
+            for line in textwrap.wrap(
+                found.cause, width, initial_indent="    ", subsequent_indent="    "
+            )
+        ]
+        out += [
+            ("note", line)
+            for line in textwrap.wrap(
+                "Fix: " + found.fix, width, initial_indent="    ", subsequent_indent="         "
+            )
+        ]
+    return out
+
+
 def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
     """The inspector's page for one message, as (kind, text) lines."""
     row = detail.row
@@ -105,6 +134,9 @@ def detail_lines(detail: MessageDetail, now: float) -> list[tuple[str, str]]:
         )
         if rcpt.last_reply:
             out.append(("note", f"      {rcpt.last_reply}"))
+    out += explained_lines(
+        [r.last_reply or "" for r in detail.recipients if r.state != "delivered"]
+    )
     domain = auth_domain(detail)
     if domain:
         out += [
@@ -187,7 +219,7 @@ class InspectorScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f"Message {fmt.printable(self.queue_id)}", id="inspector-title", markup=False)
         yield LineView(id="inspector-lines")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def admin(self) -> AdminClient:

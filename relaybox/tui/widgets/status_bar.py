@@ -7,6 +7,7 @@ arrivals and deliveries, and says when the engine is gone or delivery paused.
 from __future__ import annotations
 
 import collections
+import re
 import time
 
 from textual import work
@@ -21,6 +22,8 @@ from relaybox.tui.widgets.text_line import TextLine
 
 __all__ = ["Rates", "StatusBar"]
 
+_FOLDER = re.compile(r"^/[^:]*/")
+"""The folders of a problem's file ("/etc/relaybox/relaybox.toml:3: ...")."""
 _RATE_BUCKET = 10.0  # seconds per sparkline bar
 _RATE_BARS = 30
 
@@ -98,7 +101,8 @@ class StatusBar(Horizontal):
         """Why the last reload was refused (its first problem), None once one applies; the
         event bridge sets and clears it."""
         self._read_at = 0.0
-        self._status = ""
+        self._status: list[fmt.Part] = []
+        """The last counts read, shown while the engine cannot be read."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="status-text"):
@@ -153,63 +157,107 @@ class StatusBar(Horizontal):
         be read (the last counts stay, or the bar says the engine is gone)."""
         self.rates.roll()
         now = self.clock()
-        listeners = ", ".join(
+        shown = [
             f"{li.role} {li.address}" + (f" ({li.tls})" if li.tls != "none" else "")
             for li in self.listeners
-        )
+        ]
+        listeners = ", ".join(shown) or "no listeners"
+        some = f"{shown[0]} +{len(shown) - 1}" if len(shown) > 1 else listeners
         mode = self.link.describe()
         if self.engine_gone:
             mode += " · ENGINE GONE (stopped, or the connection lost)"
         up = fmt.age(now - self.link.started_at)
         loaded = fmt.age(now - self.link.config_loaded_at)
-        # Most telling first: a narrow terminal cuts the line's end.
-        first = (
-            f"relaybox · {mode} · {listeners or 'no listeners'} · up {up} · "
-            f"config gen {self.link.config_generation} loaded {loaded} ago"
-        )
+        gen = self.link.config_generation
+        # Each piece ranked (0 most telling): a narrow terminal shortens or leaves out the
+        # least telling first, and never cuts a word (fmt.fit).
+        first: list[fmt.Part] = [
+            (0, ("relaybox",)),
+            (0, (mode,)),
+            (2, (listeners, some, "")),
+            (3, (f"up {up}", "")),
+            (1, (f"config gen {gen} loaded {loaded} ago", f"config gen {gen}")),
+        ]
         warning = False
+        second: list[fmt.Part]
         if overview is not None:
             by_state = getattr(overview, "by_state", {})
             deferred = by_state.get("deferred", 0)
             oldest = getattr(overview, "oldest_deferred_at", None)
             oldest_age = now - oldest if oldest else 0.0
             warning = deferred > self.deferred_warning or oldest_age > self.oldest_deferred_warning
-            second = (
-                f"queued {by_state.get('queued', 0)} · active {by_state.get('active', 0)} · "
-                f"deferred {deferred}"
-                + (f" (oldest {fmt.age(oldest_age)})" if oldest else "")
-                + f" · held {by_state.get('held', 0)} · today: "
-                f"{getattr(overview, 'delivered_since', 0)} sent, "
-                f"{getattr(overview, 'bounced_since', 0)} bounced"
-            )
+            sent = getattr(overview, "delivered_since", 0)
+            bounced = getattr(overview, "bounced_since", 0)
+            second = [
+                (1, (f"queued {by_state.get('queued', 0)}", "")),
+                (3, (f"active {by_state.get('active', 0)}", "")),
+                (
+                    0,
+                    (
+                        f"deferred {deferred}"
+                        + (f" (oldest {fmt.age(oldest_age)})" if oldest else ""),
+                        f"deferred {deferred}",
+                        "",
+                    ),
+                ),
+                (1, (f"held {by_state.get('held', 0)}", "")),
+                (2, (f"today: {sent} sent, {bounced} bounced", f"today {sent} sent", "")),
+            ]
             self._status = second
         elif self.engine_gone:
             warning = True
-            second = (
-                "showing what was last read · looking for the engine every "
-                f"{self.reconnect_every:.0f} s"
-            )
+            second = [
+                (
+                    0,
+                    (
+                        "showing what was last read · looking for the engine every "
+                        f"{self.reconnect_every:.0f} s",
+                        "showing what was last read",
+                    ),
+                )
+            ]
         else:
-            second = self._status or "reading the queue…"
+            second = self._status or [(0, ("reading the queue…",))]
         if self.config_refused is not None:
             warning = True
-            second = (
-                f"CONFIG REFUSED, gen {self.link.config_generation} still in force: "
-                f"{self.config_refused} · {second}"
-            )
+            # The problem is the point: its file is named without its folder, and the rest
+            # of the line gives way to it (the notification and the Log pane have it whole).
+            short = _FOLDER.sub("", self.config_refused)
+            second = [
+                (
+                    0,
+                    (
+                        f"CONFIG REFUSED, gen {gen} still in force: {self.config_refused}",
+                        f"CONFIG REFUSED, gen {gen} still in force: {short}",
+                        f"CONFIG REFUSED: {short}",
+                    ),
+                ),
+                *second,
+            ]
         if self.delivery_paused is not None:
             # First on the line: nothing is being sent until the spool can write again.
             warning = True
-            second = f"DELIVERY PAUSED: the spool cannot write ({self.delivery_paused}) · {second}"
+            second = [
+                (
+                    0,
+                    (
+                        f"DELIVERY PAUSED: the spool cannot write ({self.delivery_paused})",
+                        f"DELIVERY PAUSED: {self.delivery_paused}",
+                    ),
+                ),
+                *second,
+            ]
+        wide = self.app.size.width >= 120  # the sparklines only where they leave the text room
+        # The text's room: the bar less the rates (when shown) and the padding.
+        width = max(20, self.app.size.width - (2 + (2 * (7 + 9) if wide else 0)))
         # Only what changed is touched: under load this runs twice a second beside the relay.
         if self.has_class("warning") != warning:
             self.set_class(warning, "warning")
-        wide = self.app.size.width >= 120  # the sparklines only where they leave the text room
         for widget in self.query(".rate-label, Sparkline"):
             if widget.display != wide:
                 widget.display = wide
-        self.query_one("#status-line-1", TextLine).set(first)
-        self.query_one("#status-line-2", TextLine).set(second)
+        self.query_one("#status-line-1", TextLine).set(fmt.fit(first, width))
+        self.query_one("#status-line-2", TextLine).set(fmt.fit(second, width))
         for direction in ("in", "out"):
             self.query_one(f"#rate-{direction}-value", TextLine).set(
                 f"{self.rates.per_minute(direction):.0f}/min"
