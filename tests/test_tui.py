@@ -262,6 +262,9 @@ async def test_ages_and_next_attempts_tick_without_asking_the_engine(tmp_path: P
                 return getattr(admin(), name)
 
         view._admin = Spy  # type: ignore[assignment]
+        await until(lambda: not view._loading, pilot)  # (a reload begun before)
+        await pilot.pause(0.2)
+        asked.clear()
 
         def row_of(queue_id: str) -> str:
             return next(li for li in screen_lines(app) if queue_id in li)
