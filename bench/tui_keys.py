@@ -86,6 +86,33 @@ async def seed(engine: Engine, n: int) -> None:
         await asyncio.gather(*(spool.store_message(m) for m in msgs))
 
 
+async def held_engine(tmp: Path, n: int) -> Engine:
+    """A started engine on `tmp`, its spool seeded with `n` messages that its one route (to
+    every domain) holds: the queue stays still while the UI is timed."""
+    config = Config(
+        server=ServerConfig(hostname="bench.invalid", state_dir=tmp / "state"),
+        listeners=(
+            ListenerConfig(
+                listen=(SocketAddress("127.0.0.1", 0),),
+                allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
+            ),
+        ),
+        dns=DnsConfig(resolvers=(SocketAddress("127.0.0.1", 9),), timeout=0.5),
+        routes=(RouteConfig(domains=("*",), transport="hold"),),
+    )
+    engine = Engine(config, setup_logging(stream=io.StringIO()))
+    await engine.start()
+    assert engine.scheduler is not None
+    started = time.perf_counter()
+    await seed(engine, n)
+    print(f"seeded {n} messages in {time.perf_counter() - started:.1f} s")
+    engine.wake_delivery()
+    assert engine.admin is not None
+    while await engine.admin.count(MessageFilter(states=("queued",))):
+        await asyncio.sleep(0.5)
+    return engine
+
+
 class Timer:
     """Key event -> the next screen update after the app has settled (data loaded)."""
 
@@ -154,28 +181,7 @@ async def main() -> int:
     width, height = (int(x) for x in args.size.split("x"))
 
     with tempfile.TemporaryDirectory(prefix="relaybox-tui-bench.") as tmp:
-        config = Config(
-            server=ServerConfig(hostname="bench.invalid", state_dir=Path(tmp) / "state"),
-            listeners=(
-                ListenerConfig(
-                    listen=(SocketAddress("127.0.0.1", 0),),
-                    allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),),
-                ),
-            ),
-            dns=DnsConfig(resolvers=(SocketAddress("127.0.0.1", 9),), timeout=0.5),
-            routes=(RouteConfig(domains=("*",), transport="hold"),),
-        )
-        engine = Engine(config, setup_logging(stream=io.StringIO()))
-        await engine.start()
-        assert engine.scheduler is not None
-        started = time.perf_counter()
-        await seed(engine, args.n)
-        print(f"seeded {args.n} messages in {time.perf_counter() - started:.1f} s")
-        # Let the hold route take them all, so the queue is still while keys are timed.
-        engine.wake_delivery()
-        assert engine.admin is not None
-        while await engine.admin.count(MessageFilter(states=("queued",))):
-            await asyncio.sleep(0.5)
+        engine = await held_engine(Path(tmp), args.n)
         before = rss_mb()
         app = RelayboxApp(InProcessLink(engine))
         opened = time.perf_counter()

@@ -12,6 +12,7 @@ from relaybox.message.headers import (
     header_value,
     parse_header,
     split_header,
+    subject_line,
 )
 
 UTF8_MESSAGE = (
@@ -102,3 +103,21 @@ def test_text_written_into_a_header_cannot_start_a_field() -> None:
     assert header_safe("bücher.example") == "bücher.example"
     assert header_safe('pc\rFrom: "CEO" <ceo@victim.test>') == 'pc?From: "CEO" <ceo@victim.test>'
     assert header_safe("a\nb\x00c\x1b[2J\udcff\u2028") == "a?b?c?[2J??"
+
+
+def test_subject_line_decodes_unfolds_escapes_and_cuts() -> None:
+    """The Subject: as the queue lists it: one line, encoded words decoded, control
+    characters escaped, cut at the limit; the body's "Subject:" lines are not the header's."""
+    assert subject_line(b"From: a@b\r\nSubject: =?utf-8?q?Invoice_42?=\r\n\tfolded\r\n\r\n") == (
+        "Invoice 42 folded"
+    )
+    assert subject_line(b"SUBJECT :  plain \r\n\r\n") == "plain"
+    assert subject_line(b"Subject: a\x1b[2Jb\r\n\r\n") == "a\\x1b[2Jb"
+    assert subject_line(b"Subject: =?utf-8?b?eBtdMDtwd24HDQpCY2M6IHk=?=\r\n\r\n") == (
+        "x\\x1b]0;pwn\\x07 Bcc: y"
+    )
+    assert subject_line(b"Subject: caf\xc3\xa9 \xff\r\n\r\n") == "caf\u00e9 \ufffd"
+    assert subject_line(b"Subject: " + b"A" * 500 + b"\r\n\r\n", limit=20) == "A" * 17 + "..."
+    assert subject_line(b"To: x@y\r\n\r\nSubject: in the body\r\n") == ""
+    assert subject_line(b"X-Note: one\r\n subject: a folded line, no field\r\n\r\n") == ""
+    assert subject_line(b"Subject: =?bogus-charset?q?x?=\r\n\r\n").isprintable()

@@ -15,9 +15,23 @@ from pathlib import Path
 import pytest
 
 from relaybox.admin.service import Admin
-from relaybox.queue import SORT_COLUMNS, UNFINISHED_STATES, MessageFilter, MessageRow, Spool
+from relaybox.queue import (
+    SORT_COLUMNS,
+    UNFINISHED_STATES,
+    MessageFilter,
+    MessageRow,
+    Spool,
+    listing,
+)
 
-from .support.spool import MESSAGE, new_message, queue_ids_matching, set_column, sort_key
+from .support.spool import (
+    MESSAGE,
+    check_trigram_indexes,
+    new_message,
+    queue_ids_matching,
+    set_column,
+    sort_key,
+)
 
 # ---------------------------------------------------------------------- keyset pagination
 
@@ -141,6 +155,103 @@ async def test_filter_text_treats_percent_and_underscore_literally(spool: Spool)
     assert await queue_ids_matching(spool, MessageFilter(text="%")) == {percent}
     assert await queue_ids_matching(spool, MessageFilter(text="0%o")) == {percent}
     assert await queue_ids_matching(spool, MessageFilter(text="o_r")) == {underscore}
+
+
+INVOICE = MESSAGE.replace(b"Subject: =?utf-8?q?caf=C3=A9?=", b"Subject: Invoice 42")
+
+
+async def test_filter_by_text_matches_the_subject(spool: Spool) -> None:
+    """The subject is stored at arrival (encoded words decoded) and listed; the filter finds
+    it by the trigram index (3 characters and more) and by LIKE (fewer)."""
+    invoice = await spool.store_message(new_message(data=INVOICE))
+    cafe = await spool.store_message(new_message())  # MESSAGE's subject: =?utf-8?q?caf=C3=A9?=
+
+    assert await queue_ids_matching(spool, MessageFilter(text="Invoice")) == {invoice}
+    assert await queue_ids_matching(spool, MessageFilter(text="invoice 4")) == {invoice}
+    assert await queue_ids_matching(spool, MessageFilter(text=" 4")) == {invoice}
+    assert await queue_ids_matching(spool, MessageFilter(text="Café")) == {cafe}
+    assert await spool.count_messages(MessageFilter(text="nvoice")) == 1
+    rows = await spool.list_messages(MessageFilter(), sort="arrived")
+    assert {r.queue_id: r.subject for r in rows} == {invoice: "Invoice 42", cafe: "café"}
+    detail = await spool.message_detail(invoice)
+    assert detail is not None and detail.row.subject == "Invoice 42"
+
+
+async def test_the_subject_is_stored_safe_and_short(spool: Spool) -> None:
+    """A client's subject: an encoded ESC and BEL are shown as escapes, never stored as
+    control characters; an encoded CR LF is one space (one line), and a long one is cut."""
+    hostile = MESSAGE.replace(
+        b"Subject: =?utf-8?q?caf=C3=A9?=",
+        b"Subject: =?utf-8?q?a=1B]0;owned=07=0D=0Ab?= " + b"x" * 500,
+    )
+    queue_id = await spool.store_message(new_message(data=hostile))
+
+    (row,) = await spool.list_messages(MessageFilter(text="owned"))
+    assert row.queue_id == queue_id
+    assert row.subject.startswith("a\\x1b]0;owned\\x07 b xxx")
+    assert row.subject.isprintable() and len(row.subject) == 200
+
+
+async def test_the_trigram_index_follows_the_last_reply_and_deletion(spool: Spool) -> None:
+    """The index changes in the transaction that changes a message: a new last reply is
+    found and the old one no longer is; a deleted message is gone from it."""
+    queue_id = await spool.store_message(new_message())
+    other = await spool.store_message(new_message())
+    where = f"WHERE queue_id = '{queue_id}'"
+    await set_column(spool, f"UPDATE messages SET last_reply = '451 4.7.1 greylisted' {where}")
+    assert await queue_ids_matching(spool, MessageFilter(text="greylisted")) == {queue_id}
+
+    await set_column(spool, f"UPDATE messages SET last_reply = '421 too busy' {where}")
+    assert await queue_ids_matching(spool, MessageFilter(text="greylisted")) == set()
+    assert await queue_ids_matching(spool, MessageFilter(text="too busy")) == {queue_id}
+    await check_trigram_indexes(spool)
+
+    # Delivered: its reply leaves the index of replies (a "250 ... queued as" is what most
+    # mail ends with); a view with delivered mail in it still finds it, by LIKE.
+    delivered = "UPDATE messages SET state = 'delivered', last_reply = '250 2.0.0 queued as 4XYZ'"
+    await set_column(spool, f"{delivered} {where}")
+    await check_trigram_indexes(spool)
+    assert await queue_ids_matching(spool, MessageFilter(text="as 4XYZ", states=())) == {queue_id}
+    assert await queue_ids_matching(spool, MessageFilter(text="as 4XYZ")) == set()
+    await set_column(spool, f"UPDATE messages SET state = 'deferred' {where}")  # (retried)
+    assert await queue_ids_matching(spool, MessageFilter(text="as 4XYZ")) == {queue_id}
+    await check_trigram_indexes(spool)
+
+    await spool.update_recipients(MessageFilter(queue_ids=(queue_id,)), "delete", now=1.0)
+    assert await queue_ids_matching(spool, MessageFilter(text="too busy")) == set()
+    assert await queue_ids_matching(spool, MessageFilter(text="alice@")) == {other}
+    await check_trigram_indexes(spool)
+
+
+async def test_a_filter_with_few_matches_starts_from_the_index_and_selects_the_same(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few matches: the listing reads them from the trigram index; many (FEW_MATCHES set to
+    0 here): it walks the sort's index. Both select exactly what LIKE selects (the index
+    also folds the case of É, LIKE does not: "CAFÉ" finds nothing either way)."""
+    ids = [await spool.store_message(new_message(sender=f"s{i}@example.com")) for i in range(6)]
+    await set_column(spool, f"UPDATE messages SET state = 'held' WHERE queue_id = '{ids[0]}'")
+    filters = [
+        MessageFilter(text="s3@example"),
+        MessageFilter(text="example.com", states=("held",)),
+        MessageFilter(text="CAFÉ"),
+        MessageFilter(text="Café"),
+        MessageFilter(text='a"b'),
+        MessageFilter(text="s1@", domain="example.org"),
+    ]
+
+    def source(flt: MessageFilter) -> str:
+        return spool._read(lambda c: listing._source(c, flt)[0])  # type: ignore[return-value]
+
+    assert (await source(filters[0])).startswith("json_each")
+    assert (await source(MessageFilter(text="s3"))).startswith("messages")  # too short
+    few = [await queue_ids_matching(spool, flt) for flt in filters]
+    counts = [await spool.count_messages(flt) for flt in filters]
+    monkeypatch.setattr(listing, "FEW_MATCHES", 0)
+    assert (await source(filters[0])).startswith("messages")
+    assert [await queue_ids_matching(spool, flt) for flt in filters] == few
+    assert [await spool.count_messages(flt) for flt in filters] == counts
+    assert few == [{ids[3]}, {ids[0]}, set(), set(ids), set(), {ids[1]}]
 
 
 async def test_filter_by_domain_ignores_case(spool: Spool) -> None:

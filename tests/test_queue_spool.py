@@ -16,8 +16,15 @@ import pytest
 from relaybox.admin.service import Admin
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue import MIGRATIONS, SCHEMA_VERSION, MessageFilter, Spool, SpoolError
+from relaybox.queue.listing import trigram_query
 
-from .support.spool import MESSAGE, new_message, queue_ids_matching
+from .support.spool import (
+    MESSAGE,
+    check_trigram_indexes,
+    insert_old_messages,
+    new_message,
+    queue_ids_matching,
+)
 
 # ---------------------------------------------------------------------- storing and reading
 
@@ -205,26 +212,7 @@ async def test_older_spool_migrates_forward_on_open(db_path: Path) -> None:
 async def test_a_version_3_spool_gets_every_message_searchable_by_text(db_path: Path) -> None:
     """Migration 3 -> 4 fills the text filter's column for the messages already there."""
     old = await Spool.open(db_path, migrations=MIGRATIONS[:3])
-    await old._write(
-        lambda c: [
-            c.execute(
-                "INSERT INTO messages (id, queue_id, arrived_at, sender, size, state, rcpt_count,"
-                " first_rcpt, session_id, listener, client_ip, client_port, helo, body_8bit,"
-                " smtputf8, is_bounce) VALUES (?, ?, 1.0, ?, 10, 'queued', 2, ?, 'S1', 'l',"
-                " '127.0.0.1', 1, 'h', 0, 0, 0)",
-                (n, f"0OLDQUEUEID0{n}", f"app{n}@office.example", f"first{n}@a.example"),
-            )
-            and c.executemany(
-                "INSERT INTO recipients (message_id, idx, address, domain, state, updated_at)"
-                " VALUES (?, ?, ?, ?, 'queued', 1.0)",
-                [
-                    (n, 0, f"first{n}@a.example", "a.example"),
-                    (n, 1, f"second{n}@b.example", "b.example"),
-                ],
-            )
-            for n in (1, 2)
-        ]
-    )
+    await old._write(lambda c: insert_old_messages(c, (1, 2)))
     await old.close()
 
     spool = await Spool.open(db_path)
@@ -237,6 +225,50 @@ async def test_a_version_3_spool_gets_every_message_searchable_by_text(db_path: 
             ("nobody", set()),
         ]:
             assert await queue_ids_matching(spool, MessageFilter(text=text)) == want, text
+    finally:
+        await spool.close()
+
+
+async def test_a_version_6_spool_opens_with_its_messages_in_the_trigram_index(
+    db_path: Path,
+) -> None:
+    """Migration 6 -> 7 adds the subject (empty for the messages already there) and indexes
+    the messages already there, last replies included: a filter finds them through the
+    index, and a message deleted afterwards leaves it."""
+    old = await Spool.open(db_path, migrations=MIGRATIONS[:6])
+    await old._write(lambda c: insert_old_messages(c, (1, 2, 3)))
+    await old._write(
+        lambda c: c.execute(
+            "UPDATE messages SET last_reply = '451 4.7.1 greylisted, come back later' WHERE id = 3"
+        )
+    )
+    await old.close()
+
+    spool = await Spool.open(db_path)
+    try:
+        assert spool.migrated_from == 6
+        rows = await spool.list_messages(MessageFilter(text="greylisted"))
+        assert [(r.queue_id, r.subject) for r in rows] == [("0OLDQUEUEID03", "")]
+        indexed = await spool._read(
+            lambda c: c.execute(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid",
+                (trigram_query("second"),),
+            ).fetchall()
+        )
+        assert indexed == [(1,), (2,), (3,)]
+        replies = await spool._read(
+            lambda c: c.execute(
+                "SELECT rowid FROM replies_fts WHERE replies_fts MATCH ?",
+                (trigram_query("greylisted"),),
+            ).fetchall()
+        )
+        assert replies == [(3,)]
+        assert await queue_ids_matching(spool, MessageFilter(text="second2@")) == {"0OLDQUEUEID02"}
+        await spool.update_recipients(
+            MessageFilter(queue_ids=("0OLDQUEUEID02",)), "delete", now=2.0
+        )
+        assert await queue_ids_matching(spool, MessageFilter(text="second2@")) == set()
+        await check_trigram_indexes(spool)
     finally:
         await spool.close()
 

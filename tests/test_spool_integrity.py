@@ -24,7 +24,7 @@ from .relayproc import EXIT_TIMEOUT, Cli, Relay, RunCli, StartRelay, free_port
 from .support.configs import write_config
 from .support.engine import EngineFactory
 from .support.smtp import send_sync
-from .support.spool import new_message
+from .support.spool import insert_old_messages, new_message
 
 PAGE = 4096
 MESSAGES = 400
@@ -337,7 +337,8 @@ async def test_a_state_directory_of_an_older_relaybox_is_adopted(
     with it) and its new identity recorded."""
     state_dir = ensure_state_dir(tmp_path / "old")
     old = await Spool.open(state_dir / DATABASE_NAME, MIGRATIONS[:4])
-    queue_id = await old.store_message(new_message())
+    await old._write(lambda c: insert_old_messages(c, (1,)))
+    queue_id = "0OLDQUEUEID01"
     await old.close()
     assert not (state_dir / IDENTITY_NAME).exists()
 

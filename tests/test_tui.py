@@ -25,7 +25,7 @@ from relaybox.statedir import SOCKET_NAME
 from relaybox.tui.app import RelayboxApp
 from relaybox.tui.link import InProcessLink, SocketLink
 from relaybox.tui.panes.queue import QueuePane
-from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.panes.queue_view import COLUMNS, SORTS, STATE_VIEWS, QueueView, ViewState
 from relaybox.tui.screens.confirm import ConfirmScreen
 from relaybox.tui.screens.help import HELP_TEXT, HelpScreen
 from relaybox.tui.screens.inspector import InspectorScreen
@@ -190,15 +190,17 @@ def screen_lines(app: RelayboxApp) -> list[str]:
     return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
-@pytest.mark.parametrize("width", [80, 99, 100, 101, 129, 130, 131, 200])
+@pytest.mark.parametrize("width", [80, 99, 100, 101, 129, 130, 131, 171, 172, 200])
 async def test_column_titles_stand_over_their_columns(tmp_path: Path, width: int) -> None:
     """At every width, on either side of where columns are dropped, each title starts where
-    its values do, and the titles name the columns the rows show."""
+    its values do, and the titles name the columns the rows show (the Subject on wide
+    screens only)."""
     values = {
         "Queue ID": "0SEEDED000001",
         "Age": "2h",
         "Sender": "scanner@",
         "Recipients": "accounts@",
+        "Subject": "Scan to",
         "Size": "297B",
         "State": "deferred",
         "Att": "1 ",
@@ -224,6 +226,89 @@ async def test_column_titles_stand_over_their_columns(tmp_path: Path, width: int
         assert shown[:4] == ["Queue ID", "Age", "Sender", "Recipients"], header
         wide = view.scrollable_content_region.width >= 100
         assert ("Size" in shown) == ("Att" in shown) == wide
+        assert ("Subject" in shown) == (view.scrollable_content_region.width >= 170)
+
+
+async def test_at_200_columns_the_last_reply_gets_the_room(tmp_path: Path) -> None:
+    """At 200x60 the addresses are read whole and the last reply takes the rest: the
+    seeded 57-character refusal is shown whole, not cut at 51 while the addresses are
+    padded; each address column is at most 28 cells."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        view = await seeded_queue_settled(app, pilot)
+        refusal = view.rows[view.ids[1]].last_reply
+        assert refusal is not None and len(refusal) > 51
+        lines = screen_lines(app)
+        header = next(li for li in lines if li.startswith("  Queue ID"))
+        assert refusal in next(li for li in lines if "0SEEDED000002" in li)
+        assert header.find("Recipients") - header.find("Sender") <= 29
+        assert header.find("Subject") - header.find("Recipients") <= 29
+        assert "alice@office.example" in next(li for li in lines if "0SEEDED000002" in li)
+
+
+async def test_ages_and_next_attempts_tick_without_asking_the_engine(tmp_path: Path) -> None:
+    """The clock moves on, nothing else does: within a second or so the Age and Next cells
+    on screen read the new time, and the engine was asked nothing (the rows hold the times)."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(200, 30)) as pilot:
+        view = await seeded_queue_settled(app, pilot)
+        asked: list[str] = []
+        admin = view._admin
+        view.reload = lambda: None  # type: ignore[method-assign]  # (the clock alone moves)
+
+        class Spy:
+            def __getattr__(self, name: str) -> Any:
+                asked.append(name)
+                return getattr(admin(), name)
+
+        view._admin = Spy  # type: ignore[assignment]
+        await until(lambda: not view._loading, pilot)  # (a reload begun before)
+        await pilot.pause(0.2)
+        asked.clear()
+
+        def row_of(queue_id: str) -> str:
+            return next(li for li in screen_lines(app) if queue_id in li)
+
+        assert " 1m " in row_of("0SEEDED000008") and "in 25m" in row_of("0SEEDED000001")
+        view.clock = lambda: NOW + 61
+        await until(lambda: " 2m " in row_of("0SEEDED000008"), pilot, timeout=5)
+        assert "in 23m" in row_of("0SEEDED000001")  # (in 25m: 1,505 s, now 1,444 s)
+        assert " 3m " in row_of("0SEEDED000007")  # (2m before)
+        assert asked == []
+        # Behind another pane, it asks for no line to be drawn again.
+        await pilot.press("4")
+        await pilot.pause(0.1)
+        refreshed: list[int] = []
+        refresh_line = view.refresh_line
+        view.refresh_line = lambda y: refreshed.append(y) or refresh_line(y)  # type: ignore[method-assign]
+        view.clock = lambda: NOW + 3600
+        await pilot.pause(1.5)
+        assert refreshed == []
+        await pilot.press("1")  # shown again, it reads the time now
+        await until(lambda: " 1h " in row_of("0SEEDED000004"), pilot, timeout=5)  # (30m)
+
+
+async def test_a_sort_by_a_hidden_column_is_said_in_the_title(tmp_path: Path) -> None:
+    """At 80 columns Size is not shown: sorted by it, no column title carries the arrow, so
+    the title says the sort with its arrow and that its column is hidden; at 200 columns the
+    column title has the arrow and the title does not call it hidden."""
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = await seeded_queue_settled(app, pilot)
+        pane = app.query_one(QueuePane)
+        pane.set_sort("size")
+        pane.reverse_sort()
+        await until(lambda: not view._loading and view.state.descending, pilot)
+        await pilot.pause(0.2)
+        lines = screen_lines(app)
+        title = next((li for li in lines if "Queue · " in li), lines)
+        assert "sorted by Size ▼ (column hidden)" in title, title
+        header = next(li for li in lines if li.startswith("  Queue ID"))
+        assert "▲" not in header and "▼" not in header
+        await pilot.resize_terminal(200, 24)
+        await until(lambda: "Size▼" in app.query_one(QueuePane).header, pilot)
+        await pilot.pause(0.2)
+        assert "sorted by Size ▼" in pane.title and "hidden" not in pane.title
 
 
 async def seeded_queue_settled(app: RelayboxApp, pilot: Any) -> QueueView:
@@ -400,8 +485,10 @@ async def test_a_new_view_is_acted_on_and_counted_as_it_is_not_as_the_old_one(
 
 
 def test_every_column_the_queue_offers_is_a_sort_of_the_spool() -> None:
-    """A column the spool cannot order by would sort by something else under its title."""
-    assert {key for key, _ in COLUMNS} == set(SORT_COLUMNS)
+    """A column the spool cannot order by would sort by something else under its title;
+    the Subject is the one column that does not sort (the filter finds a subject)."""
+    assert set(SORTS) == set(SORT_COLUMNS)
+    assert {key for key, _ in COLUMNS} - set(SORTS) == {"subject"}
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
@@ -413,7 +500,7 @@ async def test_every_column_sorts_the_queue_by_its_values(tmp_path: Path, descen
     async with app.run_test(size=SIZE) as pilot:
         view = app.queue_view
         await until(lambda: len(view.ids) == 6, pilot)
-        for key, _ in COLUMNS:
+        for key in SORTS:
             view.set_state(ViewState("", everything, key, descending))
             await until(
                 lambda: (
@@ -517,7 +604,9 @@ async def test_only_visible_rows_are_rendered(start_engine: EngineFactory) -> No
     async with app.run_test(size=(100, 24)) as pilot:
         view = app.queue_view
         await until(lambda: len(view.ids) == 60 and ids[0] in _lines(app), pilot)
-        await pilot.pause(0.2)
+        stopped = time.time()
+        view.clock = lambda: stopped  # (ages in seconds would redraw every line each second)
+        await pilot.pause(1.2)
         before = view.rendered
         await pilot.press("down")
         await pilot.pause(0.1)
@@ -995,8 +1084,10 @@ def test_control_characters_from_mail_never_reach_the_terminal() -> None:
         1,
         None,
         "451 \x1b]0;owned\x07",
+        "\x1b[2Jinvoice",
     )
     assert "\x1b" not in row_text(row, 200, 0.0)
+    assert "\\x1b[2Jinvoice" in row_text(row, 200, 0.0)
 
 
 def unsafe_in(text: str) -> list[str]:

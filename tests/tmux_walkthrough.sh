@@ -5,15 +5,16 @@
 #
 # Starts relaybox (engine in-process) on a loopback port with a temporary state dir, sends a
 # few messages (one route holds its mail, the other points at a smart host that is not there,
-# so mail defers), then walks the Queue pane, the inspector (details and raw), a filter, the
-# state views and sort, the Destinations pane (a destination, an attempt's transcript), the Log
-# pane, help, the Sessions pane (a session held open by a client whose EHLO carries ESC
-# sequences, its transcript followed live), the Config pane (route tester, a rule added,
-# reviewed and applied, the TOML and History tabs, a rollback), the log file reopened on
-# SIGUSR1 and the quit question; then checks the log file the UI wrote in the state directory,
-# and attaches to a headless engine that relayed mail first to see the Log pane open with that
-# history. Each screen is saved as text in OUT_DIR (default: a new temp dir). Loopback only;
-# every wait is bounded.
+# so mail defers), then walks the Queue pane, the inspector (details and raw), a filter (a
+# domain, a subject), ages moving on, the state views and sort (by Size, a column hidden below
+# 100 columns), the Destinations pane (a destination, an attempt's transcript), the Log pane,
+# help, the Sessions pane (a session held open by a client whose EHLO carries ESC sequences, its
+# transcript followed live), the Config pane (route tester, a rule added, reviewed and applied,
+# the TOML and History tabs, a rollback), the log file reopened on SIGUSR1 and the quit
+# question; then checks the log file the UI wrote in the state directory, and attaches to a
+# headless engine that relayed mail first to see the Log pane open with that history. Each
+# screen is saved as text in OUT_DIR (default: a new temp dir). Loopback only; every wait is
+# bounded.
 set -euo pipefail
 
 out=${1:-$(mktemp -d -t relaybox-walkthrough.XXXXXX)}
@@ -97,11 +98,14 @@ keys m; wait_for "Raw message"; shot 04-inspector-raw
 keys Escape; shot 05-back-to-queue 0.5
 keys / ; keys -l "@example.net"; keys Enter; shot 06-filter-domain
 keys Escape; shot 07-filter-cleared 0.6
+keys / ; keys -l "Nightly"; keys Enter; wait_for "filter 'Nightly'"; shot 07b-filter-subject
+keys Escape; wait_for "3 messages"; shot 07c-ages-now 0.3; shot 07d-ages-3s-later 3
 keys v; shot 08-view-deferred 0.6
 keys s; shot 09-sorted-by-next-column 0.6
-keys 2; wait_for "Destinations ·"; wait_for "smarthost:127.0.0.1"; shot 09b-destinations 0.5
-keys Enter; wait_for "Recent attempts"; wait_for "deferred via"; shot 09c-destination 0.5
-keys Tab Enter; wait_for "Attempt ·"; shot 09d-attempt-transcript 0.3
+keys s s; wait_for "sorted by Size"; shot 09b-sorted-by-size 0.4
+keys 2; wait_for "Destinations ·"; wait_for "smarthost:127.0.0.1"; shot 09c-destinations 0.5
+keys Enter; wait_for "Recent attempts"; wait_for "deferred via"; shot 09d-destination 0.5
+keys Tab Enter; wait_for "Attempt ·"; shot 09e-attempt-transcript 0.3
 keys Escape; wait_for "Recent attempts"; sleep 0.5; keys Escape; wait_for "Destinations ·"
 keys 4; shot 10-log
 keys '?'; shot 11-help

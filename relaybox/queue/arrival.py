@@ -9,11 +9,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from relaybox.message.headers import subject_line
 from relaybox.message.transcript import TranscriptLine
 from relaybox.queue.model import MessageState, NewMessage, RecipientState, SpoolError
 from relaybox.queue.schema import encode_transcript
 
-__all__ = ["insert_message", "upsert_session"]
+__all__ = ["insert_message", "search_text", "upsert_session"]
 
 
 def insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str]:
@@ -22,13 +23,14 @@ def insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str]
     Raises:
         SpoolError: the queue ID is already in the spool.
     """
+    subject = subject_line(msg.data) if msg.subject is None else msg.subject
     try:
         cur = conn.execute(
             "INSERT INTO messages (queue_id, arrived_at, sender, size, state, rcpt_count,"
             " first_rcpt, next_attempt_at, session_id, listener, client_ip, client_port, helo,"
-            " auth_user, tls, body_8bit, smtputf8, is_bounce, search)"
+            " auth_user, tls, body_8bit, smtputf8, is_bounce, subject, search)"
             f" VALUES (?, ?, ?, ?, '{MessageState.QUEUED}', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?)",
+            " ?, ?, ?)",
             (
                 msg.queue_id,
                 msg.arrived_at,
@@ -47,7 +49,8 @@ def insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str]
                 int(msg.body_8bit),
                 int(msg.smtputf8),
                 int(msg.is_bounce),
-                " ".join((msg.queue_id, msg.sender, *msg.recipients)),
+                subject,
+                search_text(msg.queue_id, msg.sender, msg.recipients, subject),
             ),
         )
     except sqlite3.IntegrityError:
@@ -76,6 +79,12 @@ def insert_message(conn: sqlite3.Connection, msg: NewMessage) -> tuple[int, str]
             msg.transcript,
         )
     return message_id, msg.queue_id
+
+
+def search_text(queue_id: str, sender: str, recipients: Sequence[str], subject: str) -> str:
+    """What a text filter looks in, but the last reply: the `search` column (and the trigram
+    index's first column), kept as the salvage's SQL rebuilds it."""
+    return " ".join((queue_id, sender, *recipients, subject))
 
 
 def upsert_session(

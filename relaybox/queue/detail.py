@@ -69,9 +69,9 @@ def message_detail(conn: sqlite3.Connection, queue_id: str) -> MessageDetail | N
     ).fetchone()
     if row is None:
         return None
-    base = MessageRow(*row[:11])
+    base = MessageRow(*row[:12])
     listener, session_id, client_ip, client_port, helo, auth_user, tls, b8, utf8, is_bounce = row[
-        11:
+        12:
     ]
     recipients = tuple(
         RecipientRow(*r)

@@ -6,6 +6,7 @@ columns, and the listings and counts built on them. Nothing here writes.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,9 @@ from relaybox.queue.model import (
 
 __all__ = [
     "ROW_COLUMNS",
+    "FEW_MATCHES",
     "SORT_COLUMNS",
+    "TRIGRAM",
     "count_by_state",
     "count_messages",
     "filter_terms",
@@ -54,11 +57,25 @@ _NULLABLE_SORT_COLUMNS = frozenset({"next_attempt_at", "last_reply"})
 #: The columns of a `MessageRow`, in its field order (messages aliased `m`).
 ROW_COLUMNS = (
     "m.id, m.queue_id, m.arrived_at, m.sender, m.size, m.state, m.rcpt_count, m.first_rcpt, "
-    "m.attempts, m.next_attempt_at, m.last_reply"
+    "m.attempts, m.next_attempt_at, m.last_reply, m.subject"
 )
 
 # IN (...) lists and id batches stay under SQLite's limit on host parameters.
 _CHUNK = 500
+
+TRIGRAM = 3
+"""A text filter this long or longer is looked up in the trigram indexes (`messages_fts`,
+`replies_fts`);
+a shorter one has no trigram to look up and is checked against every message (LIKE)."""
+
+FEW_MATCHES = 1000
+"""Up to this many messages holding a text filter's trigrams (in the filter's states), a
+listing starts from them, looked up and then sorted (a few milliseconds). More, and it walks
+the sort's index checking each message instead, as without the index: with that many
+matches a page of 60 fills within some 6,000 rows of 100,000, where looking up and sorting
+them all would cost more."""
+
+_MESSAGES = "messages m"
 
 
 def sort_column(sort: str) -> str:
@@ -106,10 +123,51 @@ def filter_terms(flt: MessageFilter, *, states: bool = True) -> tuple[list[str],
         params.extend(rcpt_params)
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        # `search` holds the queue ID, the sender and every recipient (see migration 3 -> 4).
+        # `search` holds the queue ID, the sender, every recipient and the subject (see the
+        # migrations 3 -> 4 and 6 -> 7).
         where.append("(m.search LIKE ? ESCAPE '\\' OR m.last_reply LIKE ? ESCAPE '\\')")
         params.extend([pattern] * 2)
     return where, params
+
+
+def trigram_query(text: str) -> str:
+    """The trigram index's query for the messages that may contain `text`: every trigram of
+    it, each quoted (FTS5 syntax in the text is only text)."""
+    trigrams = dict.fromkeys(text[i : i + TRIGRAM] for i in range(len(text) - TRIGRAM + 1))
+    return " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)
+
+
+def _source(conn: sqlite3.Connection, flt: MessageFilter) -> tuple[str, list[Any]]:
+    """The FROM clause a listing of `flt` reads from, and its parameters: the messages the
+    trigram indexes found, when there are few (see `FEW_MATCHES`), else every message.
+
+    The indexes only narrow (a message holding every trigram of the text, in any order, in
+    any case): `filter_terms` still checks its LIKE on every message listed, so both ways
+    select exactly the same messages. CROSS JOIN makes SQLite start from the matches. A view
+    with delivered messages in it reads every message: their last replies are not indexed.
+    """
+    text = flt.text
+    if len(text) < TRIGRAM or not flt.states or MessageState.DELIVERED in flt.states:
+        return _MESSAGES, []  # (delivered messages' replies are not in `replies_fts`)
+    query = trigram_query(text)
+    hits: set[int] = set()
+    for index in ("messages_fts", "replies_fts"):
+        sql = (
+            f"SELECT {index}.rowid FROM {index} CROSS JOIN messages m ON m.id = {index}.rowid"
+            f" WHERE {index} MATCH ?"
+        )
+        params: list[Any] = [query]
+        sql += f" AND m.state IN ({', '.join('?' * len(flt.states))})"
+        params.extend(flt.states)
+        try:
+            hits.update(r[0] for r in conn.execute(sql + " LIMIT ?", [*params, FEW_MATCHES + 1]))
+        except sqlite3.OperationalError:  # no index (a spool being salvaged), a query refused
+            return _MESSAGES, []
+        if len(hits) > FEW_MATCHES:
+            return _MESSAGES, []
+    return "json_each(?) AS hit CROSS JOIN messages m ON m.id = hit.value", [
+        json.dumps(sorted(hits))
+    ]
 
 
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
@@ -144,13 +202,19 @@ def message_ids(
     conn: sqlite3.Connection, flt: MessageFilter, column: str, descending: bool
 ) -> list[int]:
     """The row ids of every matching message, in `column` order (then row id)."""
-    where, params = filter_terms(flt)
-    order = "DESC" if descending else "ASC"
-    sql = "SELECT m.id FROM messages m"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY m.{column} {order}, m.id {order}"
-    return [r[0] for r in conn.execute(sql, params)]
+    conn.execute("BEGIN")  # the matches and the listing from one snapshot
+    try:
+        source, params = _source(conn, flt)
+        where, where_params = filter_terms(flt)
+        order = "DESC" if descending else "ASC"
+        sql = f"SELECT m.id FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY m.{column} {order}, m.id {order}"
+        return [r[0] for r in conn.execute(sql, [*params, *where_params])]
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def message_id_page(
@@ -167,13 +231,16 @@ def message_id_page(
     found: list[tuple[Any, int]] = []
     conn.execute("BEGIN")  # one snapshot for the segments of this window
     try:
+        source, source_params = _source(conn, flt)
         for condition, condition_params in _keyset_segments(column, descending, after):
             terms = [*where, condition] if condition else where
-            sql = f"SELECT m.{column}, m.id FROM messages m"
+            sql = f"SELECT m.{column}, m.id FROM {source}"
             if terms:
                 sql += " WHERE " + " AND ".join(terms)
             sql += f" ORDER BY m.{column} {order}, m.id {order} LIMIT ?"
-            rows = conn.execute(sql, [*params, *condition_params, limit - len(found)])
+            rows = conn.execute(
+                sql, [*source_params, *params, *condition_params, limit - len(found)]
+            )
             found.extend((value, message_id) for value, message_id in rows)
             if len(found) >= limit:
                 break
@@ -219,16 +286,22 @@ def list_messages(
     rows: list[MessageRow] = []
     conn.execute("BEGIN")  # one snapshot for all the queries of this page
     try:
+        source, source_params = _source(conn, flt)
+        if source != _MESSAGES:
+            # A few matches: one query sorts them all, whatever their states.
+            base_where, base_params = filter_terms(flt)
+            states = ("",)
         for state in states:
             found = 0
             for condition, condition_params in segments:
-                where, params = list(base_where), list(base_params)
-                where.insert(0, "m.state = ?")
-                params.insert(0, state)
+                where, params = list(base_where), [*source_params, *base_params]
+                if state:
+                    where.insert(0, "m.state = ?")
+                    params.insert(len(source_params), state)
                 if condition:
                     where.append(condition)
                     params.extend(condition_params)
-                sql = f"SELECT {ROW_COLUMNS} FROM messages m"
+                sql = f"SELECT {ROW_COLUMNS} FROM {source}"
                 if where:
                     sql += " WHERE " + " AND ".join(where)
                 sql += f" ORDER BY m.{column} {order}, m.id {order} LIMIT ?"
@@ -248,11 +321,17 @@ def list_messages(
 
 def count_messages(conn: sqlite3.Connection, flt: MessageFilter) -> int:
     """How many messages match `flt`."""
-    where, params = filter_terms(flt)
-    sql = "SELECT COUNT(*) FROM messages m"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return int(conn.execute(sql, params).fetchone()[0])
+    conn.execute("BEGIN")  # the matches and the count from one snapshot
+    try:
+        source, params = _source(conn, flt)
+        where, where_params = filter_terms(flt)
+        sql = f"SELECT COUNT(*) FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(conn.execute(sql, [*params, *where_params]).fetchone()[0])
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def recipients_of(

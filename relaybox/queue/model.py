@@ -121,6 +121,8 @@ class NewMessage:
     queue_id: str = field(default_factory=new_queue_id)
     is_bounce: bool = False
     """A delivery status notification relaybox generated (sent with the null sender)."""
+    subject: str | None = None
+    """The Subject: as listed (`headers.subject_line`); None: read from `data` when stored."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class MessageRow:
     attempts: int
     next_attempt_at: float | None
     last_reply: str | None
+    subject: str = ""
+    """One line of safe text (decoded, control characters escaped, cut at 200 characters);
+    empty for a message stored before relaybox kept subjects."""
 
     def __post_init__(self) -> None:
         # SQLite and the admin socket hand back plain strings; the record carries the enum.
@@ -278,7 +283,8 @@ class MessageFilter:
     states: tuple[str, ...] = UNFINISHED_STATES
     """Message states to include (`MessageState` values); empty means all."""
     text: str = ""
-    """Substring of the queue ID, sender, a recipient or the last reply (case-insensitive)."""
+    """Substring of the queue ID, sender, a recipient, the subject or the last reply
+    (case-insensitive)."""
     domain: str = ""
     """Only messages with a recipient in this domain (exact, case-insensitive)."""
     queue_ids: tuple[str, ...] = ()

@@ -275,7 +275,7 @@ def _keep_whole_messages(conn: sqlite3.Connection, saved: Salvaged) -> None:
                           ORDER BY idx LIMIT 1),
             search = queue_id || ' ' || sender || ' ' || (
                 SELECT group_concat(address, ' ') FROM recipients r
-                WHERE r.message_id = messages.id)
+                WHERE r.message_id = messages.id) || ' ' || subject
         """
     )
     saved.messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]

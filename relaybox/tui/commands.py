@@ -14,7 +14,7 @@ from textual.app import SystemCommand
 from textual.screen import Screen
 
 from relaybox.queue import MessageFilter
-from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, ViewState
+from relaybox.tui.panes.queue_view import COLUMNS, SORTS, STATE_VIEWS, ViewState
 from relaybox.tui.screens.confirm import confirm_then
 from relaybox.tui.screens.inspector import InspectorScreen
 
@@ -172,6 +172,8 @@ def system_commands(app: RelayboxApp, screen: Screen[object]) -> Iterable[System
         change()
 
     for key, title in COLUMNS:
+        if key not in SORTS:
+            continue
         yield SystemCommand(
             f"Sort by {title}",
             f"Sort the queue by {title}",

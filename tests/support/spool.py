@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,35 @@ def new_message(**overrides: Any) -> NewMessage:
     return dataclasses.replace(base, **overrides)
 
 
+def insert_old_messages(conn: sqlite3.Connection, numbers: Iterable[int]) -> None:
+    """Messages as a spool of schema version 3 or later holds them, written with SQL (the
+    current code writes columns an old schema lacks): message `n` is `0OLDQUEUEID0n` from
+    `appn@office.example` to `firstn@a.example` and `secondn@b.example`. From version 4 on,
+    its text filter column is filled as the migration fills it."""
+    for n in numbers:
+        conn.execute(
+            "INSERT INTO messages (id, queue_id, arrived_at, sender, size, state, rcpt_count,"
+            " first_rcpt, session_id, listener, client_ip, client_port, helo, body_8bit,"
+            " smtputf8, is_bounce) VALUES (?, ?, 1.0, ?, 10, 'queued', 2, ?, 'S1', 'l',"
+            " '127.0.0.1', 1, 'h', 0, 0, 0)",
+            (n, f"0OLDQUEUEID0{n}", f"app{n}@office.example", f"first{n}@a.example"),
+        )
+        conn.executemany("INSERT INTO bodies (message_id, data) VALUES (?, ?)", [(n, MESSAGE)])
+        conn.executemany(
+            "INSERT INTO recipients (message_id, idx, address, domain, state, updated_at)"
+            " VALUES (?, ?, ?, ?, 'queued', 1.0)",
+            [
+                (n, 0, f"first{n}@a.example", "a.example"),
+                (n, 1, f"second{n}@b.example", "b.example"),
+            ],
+        )
+    if "search" in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+        conn.execute(
+            "UPDATE messages SET search = queue_id || ' ' || sender || ' ' || (SELECT"
+            " group_concat(address, ' ') FROM recipients r WHERE r.message_id = messages.id)"
+        )
+
+
 def store_offline(state_dir: Path, *messages: NewMessage) -> list[str]:
     """Store `messages` in the spool of `state_dir` as an engine would have (identity file
     included), with no engine running; returns their queue IDs."""
@@ -62,6 +93,45 @@ def store_offline(state_dir: Path, *messages: NewMessage) -> list[str]:
 async def set_column(spool: Spool, sql: str) -> None:
     """Change stored rows the way delivery will (it has no public API yet)."""
     await spool._write(lambda conn: conn.execute(sql))
+
+
+async def check_trigram_indexes(spool: Spool) -> None:
+    """FTS5's own check that the trigram index of `search` holds exactly what the messages
+    table does (it raises if not), and that the index of replies holds the last reply of
+    each message not delivered, and no other: every trigram of each, and nothing more."""
+    await spool._write(
+        lambda conn: conn.execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
+        )
+    )
+    await spool._write(
+        lambda conn: conn.execute(
+            "INSERT INTO replies_fts (replies_fts) VALUES ('integrity-check')"
+        )
+    )
+
+    def replies(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
+        want = {
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM messages WHERE last_reply IS NOT NULL AND state <> 'delivered'"
+            )
+        }
+        found: set[int] = set()
+        for (term,) in conn.execute(
+            "SELECT DISTINCT substr(last_reply, 1, 3) FROM messages WHERE length(last_reply) >= 3"
+        ):
+            found |= {
+                row[0]
+                for row in conn.execute(
+                    "SELECT rowid FROM replies_fts WHERE replies_fts MATCH ?",
+                    ('"' + term.replace('"', '""') + '"',),
+                )
+            }
+        return want, found
+
+    want, found = await spool._read(replies)
+    assert found == want, (found, want)
 
 
 async def queue_ids_matching(spool: Spool, flt: MessageFilter) -> set[str]:

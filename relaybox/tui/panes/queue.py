@@ -16,7 +16,7 @@ from textual.widgets import Input
 
 from relaybox.admin.client import AdminClient
 from relaybox.clock import Clock, system_clock
-from relaybox.tui.panes.queue_view import COLUMNS, STATE_VIEWS, QueueView, ViewState
+from relaybox.tui.panes.queue_view import SORTS, STATE_VIEWS, QueueView, ViewState
 from relaybox.tui.widgets.text_line import TextLine
 
 __all__ = ["QueuePane"]
@@ -88,9 +88,8 @@ class QueuePane(Vertical):
 
     def next_sort(self) -> None:
         """Sort by the next column."""
-        keys = [key for key, _ in COLUMNS]
         sort = self.view.state.sort
-        self.set_sort(keys[(keys.index(sort) + 1) % len(keys)] if sort in keys else "arrived")
+        self.set_sort(SORTS[(SORTS.index(sort) + 1) % len(SORTS)] if sort in SORTS else "arrived")
 
     def reverse_sort(self) -> None:
         """Reverse the order."""

@@ -26,26 +26,30 @@ from textual.strip import Strip
 
 from relaybox.admin.client import AdminClient
 from relaybox.clock import Clock, system_clock
-from relaybox.queue import UNFINISHED_STATES, MessageFilter, MessageRow
+from relaybox.queue import SORT_COLUMNS, UNFINISHED_STATES, MessageFilter, MessageRow
 from relaybox.tui import format as fmt
 from relaybox.tui.format import printable
 from relaybox.tui.widgets.strip_view import StripView, shown
 
-__all__ = ["COLUMNS", "QueueView", "ViewState"]
+__all__ = ["COLUMNS", "SORTS", "QueueView", "ViewState"]
 
-# (sort key, title) in display order; every column sorts (the keys are the spool's
+# (key, title) in display order; the key of a column that sorts is its sort name (the spool's
 # SORT_COLUMNS, each served by an index).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "Queue ID"),
     ("arrived", "Age"),
     ("sender", "Sender"),
     ("recipients", "Recipients"),
+    ("subject", "Subject"),
     ("size", "Size"),
     ("state", "State"),
     ("attempts", "Att"),
     ("next_attempt", "Next"),
     ("last_reply", "Last reply"),
 )
+SORTS: tuple[str, ...] = tuple(key for key, _ in COLUMNS if key in SORT_COLUMNS)
+"""The columns the queue sorts by, in display order. Not by Subject: each sort is an index
+the spool writes with every message, and the filter finds a subject."""
 
 STATE_VIEWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("unfinished", UNFINISHED_STATES),
@@ -80,42 +84,64 @@ class ViewState:
             return MessageFilter(states=states, domain=text[1:], queue_ids=self.scope)
         return MessageFilter(states=states, text=text, queue_ids=self.scope)
 
-    def describe(self) -> str:
-        arrow = "↓" if self.descending else "↑"
+    def arrow(self) -> str:
+        """The sort's direction as the column titles mark it."""
+        return "▼" if self.descending else "▲"
+
+    def describe(self, width: int = 0) -> str:
+        """The view, the sort and the filter in words; the sort says when its column is not
+        shown at `width` (0: any width), the only place its arrow is then."""
         title = dict(COLUMNS).get(self.sort, self.sort)
-        words = f"{STATE_VIEWS[self.view][0]} · sorted by {title} {arrow}"
+        hidden = width and self.sort not in dict(_layout(width))
+        sort = f"sorted by {title} {self.arrow()}" + (" (column hidden)" if hidden else "")
+        words = f"{STATE_VIEWS[self.view][0]} · {sort}"
         return f"{words} · filter {self.text!r}" if self.text.strip() else words
 
 
 MARK = 2
 """Cells before the first column: the selection mark (`● `)."""
 
+_FIXED = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 4, "next_attempt": 9}
+"""Columns whose text has a known length (and room for their title with the sort's arrow)."""
+_LEAST = {"sender": 12, "recipients": 14, "subject": 12, "last_reply": 18}
+"""The narrowest the other columns get."""
+_GROWTH: tuple[tuple[str, int], ...] = (
+    ("sender", 24),
+    ("recipients", 24),
+    ("last_reply", 72),
+    ("subject", 24),
+    ("sender", 26),
+    ("recipients", 28),
+    ("last_reply", 10_000),
+)
+"""Who gets the room beyond `_LEAST`, in turn, up to each width: an address is read in 24
+to 28 cells, a subject in 24; the last reply (why a message waits) takes the rest, so on a
+wide screen it is read whole rather than the addresses padded."""
+
 
 @functools.lru_cache(maxsize=16)
 def _layout(width: int) -> tuple[tuple[str, int], ...]:
     """Column widths for a line `width` cells wide, the mark included (narrow lines drop the
-    less useful columns). The column titles and the rows are both laid out by this, from the
-    same width."""
-    fixed = {"id": 13, "arrived": 5, "size": 5, "state": 9, "attempts": 3, "next_attempt": 9}
+    less useful columns; the flexible ones share the room by priority, see `_GROWTH`). The
+    column titles and the rows are both laid out by this, from the same width."""
     if width < 100:
         keep = ["id", "arrived", "sender", "recipients", "state", "last_reply"]
     elif width < 130:
         keep = ["id", "arrived", "sender", "recipients", "size", "state", "attempts", "last_reply"]
+    elif width < 170:
+        keep = [key for key, _ in COLUMNS if key != "subject"]
     else:
         keep = [key for key, _ in COLUMNS]
-    used = sum(fixed[k] for k in keep if k in fixed) + len(keep) - 1 + MARK
-    free = max(30, width - used)
-    flexible = {"sender": 0.3, "recipients": 0.35, "last_reply": 0.35}
-    widths = []
-    for key in keep:
-        w = fixed.get(key) or max(8, int(free * flexible[key]))
-        widths.append((key, w))
-    # The last column takes what is left.
-    total = sum(w for _, w in widths) + len(widths) - 1 + MARK
-    if widths and total != width:
-        key, w = widths[-1]
-        widths[-1] = (key, max(8, w + width - total))
-    return tuple(widths)
+    widths = {key: _FIXED.get(key) or _LEAST[key] for key in keep}
+    room = width - MARK - (len(keep) - 1) - sum(widths.values())
+    for key, most in _GROWTH:
+        if room <= 0:
+            break
+        if key in widths and widths[key] < most:
+            grow = min(room, most - widths[key])
+            widths[key] += grow
+            room -= grow
+    return tuple((key, widths[key]) for key in keep)
 
 
 def header_text(width: int, state: ViewState) -> str:
@@ -123,23 +149,31 @@ def header_text(width: int, state: ViewState) -> str:
     cells = []
     for key, w in _layout(width):
         title = dict(COLUMNS)[key]
-        if key == state.sort and len(title) + 1 < w:
-            title += "▼" if state.descending else "▲"
+        if key == state.sort and len(title) < w:
+            title += state.arrow()
         cells.append(fmt.clip(title, w))
     return " " * MARK + " ".join(cells)
 
 
+def time_cells(row: MessageRow, now: float) -> tuple[str, str]:
+    """The cells of a row that change with the time alone: its age and its next attempt."""
+    next_in = fmt.until(row.next_attempt_at, now) if row.state == "deferred" else ""
+    return fmt.age(now - row.arrived_at), next_in
+
+
 def row_text(row: MessageRow, width: int, now: float) -> str:
     """One message as a line `width` cells wide, less the mark that goes before it."""
+    age, next_in = time_cells(row, now)
     values = {
         "id": row.queue_id,
-        "arrived": fmt.age(now - row.arrived_at),
+        "arrived": age,
         "sender": row.sender or "<>",
         "recipients": fmt.recipients(row.first_rcpt, row.rcpt_count),
+        "subject": row.subject,
         "size": fmt.size(row.size),
         "state": row.state,
         "attempts": str(row.attempts),
-        "next_attempt": fmt.until(row.next_attempt_at, now) if row.state == "deferred" else "",
+        "next_attempt": next_in,
         "last_reply": (row.last_reply or "").replace("\n", " "),
     }
     return " ".join(fmt.clip(printable(values[key]), w) for key, w in _layout(width))
@@ -225,6 +259,23 @@ class QueueView(StripView, can_focus=True):
     def on_mount(self) -> None:
         # The first load is the app's to start, once its link to the engine is open.
         self.set_interval(0.25, self._tick)
+        self.set_interval(1.0, self.tick_times)
+
+    def tick_times(self) -> None:
+        """Redraw the visible lines whose age or next attempt reads differently now.
+
+        Once a second while the list shows: nothing is asked of the engine (the rows hold
+        the times; only the clock moved), and a line whose cells read the same (an age in
+        hours) is not drawn again: its cache key, which holds those cells, is unchanged.
+        """
+        if not self._started or not shown(self):
+            return
+        top = self.scroll_offset.y
+        width = self.scrollable_content_region.width
+        for index in range(top, min(len(self.ids), top + self.scrollable_content_region.height)):
+            key = self.line_key(index, width)
+            if key is not None and key not in self._strips:
+                self.refresh_line(index)
 
     def touch(self) -> None:
         """Something changed in the queue: reload soon (bursts of events share one reload)."""
@@ -236,11 +287,10 @@ class QueueView(StripView, can_focus=True):
         if not self._started or not shown(self):
             return
         now = time.monotonic()
+        # (Ages and "next attempt" move on without a reload: `tick_times`.)
         if self._dirty and not self._loading:
             if now - self._last_load >= max(1.0, min(2.0, self._load_seconds * 10)):
                 self.reload()
-        elif not self._loading and now - self._last_load >= 5:
-            self.reload()  # ages and "next attempt" move on even when nothing happens
 
     def set_state(self, state: ViewState) -> None:
         """Show another filter, view or sort, from its top.
@@ -332,7 +382,11 @@ class QueueView(StripView, can_focus=True):
             else f"{count} message{'' if count == 1 else 's'}"
         )
         selected = f" · {len(self.selected)} selected" if self.selected else ""
-        return f"Queue · {counted} · {self.state.describe()}{selected}"
+        width = self.scrollable_content_region.width
+        title = f"Queue · {counted} · {self.state.describe(width)}{selected}"
+        if len(title) > width and self.counting:  # the sort must not be cut off
+            title = title.replace(" (counting…)", "…", 1)
+        return title
 
     def header_text(self) -> str:
         """The column titles, laid out as the rows are (from the same width)."""
@@ -412,12 +466,11 @@ class QueueView(StripView, can_focus=True):
         row = self.rows.get(row_id)
         if row is None:
             return None  # drawn as "loading" until it comes
-        now_bucket = int(self.clock() // 5)  # ages move on every 5 s
         return (
             row_id,
             index == self.cursor,
             row_id in self.selected,
-            hash((row, width, now_bucket)),
+            hash((row, width, time_cells(row, self.clock()))),
         )
 
     def draw_line(self, index: int, width: int) -> Strip:
