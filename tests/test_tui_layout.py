@@ -43,7 +43,7 @@ async def test_at_80x24_the_status_bar_and_footer_show_whole_words(tmp_path: Pat
         keys = [(k.key_display, k.description) for k in app.query_one(KeyFooter).children]
         for pane in (("1", "Queue"), ("4", "Log"), ("5", "Domains"), ("6", "Config")):
             assert pane in keys, keys
-        assert ("?", "Help") in keys and ("q", "Quit") in keys
+        assert ("?", "Help") in keys and ("3", "Sessions") in keys and ("2", "Destinations") in keys
         await pilot.resize_terminal(200, 60)
 
         def wide_keys() -> list[tuple[str, str]]:

@@ -47,7 +47,7 @@ __all__ = ["RelayboxApp"]
 
 FOOTER_RANKS = {
     "help": 0,
-    "quit": 1,
+    "quit": 3,
     "show_pane('queue')": 2,
     "show_pane('destinations')": 2,
     "show_pane('sessions')": 2,
@@ -60,7 +60,7 @@ FOOTER_RANKS = {
     "filter": 3,
 }
 """What the footer keeps first on a narrow terminal (0 first; the rest rank 5): the way to
-every key (help), out, the panes, then the Queue pane's commonest actions."""
+every key (help), the panes, then quitting and the Queue pane's commonest actions."""
 
 
 class RelayboxApp(App[int]):
@@ -88,7 +88,7 @@ class RelayboxApp(App[int]):
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("1", "show_pane('queue')", "Queue"),
         Binding("2", "show_pane('destinations')", "Destinations"),
-        Binding("3", "show_pane('sessions')", "Sessions", show=False),
+        Binding("3", "show_pane('sessions')", "Sessions"),
         Binding("4", "show_pane('log')", "Log"),
         Binding("5", "show_pane('domains')", "Domains"),
         Binding("6", "show_pane('config')", "Config"),

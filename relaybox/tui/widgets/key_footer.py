@@ -18,11 +18,13 @@ __all__ = ["KeyFooter"]
 DEFAULT_RANK = 5
 
 
-def _width(key: Widget) -> int:
-    """Cells a footer key takes (Textual's FooterKey: " KEY " and "DESCRIPTION ")."""
+def _width(key: Widget, compact: bool) -> int:
+    """Cells a footer key takes (Textual's FooterKey: " KEY " and "DESCRIPTION ", or in the
+    compact style "KEY" and " DESCRIPTION"), and one between keys."""
     shown = str(getattr(key, "key_display", ""))
     description = str(getattr(key, "description", ""))
-    return len(shown) + 2 + (len(description) + 1 if description else 0)
+    pad = 0 if compact else 2
+    return len(shown) + pad + (len(description) + 1 if description else 0) + 1
 
 
 def fitting(widths: list[int], ranks: list[int], room: int) -> set[int]:
@@ -45,7 +47,8 @@ class KeyFooter(Footer):
     """
 
     def __init__(self, ranks: Mapping[str, int] | None = None, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(id=id)
+        # Compact: the six panes, help and the palette fit in 80 columns.
+        super().__init__(id=id, compact=True)
         self.ranks = dict(ranks or {})
         self._fitted_to = 0
 
@@ -54,9 +57,9 @@ class KeyFooter(Footer):
         palette = [i for i in items if i.has_class("-command-palette")]
         keys = [i for i in items if not i.has_class("-command-palette")]
         self._fitted_to = self.size.width or self.app.size.width
-        room = self._fitted_to - sum(_width(p) for p in palette)
+        room = self._fitted_to - sum(_width(p, False) for p in palette)
         ranks = [self.ranks.get(str(getattr(k, "action", "")), DEFAULT_RANK) for k in keys]
-        keep = fitting([_width(k) for k in keys], ranks, room)
+        keep = fitting([_width(k, self.compact) for k in keys], ranks, room)
         shown: Iterable[Widget] = [k for n, k in enumerate(keys) if n in keep]
         self.styles.grid_size_columns = len(keep) + len(palette)
         yield from shown
