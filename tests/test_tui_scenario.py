@@ -67,3 +67,21 @@ async def test_the_stuck_message_says_certificate_and_the_route_tls_mode_on_ente
         assert "certificate" in shown, shown
         assert 'tls = "verify"' in shown, shown
         assert "Fix:" in shown, shown
+
+
+async def test_key_2_shows_the_certificate_failure_and_the_route_tls_mode_at_once(
+    start_engine: EngineFactory, smtp_sink: SinkFactory, sink_tls: Any, tmp_path: Path
+) -> None:
+    run, _ = await stuck_behind_a_certificate(start_engine, smtp_sink, sink_tls, tmp_path)
+    app = RelayboxApp(InProcessLink(run.engine))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        pane = app.destinations_pane
+        await until(lambda: pane.table.row_count == 1, pilot)
+        destination, domains, cause = (str(c) for c in pane.table.get_row_at(0))
+        assert destination.startswith("smarthost:127.0.0.1") and domains == "stuck.example"
+        # The row's cause is plain words, and the line under the table says it whole.
+        assert cause.startswith("TLS certificate failure"), cause
+        full = str(pane.query_one("#destinations-cause").render())
+        assert "certificate" in full and 'tls = "verify"' in full, full
+        assert "Fix:" in full, full
