@@ -51,3 +51,31 @@ async def test_at_80x24_the_status_bar_and_footer_show_whole_words(tmp_path: Pat
 
         await until(lambda: ("b", "Bounce") in wide_keys(), pilot)
         assert ("s", "Sort") in wide_keys()
+
+
+async def test_the_filter_box_hides_and_gives_back_keys_without_composing_the_footer(
+    tmp_path: Path,
+) -> None:
+    app = seeded_app(tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settled(pilot)
+        footer = app.query_one(KeyFooter)
+        composed = 0
+        original = footer.recompose
+
+        async def counting() -> None:
+            nonlocal composed
+            composed += 1
+            await original()
+
+        footer.recompose = counting  # type: ignore[method-assign]
+
+        def showing() -> set[str]:
+            return {str(k.key_display) for k in footer.children if k.display}
+
+        assert "r" in showing()
+        await pilot.press("slash")
+        await until(lambda: "r" not in showing(), pilot)  # the box types r: not a key now
+        await pilot.press(*"zz", "enter")
+        await until(lambda: "r" in showing() and "b" in showing(), pilot)
+        assert composed == 0

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 
 from textual import events
 from textual.app import ComposeResult
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -51,8 +52,17 @@ class KeyFooter(Footer):
         super().__init__(id=id, compact=True)
         self.ranks = dict(ranks or {})
         self._fitted_to = 0
+        self._shown: tuple[object, ...] | None = None
+        """The bindings the keys show now (see `bindings_changed`)."""
+        self._candidates: set[tuple[str, str, str]] = set()
+        """(key, action, description) of every binding the last compose chose from."""
 
     def compose(self) -> ComposeResult:
+        self._candidates = {
+            (binding.key, binding.action, binding.description)
+            for _, binding, _, _ in self.screen.active_bindings.values()
+            if binding.show
+        }
         items = list(super().compose())
         palette = [i for i in items if i.has_class("-command-palette")]
         keys = [i for i in items if not i.has_class("-command-palette")]
@@ -64,6 +74,38 @@ class KeyFooter(Footer):
         self.styles.grid_size_columns = len(keep) + len(palette)
         yield from shown
         yield from palette
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        """Compose the keys again only when keys not composed are to be shown.
+
+        Every change of focus signals new bindings: the filter box taking focus hides the
+        keys it types, and Enter gives them back. Composing the footer anew mounts and styles
+        every key, which took about 100 ms of the filter's Enter; showing and hiding the keys
+        already there costs next to nothing.
+        """
+        shown = tuple(
+            (binding.key, binding.action, binding.description, enabled, tooltip)
+            for _, binding, enabled, tooltip in screen.active_bindings.values()
+            if binding.show
+        )
+        if self._bindings_ready and screen is self.screen and shown == self._shown:
+            return
+        wanted = {(key, action): enabled for key, action, _, enabled, _ in shown}
+        if (
+            self._bindings_ready
+            and screen is self.screen
+            and {(k, a, d) for k, a, d, _, _ in shown} <= self._candidates
+        ):
+            self._shown = shown
+            for child in self.children:
+                if child.has_class("-command-palette"):
+                    continue
+                at = (str(getattr(child, "key", "")), str(getattr(child, "action", "")))
+                child.display = at in wanted
+                child.set_class(not wanted.get(at, True), "-disabled")
+            return
+        self._shown = shown
+        super().bindings_changed(screen)
 
     def on_resize(self, event: events.Resize) -> None:
         # Only a new width: the first size of a footer composed for the app's width is not.
