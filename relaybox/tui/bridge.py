@@ -110,8 +110,11 @@ class EventBridge:
         if self._status.engine_gone:
             self._status.engine_gone = False
             app.notify(f"Connected to the engine again ({app.link.describe()}).")
-            self._queue_view.reload()
             self._status.load_listeners()
+        # What changed before the stream opened was never heard (the first subscription opens
+        # after the queue's first read, and a slow one long after): read the queue again now.
+        self._queue_view.reload()
+        self._status.stale = True
         try:
             async for event in stream:
                 self.on_engine_event(event)
