@@ -246,6 +246,19 @@ RELOADED = Result(
     dict,
 )
 
+_MESSAGE_IDS = Arg(
+    "ids",
+    row_ids(
+        RECIPIENTS_PER_REQUEST,
+        f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row ids "
+        "(the `id` of list rows)",
+    ),
+    param="message_ids",
+    missing=f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row "
+    "ids (the `id` of list rows)",
+)
+"""Row ids of listed messages, in batches a request line holds (recipients, delivering)."""
+
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "info",
@@ -335,19 +348,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "recipients",
         "recipients_of",
-        (
-            Arg(
-                "ids",
-                row_ids(
-                    RECIPIENTS_PER_REQUEST,
-                    f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row ids "
-                    "(the `id` of list rows)",
-                ),
-                param="message_ids",
-                missing=f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row "
-                "ids (the `id` of list rows)",
-            ),
-        ),
+        (_MESSAGE_IDS,),
         Result(
             "[[id, [recipient]]]",
             lambda found: plain([[i, rows] for i, rows in found.items()]),
@@ -359,19 +360,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "delivering",
         "delivering",
-        (
-            Arg(
-                "ids",
-                row_ids(
-                    RECIPIENTS_PER_REQUEST,
-                    f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row ids "
-                    "(the `id` of list rows)",
-                ),
-                param="message_ids",
-                missing=f"ids must be a list of at most {RECIPIENTS_PER_REQUEST} message row "
-                "ids (the `id` of list rows)",
-            ),
-        ),
+        (_MESSAGE_IDS,),
         Result(
             "[id]",
             lambda found: plain(builtins.list(found)),
